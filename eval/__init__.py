@@ -1,0 +1,1 @@
+"""langgraft stage package."""
