@@ -1,1 +1,22 @@
-"""langgraft stage package."""
+"""Composable language and task modules: LoRA, Lottery-Ticket sparse fine-tuning, MAD-X adapters.
+
+Train a task module once on the source language, a language module once per language, and
+compose them at inference. See ``docs/adapters.md``. Importing this package does not import
+torch; the kinds import it when they run.
+"""
+from __future__ import annotations
+
+from .base import MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind
+from .compose import (compose, export_merged, load_composed, module_info, revert, train_language_module,
+                      train_task_module)
+from .lora import LoraModuleConfig
+from .madx import MadxConfig
+from .metadata import ModuleMetadata
+from .sft import SftConfig
+from .training import TrainOptions
+
+__all__ = [
+    "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleConfig", "ModuleKind", "ModuleMetadata",
+    "SftConfig", "TrainOptions", "compose", "export_merged", "get_kind", "load_composed", "load_module",
+    "make_config", "module_info", "register_kind", "revert", "train_language_module", "train_task_module",
+]

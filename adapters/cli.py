@@ -1,8 +1,124 @@
-"""Placeholder: this stage's sub-commands are being written."""
+"""``langgraft module``: train language/task modules, compose them, inspect them."""
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
+
+KINDS = ("lora", "sft", "madx")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True, choices=KINDS, help="module method")
+    parser.add_argument("--model", required=True, help="base checkpoint (directory or hub name)")
+    parser.add_argument("--out", required=True, help="output module directory")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps (per phase for sft)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the kind's)")
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per example/block")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-steps", type=int, default=100, help="checkpoint interval (resume point)")
+    parser.add_argument("--rank", type=int, help="lora: rank")
+    parser.add_argument("--alpha", type=int, help="lora: alpha")
+    parser.add_argument("--k", type=int, help="sft: number of entries in the ticket")
+    parser.add_argument("--l1", type=float, help="sft: L1 weight toward the start")
+    parser.add_argument("--include-layernorm", action="store_true", default=None, help="sft: LayerNorms maskable")
+    parser.add_argument("--reduction-factor", type=int, help="madx: bottleneck reduction (default 2 language, 16 task)")
+    parser.add_argument("--no-invertible", action="store_true", help="madx: no invertible embedding adapter")
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    by_kind = {
+        "lora": {"rank": args.rank, "alpha": args.alpha},
+        "sft": {"k": args.k, "l1_weight": args.l1, "include_layernorm": args.include_layernorm},
+        "madx": {"reduction_factor": args.reduction_factor, "invertible": False if args.no_invertible else None},
+    }
+    chosen = {k: v for k, v in by_kind[args.kind].items() if v is not None}
+    others = [flag for kind, fields in by_kind.items() if kind != args.kind
+              for flag, value in fields.items() if value is not None and flag not in by_kind[args.kind]]
+    if others:
+        from langgraft.errors import UserError
+
+        raise UserError(f"option for {others[0]!r} does not apply to --kind {args.kind}; remove it")
+    return chosen
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from langgraft.adapters.training import TrainOptions
+
+    return TrainOptions(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                        max_length=args.max_length, seed=args.seed, save_steps=args.save_steps)
+
+
+def _quiet() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def _train_language(args: argparse.Namespace) -> int:
+    from langgraft.adapters.compose import train_language_module
+
+    _quiet()
+    out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
+                                config=_config(args), options=_options(args))
+    print(f"language module written to {out}")
+    return 0
+
+
+def _train_task(args: argparse.Namespace) -> int:
+    from langgraft.adapters.compose import train_task_module
+
+    _quiet()
+    out = train_task_module(args.kind, args.model, args.train, task=args.task, out=args.out,
+                            language_module=args.language_module, language=args.language,
+                            config=_config(args), options=_options(args))
+    print(f"task module written to {out}")
+    return 0
+
+
+def _compose(args: argparse.Namespace) -> int:
+    from langgraft.adapters.compose import export_merged, load_composed
+
+    _quiet()
+    model, tokenizer = load_composed(args.model, args.module)
+    out = export_merged(model, tokenizer, args.out)
+    print(f"composed checkpoint written to {out}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from langgraft.adapters.compose import module_info
+
+    print(json.dumps(module_info(args.dir), indent=2, sort_keys=True))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    module = subparsers.add_parser("module", help="language and task modules (lora, sft, madx)",
+                                   description="Train, compose and inspect language and task modules.")
+    commands = module.add_subparsers(dest="module_command", metavar="SUBCOMMAND", required=True)
+
+    language = commands.add_parser("train-language", help="train a language module by MLM/CLM, base frozen")
+    _add_training_options(language)
+    language.add_argument("--corpus", required=True, nargs="+", help="target-language text file(s)")
+    language.add_argument("--language", required=True, help="language code recorded in the module (e.g. ny)")
+    language.set_defaults(handler=_train_language)
+
+    task = commands.add_parser("train-task", help="train a task module + head on labelled source data")
+    _add_training_options(task)
+    task.add_argument("--train", required=True, help="TSV/JSONL text+label, or CoNLL-U/IOB for token-cls")
+    task.add_argument("--task", required=True, choices=("seq-cls", "token-cls"))
+    task.add_argument("--language-module", help="source-language module to stack under (kept frozen)")
+    task.add_argument("--language", help="language of the training data (default: the language module's)")
+    task.set_defaults(handler=_train_task)
+
+    compose = commands.add_parser("compose", help="compose modules and write a stock checkpoint (lora, sft)")
+    compose.add_argument("--model", required=True, help="base checkpoint the modules were trained on")
+    compose.add_argument("--module", required=True, action="append", help="module directory (repeatable)")
+    compose.add_argument("--out", required=True, help="output checkpoint directory")
+    compose.set_defaults(handler=_compose)
+
+    info = commands.add_parser("info", help="print a module's metadata as JSON")
+    info.add_argument("dir", help="module directory")
+    info.set_defaults(handler=_info)

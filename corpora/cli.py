@@ -1,8 +1,96 @@
-"""Placeholder: this stage's sub-commands are being written."""
+"""``langgraft corpus ...``: prepare cleaned, deduplicated, group-split corpora."""
 from __future__ import annotations
 
 import argparse
+import json
+
+
+def _column(value: str) -> int | str:
+    """A TSV column: a 0-based index (``0``, ``-1``) or a header name."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    corpus = subparsers.add_parser("corpus", help="prepare corpora (read, clean, dedup, split)")
+    commands = corpus.add_subparsers(dest="corpus_command", metavar="COMMAND")
+    prepare = commands.add_parser(
+        "prepare",
+        help="write cleaned train/dev/test files and summary.json",
+        description="Read one or more corpus files (or the built-in Bible), clean and deduplicate "
+        "them, split whole groups into train/dev/test and write <out>/{train,dev,test}.txt plus "
+        "summary.json.",
+    )
+    prepare.add_argument("inputs", nargs="*", metavar="INPUT", help="corpus files or datasets directories")
+    prepare.add_argument("--bible", metavar="LANG", help="use the built-in Bible instead: eng or nya")
+    prepare.add_argument("--out", required=True, help="output directory")
+    source = prepare.add_argument_group("reading")
+    source.add_argument("--format", dest="fmt", default="auto",
+                        choices=("auto", "text", "jsonl", "tsv", "conllu", "datasets"))
+    source.add_argument("--field", default="text", help="JSONL/datasets text field (default: text)")
+    source.add_argument("--column", type=_column, help="TSV text column, index or header name (default: last)")
+    source.add_argument("--id-field", help="JSONL/datasets id field")
+    source.add_argument("--id-column", type=_column, help="TSV id column, index or header name")
+    source.add_argument("--paragraphs", action="store_true",
+                        help="plain text: blank-line separated paragraphs are the documents")
+    source.add_argument("--split", dest="dataset_split", help="split of a saved DatasetDict (default: train)")
+    source.add_argument("--on-decode-error", default="fail", choices=("fail", "skip", "replace"),
+                        help="invalid UTF-8: stop (default), skip the line, or replace the bad bytes")
+    cleaning = prepare.add_argument_group("cleaning")
+    cleaning.add_argument("--normalization", default="NFC", choices=("NFC", "NFKC", "NFD", "NFKD", "none"))
+    cleaning.add_argument("--max-chars", type=int, default=20_000, help="drop longer documents (0: no limit)")
+    cleaning.add_argument("--min-chars", type=int, default=0, help="drop shorter documents")
+    cleaning.add_argument("--min-words", type=int, default=0, help="drop documents with fewer words")
+    cleaning.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
+    splitting = prepare.add_argument_group("splitting")
+    splitting.add_argument("--group-key", default="document", choices=("document", "file", "id-prefix"),
+                           help="unit kept whole in one split (default: document; the Bible: always book)")
+    splitting.add_argument("--id-separator", default=".", help="id-prefix groups end at this separator")
+    splitting.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                           metavar=("TRAIN", "DEV", "TEST"), help="split ratios (default: 0.8 0.1 0.1)")
+    splitting.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
+    prepare.set_defaults(handler=_prepare)
+    corpus.set_defaults(handler=lambda args: _missing_command(corpus))
+
+
+def _missing_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from langgraft.corpora.clean import CleanConfig
+    from langgraft.corpora.prepare import prepare_corpus
+
+    summary = prepare_corpus(
+        args.inputs,
+        args.out,
+        bible=args.bible,
+        fmt=args.fmt,
+        field=args.field,
+        column=args.column,
+        id_field=args.id_field,
+        id_column=args.id_column,
+        paragraphs=args.paragraphs,
+        split=args.dataset_split,
+        clean=CleanConfig(args.normalization, args.max_chars, args.min_chars, args.min_words,
+                          dedup=not args.no_dedup),
+        group_key=args.group_key,
+        id_separator=args.id_separator,
+        ratios=args.ratios,
+        seed=args.seed,
+        on_decode_error=args.on_decode_error,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{'split':<6} {'documents':>10} {'words':>12} {'characters':>14}")
+    for name, counts in summary["splits"].items():
+        print(f"{name:<6} {counts['documents']:>10} {counts['words']:>12} {counts['characters']:>14}")
+    dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in summary["dropped"].items())
+    print(f"read {summary['documents_in']} documents, kept {summary['documents_kept']}; dropped: {dropped}")
+    print(f"wrote {args.out}/{{train,dev,test}}.txt and {args.out}/summary.json")
+    return 0

@@ -1,1 +1,32 @@
-"""langgraft stage package."""
+"""Evaluation: bits per character, tokenizer fertility, zero-shot tasks, sentence retrieval, reports.
+
+    from langgraft.eval import evaluate, write_report
+    run = evaluate("adapted-model", ["genre=seq-cls:genre.tsv", "retrieval:en.txt,ny.txt", "bpc:dev.txt"],
+                   modules=["ny-lang", "genre-task"], source_model="english-model")
+    write_report([run], "report/")
+
+See ``docs/evaluation.md``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_API = {
+    "evaluate": "harness", "TaskSpec": "harness", "TASKS": "harness", "ModelSource": "harness",
+    "evaluate_sequence_classification": "tasks", "evaluate_token_classification": "tasks",
+    "classification_metrics": "tasks", "entity_metrics": "tasks",
+    "evaluate_retrieval": "retrieval", "mean_pooled_embeddings": "retrieval", "retrieval_accuracy": "retrieval",
+    "compute_bpc": "bpc", "BpcResult": "bpc",
+    "write_report": "report", "load_runs": "report", "to_rows": "report",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports, so ``import langgraft.eval`` stays free of torch until used."""
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

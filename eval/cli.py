@@ -1,8 +1,91 @@
-"""Placeholder: this stage's sub-commands are being written."""
+"""``langgraft eval``: zero-shot tasks and intrinsic scores, plus ``eval bpc`` and ``eval report``.
+
+    langgraft eval --model DIR [--modules M ...] --task KIND:FILE ... [--json] [--out results.json]
+    langgraft eval bpc --model DIR --corpus FILE ...
+    langgraft eval report RESULTS_OR_RUN_DIR ... --out DIR
+
+The sub-command is optional: without one, ``eval`` runs the ``--task`` list.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from langgraft.errors import UserError
+
+TASK_HELP = ("[NAME=]KIND:FILE[,FILE]; KIND is seq-cls (TSV/JSONL), token-cls (CoNLL-U or IOB), "
+             "retrieval (two aligned files), bpc (text), fertility (text); repeatable")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    from langgraft.eval.bpc import add_bpc_parser
+
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a model (+ modules) on zero-shot tasks; bpc; reports",
+        description="Evaluate a model, optionally with language/task modules, on tasks given as "
+                    "KIND:FILE. Sub-commands: bpc (bits per character), report (tables and plots).")
+    parser.add_argument("--model", help="model directory or hub name (the evaluated, target-side model)")
+    parser.add_argument("--modules", nargs="+", default=[], metavar="DIR",
+                        help="language/task module directories composed onto --model")
+    parser.add_argument("--task", nargs="+", action="extend", default=[], metavar="TASKSPEC", help=TASK_HELP)
+    parser.add_argument("--source-model", help="model for the source side of retrieval (default: --model)")
+    parser.add_argument("--layer", type=int, help="hidden layer pooled for retrieval (default: the middle one)")
+    parser.add_argument("--max-pairs", type=int, help="use at most this many retrieval pairs")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--name", help="name of this run in reports (default: the model folder name)")
+    parser.add_argument("--out", type=Path, help="also write the results JSON here (input for `eval report`)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_run_eval)
+
+    commands = parser.add_subparsers(dest="eval_command", metavar="{bpc,report}", required=False)
+    add_bpc_parser(commands)
+    report = commands.add_parser(
+        "report", help="Markdown table + JSON + PNG plots comparing runs",
+        description="Compare runs: result JSON files (from `langgraft eval --out`), the pipeline's "
+                    "evaluation.json, metrics.jsonl training logs, or run folders holding them.")
+    report.add_argument("inputs", nargs="+", type=Path, metavar="RUN_OR_JSON")
+    report.add_argument("--out", type=Path, required=True, help="directory for report.md, report.json and plots")
+    report.add_argument("--title", default="langgraft evaluation report")
+    report.set_defaults(handler=_run_report)
+
+
+def _quiet_transformers() -> None:
+    """No loading bars or load reports: langgraft checks heads itself and errors must stay one line."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if not args.model or not args.task:
+        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE (or a sub-command: bpc, report); "
+                        "see `langgraft eval --help`")
+    from langgraft.atomic import atomic_file
+    from langgraft.eval.harness import evaluate
+
+    _quiet_transformers()
+
+    run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model, layer=args.layer,
+                   batch_size=args.batch_size, max_pairs=args.max_pairs, name=args.name)
+    if args.out:
+        with atomic_file(args.out) as handle:
+            json.dump(run, handle, indent=2)
+            handle.write("\n")
+    if args.json:
+        print(json.dumps(run))
+        return 0
+    for result in run["results"]:
+        numbers = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in result["metrics"].items() if not isinstance(v, (list, dict)))
+        print(f"{result['name']}: {numbers}")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from langgraft.eval.report import write_report
+
+    path = write_report(args.inputs, args.out, title=args.title)
+    print(f"report written to {path}")
+    return 0

@@ -34,3 +34,53 @@ def target_corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "target.txt"
     path.write_text("\n".join(target_sentences(600, seed=11)) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def target_tokenizers(tmp_path_factory) -> dict[str, Path]:
+    """family -> directory with a target-language tokenizer of the same family (replacement mode)."""
+    from tiny import TOKENIZER_BUILDERS
+
+    root = tmp_path_factory.mktemp("target_tokenizers")
+    texts = target_sentences(400, seed=1)
+    for family in FAMILIES:
+        TOKENIZER_BUILDERS[family](root / family, texts)
+    return {family: root / family for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def extended_tokenizers(tmp_path_factory, tiny_models, target_corpus) -> dict[str, Path]:
+    """family -> the source tokenizer extended with target pieces (``langgraft tokenizer extend``)."""
+    from langgraft.vocab.tokenizers import extend_tokenizer
+
+    root = tmp_path_factory.mktemp("extended_tokenizers")
+    for family in FAMILIES:
+        extend_tokenizer(tiny_models[family], [target_corpus], root / family, new_tokens=40)
+    return {family: root / family for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def parallel_corpus(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """(source file, target file, word mapping): line-aligned synthetic parallel text.
+
+    The target side is the source side translated word for word by a fixed one-to-one mapping
+    into invented target-language words, so the true bilingual dictionary is known.
+    """
+    import random
+    import re
+
+    from tiny import SOURCE_WORDS, TARGET_AFFIXES, TARGET_STEMS
+
+    rng = random.Random(7)
+    mapping: dict[str, str] = {}
+    for word in SOURCE_WORDS:
+        candidate = ""
+        while not candidate or candidate in mapping.values():
+            candidate = "".join(rng.choice(TARGET_STEMS) for _ in range(2)) + rng.choice(TARGET_AFFIXES)
+        mapping[word] = candidate
+    root = tmp_path_factory.mktemp("parallel")
+    source = source_sentences(500, seed=21)
+    target = [" ".join(mapping.get(w, w) for w in re.findall(r"\w+|[^\w\s]", s.lower())) for s in source]
+    (root / "source.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
+    (root / "target.txt").write_text("\n".join(target) + "\n", encoding="utf-8")
+    return root / "source.txt", root / "target.txt", mapping

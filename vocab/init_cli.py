@@ -1,8 +1,123 @@
-"""Placeholder: this stage's sub-commands are being written."""
+"""``langgraft init`` (embedding transfer), ``langgraft head recover`` and ``langgraft hydra add|export``."""
 from __future__ import annotations
 
 import argparse
 
+METHODS = ("random", "mean", "fvt", "wechsel", "focus", "ofa", "clp", "transtok")
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    from langgraft.errors import UserError
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {pair!r}: expected key=value, e.g. --option k=10")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from langgraft.vocab.init import TransferResources
+    from langgraft.vocab.transfer import save_outcome, transfer
+
+    options = _parse_options(args.option)
+    if args.rank is not None:
+        options["rank"] = str(args.rank)
+    resources = TransferResources(
+        source_embeddings=args.source_embeddings, target_embeddings=args.target_embeddings,
+        dictionary=args.dictionary, source_corpus=args.source_corpus, target_corpus=args.target_corpus,
+        parallel=tuple(args.parallel) if args.parallel else None, helper=args.helper, workdir=args.workdir,
+    )
+    outcome = transfer(args.source, args.tokenizer, args.method, mode=args.mode, resources=resources,
+                       seed=args.seed, **options)
+    save_outcome(outcome, args.out)
+    summary = outcome.summary
+    print(f"{args.method}: {summary['initialized_tokens']} rows initialized "
+          f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items())}), coverage {summary['coverage']:.1%}, "
+          f"{summary['wall_seconds']:.1f} s -> {args.out}")
+    if "hint" in summary:
+        print(f"note: {summary['hint']}")
+    return 0
+
+
+def run_head_recover(args: argparse.Namespace) -> int:
+    from langgraft.vocab.head import recover_head
+
+    summary = recover_head(args.model, args.corpus, args.out, max_steps=args.max_steps, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed)
+    print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "
+          f"{summary['held_out_mlm_loss_after']} -> {args.out}")
+    return 0
+
+
+def run_hydra_add(args: argparse.Namespace) -> int:
+    from langgraft.vocab.hydra import add_language
+
+    add_language(args.model, args.language, args.out)
+    print(f"language table {args.language!r} -> {args.out}")
+    return 0
+
+
+def run_hydra_export(args: argparse.Namespace) -> int:
+    from langgraft.vocab.hydra import export_language
+
+    export_language(args.model, args.table, args.out)
+    print(f"stock checkpoint with language table {args.table} -> {args.out}")
+    return 0
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    init = subparsers.add_parser(
+        "init", help="initialize a model's embeddings for a new tokenizer (vocabulary transfer)",
+        description="Transfer a source checkpoint to a target tokenizer. Writes a stock checkpoint plus "
+                    "provenance.jsonl and transfer_summary.json.")
+    init.add_argument("--source", required=True, help="source model (hub name, local dir or alias such as minilm)")
+    init.add_argument("--tokenizer", required=True, help="target tokenizer directory")
+    init.add_argument("--method", required=True, help=f"embedding initializer: {', '.join(METHODS)}")
+    init.add_argument("--out", required=True, help="output checkpoint directory")
+    init.add_argument("--mode", default="auto", choices=("auto", "replace", "extend"),
+                      help="replace: new vocabulary; extend: source vocabulary + new pieces; auto: extend when the "
+                           "tokenizer dir has langgraft_extension.json (default)")
+    init.add_argument("--source-embeddings", help="fastText .bin of the source language")
+    init.add_argument("--target-embeddings", help="fastText .bin of the target language")
+    init.add_argument("--dictionary", help="bilingual dictionary TSV (source<TAB>target)")
+    init.add_argument("--source-corpus", nargs="+", default=[], metavar="FILE", help="source-language text")
+    init.add_argument("--target-corpus", nargs="+", default=[], metavar="FILE", help="target-language text")
+    init.add_argument("--parallel", nargs=2, metavar=("SRC_FILE", "TGT_FILE"), help="line-aligned parallel text")
+    init.add_argument("--helper", help="helper model that already uses the target tokenizer (clp)")
+    init.add_argument("--rank", type=int, help="factorization rank (ofa; 0 = full)")
+    init.add_argument("--workdir", help="cache directory for derived resources (trained fastText, dictionaries)")
+    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="method option, e.g. --option k=10 (repeatable)")
+    init.set_defaults(handler=run_init)
+
+    head = subparsers.add_parser("head", help="LM-head utilities").add_subparsers(dest="head_command", metavar="COMMAND")
+    recover = head.add_parser("recover", help="fit an MLM head on a frozen headless encoder (e.g. MiniLM)")
+    recover.add_argument("--model", required=True, help="headless encoder (hub name, local dir or alias)")
+    recover.add_argument("--corpus", required=True, nargs="+", metavar="FILE", help="source-language text")
+    recover.add_argument("--out", required=True, help="output MLM checkpoint directory")
+    recover.add_argument("--max-steps", type=int, default=300)
+    recover.add_argument("--batch-size", type=int, default=32)
+    recover.add_argument("--learning-rate", type=float, default=1e-3)
+    recover.add_argument("--max-length", type=int, default=128)
+    recover.add_argument("--seed", type=int, default=0)
+    recover.set_defaults(handler=run_head_recover)
+
+    hydra = subparsers.add_parser("hydra", help="one body, swappable per-language embedding tables").add_subparsers(
+        dest="hydra_command", metavar="COMMAND")
+    add = hydra.add_parser("add", help="save a checkpoint's embedding table + head rows + tokenizer as a language table")
+    add.add_argument("--model", required=True, help="checkpoint holding the language (e.g. a langgraft init output)")
+    add.add_argument("--language", required=True, help="language name, e.g. ny")
+    add.add_argument("--out", required=True, help="output language-table directory")
+    add.set_defaults(handler=run_hydra_add)
+    export = hydra.add_parser("export", help="attach a language table to a body and write a stock checkpoint")
+    export.add_argument("--model", required=True, help="checkpoint providing the body")
+    export.add_argument("--table", required=True, help="language-table directory from `langgraft hydra add`")
+    export.add_argument("--out", required=True, help="output checkpoint directory")
+    export.set_defaults(handler=run_hydra_export)
+
+
+__all__ = ["register"]

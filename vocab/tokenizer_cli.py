@@ -1,8 +1,110 @@
-"""Placeholder: this stage's sub-commands are being written."""
+"""``langgraft tokenizer train|extend|stats``: target-language tokenizers for a source model."""
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from langgraft.corpora.readers import DECODE_ERROR_POLICIES, FORMATS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    parser = subparsers.add_parser("tokenizer", help="train, extend and compare tokenizers",
+                                   description="Train, extend and compare target-language tokenizers.")
+    commands = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a new tokenizer in the source tokenizer's family",
+        description="Train a target-language tokenizer that keeps the source's normalizer, "
+                    "pre-tokenizer, post-processor, decoder and special tokens.")
+    train.add_argument("--source", required=True, help="source model or tokenizer: hub name, local dir or alias")
+    _corpus_arguments(train)
+    train.add_argument("--vocab-size", type=int, required=True, help="size of the new vocabulary")
+    train.add_argument("--min-frequency", type=int, default=2,
+                       help="minimum pair frequency for WordPiece/BPE merges (default 2)")
+    train.add_argument("--out", required=True, help="output directory (AutoTokenizer.from_pretrained loads it)")
+    train.set_defaults(handler=_train)
+
+    extend = commands.add_parser(
+        "extend", help="append target-language pieces to the source tokenizer, keeping every id",
+        description="Add target-language pieces to the source tokenizer's model vocabulary; "
+                    "existing ids are unchanged and langgraft_extension.json records the original size.")
+    extend.add_argument("--source", required=True, help="source model or tokenizer: hub name, local dir or alias")
+    _corpus_arguments(extend)
+    size = extend.add_mutually_exclusive_group(required=True)
+    size.add_argument("--new-tokens", type=int, help="number of pieces to add")
+    size.add_argument("--vocab-size", type=int, help="grow the vocabulary to this total size")
+    extend.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency (default 2)")
+    extend.add_argument("--out", required=True, help="output directory")
+    extend.set_defaults(handler=_extend)
+
+    stats = commands.add_parser(
+        "stats", help="fertility, split words, UNK rate and vocabulary overlap on a corpus",
+        description="Compare tokenizers on one corpus. Overlap is measured against --source "
+                    "(or the first --tokenizer).")
+    stats.add_argument("--tokenizer", action="append", default=[], metavar="[NAME=]PATH",
+                       help="tokenizer to measure (repeatable); NAME defaults to the directory name")
+    stats.add_argument("--source", metavar="[NAME=]PATH", help="source tokenizer: measured too, and the overlap reference")
+    _corpus_arguments(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    stats.set_defaults(handler=_stats)
+
+
+def _corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="target-language corpus file(s)")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="corpus format (default: by suffix)")
+    parser.add_argument("--on-decode-error", default="fail", choices=DECODE_ERROR_POLICIES,
+                        help="invalid UTF-8: fail (default), skip the line, or replace the bytes")
+    parser.add_argument("--field", default="text", help="JSONL/datasets text field (default: text)")
+    parser.add_argument("--column", help="TSV text column, index or header name (default: the last)")
+
+
+def _reader(args: argparse.Namespace) -> dict:
+    """Corpus options for the readers, as train/extend/stats take them."""
+    column = int(args.column) if args.column is not None and args.column.isdigit() else args.column
+    return {"fmt": args.format, "on_decode_error": args.on_decode_error,
+            "reader_options": {"field": args.field, "column": column}}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from langgraft.vocab.tokenizers import detect_family, train_tokenizer
+
+    tokenizer = train_tokenizer(args.source, args.corpus, args.vocab_size, args.out, min_frequency=args.min_frequency,
+                                **_reader(args))
+    print(f"saved {detect_family(tokenizer).name} tokenizer {type(tokenizer).__name__} "
+          f"({len(tokenizer)} tokens) to {args.out}")
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    from langgraft.vocab.tokenizers import extend_tokenizer, read_extension_info
+
+    extend_tokenizer(args.source, args.corpus, args.out, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
+                     min_frequency=args.min_frequency, **_reader(args))
+    info = read_extension_info(args.out)
+    print(f"saved extended tokenizer to {args.out}: {info['original_vocab_size']} -> {info['new_vocab_size']} tokens "
+          f"({info['new_tokens_used_on_corpus_sample']} of the new pieces used on a corpus sample)")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from langgraft.errors import UserError
+    from langgraft.vocab.tokstats import format_stats_json, format_stats_table, tokenizer_stats
+
+    specs = ([args.source] if args.source else []) + args.tokenizer
+    if not specs:
+        raise UserError("no tokenizer given; pass --tokenizer [NAME=]PATH (repeatable) and/or --source")
+    named = dict(_name_and_path(spec) for spec in specs)
+    if len(named) != len(specs):
+        raise UserError("two tokenizers share a name; name them explicitly with --tokenizer NAME=PATH")
+    rows = tokenizer_stats(named, args.corpus, **_reader(args))
+    print(format_stats_json(rows) if args.json else format_stats_table(rows))
+    return 0
+
+
+def _name_and_path(spec: str) -> tuple[str, str]:
+    """``NAME=PATH`` or a bare path/alias, named after its last path component."""
+    name, sep, path = spec.partition("=")
+    if sep and os.sep not in name and name:
+        return name, path
+    return Path(spec.rstrip("/\\")).name or spec, spec

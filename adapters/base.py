@@ -1,0 +1,239 @@
+"""The one interface every module kind implements, and the registry that finds kinds by name.
+
+A *module* is a directory: ``langgraft_module.json`` (:class:`~.metadata.ModuleMetadata`), the
+kind's own weight files, and for task modules the classification head. A kind (``lora``,
+``sft``, ``madx``) is a :class:`ModuleKind` subclass with a config dataclass, registered with
+:func:`register_kind` — the same shape as PEFT's ``tuners/<method>/``.
+
+Composition state (which modules are applied, the model's identity before any of them, backups of
+replaced heads) lives on the underlying transformers model as ``model.langgraft_state`` so
+``revert`` can undo exactly what ``apply`` did.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from langgraft.errors import UserError
+
+from .metadata import ModelIdentity, ModuleMetadata
+
+HEAD_FILE = "head.safetensors"
+ROLES = ("language", "task")
+
+
+@dataclass
+class ModuleConfig:
+    """Base of every kind's config dataclass (each kind adds its own fields)."""
+
+
+@dataclass
+class TrainedModule:
+    """What a kind's ``train`` hands to its ``save``: the trained model and training statistics."""
+
+    model: Any
+    trainable_parameters: int
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+# fit(model, learning_rate, callbacks, stage) -> {"train_seconds": ..., "train_loss": ...}; ``stage``
+# names the checkpoint sub-directory, so multi-phase kinds (sft) resume each phase separately.
+Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
+
+
+class ModuleKind(ABC):
+    """One module method: train, save, apply (compose) and revert."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModuleConfig]]
+    default_learning_rate: ClassVar[float]
+
+    @abstractmethod
+    def train(self, model: Any, config: ModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        """Make ``model`` trainable the kind's way (base frozen), run ``fit``, return the result."""
+
+    @abstractmethod
+    def save(self, trained: TrainedModule, config: ModuleConfig, role: str, head_names: list[str],
+             directory: Path) -> dict[str, Any]:
+        """Write the kind's files into ``directory``; return metadata fields (``size``, ``touches_embeddings``)."""
+
+    @abstractmethod
+    def apply(self, model: Any, module: "Module", name: str) -> Any:
+        """Add ``module`` to ``model`` under ``name``; return the (possibly wrapped) model."""
+
+    @abstractmethod
+    def revert(self, model: Any, module: "Module", name: str) -> Any:
+        """Undo :meth:`apply`; return the (possibly unwrapped) model."""
+
+    def merge(self, model: Any) -> Any:
+        """A plain transformers model computing the same function (for stock checkpoints)."""
+        return model
+
+    def validate(self, module: "Module", model: Any) -> None:
+        """Check the module's files against ``model`` before anything changes (default: nothing)."""
+
+
+MODULE_KINDS: dict[str, type[ModuleKind]] = {}
+
+
+def register_kind(cls: type[ModuleKind]) -> type[ModuleKind]:
+    """Class decorator: make a kind available by its ``name``."""
+    MODULE_KINDS[cls.name] = cls
+    return cls
+
+
+def get_kind(name: str) -> ModuleKind:
+    from . import lora, madx, sft  # noqa: F401  (importing registers the built-in kinds)
+
+    if name not in MODULE_KINDS:
+        raise UserError(f"unknown module kind {name!r}; choose one of {', '.join(sorted(MODULE_KINDS))}")
+    return MODULE_KINDS[name]()
+
+
+def make_config(kind: str, **overrides: Any) -> ModuleConfig:
+    """The kind's config with ``overrides`` (unknown fields are a :class:`UserError`)."""
+    config_class = get_kind(kind).config_class
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(f"module kind {kind!r} has no option {unknown[0]!r}; options: {', '.join(sorted(known))}")
+    return config_class(**overrides)
+
+
+@dataclass
+class Module:
+    """A module directory loaded for composition (weights are read lazily by the kind)."""
+
+    path: Path
+    metadata: ModuleMetadata
+
+    @property
+    def kind(self) -> ModuleKind:
+        return get_kind(self.metadata.kind)
+
+    @property
+    def config(self) -> ModuleConfig:
+        return make_config(self.metadata.kind, **self.metadata.config)
+
+    @property
+    def label(self) -> str:
+        return f"{self.path} ({self.metadata.kind} {self.metadata.role} module)"
+
+
+def load_module(path: str | Path) -> Module:
+    """Read a module directory's metadata and check that its kind's files are present."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"module directory {path} not found; check the path")
+    module = Module(path, ModuleMetadata.load(path))
+    if module.metadata.role not in ROLES:
+        raise UserError(f"{path}: unknown module role {module.metadata.role!r}; the metadata is corrupted")
+    get_kind(module.metadata.kind)
+    if module.metadata.role == "task" and not module.metadata.has_head:
+        raise UserError(f"task module {path} has no classification head; retrain it with `langgraft module train-task`")
+    return module
+
+
+@dataclass
+class CompositionState:
+    """What has been composed onto a model, so it can be checked and reverted."""
+
+    identity: ModelIdentity
+    applied: dict[str, Module] = field(default_factory=dict)
+    head_backups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def plain_model(model: Any) -> Any:
+    """The transformers model under any PEFT wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def composition_state(model: Any) -> CompositionState:
+    inner = plain_model(model)
+    state = getattr(inner, "langgraft_state", None)
+    if state is None:
+        state = CompositionState(ModelIdentity.of(inner))
+        inner.langgraft_state = state
+    return state
+
+
+def relative_name(model: Any, name: str) -> str | None:
+    """``name`` relative to the base model (``bert.encoder...`` -> ``encoder...``), None outside it."""
+    prefix = getattr(model, "base_model_prefix", "")
+    if prefix and name.startswith(prefix + "."):
+        return name[len(prefix) + 1:]
+    if not prefix or not hasattr(model, prefix):
+        return name
+    return None
+
+
+# ----- task heads, stored whole (shared by the kinds that do not keep heads in their own format)
+
+def save_head(model: Any, head_names: list[str], directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    parameters = dict(model.named_parameters())
+    save_file({name: parameters[name].detach().contiguous().cpu() for name in head_names}, str(directory / HEAD_FILE))
+
+
+def check_head(module: Module, model: Any) -> dict[str, Any]:
+    """The module's head tensors, checked against ``model`` (names and shapes)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = module.path / HEAD_FILE
+    if not path.is_file():
+        raise UserError(f"task module {module.path} has no {HEAD_FILE}; the head is missing, retrain the module")
+    try:
+        head = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{path}: corrupted head file ({exc}); retrain the module") from None
+    parameters = dict(plain_model(model).named_parameters())
+    for key, value in head.items():
+        if key not in parameters or parameters[key].shape != value.shape:
+            raise UserError(
+                f"task module {module.path} has head tensor {key} {tuple(value.shape)} that this model lacks; "
+                f"load the model with the module's task ({module.metadata.task}) and "
+                f"{len(module.metadata.labels)} labels")
+    return head
+
+
+def apply_head(model: Any, module: Module, state: CompositionState, name: str) -> None:
+    """Copy the module's head into ``model`` (backing up the current values for revert)."""
+    import torch
+
+    head = check_head(module, model)
+    parameters = dict(plain_model(model).named_parameters())
+    backup = {}
+    with torch.no_grad():
+        for key, value in head.items():
+            backup[key] = parameters[key].detach().clone()
+            parameters[key].copy_(value)
+    state.head_backups[name] = backup
+
+
+def revert_head(model: Any, state: CompositionState, name: str) -> None:
+    import torch
+
+    parameters = dict(plain_model(model).named_parameters())
+    with torch.no_grad():
+        for key, value in state.head_backups.pop(name, {}).items():
+            parameters[key].copy_(value)
+
+
+def body_parameters(model: Any) -> dict[str, Any]:
+    """Base-model parameters by name relative to the base model, without any module's own weights.
+
+    PEFT's ``.base_layer`` segment is dropped, so names are the same with or without LoRA applied.
+    """
+    inner = plain_model(model)
+    parameters = {}
+    for name, parameter in inner.named_parameters():
+        relative = relative_name(inner, name)
+        if relative is None or "lora_" in relative or "madx_" in relative or "modules_to_save" in relative:
+            continue
+        parameters[relative.replace(".base_layer", "").replace(".original_module", "")] = parameter
+    return parameters

@@ -1,0 +1,180 @@
+"""``lora``: PEFT LoRA modules; the saved directory is a stock PEFT adapter.
+
+Targets are every linear layer of the transformer layer stack, written as one regex in
+``adapter_config.json`` so the same adapter attaches to the MLM/CLM model it was trained with and
+to a classifier built on the same body. Task heads are PEFT ``modules_to_save``. Several modules
+are active at once through ``model.base_model.set_adapter([...])`` — LoRA updates add up.
+
+The module being trained is PEFT's ``default`` adapter and is saved alone
+(``selected_adapters=["default"]``), so the directory has the top-level layout
+``PeftModel.from_pretrained`` expects. langgraft never uses ``trainable_token_indices``, which
+avoids PEFT 0.21's ``save_pretrained`` KeyError when only one of two adapters has them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraft.errors import UserError
+
+from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, plain_model, register_kind
+from .metadata import find_layer_stack
+
+TRAINING_ADAPTER = "default"
+_PEFT_TASK_TYPES = {"seq-cls": "SEQ_CLS", "token-cls": "TOKEN_CLS"}
+
+
+@dataclass
+class LoraModuleConfig(ModuleConfig):
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+
+
+def _is_linear(module: Any) -> bool:
+    import torch.nn as nn
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(module, (nn.Linear, Conv1D))
+
+
+def target_regex(model: Any) -> str:
+    """A regex matching every linear layer inside the layer stack, by its path from the stack."""
+    inner = plain_model(model)
+    stack = find_layer_stack(inner)
+    stack_path = next(name for name, module in inner.named_modules() if module is stack)
+    prefix = getattr(inner, "base_model_prefix", "")
+    if prefix and stack_path.startswith(prefix + "."):
+        stack_path = stack_path[len(prefix) + 1:]
+    leaves = sorted({name.replace(".base_layer", "") for name, module in stack[0].named_modules()
+                     if _is_linear(module) and "lora_" not in name})
+    if not leaves:
+        raise UserError(f"{type(inner).__name__} has no linear layers in its layer stack for LoRA")
+    return rf"^(.*\.)?{re.escape(stack_path)}\.\d+\.({'|'.join(map(re.escape, leaves))})$"
+
+
+def _head_modules(head_names: list[str]) -> list[str]:
+    return sorted({name.rpartition(".")[0] for name in head_names})
+
+
+def lora_adapter_names(model: Any) -> list[str]:
+    return list(getattr(model, "peft_config", {}))
+
+
+@register_kind
+class LoraKind(ModuleKind):
+    name = "lora"
+    config_class = LoraModuleConfig
+    default_learning_rate = 5e-4
+
+    def train(self, model: Any, config: LoraModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        from .training import count_trainable, freeze
+
+        task = getattr(model, "langgraft_task", None) or getattr(plain_model(model), "langgraft_task", None)
+        peft_config = LoraConfig(
+            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=target_regex(model),
+            modules_to_save=_head_modules(head_names) or None,
+            task_type=_PEFT_TASK_TYPES.get(task) if role == "task" else None,
+        )
+        if isinstance(model, PeftModel):
+            if TRAINING_ADAPTER in model.peft_config:
+                raise UserError("a LoRA module named 'default' is already applied; compose it under another name")
+            model.add_adapter(TRAINING_ADAPTER, peft_config)
+            model.base_model.set_adapter(lora_adapter_names(model))
+        else:
+            model = get_peft_model(model, peft_config)
+        freeze(model)
+        for name, parameter in model.named_parameters():
+            if f".{TRAINING_ADAPTER}." in name or name.endswith(f".{TRAINING_ADAPTER}"):
+                parameter.requires_grad_(True)
+        trainable = count_trainable(model)
+        stats = fit(model, self.default_learning_rate, [], "train")
+        return TrainedModule(model, trainable, stats)
+
+    def save(self, trained: TrainedModule, config: LoraModuleConfig, role: str, head_names: list[str],
+             directory: Path) -> dict[str, Any]:
+        trained.model.save_pretrained(str(directory), selected_adapters=[TRAINING_ADAPTER])
+        return {"size": {"rank": config.rank, "alpha": config.alpha}, "touches_embeddings": False}
+
+    def validate(self, module: Module, model: Any) -> None:
+        from safetensors import SafetensorError, safe_open
+
+        path = module.path / "adapter_model.safetensors"
+        if not path.is_file() or not (module.path / "adapter_config.json").is_file():
+            raise UserError(f"lora module {module.path} lacks adapter_config.json/adapter_model.safetensors; "
+                            "the module is incomplete")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = list(handle.keys())
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: corrupted adapter file ({exc}); retrain or restore the module") from None
+        if module.metadata.role == "task" and all("lora_" in key for key in keys):
+            raise UserError(f"task module {module.path} has no head in its adapter; retrain it with "
+                            "`langgraft module train-task`")
+        if module.metadata.role == "task":
+            labels = len(plain_model(model).config.id2label or {})
+            if labels != len(module.metadata.labels):
+                raise UserError(f"task module {module.path} has {len(module.metadata.labels)} labels but the model "
+                                f"has a head with {labels}; load the model for the module's labels")
+        self._check_ranks(module, model)
+
+    def _check_ranks(self, module: Module, model: Any) -> None:
+        """Overlapping targets must agree on rank with any LoRA module already applied (PEFT merges per layer)."""
+        import json
+
+        config = json.loads((module.path / "adapter_config.json").read_text(encoding="utf-8"))
+        for name, other in composition_state(model).applied.items():
+            if other.metadata.kind != "lora":
+                continue
+            other_config = json.loads((other.path / "adapter_config.json").read_text(encoding="utf-8"))
+            if other_config.get("target_modules") == config.get("target_modules") and \
+                    other_config.get("use_dora", False) != config.get("use_dora", False):
+                raise UserError(f"lora module {module.path} and {other.path} target the same layers but one uses "
+                                "DoRA, whose updates do not add; retrain one without DoRA")
+            if other_config.get("target_modules") == config.get("target_modules") and \
+                    other_config.get("fan_in_fan_out") != config.get("fan_in_fan_out"):
+                raise UserError(f"lora module {module.path} and {other.path} store the same layers with different "
+                                "fan_in_fan_out; they were trained on different model families")
+
+    def apply(self, model: Any, module: Module, name: str) -> Any:
+        from peft import PeftModel
+
+        state = composition_state(model)
+        headed = [(n, m) for n, m in state.applied.items() if m.metadata.kind == "lora" and m.metadata.has_head]
+        if isinstance(model, PeftModel) and headed and not module.metadata.has_head:
+            # PEFT raises KeyError loading a headless adapter after one with modules_to_save: rebuild,
+            # headless (language) adapters first.
+            others = [(n, m) for n, m in state.applied.items() if m.metadata.kind == "lora"]
+            model = model.unload()
+            for other_name, other in sorted([(name, module), *others], key=lambda item: item[1].metadata.has_head):
+                model = self._load(model, other, other_name)
+            return model
+        return self._load(model, module, name)
+
+    @staticmethod
+    def _load(model: Any, module: Module, name: str) -> Any:
+        from peft import PeftModel
+
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(module.path), adapter_name=name, is_trainable=False)
+        else:
+            model = PeftModel.from_pretrained(model, str(module.path), adapter_name=name, is_trainable=False)
+        model.base_model.set_adapter(lora_adapter_names(model), inference_mode=True)
+        return model
+
+    def revert(self, model: Any, module: Module, name: str) -> Any:
+        remaining = [n for n in lora_adapter_names(model) if n != name]
+        if not remaining:
+            return model.unload()
+        model.delete_adapter(name)
+        model.base_model.set_adapter(remaining, inference_mode=True)
+        return model
+
+    def merge(self, model: Any) -> Any:
+        from peft import PeftModel
+
+        return model.merge_and_unload() if isinstance(model, PeftModel) else model

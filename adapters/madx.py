@@ -1,0 +1,291 @@
+"""``madx``: MAD-X bottleneck adapters (Pfeiffer et al., EMNLP 2020) on stock transformers 5 models.
+
+A bottleneck ``h + up(act(down(h)))`` (``up`` zero-initialised, so a new adapter is the identity)
+follows each layer's feed-forward output: BERT/XLM-R ``layer.output.dense`` (before dropout,
+residual and LayerNorm), GPT-2/Llama ``layer.mlp``, DistilBERT ``layer.ffn``. Language adapters
+(reduction 2) add an invertible NICE coupling on the word embeddings, whose inverse runs right
+before the (tied) output embeddings; task adapters (reduction 16) stack on top: language → task.
+
+Nothing is forked: adapters are child modules named ``madx_adapters`` on the feed-forward modules,
+run by one forward hook per module (insertion order = stacking order); the invertible adapter
+uses a forward hook on the input embeddings and a pre-hook on the output embeddings.
+
+Format (self-contained; PEFT's custom-method registration would still need langgraft to load,
+so it would not give users a stock format): ``madx.safetensors`` with ``layers.<i>.down.weight``...
+and ``invertible.*``, the config in ``langgraft_module.json``, the head in ``head.safetensors``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraft.errors import UserError
+
+from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
+                   composition_state, plain_model, register_kind, revert_head, save_head)
+from .metadata import find_layer_stack
+
+WEIGHTS_FILE = "madx.safetensors"
+TRAINING_ADAPTER = "default"
+_FFN_PATHS = ("mlp", "ffn", "feed_forward", "output.dense")
+
+
+@dataclass
+class MadxConfig(ModuleConfig):
+    reduction_factor: int | None = None  # None: 2 for language modules, 16 for task modules
+    invertible: bool | None = None  # None: yes for language modules
+    invertible_reduction_factor: int = 2
+    non_linearity: str = "relu"
+
+
+def _torch_modules() -> Any:
+    import torch
+    import torch.nn as nn
+    from transformers.activations import ACT2FN
+
+    class Bottleneck(nn.Module):
+        """h + up(act(down(h))): the identity at initialisation."""
+
+        def __init__(self, size: int, reduction: int, activation: str) -> None:
+            super().__init__()
+            inner = max(1, size // reduction)
+            self.down = nn.Linear(size, inner)
+            self.activation = ACT2FN[activation]
+            self.up = nn.Linear(inner, size)
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
+
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            return hidden + self.up(self.activation(self.down(hidden)))
+
+    def coupling_function(size_in: int, size_out: int, reduction: int, activation: str) -> nn.Module:
+        hidden = max(1, size_in // reduction)
+        last = nn.Linear(hidden, size_out)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        return nn.Sequential(nn.Linear(size_in, hidden), ACT2FN[activation], last)
+
+    class InvertibleCoupling(nn.Module):
+        """NICE additive coupling: y1 = x1 + F(x2), y2 = x2 + G(y1); exactly invertible, identity at init."""
+
+        def __init__(self, size: int, reduction: int, activation: str) -> None:
+            super().__init__()
+            self.split = size // 2
+            self.f = coupling_function(size - self.split, self.split, reduction, activation)
+            self.g = coupling_function(self.split, size - self.split, reduction, activation)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x1, x2 = x[..., :self.split], x[..., self.split:]
+            y1 = x1 + self.f(x2)
+            return torch.cat([y1, x2 + self.g(y1)], dim=-1)
+
+        def inverse(self, y: torch.Tensor) -> torch.Tensor:
+            y1, y2 = y[..., :self.split], y[..., self.split:]
+            x2 = y2 - self.g(y1)
+            return torch.cat([y1 - self.f(x2), x2], dim=-1)
+
+    return Bottleneck, InvertibleCoupling
+
+
+def _ffn_modules(model: Any) -> list[Any]:
+    """The feed-forward output module of every layer, found by the attribute paths of known families."""
+    modules = []
+    for layer in find_layer_stack(plain_model(model)):
+        for path in _FFN_PATHS:
+            found = layer
+            for part in path.split("."):
+                found = getattr(found, part, None)
+                if found is None:
+                    break
+            if found is not None:
+                modules.append(found)
+                break
+        else:
+            raise UserError(f"cannot find the feed-forward output of {type(layer).__name__} (looked for "
+                            f"{', '.join(_FFN_PATHS)}); madx supports BERT/XLM-R/GPT-2/Llama-style layers")
+    return modules
+
+
+def _stack_hook(module: Any, inputs: Any, output: Any) -> Any:
+    """Run every adapter attached to this feed-forward module, in stacking order."""
+    hidden, rest = (output[0], output[1:]) if isinstance(output, tuple) else (output, None)
+    for adapter in module.madx_adapters.values():
+        hidden = adapter(hidden)
+    return (hidden, *rest) if rest is not None else hidden
+
+
+def _embedding_hook(module: Any, inputs: Any, output: Any) -> Any:
+    for coupling in module.madx_invertible.values():
+        output = coupling(output)
+    return output
+
+
+def _inverse_pre_hook(module: Any, inputs: Any) -> Any:
+    hidden = inputs[0]
+    for coupling in reversed(list(module.madx_invertible_owner.madx_invertible.values())):
+        hidden = coupling.inverse(hidden)
+    return (hidden, *inputs[1:])
+
+
+def _attach(host: Any, attribute: str, name: str, child: Any, hook: Any, pre: bool = False) -> None:
+    """Add ``child`` to ``host.<attribute>`` (a ModuleDict), registering ``hook`` on first use."""
+    import torch.nn as nn
+
+    if not hasattr(host, attribute):
+        host.add_module(attribute, nn.ModuleDict())
+        register = host.register_forward_pre_hook if pre else host.register_forward_hook
+        host.__dict__[f"_{attribute}_handle"] = register(hook)
+    if name in getattr(host, attribute):
+        raise UserError(f"a madx module named {name!r} is already applied; revert it first")
+    getattr(host, attribute)[name] = child
+
+
+def _detach(host: Any, attribute: str, name: str) -> None:
+    container = getattr(host, attribute, None)
+    if container is None or name not in container:
+        return
+    del container[name]
+    if len(container) == 0:
+        host.__dict__.pop(f"_{attribute}_handle").remove()
+        delattr(host, attribute)
+
+
+def _resolved(config: MadxConfig, role: str) -> tuple[int, bool]:
+    reduction = config.reduction_factor or (2 if role == "language" else 16)
+    invertible = config.invertible if config.invertible is not None else role == "language"
+    return reduction, invertible
+
+
+def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, Any]:
+    """Attach a fresh adapter set named ``name``; returns ``{state-dict key: module}`` for saving/loading."""
+    import torch.nn as nn
+
+    Bottleneck, InvertibleCoupling = _torch_modules()
+    inner = plain_model(model)
+    reduction, invertible = _resolved(config, role)
+    hidden = inner.config.hidden_size
+    parts: dict[str, nn.Module] = {}
+    for index, ffn in enumerate(_ffn_modules(inner)):
+        adapter = Bottleneck(hidden, reduction, config.non_linearity)
+        _attach(ffn, "madx_adapters", name, adapter, _stack_hook)
+        parts[f"layers.{index}"] = adapter
+    if invertible:
+        embeddings = inner.get_input_embeddings()
+        if getattr(embeddings, "madx_invertible", None) is not None and len(embeddings.madx_invertible):
+            raise UserError("a madx module with invertible adapters is already applied; only one language "
+                            "module can own the embeddings")
+        coupling = InvertibleCoupling(embeddings.embedding_dim, config.invertible_reduction_factor,
+                                      config.non_linearity)
+        _attach(embeddings, "madx_invertible", name, coupling, _embedding_hook)
+        output = inner.get_output_embeddings()
+        if output is not None and not hasattr(output, "madx_invertible_owner"):
+            output.__dict__["madx_invertible_owner"] = embeddings
+            output.__dict__["_madx_inverse_handle"] = output.register_forward_pre_hook(_inverse_pre_hook)
+        parts["invertible"] = coupling
+    return parts
+
+
+def uninstall(model: Any, name: str) -> None:
+    inner = plain_model(model)
+    for ffn in _ffn_modules(inner):
+        _detach(ffn, "madx_adapters", name)
+    embeddings = inner.get_input_embeddings()
+    _detach(embeddings, "madx_invertible", name)
+    output = inner.get_output_embeddings()
+    if output is not None and "madx_invertible_owner" in output.__dict__ and not hasattr(embeddings, "madx_invertible"):
+        output.__dict__.pop("_madx_inverse_handle").remove()
+        output.__dict__.pop("madx_invertible_owner")
+
+
+def _state(parts: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{key}": value.detach().contiguous().cpu()
+            for prefix, module in parts.items() for key, value in module.state_dict().items()}
+
+
+@register_kind
+class MadxKind(ModuleKind):
+    name = "madx"
+    config_class = MadxConfig
+    default_learning_rate = 1e-3
+
+    def train(self, model: Any, config: MadxConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        from .training import count_trainable, freeze
+
+        freeze(model)
+        parts = install(model, TRAINING_ADAPTER, config, role)
+        parameters = dict(plain_model(model).named_parameters())
+        for name in head_names:
+            parameters[name].requires_grad_(True)
+        trainable = count_trainable(model)
+        stats = fit(model, self.default_learning_rate, [], "train")
+        trained = TrainedModule(model, trainable, stats)
+        trained.parts = parts  # type: ignore[attr-defined]
+        return trained
+
+    def save(self, trained: TrainedModule, config: MadxConfig, role: str, head_names: list[str],
+             directory: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})  # type: ignore[attr-defined]
+        if head_names:
+            save_head(plain_model(trained.model), head_names, directory)
+        reduction, invertible = _resolved(config, role)
+        return {"size": {"reduction_factor": reduction, "invertible": invertible}, "touches_embeddings": False}
+
+    def _weights(self, module: Module) -> dict[str, Any]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = module.path / WEIGHTS_FILE
+        if not path.is_file():
+            raise UserError(f"madx module {module.path} has no {WEIGHTS_FILE}; the module is incomplete")
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: corrupted adapter file ({exc}); retrain or restore the module") from None
+
+    def validate(self, module: Module, model: Any) -> None:
+        # Build the adapters on a throw-away copy of the shapes to check the file without touching the model.
+        Bottleneck, InvertibleCoupling = _torch_modules()
+        reduction, invertible = _resolved(module.config, module.metadata.role)
+        inner = plain_model(model)
+        hidden = inner.config.hidden_size
+        expected = {f"layers.{i}": Bottleneck(hidden, reduction, module.config.non_linearity)
+                    for i in range(len(_ffn_modules(inner)))}
+        if invertible:
+            expected["invertible"] = InvertibleCoupling(inner.get_input_embeddings().embedding_dim,
+                                                        module.config.invertible_reduction_factor,
+                                                        module.config.non_linearity)
+        shapes = {key: tuple(value.shape) for key, value in _state(expected).items()}
+        found = {key: tuple(value.shape) for key, value in self._weights(module).items()}
+        if shapes != found:
+            missing = sorted(set(shapes) ^ set(found)) or [k for k in shapes if shapes[k] != found[k]]
+            raise UserError(f"madx module {module.path} does not fit this model (tensor {missing[0]}); "
+                            "use the base model the module was trained on")
+        if module.metadata.has_head:
+            check_head(module, model)
+
+    def apply(self, model: Any, module: Module, name: str) -> Any:
+        import torch
+
+        parts = install(model, name, module.config, module.metadata.role)
+        weights = self._weights(module)
+        with torch.no_grad():
+            for prefix, part in parts.items():
+                part.load_state_dict({key[len(prefix) + 1:]: value for key, value in weights.items()
+                                      if key.startswith(prefix + ".")})
+                part.requires_grad_(False)
+                part.eval()
+        if (module.path / HEAD_FILE).is_file():
+            apply_head(model, module, composition_state(model), name)
+        return model
+
+    def revert(self, model: Any, module: Module, name: str) -> Any:
+        uninstall(model, name)
+        revert_head(model, composition_state(model), name)
+        return model
+
+    def merge(self, model: Any) -> Any:
+        raise UserError("madx adapters are non-linear and cannot be merged into a stock checkpoint; "
+                        "load the composition with langgraft.adapters.load_composed(model, modules)")

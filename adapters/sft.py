@@ -1,0 +1,245 @@
+"""``sft``: Lottery-Ticket Sparse Fine-Tuning (Ansell et al., ACL 2022).
+
+Phase 1 fine-tunes every maskable tensor with an L1 pull toward the start θ0; the K entries that
+moved most (globally, embeddings included) form the ticket; the model is reset to θ0 and phase 2
+trains only those entries with a fresh optimizer. The module stores φ = θ2 − θ0 sparsely.
+Composition adds φ, reversion subtracts it.
+
+Trainer is extended only through public means: the L1 (sub)gradient λ·sign(θ − θ0) and the
+ticket mask are tensor hooks on the parameters' gradients, each phase is its own ``Trainer``
+(fresh optimizer), and weight decay is 0 so untouched entries never move.
+
+File ``sft.safetensors``: per tensor ``indices/<name>`` (int64, flat), ``values/<name>`` and
+``shape/<name>`` (int64); names are relative to the base model (``encoder.layer.0...``) so a
+module trained with an MLM head applies to a classifier. Dense heads go to ``head.safetensors``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraft.errors import UserError
+
+from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
+                   check_head, composition_state, plain_model, register_kind, relative_name, revert_head, save_head)
+
+SPARSE_FILE = "sft.safetensors"
+
+
+@dataclass
+class SftConfig(ModuleConfig):
+    k: int = 100_000  # number of entries in the ticket (paper: ~7.7M language, ~14.2M task on base models)
+    l1_weight: float = 0.1  # λ of the L1 penalty toward θ0, in gradient units per entry
+    include_layernorm: bool = False
+    train_embeddings: bool | None = None  # None: yes for language modules, no for task modules
+
+
+def _is_norm(model: Any, name: str, modules: dict[str, Any]) -> bool:
+    owner = modules.get(name.rpartition(".")[0])
+    return owner is not None and "norm" in type(owner).__name__.lower()
+
+
+def maskable_parameters(model: Any, config: SftConfig, role: str, head_names: list[str]) -> dict[str, Any]:
+    """The tensors a ticket may draw from: the base model's, minus norms, heads, maybe embeddings."""
+    inner = plain_model(model)
+    prefix = getattr(inner, "base_model_prefix", "")
+    body_modules = dict(getattr(inner, prefix, inner).named_modules()) if prefix and hasattr(inner, prefix) \
+        else dict(inner.named_modules())
+    body_modules = {name.replace(".base_layer", ""): module for name, module in body_modules.items()}
+    embeddings = inner.get_input_embeddings().weight
+    train_embeddings = config.train_embeddings if config.train_embeddings is not None else role == "language"
+    relative_heads = {relative_name(inner, name) for name in head_names}
+    chosen = {}
+    for name, parameter in body_parameters(inner).items():
+        if name in relative_heads:
+            continue
+        if not config.include_layernorm and _is_norm(inner, name, body_modules):
+            continue
+        if parameter is embeddings and not train_embeddings:
+            continue
+        chosen[name] = parameter
+    return chosen
+
+
+def _untie_output_embeddings(model: Any) -> None:
+    """Give the LM head its own frozen copy, so embedding updates are input-side only (as in the paper)."""
+    import torch
+
+    inner = plain_model(model)
+    output = inner.get_output_embeddings()
+    if output is not None and output.weight is inner.get_input_embeddings().weight:
+        output.weight = torch.nn.Parameter(output.weight.detach().clone(), requires_grad=False)
+        inner.config.tie_word_embeddings = False
+
+
+def _register_gradient_hooks(parameters: dict[str, Any], start: dict[str, Any], l1_weight: float,
+                             masks: dict[str, Any] | None) -> list[Any]:
+    """grad ← (grad + λ·sign(θ − θ0)) · mask: the L1 pull toward θ0 and the ticket mask."""
+    handles = []
+    for name, parameter in parameters.items():
+        theta0 = start[name]
+        mask = None if masks is None else masks[name].to(parameter.dtype)
+
+        def hook(grad: Any, parameter: Any = parameter, theta0: Any = theta0, mask: Any = mask) -> Any:
+            grad = grad + l1_weight * (parameter.detach() - theta0).sign()
+            return grad if mask is None else grad * mask
+
+        handles.append(parameter.register_hook(hook))
+    return handles
+
+
+def select_ticket(deltas: dict[str, Any], k: int) -> dict[str, Any]:
+    """Boolean masks of the global top-``k`` entries by ``|delta|`` (per-tensor top-k first: bounded memory)."""
+    import torch
+
+    candidates, owners, offsets = [], [], []
+    for index, (name, delta) in enumerate(deltas.items()):
+        flat = delta.abs().reshape(-1)
+        values, positions = torch.topk(flat, min(k, flat.numel()), sorted=False)
+        candidates.append(values)
+        offsets.append(positions)
+        owners.append(torch.full_like(positions, index))
+    values = torch.cat(candidates)
+    top = torch.topk(values, k, sorted=False).indices
+    owner_of, position_of = torch.cat(owners)[top], torch.cat(offsets)[top]
+    masks = {}
+    for index, (name, delta) in enumerate(deltas.items()):
+        mask = torch.zeros(delta.numel(), dtype=torch.bool)
+        mask[position_of[owner_of == index]] = True
+        masks[name] = mask.view_as(delta)
+    return masks
+
+
+@register_kind
+class SftKind(ModuleKind):
+    name = "sft"
+    config_class = SftConfig
+    default_learning_rate = 5e-5
+
+    def train(self, model: Any, config: SftConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        import torch
+
+        from .training import freeze
+
+        maskable = maskable_parameters(model, config, role, head_names)
+        total = sum(p.numel() for p in maskable.values())
+        if config.k <= 0 or config.k > total:
+            raise UserError(f"sft k={config.k} must be between 1 and the {total} maskable parameters of this model; "
+                            "lower --k")
+        if role == "language":
+            _untie_output_embeddings(model)
+        inner = plain_model(model)
+        all_parameters = dict(inner.named_parameters())
+        heads = {name: all_parameters[name] for name in head_names}
+        start = {name: p.detach().clone() for name, p in maskable.items()}
+        head_start = {name: p.detach().clone() for name, p in heads.items()}
+
+        freeze(model)
+        for parameter in list(maskable.values()) + list(heads.values()):
+            parameter.requires_grad_(True)
+        handles = _register_gradient_hooks(maskable, start, config.l1_weight, None)
+        phase1 = fit(model, self.default_learning_rate, [], "phase1")
+        for handle in handles:
+            handle.remove()
+
+        with torch.no_grad():
+            masks = select_ticket({name: p.detach() - start[name] for name, p in maskable.items()}, config.k)
+            for name, parameter in maskable.items():
+                parameter.copy_(start[name])
+            for name, parameter in heads.items():
+                parameter.copy_(head_start[name])
+        selected = {name: p for name, p in maskable.items() if bool(masks[name].any())}
+        for name, parameter in maskable.items():
+            parameter.requires_grad_(name in selected)
+        handles = _register_gradient_hooks(selected, start, config.l1_weight, masks)
+        phase2 = fit(model, self.default_learning_rate, [], "phase2")
+        for handle in handles:
+            handle.remove()
+
+        difference = {name: ((p.detach() - start[name]), masks[name]) for name, p in selected.items()}
+        stats = {"train_seconds": round(phase1["train_seconds"] + phase2["train_seconds"], 2),
+                 "train_loss": phase2["train_loss"]}
+        trained = TrainedModule(model, config.k + sum(p.numel() for p in heads.values()), stats)
+        trained.difference = difference  # type: ignore[attr-defined]
+        trained.embeddings = inner.get_input_embeddings().weight  # type: ignore[attr-defined]
+        trained.embeddings_name = next((n for n, p in maskable.items() if p is trained.embeddings), None)  # type: ignore[attr-defined]
+        return trained
+
+    def save(self, trained: TrainedModule, config: SftConfig, role: str, head_names: list[str],
+             directory: Path) -> dict[str, Any]:
+        import torch
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for name, (delta, mask) in trained.difference.items():  # type: ignore[attr-defined]
+            indices = mask.reshape(-1).nonzero().squeeze(1).to(torch.int64)
+            tensors[f"indices/{name}"] = indices
+            tensors[f"values/{name}"] = delta.reshape(-1)[indices].contiguous()
+            tensors[f"shape/{name}"] = torch.tensor(list(delta.shape), dtype=torch.int64)
+        save_file(tensors, str(directory / SPARSE_FILE), metadata={"format": "langgraft-sft", "k": str(config.k)})
+        if head_names:
+            save_head(plain_model(trained.model), head_names, directory)
+        embeddings_name = trained.embeddings_name  # type: ignore[attr-defined]
+        return {"size": {"k": config.k}, "touches_embeddings": embeddings_name in trained.difference}  # type: ignore[attr-defined]
+
+    def _read(self, module: Module, model: Any) -> dict[str, tuple[Any, Any, Any]]:
+        """``name -> (parameter, flat indices, values)``, every index checked against the model."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = module.path / SPARSE_FILE
+        if not path.is_file():
+            raise UserError(f"sft module {module.path} has no {SPARSE_FILE}; the module is incomplete")
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: corrupted sparse file ({exc}); retrain or restore the module") from None
+        parameters = body_parameters(model)
+        entries = {}
+        for key in tensors:
+            if not key.startswith("indices/"):
+                continue
+            name = key[len("indices/"):]
+            indices, values = tensors[key], tensors.get(f"values/{name}")
+            shape = tensors.get(f"shape/{name}")
+            if values is None or shape is None or values.shape != indices.shape:
+                raise UserError(f"{path}: tensor {name} lacks matching values/shape entries; the file is corrupted")
+            if name not in parameters or list(parameters[name].shape) != shape.tolist():
+                raise UserError(f"{path}: tensor {name} {shape.tolist()} does not exist in this model; "
+                                "use the base model the module was trained on")
+            numel = parameters[name].numel()
+            if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= numel):
+                raise UserError(f"{path}: index out of range in {name} (size {numel}); the sparse file is corrupted")
+            entries[name] = (parameters[name], indices, values)
+        return entries
+
+    def validate(self, module: Module, model: Any) -> None:
+        self._read(module, model)
+        if module.metadata.has_head:
+            check_head(module, model)
+        if module.metadata.touches_embeddings:
+            state = composition_state(model)
+            if state.identity.embedding_digest != module.metadata.embedding_digest:
+                raise UserError(f"sft module {module.path} changes embedding rows of another vocabulary; compose it "
+                                "onto the checkpoint (tokenizer + embeddings) it was trained with")
+
+    def _add(self, model: Any, module: Module, sign: float) -> None:
+        import torch
+
+        with torch.no_grad():
+            for parameter, indices, values in self._read(module, model).values():
+                parameter.view(-1).index_add_(0, indices, values.to(parameter.dtype), alpha=sign)
+
+    def apply(self, model: Any, module: Module, name: str) -> Any:
+        self._add(model, module, 1.0)
+        if (module.path / HEAD_FILE).is_file():
+            apply_head(model, module, composition_state(model), name)
+        return model
+
+    def revert(self, model: Any, module: Module, name: str) -> Any:
+        self._add(model, module, -1.0)
+        revert_head(model, composition_state(model), name)
+        return model
+
+

@@ -1,0 +1,195 @@
+"""Task heads and labelled data for task modules: sequence and token classification.
+
+Labelled files:
+- ``seq-cls``: TSV ``text<TAB>label`` (an optional ``text<TAB>label`` header is skipped) or JSONL
+  objects with ``text`` and ``label``.
+- ``token-cls``: CoNLL-U (the UPOS column) or IOB/CoNLL files (``token ... tag`` per line, the tag
+  in the last column, sentences separated by blank lines).
+
+The head is whatever the task model has that the base checkpoint lacks (``missing_keys`` when
+loading), so BERT's freshly created pooler travels with the classifier and nothing is guessed
+from module names.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from langgraft.errors import UserError
+
+TASKS = ("seq-cls", "token-cls")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
+    """Stream ``(text, label)`` pairs from a TSV or JSONL file."""
+    from langgraft.corpora.readers import iter_lines
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labelled file {path} not found; check --train")
+    is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson") or path.name.endswith((".jsonl.gz", ".ndjson.gz"))
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        if is_jsonl:
+            try:
+                record = json.loads(line)
+                yield str(record["text"]), str(record["label"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{path}:{number}: expected a JSON object with 'text' and 'label'") from None
+            continue
+        text, tab, label = line.rstrip("\n").rpartition("\t")
+        if not tab or not label.strip():
+            raise UserError(f"{path}:{number}: expected 'text<TAB>label'")
+        if number == 1 and (text.strip().lower(), label.strip().lower()) == ("text", "label"):
+            continue
+        yield text, label.strip()
+
+
+def read_token_examples(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
+    """Stream ``(words, tags)`` sentences from CoNLL-U (UPOS) or IOB/CoNLL files."""
+    from langgraft.corpora.readers import iter_lines, read_conllu
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labelled file {path} not found; check --train")
+    if path.suffix.lower() == ".conllu" or path.name.endswith(".conllu.gz"):
+        for sentence in read_conllu(path):
+            yield [token.form for token in sentence], [token.upos for token in sentence]
+        return
+    words: list[str] = []
+    tags: list[str] = []
+    for number, line in iter_lines(path):
+        cells = line.split()
+        if not cells or line.startswith("-DOCSTART-"):
+            if words:
+                yield words, tags
+            words, tags = [], []
+            continue
+        if len(cells) < 2:
+            raise UserError(f"{path}:{number}: expected 'token ... tag' (tag in the last column)")
+        words.append(cells[0])
+        tags.append(cells[-1])
+    if words:
+        yield words, tags
+
+
+def collect_labels(task: str, path: str | Path) -> list[str]:
+    """Sorted label inventory of a training file (deterministic label ids)."""
+    _check_task(task)
+    if task == "seq-cls":
+        labels = {label for _, label in read_sequence_examples(path)}
+    else:
+        labels = {tag for _, tags in read_token_examples(path) for tag in tags}
+    if len(labels) < 2:
+        raise UserError(f"{path}: found {len(labels)} label(s); a classifier needs at least 2")
+    return sorted(labels)
+
+
+def auto_class(task: str) -> Any:
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    _check_task(task)
+    return AutoModelForSequenceClassification if task == "seq-cls" else AutoModelForTokenClassification
+
+
+def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], seed: int = 0) -> tuple[Any, list[str]]:
+    """The base checkpoint with a fresh task head; returns ``(model, head parameter names)``.
+
+    The head is seeded so the same inputs give the same initial head.
+    """
+    import torch
+
+    from langgraft.models import load_model, resolve_model_path
+
+    torch.manual_seed(seed)
+    id2label = dict(enumerate(labels))
+    model, info = load_model(model_dir, auto_class=auto_class(task), num_labels=len(labels), id2label=id2label,
+                             label2id={v: k for k, v in id2label.items()}, output_loading_info=True)
+    if model.config.pad_token_id is None:  # decoder-only classifiers find the last token by padding
+        from langgraft.models import load_tokenizer
+
+        tokenizer = load_tokenizer(resolve_model_path(model_dir))
+        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    parameter_names = {name for name, _ in model.named_parameters()}
+    head = sorted(name for name in info["missing_keys"] if name in parameter_names)
+    if not head:
+        raise UserError(f"{model_dir} already holds a {task} head; give a base checkpoint (MLM/CLM or encoder)")
+    return model, head
+
+
+def task_dataset(task: str, path: str | Path, tokenizer: Any, labels: Sequence[str], max_length: int) -> Any:
+    """Tokenized training examples as a ``datasets.Dataset`` (labels mapped to ids)."""
+    import datasets
+
+    label_ids = {label: i for i, label in enumerate(labels)}
+
+    def unknown(label: str) -> UserError:
+        return UserError(f"{path}: label {label!r} is not among the module's labels {list(labels)}")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        if task == "seq-cls":
+            for text, label in read_sequence_examples(path):
+                if label not in label_ids:
+                    raise unknown(label)
+                encoded = tokenizer(text, truncation=True, max_length=max_length)
+                yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                       "labels": label_ids[label]}
+        else:
+            for words, tags in read_token_examples(path):
+                if any(tag not in label_ids for tag in tags):
+                    raise unknown(next(tag for tag in tags if tag not in label_ids))
+                encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+                yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                       "labels": align_word_labels(encoded.word_ids(), [label_ids[t] for t in tags])}
+
+    _check_task(task)
+    return datasets.Dataset.from_list(list(rows()))
+
+
+def align_word_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
+    """Label the first piece of every word; other pieces and special tokens get -100 (ignored)."""
+    aligned, previous = [], None
+    for word in word_ids:
+        aligned.append(-100 if word is None or word == previous else word_labels[word])
+        previous = word
+    return aligned
+
+
+def task_collator(task: str, tokenizer: Any) -> Any:
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return DataCollatorWithPadding(tokenizer) if task == "seq-cls" else DataCollatorForTokenClassification(tokenizer)
+
+
+def predict_sequences(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32,
+                      max_length: int = 128) -> list[str]:
+    """Predicted label strings for ``texts`` (batched, no gradients)."""
+    import torch
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    id2label = plain_config(model).id2label
+    predictions: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_length,
+                              padding=True, return_tensors="pt")
+            logits = model(**batch).logits
+            predictions.extend(id2label[int(i)] for i in logits.argmax(-1))
+    return predictions
+
+
+def plain_config(model: Any) -> Any:
+    from .base import plain_model
+
+    return plain_model(model).config

@@ -1,0 +1,237 @@
+"""One call evaluates a model (plus modules) on a list of tasks: ``evaluate(model, ["seq-cls:test.tsv", ...])``.
+
+A task is written ``[NAME=]KIND:FILE[,FILE]`` (:class:`TaskSpec`); kinds live in :data:`TASKS`
+(PEFT-style registry: one small runner per kind). Each runner gets a :class:`ModelSource`, which
+loads the checkpoint once per head type (classifier, tagger, language model, bare encoder) and
+composes the given modules onto it: the task module whose task matches the kind, and every
+language module.
+
+The result is a JSON-ready *run* dict that :func:`langgraft.eval.report.write_report` turns into
+tables and plots::
+
+    {"name": ..., "model": ..., "modules": [...], "source_model": ...,
+     "results": [{"name": "seq-cls:test.tsv", "task": "seq-cls", "files": [...],
+                  "metrics": {"accuracy": 0.61, "macro_f1": 0.58, "examples": 300}}, ...]}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from langgraft.errors import UserError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One evaluation: a task kind, its data file(s) and the name it gets in reports."""
+
+    kind: str
+    files: tuple[str, ...]
+    name: str
+
+    @classmethod
+    def parse(cls, text: str | "TaskSpec") -> "TaskSpec":
+        """``[NAME=]KIND:FILE[,FILE]``, e.g. ``genre=seq-cls:test.tsv`` or ``retrieval:en.txt,ny.txt``."""
+        if isinstance(text, TaskSpec):
+            return text
+        name, equals, rest = text.partition("=")
+        if not equals or ":" in name:
+            name, rest = "", text
+        kind, colon, files_text = rest.partition(":")
+        kind = kind.strip()
+        files = tuple(f.strip() for f in files_text.split(",") if f.strip())
+        if not colon or kind not in TASKS:
+            raise UserError(f"task {text!r} is not KIND:FILE; KIND is one of {', '.join(TASKS)} "
+                            "(e.g. seq-cls:test.tsv, retrieval:src.txt,tgt.txt)")
+        wanted = 2 if kind == "retrieval" else 1
+        if len(files) != wanted:
+            raise UserError(f"task {text!r}: {kind} takes {wanted} file(s) separated by a comma, got {len(files)}")
+        return cls(kind, files, name.strip() or f"{kind}:{','.join(Path(f).name for f in files)}")
+
+
+class ModelSource:
+    """A checkpoint directory (or hub name) plus module directories, loaded lazily per head type."""
+
+    def __init__(self, model: str | Path, modules: Sequence[str | Path] = ()) -> None:
+        self.path = str(model)
+        self.module_paths = [str(m) for m in modules]
+        self._tokenizer: Any = None
+        self._models: dict[str, Any] = {}
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from langgraft.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.path)
+        return self._tokenizer
+
+    def _modules(self) -> list[Any]:
+        from langgraft.adapters.base import load_module
+
+        return [load_module(path) for path in self.module_paths]
+
+    def _compose(self, model: Any, modules: list[Any]) -> Any:
+        if not modules:
+            return model
+        from langgraft.adapters.compose import compose
+
+        return compose(model, modules)
+
+    def classifier(self, kind: str) -> Any:
+        """A ``*ForSequenceClassification`` / ``*ForTokenClassification`` model for ``kind``.
+
+        The head comes from a task module for ``kind`` when one is given, else from the checkpoint
+        itself (a checkpoint without a trained head is a :class:`UserError`).
+        """
+        if kind in self._models:
+            return self._models[kind]
+        from langgraft.adapters.tasks import auto_class, load_task_model
+        from langgraft.models import load_model
+
+        modules = self._modules()
+        task_modules = [m for m in modules if m.metadata.role == "task"]
+        matching = [m for m in task_modules if m.metadata.task == kind]
+        if len(matching) > 1:
+            raise UserError(f"{len(matching)} {kind} task modules given; pass one per evaluation")
+        if matching:
+            model, _ = load_task_model(self.path, kind, matching[0].metadata.labels)
+            chosen = [m for m in modules if m.metadata.role == "language"] + matching
+        else:
+            model, info = load_model(self.path, auto_class=auto_class(kind), output_loading_info=True)
+            head = sorted(set(info.get("missing_keys", ())) & {n for n, _ in model.named_parameters()})
+            if head:
+                raise UserError(
+                    f"model {self.path} has no trained {kind} head ({head[0]} is missing); pass a fine-tuned "
+                    f"checkpoint or a {kind} task module with --modules")
+            chosen = [m for m in modules if m.metadata.role == "language"]
+        self._models[kind] = self._compose(model, chosen)
+        return self._models[kind]
+
+    def language_model(self) -> Any:
+        """The checkpoint with its MLM/CLM head and the language modules (for bits per character)."""
+        if "lm" not in self._models:
+            from langgraft.eval.bpc import load_language_model
+
+            model, _ = load_language_model(self.path)
+            self._models["lm"] = self._compose(model, [m for m in self._modules() if m.metadata.role == "language"])
+        return self._models["lm"]
+
+    def encoder(self) -> Any:
+        """The model whose hidden states retrieval pools.
+
+        With language modules: the language model they were trained on (their weights are named
+        for it); without: the bare body, which skips computing vocabulary logits.
+        """
+        if "lm" in self._models or any(m.metadata.role == "language" for m in self._modules()):
+            return self.language_model()
+        if "encoder" not in self._models:
+            from langgraft.models import load_model
+
+            self._models["encoder"] = load_model(self.path)
+        return self._models["encoder"]
+
+
+@dataclass
+class EvalContext:
+    """What a task runner needs: the evaluated model, the retrieval source side, options."""
+
+    target: ModelSource
+    source: ModelSource
+    layer: int | None = None
+    batch_size: int = 32
+    max_pairs: int | None = None
+
+
+def _seq_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    from langgraft.eval.tasks import evaluate_sequence_classification
+
+    _check_files(spec)
+    return evaluate_sequence_classification(ctx.target.classifier("seq-cls"), ctx.target.tokenizer, spec.files[0],
+                                            batch_size=ctx.batch_size)
+
+
+def _token_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    from langgraft.eval.tasks import evaluate_token_classification
+
+    _check_files(spec)
+    return evaluate_token_classification(ctx.target.classifier("token-cls"), ctx.target.tokenizer, spec.files[0],
+                                         batch_size=ctx.batch_size)
+
+
+def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    from langgraft.eval.retrieval import evaluate_retrieval
+
+    _check_files(spec)
+    source = (ctx.source.encoder(), ctx.source.tokenizer)
+    target = (ctx.target.encoder(), ctx.target.tokenizer)
+    return evaluate_retrieval(source, target, (spec.files[0], spec.files[1]), layer=ctx.layer,
+                              batch_size=ctx.batch_size, max_pairs=ctx.max_pairs)
+
+
+def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    from langgraft.eval.bpc import compute_bpc
+
+    _check_files(spec)
+    return compute_bpc(ctx.target.language_model(), ctx.target.tokenizer, Path(spec.files[0]),
+                       batch_size=ctx.batch_size).to_dict()
+
+
+def _fertility(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    """Tokenizer statistics on a text file; vocabulary overlap is measured against the source model's tokenizer."""
+    from langgraft.vocab.tokstats import tokenizer_stats
+
+    _check_files(spec)
+    tokenizers = {"model": ctx.target.tokenizer}
+    if ctx.source is not ctx.target:
+        tokenizers["source"] = ctx.source.tokenizer
+    row = tokenizer_stats(tokenizers, [spec.files[0]], reference="source" if "source" in tokenizers else "model")[0]
+    keys = ["fertility", "split_share", "unk_rate"] + (["overlap"] if ctx.source is not ctx.target else [])
+    return {**{k: float(row[k]) for k in keys}, **{k: int(row[k]) for k in ("vocab_size", "words", "tokens")}}
+
+
+TASKS: dict[str, Callable[[TaskSpec, EvalContext], dict[str, Any]]] = {
+    "seq-cls": _seq_cls,
+    "token-cls": _token_cls,
+    "retrieval": _retrieval,
+    "bpc": _bpc,
+    "fertility": _fertility,
+}
+
+
+def _check_files(spec: TaskSpec) -> None:
+    for file in spec.files:
+        if not Path(file).is_file():
+            raise UserError(f"task {spec.name}: file {file} not found; check the path after '{spec.kind}:'")
+
+
+def evaluate(
+    model: str | Path,
+    tasks: Sequence[str | TaskSpec],
+    *,
+    modules: Sequence[str | Path] = (),
+    source_model: str | Path | None = None,
+    layer: int | None = None,
+    batch_size: int = 32,
+    max_pairs: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` (+ ``modules``) on every task; returns the run dict (see module docstring).
+
+    ``source_model`` embeds the source side of retrieval tasks (default: ``model`` itself, e.g.
+    pass the English source checkpoint to compare it with the adapted model on the target side).
+    All task specs are parsed and their files checked before any model is loaded.
+    """
+    specs = [TaskSpec.parse(task) for task in tasks]
+    if not specs:
+        raise UserError("no evaluation task given; add --task KIND:FILE (kinds: " + ", ".join(TASKS) + ")")
+    for spec in specs:
+        _check_files(spec)
+    target = ModelSource(model, modules)
+    source = target if source_model is None or str(source_model) == str(model) else ModelSource(source_model)
+    ctx = EvalContext(target, source, layer=layer, batch_size=batch_size, max_pairs=max_pairs)
+    results = [{"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": TASKS[spec.kind](spec, ctx)}
+               for spec in specs]
+    return {"name": name or Path(str(model)).name, "model": str(model), "modules": [str(m) for m in modules],
+            "source_model": str(source_model) if source_model is not None else None, "results": results}

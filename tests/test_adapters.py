@@ -1,0 +1,224 @@
+"""Language and task modules (lora, sft, madx): train, save, load, compose, revert, errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny import source_sentences
+
+from langgraft.adapters import TrainOptions, compose, load_composed, load_module, revert, train_language_module, \
+    train_task_module
+from langgraft.adapters.metadata import METADATA_FILE
+from langgraft.errors import UserError
+
+OPTIONS = TrainOptions(max_steps=3, batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3, logging_steps=1000)
+KEYWORDS = {"lord", "god", "king", "spirit"}
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> dict[str, Path]:
+    """Sequence labels (mentions a keyword or not) and IOB word tags (keyword or not)."""
+    root = tmp_path_factory.mktemp("labelled")
+    sentences = source_sentences(64, seed=5)
+    seq = root / "train.tsv"
+    seq.write_text("text\tlabel\n" + "".join(
+        f"{s}\t{'holy' if KEYWORDS & set(s.lower().rstrip('.').split()) else 'plain'}\n" for s in sentences))
+    iob = root / "train.iob"
+    iob.write_text("\n".join(
+        "".join(f"{w} {'B-K' if w.lower().rstrip('.') in KEYWORDS else 'O'}\n" for w in s.split()) for s in sentences))
+    return {"seq": seq, "iob": iob}
+
+
+@pytest.fixture(scope="module")
+def modules(tiny_models, labelled, target_corpus, tmp_path_factory) -> dict[str, Path]:
+    """One language module (bert MLM) and one task module per kind, the task stacked on the language module."""
+    root = tmp_path_factory.mktemp("modules")
+    built = {}
+    for kind, config in (("lora", {"rank": 4}), ("sft", {"k": 2000}), ("madx", {})):
+        built[f"{kind}-lang"] = train_language_module(kind, tiny_models["bert"], [target_corpus], language="tg",
+                                                      out=root / f"{kind}-lang", config=config, options=OPTIONS)
+        built[f"{kind}-task"] = train_task_module(kind, tiny_models["bert"], labelled["seq"], task="seq-cls",
+                                                  out=root / f"{kind}-task", config=config, options=OPTIONS,
+                                                  language_module=built[f"{kind}-lang"])
+    return built
+
+
+def _logits(model, tokenizer, texts=("the lord said unto the people", "water and bread")):
+    with torch.no_grad():
+        return model(**tokenizer(list(texts), return_tensors="pt", padding=True)).logits
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", ["lora", "sft", "madx"])
+def test_compose_and_revert_exact(kind, modules, tiny_models):
+    base, tokenizer = load_composed(tiny_models["bert"], [modules[f"{kind}-task"]])
+    only_task = _logits(base, tokenizer)
+    model = compose(base, [modules[f"{kind}-lang"]])
+    both = _logits(model, tokenizer)
+    assert not torch.allclose(both, only_task, atol=1e-6), "the language module changed nothing"
+    model = revert(model, modules[f"{kind}-lang"])
+    torch.testing.assert_close(_logits(model, tokenizer), only_task, atol=1e-5, rtol=0)
+
+
+def test_sft_file_format_and_exact_reversion(modules, tiny_models):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM
+
+    sparse = load_file(str(modules["sft-lang"] / "sft.safetensors"))
+    indices = [v for k, v in sparse.items() if k.startswith("indices/")]
+    assert all(t.dtype == torch.int64 for t in indices)
+    assert sum(t.numel() for t in indices) == 2000
+    meta = json.loads((modules["sft-lang"] / METADATA_FILE).read_text())
+    assert meta["size"] == {"k": 2000} and meta["kind"] == "sft" and meta["language"] == "tg"
+    assert meta["touches_embeddings"] is True  # embeddings are maskable for language modules
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
+    before = _state(model)
+    model = compose(model, [modules["sft-lang"]])
+    changed = sum(int((before[k] != v).sum()) for k, v in model.named_parameters())  # tied weights once
+    assert 0 < changed <= 2000
+    model = revert(model, modules["sft-lang"])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], atol=1e-6, rtol=0)
+
+
+def test_lora_loads_with_vanilla_peft(modules, tiny_models):
+    model, tokenizer = load_composed(tiny_models["bert"], [modules["lora-lang"], modules["lora-task"]])
+    expected = _logits(model, tokenizer).tolist()
+    script = f"""
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from peft import PeftModel
+base = AutoModelForSequenceClassification.from_pretrained({str(tiny_models['bert'])!r}, num_labels=2)
+model = PeftModel.from_pretrained(base, {str(modules['lora-lang'])!r}, adapter_name="lang")
+model.load_adapter({str(modules['lora-task'])!r}, adapter_name="task")
+model.base_model.set_adapter(["lang", "task"])
+model.eval()
+tok = AutoTokenizer.from_pretrained({str(tiny_models['bert'])!r})
+with torch.no_grad():
+    out = model(**tok(["the lord said unto the people", "water and bread"], return_tensors="pt", padding=True)).logits
+assert "langgraft" not in sys.modules
+print(json.dumps(out.tolist()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch.testing.assert_close(torch.tensor(json.loads(done.stdout.strip().splitlines()[-1])),
+                               torch.tensor(expected), atol=1e-5, rtol=0)
+
+
+def test_madx_clm_language_module_with_invertible_adapter(tiny_models, target_corpus, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = train_language_module("madx", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "m",
+                                options=OPTIONS)
+    assert json.loads((out / METADATA_FILE).read_text())["size"] == {"reduction_factor": 2, "invertible": True}
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    ids = tokenizer(["ndaku mulira"], return_tensors="pt")
+    with torch.no_grad():
+        before = model(**ids).logits
+        model = compose(model, [out])
+        during = model(**ids).logits
+        model = revert(model, out)
+        after = model(**ids).logits
+    assert not torch.allclose(before, during, atol=1e-6)
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+    assert not any("madx" in name for name in model.state_dict())
+
+
+def test_invertible_coupling_inverts():
+    from langgraft.adapters.madx import _torch_modules
+
+    _, coupling_class = _torch_modules()
+    coupling = coupling_class(33, 2, "relu")
+    for parameter in coupling.parameters():
+        torch.nn.init.normal_(parameter)
+    x = torch.randn(4, 5, 33)
+    torch.testing.assert_close(coupling.inverse(coupling(x)), x, atol=1e-4, rtol=1e-4)
+
+
+def test_token_classification_task_module(tiny_models, labelled, tmp_path):
+    out = train_task_module("lora", tiny_models["bert"], labelled["iob"], task="token-cls", out=tmp_path / "ner",
+                            config={"rank": 2}, options=OPTIONS)
+    meta = load_module(out).metadata
+    assert meta.labels == ["B-K", "O"] and meta.task == "token-cls" and meta.has_head
+    model, tokenizer = load_composed(tiny_models["bert"], [out])
+    assert _logits(model, tokenizer).shape[-1] == 2
+
+
+def test_sft_on_clm_and_k_too_large(tiny_models, target_corpus, tmp_path):
+    with pytest.raises(UserError, match="maskable parameters"):
+        train_language_module("sft", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "big",
+                              config={"k": 10**9}, options=OPTIONS)
+    assert not (tmp_path / "big").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "langgraft", "module", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path):
+    # Module for another base model.
+    done = _cli("compose", "--model", str(tiny_models["gpt2"]), "--module", str(modules["sft-lang"]),
+                "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "different base architecture" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    # Corrupted sparse file: an index out of range.
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(modules["sft-lang"], broken)
+    tensors = load_file(str(broken / "sft.safetensors"))
+    key = next(k for k in tensors if k.startswith("indices/"))
+    tensors[key][0] = 10**9
+    save_file(tensors, str(broken / "sft.safetensors"))
+    done = _cli("compose", "--model", str(tiny_models["bert"]), "--module", str(broken), "--out", str(tmp_path / "y"))
+    assert done.returncode == 2 and "index out of range" in done.stderr and not (tmp_path / "y").exists()
+    # A task module without its head.
+    headless = tmp_path / "headless"
+    shutil.copytree(modules["madx-task"], headless)
+    (headless / "head.safetensors").unlink()
+    with pytest.raises(UserError, match="head"):
+        load_composed(tiny_models["bert"], [headless])
+    # Other weights of the same architecture.
+    from transformers import AutoModelForMaskedLM
+
+    other = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
+    with torch.no_grad():
+        other.bert.encoder.layer[0].output.dense.weight.add_(1.0)
+    before = _state(other)
+    with pytest.raises(UserError, match="other base weights"):
+        compose(other, [modules["sft-lang"]])
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
+
+
+def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path):
+    done = _cli("train-task", "--kind", "sft", "--model", str(tiny_models["bert"]), "--train", str(labelled["seq"]),
+                "--task", "seq-cls", "--out", str(tmp_path / "task"), "--steps", "2", "--batch-size", "8",
+                "--max-length", "32", "--k", "500")
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(_cli("info", str(tmp_path / "task")).stdout)
+    assert info["labels"] == ["holy", "plain"] and info["size"] == {"k": 500} and info["touches_embeddings"] is False
+    done = _cli("compose", "--model", str(tiny_models["bert"]), "--module", str(tmp_path / "task"),
+                "--out", str(tmp_path / "merged"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    script = ("import sys; from transformers import AutoModelForSequenceClassification as A; "
+              f"m = A.from_pretrained({str(tmp_path / 'merged')!r}); "
+              "assert 'langgraft' not in sys.modules; print(m.config.id2label[0], m.num_labels)")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.split() == ["holy", "2"], loaded.stderr[-2000:]
+    done = _cli("train-language", "--kind", "lora", "--k", "5", "--model", str(tiny_models["bert"]), "--corpus",
+                str(labelled["seq"]), "--language", "en", "--out", str(tmp_path / "bad"))
+    assert done.returncode == 2 and "does not apply" in done.stderr

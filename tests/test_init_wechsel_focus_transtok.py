@@ -1,0 +1,239 @@
+"""WECHSEL, FOCUS and trans-tokenization through the transfer engine, on tiny models of every family."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from langgraft.adapt.cli import main as cli
+from langgraft.errors import UserError
+from langgraft.vocab.init import TransferResources
+from langgraft.vocab.init.focus import sparsemax, sparsemax_neighbours
+from langgraft.vocab.init.transtok import top_k_rows
+from langgraft.vocab.resources import align, fasttext, text
+from langgraft.vocab.transfer import initialize_embeddings, transfer
+
+SMALL = dict(dim=12, epochs=3, bucket=20_000)
+
+
+@pytest.fixture(scope="module")
+def parallel_tokenizers(tmp_path_factory, parallel_corpus):
+    """family -> target tokenizer (same family as the tiny source) trained on the parallel target side."""
+    from tiny import TOKENIZER_BUILDERS
+
+    root = tmp_path_factory.mktemp("parallel_tokenizers")
+    lines = parallel_corpus[1].read_text(encoding="utf-8").splitlines()
+    for family in ("bert", "gpt2", "xlmr", "llama"):
+        TOKENIZER_BUILDERS[family](root / family, lines)
+    return {family: root / family for family in ("bert", "gpt2", "xlmr", "llama")}
+
+
+@pytest.fixture(scope="module")
+def word_resources(tmp_path_factory, parallel_corpus):
+    """Word-level fastText for both sides + the true dictionary (as TSV)."""
+    root = tmp_path_factory.mktemp("word_resources")
+    src, tgt, mapping = parallel_corpus
+    fasttext.train_fasttext([src], root / "src.bin", **SMALL)
+    fasttext.train_fasttext([tgt], root / "tgt.bin", **SMALL)
+    (root / "dict.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in mapping.items()), encoding="utf-8")
+    return TransferResources(source_embeddings=str(root / "src.bin"), target_embeddings=str(root / "tgt.bin"),
+                             dictionary=str(root / "dict.tsv"))
+
+
+def rows_follow_provenance(outcome, source_dir) -> None:
+    """Every neighbours/copied row equals Σ w·E_s of the source rows its provenance names."""
+    from transformers import AutoModel
+
+    source = AutoModel.from_pretrained(source_dir).get_input_embeddings().weight.detach()
+    target = outcome.model.get_input_embeddings().weight.detach()
+    checked = 0
+    for row in outcome.provenance:
+        if row["kind"] in ("neighbours", "copied") and row["source_ids"]:
+            expected = (torch.tensor(row["weights"])[:, None] * source[row["source_ids"]]).sum(dim=0)
+            assert torch.allclose(target[row["id"]], expected, atol=1e-4), row
+            checked += 1
+    assert checked > 0
+
+
+# ------------------------------------------------------------------------------------ sparsemax
+def test_sparsemax_is_the_simplex_projection():
+    assert torch.allclose(sparsemax(torch.tensor([1.0, 0.5, -1.0])), torch.tensor([0.75, 0.25, 0.0]))
+    assert torch.allclose(sparsemax(torch.zeros(4)), torch.full((4,), 0.25))
+    scores = torch.randn(64, 30, generator=torch.Generator().manual_seed(0))
+    probs = sparsemax(scores)
+    assert (probs >= 0).all() and torch.allclose(probs.sum(dim=1), torch.ones(64), atol=1e-5)
+    assert (probs == 0).any(dim=1).all()  # sparse
+    # the projection's KKT condition: all supported entries share the same score - probability
+    for row_scores, row_probs in zip(scores, probs):
+        support = row_probs > 0
+        gap = row_scores[support] - row_probs[support]
+        assert torch.allclose(gap, gap[0].expand_as(gap), atol=1e-5)
+        assert (row_scores[~support] <= gap[0] + 1e-6).all()
+
+
+def test_sparsemax_neighbours_blocks_agree():
+    gen = torch.Generator().manual_seed(1)
+    queries, keys = torch.randn(37, 5, generator=gen), torch.randn(20, 5, generator=gen)
+    big = sparsemax_neighbours(queries, keys, block_size=1000)
+    small = sparsemax_neighbours(queries, keys, block_size=4)
+    dense_big = torch.zeros(37, 20).scatter_add_(1, big[0].clamp_min(0), big[1])
+    dense_small = torch.zeros(37, 20).scatter_add_(1, small[0].clamp_min(0), small[1])
+    assert torch.allclose(dense_big, dense_small)
+    assert torch.allclose(dense_big.sum(dim=1), torch.ones(37), atol=1e-5)
+
+
+# -------------------------------------------------------------------------------------- wechsel
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers, word_resources):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    out = tmp_path / "wechsel"
+    model = initialize_embeddings(str(tiny_models[family]), str(parallel_tokenizers[family]), "wechsel",
+                                  resources=word_resources, out=out)
+    summary = json.loads((out / "transfer_summary.json").read_text())
+    assert summary["coverage"] > 0.9 and summary["notes"]["dictionary_pairs_used"] > 40
+    auto = AutoModelForMaskedLM if family == "bert" else AutoModelForCausalLM
+    loaded = auto.from_pretrained(out)
+    assert loaded.get_input_embeddings().weight.shape[0] == summary["target_vocab_size"]
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
+
+
+def test_wechsel_neighbours_follow_the_dictionary(tiny_models, parallel_tokenizers, word_resources, parallel_corpus):
+    outcome = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "wechsel",
+                       resources=word_resources)
+    rows_follow_provenance(outcome, tiny_models["bert"])
+    translation = {t: s for s, t in parallel_corpus[2].items()}
+    whole_words = [r for r in outcome.provenance if r["token"] in translation and r["kind"] == "neighbours"]
+    hits = sum(1 for r in whole_words if translation[r["token"]] in r["source_tokens"][:3])
+    assert len(whole_words) >= 10 and hits >= 0.5 * len(whole_words)
+
+
+def test_wechsel_is_deterministic_and_trains_from_corpora(tmp_path, tiny_models, parallel_tokenizers,
+                                                          parallel_corpus, word_resources):
+    src, tgt, _ = parallel_corpus
+    resources = TransferResources(source_corpus=[str(src)], target_corpus=[str(tgt)], parallel=(str(src), str(tgt)),
+                                  workdir=str(tmp_path / "work"))
+    options = dict(dim=12, epochs=3, bucket=20_000)
+    first = transfer(str(tiny_models["xlmr"]), str(parallel_tokenizers["xlmr"]), "wechsel", resources=resources,
+                     **options)
+    cached = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "work").iterdir()
+                    if not p.name.endswith(".json"))
+    assert cached == ["dictionary-" + cached[0].split("-")[1], "fasttext-source", "fasttext-target"]
+    second = transfer(str(tiny_models["xlmr"]), str(parallel_tokenizers["xlmr"]), "wechsel", resources=resources,
+                      **options)
+    assert torch.equal(first.model.get_input_embeddings().weight, second.model.get_input_embeddings().weight)
+    assert first.summary["coverage"] > 0.9
+
+
+def test_wechsel_errors(tmp_path, tiny_models, parallel_tokenizers, word_resources, parallel_corpus):
+    source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
+    with pytest.raises(UserError, match="--dictionary or --parallel"):
+        transfer(source_dir, target_dir, "wechsel", resources=TransferResources(
+            source_embeddings=word_resources.source_embeddings, target_embeddings=word_resources.target_embeddings))
+    (tmp_path / "useless.tsv").write_text("zzz\tqqq\n")
+    with pytest.raises(UserError, match="no dictionary pair"):
+        transfer(source_dir, target_dir, "wechsel", resources=TransferResources(
+            source_embeddings=word_resources.source_embeddings, target_embeddings=word_resources.target_embeddings,
+            dictionary=str(tmp_path / "useless.tsv")))
+    fasttext.train_fasttext([parallel_corpus[1]], tmp_path / "t8.bin", dim=8, epochs=3, bucket=20_000)
+    with pytest.raises(UserError, match="dimensions differ"):
+        transfer(source_dir, target_dir, "wechsel", resources=TransferResources(
+            source_embeddings=word_resources.source_embeddings, target_embeddings=str(tmp_path / "t8.bin"),
+            dictionary=word_resources.dictionary))
+
+
+# ---------------------------------------------------------------------------------------- focus
+@pytest.mark.parametrize("family", ["xlmr", "llama"])
+def test_focus_builds_a_valid_deterministic_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers,
+                                                       parallel_corpus):
+    resources = TransferResources(target_corpus=[str(parallel_corpus[1])])
+    options = dict(dim=12, bucket=20_000, epochs=5)
+    first = transfer(str(tiny_models[family]), str(parallel_tokenizers[family]), "focus", resources=resources,
+                     **options)
+    second = transfer(str(tiny_models[family]), str(parallel_tokenizers[family]), "focus", resources=resources,
+                      **options)
+    assert torch.equal(first.model.get_input_embeddings().weight, second.model.get_input_embeddings().weight)
+    counts = first.summary["counts"]
+    assert counts["copied"] > 0 and counts["neighbours"] > 0
+    rows_follow_provenance(first, tiny_models[family])
+    for row in first.provenance:
+        if row["kind"] == "neighbours":  # sparsemax weights: a convex combination of overlapping tokens
+            assert abs(sum(row["weights"]) - 1) < 1e-4 and all(w > 0 for w in row["weights"])
+
+
+def test_focus_with_a_prebuilt_token_model(tmp_path, tiny_models, parallel_tokenizers, parallel_corpus):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(parallel_tokenizers["bert"])
+    fasttext.train_token_fasttext([parallel_corpus[1]], tokenizer, tmp_path / "tokens.bin", dim=12, epochs=5,
+                                  bucket=20_000)
+    assert "##a" in fasttext.load_fasttext(tmp_path / "tokens.bin").words or len(tokenizer) > 0
+    outcome = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus",
+                       token_embeddings=str(tmp_path / "tokens.bin"))
+    assert outcome.summary["counts"]["neighbours"] > 0
+    with pytest.raises(UserError, match="focus needs --target-corpus"):
+        transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus")
+
+
+# ------------------------------------------------------------------------------------- transtok
+def test_top_k_rows_drops_rare_pairs_and_normalizes():
+    counts = torch.sparse_coo_tensor(torch.tensor([[0, 0, 0, 1, 2], [3, 1, 2, 0, 1]]),
+                                     torch.tensor([5.0, 3.0, 1.0, 1.5, 4.0]), (3, 4)).coalesce()
+    ids, probs, totals = top_k_rows(counts, min_count=2, top_k=2, n_rows=3, limit=4)
+    assert ids.tolist() == [[3, 1], [-1, -1], [1, -1]]
+    assert torch.allclose(probs[0], torch.tensor([5 / 8, 3 / 8])) and probs[1].sum() == 0
+    assert totals.tolist() == [8.0, 0.0, 4.0]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_transtok_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers, parallel_corpus):
+    src, tgt, _ = parallel_corpus
+    outcome = transfer(str(tiny_models[family]), str(parallel_tokenizers[family]), "transtok",
+                       resources=TransferResources(parallel=(str(src), str(tgt))))
+    notes = outcome.summary["notes"]
+    assert notes["aligned_tokens"] > 20 and outcome.summary["coverage"] > 0.8
+    rows_follow_provenance(outcome, tiny_models[family])
+    period = [r for r in outcome.provenance if r["token"] in (".", "▁.")]
+    assert period and period[0]["kind"] == "copied"  # symbols in both vocabularies map to themselves
+
+
+def test_transtok_from_a_table_is_deterministic(tmp_path, tiny_models, parallel_tokenizers, parallel_corpus):
+    src, tgt, mapping = parallel_corpus
+    source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
+    assert cli(["resources", "align", "--parallel", str(src), str(tgt), "--source-tokenizer", source_dir,
+                "--target-tokenizer", target_dir, "--out", str(tmp_path / "table.tsv")]) == 0
+    runs = [transfer(source_dir, target_dir, "transtok", alignment_table=str(tmp_path / "table.tsv"))
+            for _ in range(2)]
+    assert torch.equal(runs[0].model.get_input_embeddings().weight, runs[1].model.get_input_embeddings().weight)
+    translation = {t: s for s, t in mapping.items()}
+    whole = [r for r in runs[0].provenance if r["token"] in translation and r["kind"] == "neighbours"]
+    assert whole and sum(translation[r["token"]] == r["source_tokens"][0] for r in whole) >= 0.8 * len(whole)
+    with pytest.raises(UserError, match="transtok needs --parallel"):
+        transfer(source_dir, target_dir, "transtok")
+
+
+def test_transtok_inherits_from_longer_tokens(tiny_models, parallel_tokenizers, parallel_corpus):
+    src, tgt, _ = parallel_corpus
+    outcome = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "transtok",
+                       resources=TransferResources(parallel=(str(src), str(tgt))), min_count=1000)
+    # no pair survives min_count=1000 except in the frequent tokens; others inherit or fall back
+    assert outcome.summary["notes"]["inherited_tokens"] >= 0
+    assert outcome.summary["counts"]["fallback"] + outcome.summary["counts"]["neighbours"] \
+        + outcome.summary["counts"]["copied"] == outcome.summary["initialized_tokens"]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def test_cli_init_with_resources(tmp_path, tiny_models, parallel_tokenizers, word_resources, capsys):
+    out = tmp_path / "out"
+    code = cli(["init", "--source", str(tiny_models["gpt2"]), "--tokenizer", str(parallel_tokenizers["gpt2"]),
+                "--method", "wechsel", "--out", str(out), "--source-embeddings", word_resources.source_embeddings,
+                "--target-embeddings", word_resources.target_embeddings, "--dictionary", word_resources.dictionary,
+                "--option", "k=5", "--option", "temperature=0.2"])
+    assert code == 0 and (out / "provenance.jsonl").is_file()
+    assert json.loads((out / "transfer_summary.json").read_text())["options"]["k"] == 5
+    code = cli(["init", "--source", str(tiny_models["gpt2"]), "--tokenizer", str(parallel_tokenizers["gpt2"]),
+                "--method", "wechsel", "--out", str(tmp_path / "bad"), "--source-embeddings",
+                word_resources.source_embeddings, "--target-embeddings", word_resources.target_embeddings])
+    assert code == 2 and not (tmp_path / "bad").exists()
+    assert "--dictionary or --parallel" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""The pipeline end to end on a tiny model: every real stage, skip on re-run, resume after a crash."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from pipeline_tiny import tiny_pipeline
+
+from langgraft import Pipeline, UserError
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_models, source_corpus, target_corpus, tmp_path_factory):
+    """One complete tiny run: (config, pipeline, outputs)."""
+    out = tmp_path_factory.mktemp("pipeline")
+    config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, out)
+    pipeline = Pipeline.from_dict(config, base_dir=out)
+    return config, pipeline, pipeline.run()
+
+
+def test_every_stage_runs_and_the_report_compares_setups(finished):
+    config, pipeline, outputs = finished
+    assert list(outputs) == [s.name for s in pipeline.stages]
+    ledger = json.loads((pipeline.run_dir / "stages.json").read_text())
+    assert {entry["status"] for entry in ledger["stages"].values()} == {"done"}
+    comparison = json.loads((outputs["init"] / "comparison.json").read_text())
+    assert [c["method"] for c in comparison["candidates"]] == ["random", "mean", "fvt"]
+    assert comparison["chosen"] == min(comparison["candidates"], key=lambda c: c["bpc"])["method"]
+    rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
+    bpc = {r["setup"]: r["value"] for r in rows if r["task"] == "bpc" and r["metric"] == "bpc"}
+    assert set(bpc) >= {"source", "adapted"} and all(0 < v < 20 for v in bpc.values())
+    report = (pipeline.run_dir / "report" / "report.md").read_text()
+    assert "bpc" in report and "step-0 bpc by init method" in report
+    assert (pipeline.publish_dir / "manifest.json").is_file()
+
+
+def test_rerun_skips_every_finished_stage(finished):
+    config, pipeline, outputs = finished
+    started = time.time()
+    again = Pipeline.from_dict(config, base_dir=pipeline.base_dir).run()
+    assert again == outputs
+    ledger = json.loads((pipeline.run_dir / "stages.json").read_text())
+    assert all(entry["skipped"] for entry in ledger["stages"].values())
+    assert time.time() - started < 10
+
+
+def test_changed_config_reruns_only_the_stages_it_reaches(finished):
+    config, pipeline, outputs = finished
+    changed = json.loads(json.dumps(config))
+    changed["evaluation"]["max_documents"] = 20
+    rerun = Pipeline.from_dict(changed, base_dir=pipeline.base_dir, overrides={"publish.out": None})
+    keys = rerun.keys()
+    assert all(keys[s] == pipeline.keys()[s] for s in ("corpus", "tokenizer", "init"))
+    assert keys["evaluate"] != pipeline.keys()["evaluate"] and keys["report"] != pipeline.keys()["report"]
+    with pytest.raises(UserError, match="publish folder .* already exists"):
+        Pipeline.from_dict(changed, base_dir=pipeline.base_dir).run()  # publish never overwrites
+
+
+def test_a_crashed_run_resumes_at_the_failed_stage(tiny_models, source_corpus, target_corpus, tmp_path, monkeypatch):
+    import langgraft.vocab.transfer as transfer
+
+    config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, tmp_path, pretrain=None,
+                           publish={"out": None})
+    real = transfer.initialize_embeddings
+    calls = []
+
+    def crash_on_second_candidate(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "initialize_embeddings", crash_on_second_candidate)
+    pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.run()
+    ledger = json.loads(pipeline.ledger_path.read_text())["stages"]
+    assert ledger["corpus"]["status"] == "done" and ledger["init"]["status"] == "failed"
+    assert "simulated crash" in ledger["init"]["error"] and "evaluate" not in ledger
+    assert not pipeline.stage_dir("init", pipeline.keys()["init"]).exists()  # no half-written output
+
+    outputs = Pipeline.from_dict(config, base_dir=tmp_path).run()
+    ledger = json.loads(pipeline.ledger_path.read_text())["stages"]
+    assert ledger["corpus"]["skipped"] and ledger["tokenizer"]["skipped"] and not ledger["init"]["skipped"]
+    assert calls == ["random", "mean", "mean", "fvt"]  # the finished candidate was not redone
+    assert (outputs["init"] / "model" / "config.json").is_file() and ledger["report"]["status"] == "done"

@@ -1,0 +1,154 @@
+"""Recover an MLM head for a headless encoder (e.g. a sentence-transformers body such as MiniLM).
+
+Without an MLM head, masked-LM measurement (bits per character) and MLM training start from a
+random projection and say nothing about the body. Here the body is loaded into the matching
+``AutoModelForMaskedLM`` (the decoder tied to the input embeddings as the config says), frozen,
+and only the head (transform + bias, + the decoder when untied) is trained on source-language text
+with the HF Trainer. The result is a stock MLM checkpoint.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from langgraft.atomic import atomic_dir
+from langgraft.errors import UserError
+from langgraft.models import load_config, load_model, load_tokenizer
+
+SUMMARY_FILE = "head_recovery.json"
+
+
+def iter_text_lines(files: Sequence[str | os.PathLike]) -> Iterator[str]:
+    """Non-empty stripped lines of ``files``, streamed."""
+    from langgraft.vocab.resources.text import iter_lines
+
+    return (line.strip() for line in iter_lines([str(f) for f in files]) if line.strip())
+
+
+class LineStream(torch.utils.data.IterableDataset):
+    """Tokenized lines of the corpus, cycled forever (the Trainer stops at ``max_steps``)."""
+
+    def __init__(self, files: Sequence[str], tokenizer: Any, max_length: int, skip: int):
+        self.files, self.tokenizer, self.max_length, self.skip = files, tokenizer, max_length, skip
+
+    def __iter__(self) -> Iterator[dict[str, list[int]]]:
+        while True:
+            for line in itertools.islice(iter_text_lines(self.files), self.skip, None):
+                yield self.tokenizer(line, truncation=True, max_length=self.max_length,
+                                     return_special_tokens_mask=True)
+
+
+@torch.no_grad()
+def masked_lm_loss(model: Any, tokenizer: Any, lines: list[str], seed: int = 0, max_length: int = 128) -> float:
+    """Mean MLM loss on ``lines`` with masks fixed by ``seed`` (comparable before/after training)."""
+    from transformers import DataCollatorForLanguageModeling
+
+    torch.manual_seed(seed)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+    features = [tokenizer(line, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+                for line in lines]
+    batch = collator(features)
+    was_training = model.training
+    model.eval()
+    loss = model(**batch).loss.item()
+    model.train(was_training)
+    return loss
+
+
+def masked_lm_from_body(model_dir: str) -> Any:
+    """``AutoModelForMaskedLM`` with the body's weights; an untied decoder starts from the input embeddings."""
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the head is missing on purpose
+    try:
+        model = load_model(model_dir, AutoModelForMaskedLM)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    decoder = model.get_output_embeddings()
+    embeddings = model.get_input_embeddings()
+    if decoder is None:
+        raise UserError(f"{model_dir}: model type {model.config.model_type!r} has no MLM head class in transformers")
+    if decoder.weight.data_ptr() != embeddings.weight.data_ptr():
+        with torch.no_grad():
+            decoder.weight.copy_(embeddings.weight)
+    return model
+
+
+def freeze_body(model: Any) -> list[str]:
+    """Freeze the base model (incl. the tied decoder = input embeddings); return trainable names."""
+    prefix = model.base_model_prefix
+    trainable = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = not name.startswith(prefix + ".")
+        if parameter.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                 max_steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
+                 eval_lines: int = 64, seed: int = 0, overwrite: bool = True) -> dict[str, Any]:
+    """Train an MLM head on a frozen headless encoder; save a stock MLM checkpoint to ``out``.
+
+    The first ``eval_lines`` lines are held out to report the MLM loss before/after (fixed masks).
+    Returns (and saves as ``head_recovery.json``) that summary.
+    """
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+    files = [str(f) for f in corpus_files]
+    for path in files:
+        if not Path(path).is_file():
+            raise UserError(f"--corpus {path}: file not found; check the path")
+    config = load_config(model)
+    from langgraft.vocab.transfer import head_kind
+
+    if getattr(config, "is_decoder", False) or head_kind(config) == "clm":
+        raise UserError(f"--model {model}: head recover is for encoders (MLM); this model is a decoder")
+    tokenizer = load_tokenizer(model)
+    if tokenizer.mask_token is None:
+        raise UserError(f"--model {model}: the tokenizer has no mask token, so it cannot train an MLM head")
+    held_out = list(itertools.islice(iter_text_lines(files), eval_lines))
+    if not held_out:
+        raise UserError(f"--corpus {' '.join(files)}: no text lines found; give source-language text")
+    has_training_text = next(itertools.islice(iter_text_lines(files), eval_lines, None), None) is not None
+    skip = eval_lines if has_training_text else 0
+
+    set_seed(seed)
+    mlm = masked_lm_from_body(str(model))
+    trainable = freeze_body(mlm)
+    loss_before = masked_lm_loss(mlm, tokenizer, held_out, seed)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        args = TrainingArguments(
+            output_dir=str(tmp / "trainer"), max_steps=max_steps, per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate, warmup_steps=max(1, max_steps // 10), weight_decay=0.0,
+            logging_steps=max(1, max_steps // 10), save_strategy="no", report_to=[], seed=seed,
+            data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
+        )
+        trainer = Trainer(model=mlm, args=args, train_dataset=LineStream(files, tokenizer, max_length, skip),
+                          data_collator=collator)
+        trainer.train()
+        for parameter in mlm.parameters():
+            parameter.requires_grad = True
+        loss_after = masked_lm_loss(mlm, tokenizer, held_out, seed)
+        summary = {
+            "model": str(model), "corpus": files, "max_steps": max_steps, "batch_size": batch_size,
+            "learning_rate": learning_rate, "seed": seed, "trainable_parameters": trainable,
+            "held_out_lines": len(held_out), "held_out_mlm_loss_before": round(loss_before, 4),
+            "held_out_mlm_loss_after": round(loss_after, 4),
+            "held_out_perplexity_after": round(math.exp(min(loss_after, 50.0)), 3),
+        }
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        mlm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

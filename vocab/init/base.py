@@ -1,0 +1,391 @@
+"""The contract every embedding initializer follows, and the shared vectorized helpers.
+
+How a method plugs in (PEFT ``tuners/<method>/`` style)::
+
+    @dataclass
+    class FooConfig(MethodConfig):
+        k: int = 10                       # options: plain fields, str -> type via config_from_options
+
+        def validate(self, resources: TransferResources) -> None:
+            ...                           # optional: raise UserError for missing resources
+
+    @register_method("foo", FooConfig, description="one line for --help and docs")
+    def foo(config: FooConfig, ctx: TransferContext) -> TokenMapping:
+        ...
+
+A method receives a :class:`TransferContext` (models, tokenizers, canonical tokens, exact-match
+overlap, the ids it must initialize, the source input-embedding matrix) and returns a
+:class:`TokenMapping` for exactly ``ctx.new_token_ids``: for every target id, source neighbour ids
+and weights (row_t = Σ w · row_s). The engine (:mod:`langgraft.vocab.transfer`) applies the same
+weights to the input embeddings, to an untied output head and to the output bias, maps special
+tokens by role, keeps old rows in extension mode, draws fallback rows, writes provenance, and
+saves a stock-loadable checkpoint. Methods never touch the model's weights themselves.
+
+Contract details:
+
+- ``TokenMapping.source_ids`` is ``(n, k)`` long, ``-1`` = padding; ``weights`` is ``(n, k)``
+  float32 (rows should sum to 1); ``kinds`` is ``(n,)`` int8 with codes :data:`COPIED`,
+  :data:`NEIGHBOURS`, :data:`FALLBACK` (names in :data:`KIND_NAMES`). A row with no valid
+  neighbour must be :data:`FALLBACK`; build mappings with :meth:`TokenMapping.from_neighbours`,
+  which derives that for you, and :meth:`TokenMapping.copy_overlap` to copy exact matches.
+- ``TokenMapping.fallback`` picks how fallback rows are drawn: ``"random"`` (N(mean, std) per
+  dimension of the source matrix, seeded) or ``"mean"`` (the source mean row).
+- ``TokenMapping.factorization`` (optional): ``(coordinates (V_s × r), primitives (r × d))`` of a
+  low-rank factorization of E_s (OFA). The engine then applies the weights to the coordinates,
+  sets input rows = coordinates @ primitives (old rows stay exact in extension mode) and saves
+  ``factorized_embeddings.safetensors`` next to the checkpoint. ``notes`` is merged into
+  ``transfer_summary.json``.
+- Use :func:`topk_similarities` and :func:`softmax_topk_weights` for the top-k rule (blocked
+  matmul + ``torch.topk``, memory bounded by ``block_size``); use ``ctx.generator()`` for any
+  randomness so the same seed gives bit-identical tensors.
+- Raise :class:`langgraft.errors.UserError` for bad input (missing resources, no dictionary pair
+  found, ...): the CLI prints one line and exits 2, nothing is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from langgraft.errors import UserError
+from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, exact_matches, special_ids,
+                                       tokenizer_family)
+
+COPIED, NEIGHBOURS, FALLBACK = 0, 1, 2
+KIND_NAMES = ("copied", "neighbours", "fallback")
+MODES = ("replace", "extend")
+EXTENSION_FILE = "langgraft_extension.json"  # written by `langgraft tokenizer extend`
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TransferResources:
+    """Offline resources shared by the methods that need them (CLI options of the same names).
+
+    ``source_embeddings``/``target_embeddings``: fastText ``.bin`` paths (trained from the
+    corpora when missing); ``dictionary``: TSV ``source<TAB>target``; ``source_corpus`` /
+    ``target_corpus``: text files; ``parallel``: ``(source_file, target_file)`` line-aligned;
+    ``helper``: model name/dir already using the target tokenizer (CLP); ``workdir``: where
+    derived resources (trained fastText, induced dictionaries) are cached; ``None`` = a temp dir.
+    """
+
+    source_embeddings: str | None = None
+    target_embeddings: str | None = None
+    dictionary: str | None = None
+    source_corpus: list[str] = field(default_factory=list)
+    target_corpus: list[str] = field(default_factory=list)
+    parallel: tuple[str, str] | None = None
+    helper: str | None = None
+    workdir: str | None = None
+
+    def check_files(self) -> None:
+        """UserError for any given path that does not exist (before any heavy work)."""
+        paths = [("--source-embeddings", self.source_embeddings), ("--target-embeddings", self.target_embeddings),
+                 ("--dictionary", self.dictionary)]
+        paths += [("--source-corpus", p) for p in self.source_corpus]
+        paths += [("--target-corpus", p) for p in self.target_corpus]
+        paths += [("--parallel", p) for p in (self.parallel or ())]
+        for option, path in paths:
+            if path is not None and not Path(path).exists():
+                raise UserError(f"{option} {path}: file not found; check the path")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config dataclass; fields are the method's options."""
+
+    def validate(self, resources: TransferResources) -> None:
+        """Raise UserError when ``resources`` lack what the method needs (called before loading models)."""
+
+
+@dataclass
+class TransferContext:
+    """Everything a method may read. Derived views are computed once, on first access."""
+
+    source_model: Any  # PreTrainedModel, with its LM head when it has one
+    source_tokenizer: Any
+    target_tokenizer: Any
+    mode: str = "replace"
+    seed: int = 0
+    resources: TransferResources = field(default_factory=TransferResources)
+    original_vocab_size: int | None = None  # extension mode: ids below this keep their rows
+
+    @cached_property
+    def family(self) -> str:
+        """Boundary-marker family shared by both tokenizers (see :mod:`langgraft.vocab.canonical`)."""
+        return tokenizer_family(self.target_tokenizer)
+
+    @cached_property
+    def source_tokens(self) -> list[CanonicalToken]:
+        return canonical_tokens(self.source_tokenizer)
+
+    @cached_property
+    def target_tokens(self) -> list[CanonicalToken]:
+        return canonical_tokens(self.target_tokenizer)
+
+    @cached_property
+    def source_embeddings(self) -> torch.Tensor:
+        """E_s: the source input-embedding matrix, float32, detached (V_s × d)."""
+        return self.source_model.get_input_embeddings().weight.detach().float()
+
+    @cached_property
+    def target_vocab_size(self) -> int:
+        return len(self.target_tokenizer)
+
+    @cached_property
+    def overlap(self) -> torch.Tensor:
+        """(V_t,) long: source id of the exact canonical match of each target token, else -1."""
+        overlap = torch.full((self.target_vocab_size,), -1, dtype=torch.long)
+        limit = self.source_embeddings.shape[0]
+        for target_id, source_id in exact_matches(self.target_tokens, self.source_tokens).items():
+            if source_id < limit:
+                overlap[target_id] = source_id
+        return overlap
+
+    @cached_property
+    def target_special_ids(self) -> set[int]:
+        return special_ids(self.target_tokenizer)
+
+    @cached_property
+    def new_token_ids(self) -> torch.Tensor:
+        """Sorted target ids a method must initialize (non-special; in extend mode only new ids)."""
+        start = self.original_vocab_size if self.mode == "extend" else 0
+        specials = self.target_special_ids
+        return torch.tensor([i for i in range(start or 0, self.target_vocab_size) if i not in specials],
+                            dtype=torch.long)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from ``seed`` (+ ``offset`` for independent streams)."""
+        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + offset)
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TokenMapping:
+    """For each target id to initialize: source neighbours and weights, and how it was decided."""
+
+    target_ids: torch.Tensor  # (n,) long
+    source_ids: torch.Tensor  # (n, k) long, -1 = padding
+    weights: torch.Tensor  # (n, k) float32
+    kinds: torch.Tensor  # (n,) int8: COPIED / NEIGHBOURS / FALLBACK
+    fallback: str = "random"  # "random" | "mean"
+    factorization: tuple[torch.Tensor, torch.Tensor] | None = None  # (V_s × r coordinates, r × d primitives)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fallback_only(cls, target_ids: torch.Tensor, fallback: str = "random") -> "TokenMapping":
+        n = len(target_ids)
+        return cls(target_ids.long(), torch.full((n, 1), -1, dtype=torch.long), torch.zeros(n, 1),
+                   torch.full((n,), FALLBACK, dtype=torch.int8), fallback=fallback)
+
+    @classmethod
+    def from_neighbours(cls, target_ids: torch.Tensor, source_ids: torch.Tensor, weights: torch.Tensor,
+                        **kwargs: Any) -> "TokenMapping":
+        """Rows with at least one valid neighbour of positive total weight are NEIGHBOURS, others FALLBACK.
+
+        Padding (-1) and zero-weight entries are dropped from the provenance.
+        """
+        source_ids = source_ids.long()
+        weights = torch.where(source_ids >= 0, weights.float(), torch.zeros((), dtype=torch.float32))
+        source_ids = torch.where(weights != 0, source_ids, -1)  # zero-weight neighbours are not neighbours
+        valid = (weights.sum(dim=1) > 0) & torch.isfinite(weights).all(dim=1)
+        kinds = torch.where(valid, NEIGHBOURS, FALLBACK).to(torch.int8)
+        source_ids = torch.where(valid[:, None], source_ids, -1)
+        weights = torch.where(valid[:, None], weights, 0.0)
+        return cls(target_ids.long(), source_ids, weights, kinds, **kwargs)
+
+    def copy_overlap(self, ctx: TransferContext) -> "TokenMapping":
+        """Rows whose target token has an exact canonical source match become COPIED (weight 1)."""
+        matched = ctx.overlap[self.target_ids]
+        copied = matched >= 0
+        source_ids = self.source_ids.clone()
+        weights = self.weights.clone()
+        source_ids[copied] = -1
+        weights[copied] = 0.0
+        source_ids[copied, 0] = matched[copied]
+        weights[copied, 0] = 1.0
+        kinds = torch.where(copied, COPIED, self.kinds.long()).to(torch.int8)
+        return dataclasses.replace(self, source_ids=source_ids, weights=weights, kinds=kinds)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.kinds == code).sum()) for code, name in enumerate(KIND_NAMES)}
+
+    def check(self, ctx: TransferContext) -> None:
+        """Programming-error checks: shapes, id ranges, finite weights, fallback rows empty."""
+        n = len(self.target_ids)
+        if not torch.equal(self.target_ids, ctx.new_token_ids):
+            raise ValueError("TokenMapping.target_ids must equal ctx.new_token_ids")
+        if self.source_ids.shape != self.weights.shape or self.source_ids.shape[0] != n or self.kinds.shape != (n,):
+            raise ValueError("TokenMapping shapes disagree")
+        if (self.source_ids >= ctx.source_embeddings.shape[0]).any() or (self.source_ids < -1).any():
+            raise ValueError("TokenMapping.source_ids out of range")
+        if not torch.isfinite(self.weights).all():
+            raise ValueError("TokenMapping.weights contain NaN/inf")
+        if self.fallback not in ("random", "mean"):
+            raise ValueError(f"unknown fallback {self.fallback!r}")
+        if self.factorization is not None:
+            coordinates, primitives = self.factorization
+            if coordinates.shape[0] != ctx.source_embeddings.shape[0] or \
+                    primitives.shape != (coordinates.shape[1], ctx.source_embeddings.shape[1]):
+                raise ValueError("TokenMapping.factorization must be (V_s × r, r × d)")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config_class: type
+    fn: Callable[[Any, TransferContext], TokenMapping]
+    description: str = ""
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, config_class: type | None = None, *, description: str = "") -> Callable:
+    """Decorator registering ``fn(config, ctx) -> TokenMapping`` under ``name``.
+
+    ``config_class`` defaults to the annotation of ``fn``'s first parameter.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        cls = config_class
+        if cls is None:
+            hints = typing.get_type_hints(fn)
+            cls = hints[next(iter(hints))]
+        doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        _REGISTRY[name] = MethodSpec(name, cls, fn, doc)
+        return fn
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    import langgraft.vocab.init  # noqa: F401  (imports every method module)
+
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    methods = list_methods()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown method {name!r}; choose one of: {', '.join(methods)}")
+    return _REGISTRY[name]
+
+
+def _field_type(annotation: Any) -> Any:
+    """``int | None`` -> ``int``; other annotations unchanged."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _convert(value: Any, annotation: Any, key: str, method: str) -> Any:
+    """Turn a CLI string into the config field's type (int, float, bool, str, None)."""
+    if not isinstance(value, str):
+        return value
+    target = _field_type(annotation)
+    if value.lower() in ("none", "null") and type(None) in typing.get_args(annotation):
+        return None
+    booleans = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    try:
+        if target is bool:
+            return booleans[value.lower()]
+        if target in (int, float, str):
+            return target(value)
+    except (KeyError, ValueError):
+        raise UserError(f"option {key}={value!r} for method {method!r} is not a valid "
+                        f"{getattr(target, '__name__', target)}") from None
+    return value
+
+
+def config_from_options(name: str, options: dict[str, Any] | None = None) -> MethodConfig:
+    """Build ``name``'s config from ``key -> value`` (strings converted to the field types)."""
+    spec = get_method(name)
+    hints = typing.get_type_hints(spec.config_class)
+    fields = {f.name for f in dataclasses.fields(spec.config_class)}
+    kwargs = {}
+    for key, value in (options or {}).items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            allowed = ", ".join(sorted(fields)) or "none"
+            raise UserError(f"method {name!r} has no option {key!r}; its options are: {allowed}")
+        kwargs[key] = _convert(value, hints.get(key, str), key, name)
+    return spec.config_class(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared vectorized helpers
+# --------------------------------------------------------------------------------------------
+def _normalize_rows(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def topk_similarities(queries: torch.Tensor, keys: torch.Tensor, k: int, block_size: int = 4096,
+                      cosine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` (cosine) similarities of every query row to all key rows.
+
+    Blocked over queries: peak extra memory is ``block_size × len(keys)`` floats. Zero rows get
+    similarity 0 (never NaN). Returns ``(values, indices)``, both ``(len(queries), min(k, len(keys)))``,
+    sorted descending; ties broken by ``torch.topk`` deterministically on CPU.
+    """
+    queries = queries.float()
+    keys = keys.float()
+    if cosine:
+        queries, keys = _normalize_rows(queries), _normalize_rows(keys)
+    k = min(k, keys.shape[0])
+    values = torch.empty(queries.shape[0], k)
+    indices = torch.empty(queries.shape[0], k, dtype=torch.long)
+    for start in range(0, queries.shape[0], block_size):
+        block = queries[start:start + block_size] @ keys.T
+        top = torch.topk(block, k, dim=1)
+        values[start:start + block_size] = top.values
+        indices[start:start + block_size] = top.indices
+    return values, indices
+
+
+def softmax_topk_weights(sim_values: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """WECHSEL/OFA weights: ``softmax(sim / tau)`` over each row's top-k similarities (float32)."""
+    return torch.softmax(sim_values.float() / tau, dim=1)
+
+
+def load_json(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def read_extension_size(tokenizer_dir: str | Path) -> int | None:
+    """Original vocabulary size recorded by ``langgraft tokenizer extend``, or None."""
+    path = Path(tokenizer_dir) / EXTENSION_FILE
+    if not path.is_file():
+        return None
+    info = load_json(path)
+    for key in ("original_vocab_size", "source_vocab_size", "base_vocab_size"):
+        if key in info:
+            return int(info[key])
+    raise UserError(f"{path}: no 'original_vocab_size' field; re-run `langgraft tokenizer extend`")
+
+
+__all__: Sequence[str] = (
+    "COPIED", "NEIGHBOURS", "FALLBACK", "KIND_NAMES", "MODES", "EXTENSION_FILE",
+    "TransferResources", "MethodConfig", "TransferContext", "TokenMapping", "MethodSpec",
+    "register_method", "get_method", "list_methods", "config_from_options",
+    "topk_similarities", "softmax_topk_weights", "read_extension_size",
+)

@@ -1,0 +1,66 @@
+"""CLP-Transfer (Ostendorff & Rehm, 2023): neighbours found in a helper model's embedding space.
+
+A small helper model already uses the target tokenizer. Tokens that also exist in the source
+vocabulary are copied; every other token is a weighted average of the source rows of the
+overlapping tokens, weighted by cosine similarity in the helper's input-embedding space.
+Unlike the published code, negative similarities are dropped (so the normalizer cannot blow up),
+only the ``top_k`` most similar overlapping tokens are kept (memory and provenance stay bounded),
+and the weights are float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from langgraft.errors import UserError
+from langgraft.models import load_model
+from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
+                                       register_method, topk_similarities)
+
+
+@dataclass
+class CLPConfig(MethodConfig):
+    """``top_k``: overlapping tokens kept per new token (0 = all, as in the paper);
+    ``block_size``: query rows per similarity block."""
+
+    top_k: int = 100
+    block_size: int = 4096
+
+    def validate(self, resources: TransferResources) -> None:
+        if not resources.helper:
+            raise UserError("clp needs --helper MODEL: a small model that already uses the target tokenizer")
+
+
+def helper_embeddings(ctx: TransferContext) -> torch.Tensor:
+    """The helper model's input embeddings; must cover the whole target vocabulary."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the helper's unused head weights are expected, not news
+    try:
+        helper = load_model(ctx.resources.helper)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    table = helper.get_input_embeddings().weight.detach().float()
+    if table.shape[0] < ctx.target_vocab_size:
+        raise UserError(f"--helper {ctx.resources.helper} has {table.shape[0]} embedding rows but the target "
+                        f"tokenizer has {ctx.target_vocab_size} tokens; the helper must use the target tokenizer")
+    return table
+
+
+@register_method("clp", CLPConfig, description="similarity-weighted overlap rows, similarities from a helper model")
+def clp(config: CLPConfig, ctx: TransferContext) -> TokenMapping:
+    helper = helper_embeddings(ctx)
+    overlap = ctx.overlap.clone()
+    overlap[list(ctx.target_special_ids)] = -1
+    anchors = torch.nonzero(overlap >= 0).squeeze(1)  # target ids with an exact source match
+    if len(anchors) == 0:
+        raise UserError("clp: the source and target tokenizers share no token; use fvt, wechsel or focus instead")
+    k = len(anchors) if config.top_k <= 0 else config.top_k
+    sims, idx = topk_similarities(helper[ctx.new_token_ids], helper[anchors], k, block_size=config.block_size)
+    sims = sims.clamp_min(0.0)
+    weights = sims / sims.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    mapping = TokenMapping.from_neighbours(ctx.new_token_ids, overlap[anchors][idx], weights)
+    mapping.notes["overlapping_tokens"] = len(anchors)
+    return mapping.copy_overlap(ctx)

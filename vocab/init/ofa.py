@@ -1,0 +1,127 @@
+"""OFA (Liu et al., 2024): factorized embeddings, new tokens placed by neighbours.
+
+1. SVD of the source embeddings E_s = U S Vᵀ; primitives P = S_r V_rᵀ (r × d), source
+   coordinates U_r (V_s × r).
+2. A new token's coordinates: copied for exact overlaps, else the WECHSEL rule (top-k softmax,
+   k=10, τ=0.1) over aligned static vectors (fastText + Procrustes, the resources WECHSEL uses).
+   Without static-vector resources the FVT decomposition gives the neighbours instead.
+3. Input rows = coordinates @ P. The engine saves ``factorized_embeddings.safetensors``
+   (``coordinates`` V_t × r, ``primitives`` r × d) for rank-r training/storage; the checkpoint
+   itself holds the multiplied-out rows so stock transformers loads it. An untied head gets the
+   same neighbour weights over its own full-rank rows.
+
+:class:`FactorizedEmbedding` is the trainable rank-r form; :func:`export_factorized` multiplies
+trained factors back into a stock checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from langgraft.errors import UserError
+from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
+                                       register_method)
+from langgraft.vocab.init.fvt import fvt_pieces, piece_table
+
+
+@dataclass
+class OFAConfig(MethodConfig):
+    """``rank``: factorization rank r (0 = full rank d); ``k``/``temperature``: neighbour rule;
+    ``dim``/``epochs``/``min_count``: fastText training when vectors come from corpora."""
+
+    rank: int = 100
+    k: int = 10
+    temperature: float = 0.1
+    dim: int = 100
+    epochs: int = 10
+    min_count: int = 3
+    block_size: int = 4096
+
+    def validate(self, resources: TransferResources) -> None:
+        if self.rank < 0:
+            raise UserError(f"--rank {self.rank}: must be positive (0 = full rank)")
+
+
+def has_static_vectors(resources: TransferResources) -> bool:
+    """True when both languages' vectors and a dictionary (or parallel text) are available."""
+    sides = all(getattr(resources, f"{s}_embeddings") or getattr(resources, f"{s}_corpus") for s in ("source", "target"))
+    return bool(sides and (resources.dictionary or resources.parallel))
+
+
+def factorize(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(coordinates U_r, primitives S_r V_rᵀ)`` with coordinates @ primitives ≈ matrix (exact at full rank)."""
+    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    rank = min(rank or s.shape[0], s.shape[0])
+    return u[:, :rank].float().contiguous(), (s[:rank, None] * vh[:rank]).float().contiguous()
+
+
+@register_method("ofa", OFAConfig, description="rank-r factorized embeddings, new coordinates from neighbours (OFA)")
+def ofa(config: OFAConfig, ctx: TransferContext) -> TokenMapping:
+    if has_static_vectors(ctx.resources):
+        from langgraft.vocab.init.wechsel import WechselConfig, aligned_token_vectors, neighbour_mapping
+
+        vectors = WechselConfig(k=config.k, temperature=config.temperature, dim=config.dim, epochs=config.epochs,
+                                min_count=config.min_count, block_size=config.block_size)
+        source, target, notes = aligned_token_vectors(ctx, vectors)
+        mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature, config.block_size)
+        mapping.notes.update(notes, neighbours="aligned static vectors")
+    else:
+        ids, weights = piece_table(fvt_pieces(ctx))
+        mapping = TokenMapping.from_neighbours(ctx.new_token_ids, ids, weights)
+        mapping.notes["neighbours"] = "fvt decomposition (no static-vector resources given)"
+    mapping.factorization = factorize(ctx.source_embeddings, config.rank)
+    mapping.notes["rank"] = mapping.factorization[0].shape[1]
+    return mapping.copy_overlap(ctx)
+
+
+class FactorizedEmbedding(nn.Module):
+    """Rank-r input embedding: ``coordinates[ids] @ primitives`` (V·r + r·d parameters instead of V·d)."""
+
+    def __init__(self, coordinates: torch.Tensor, primitives: torch.Tensor):
+        super().__init__()
+        self.coordinates = nn.Embedding.from_pretrained(coordinates.clone(), freeze=False)
+        self.primitives = nn.Linear(primitives.shape[0], primitives.shape[1], bias=False)
+        with torch.no_grad():
+            self.primitives.weight.copy_(primitives.T)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "FactorizedEmbedding":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        return cls(tensors["coordinates"], tensors["primitives"])
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.primitives(self.coordinates(input_ids))
+
+    def full_matrix(self) -> torch.Tensor:
+        """The multiplied-out V × d table."""
+        return self.primitives(self.coordinates.weight)
+
+
+def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | Path | None = None) -> Path:
+    """Write a stock checkpoint whose input embeddings are ``coordinates @ primitives`` of ``factorized``
+    (default: the file beside ``model_dir``); tied heads follow automatically."""
+    from langgraft.atomic import atomic_dir
+    from langgraft.models import load_config, load_model, load_tokenizer
+    from langgraft.vocab.transfer import FACTORIZED_FILE, auto_class, head_kind
+
+    factorized = Path(factorized or Path(model_dir) / FACTORIZED_FILE)
+    if not factorized.is_file():
+        raise UserError(f"{factorized}: no factorized embeddings found; pass the file written by `langgraft init --method ofa`")
+    table = FactorizedEmbedding.from_file(factorized)
+    model = load_model(model_dir, auto_class(head_kind(load_config(model_dir))))
+    embeddings = model.get_input_embeddings()
+    with torch.no_grad():
+        full = table.full_matrix()
+        if full.shape != embeddings.weight.shape:
+            raise UserError(f"{factorized}: factors give {tuple(full.shape)} but the model's embeddings are "
+                            f"{tuple(embeddings.weight.shape)}; use the file written for this model")
+        embeddings.weight.copy_(full.to(embeddings.weight.dtype))
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        load_tokenizer(model_dir).save_pretrained(tmp)
+    return Path(out)

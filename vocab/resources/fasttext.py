@@ -1,0 +1,262 @@
+"""Train and load fastText word vectors offline (WECHSEL's static embeddings, FOCUS's token space).
+
+fastText is deterministic only with one thread: ``threads=1`` (the default) plus ``seed`` gives
+the same vectors on every run (the ``.bin`` itself may differ in a few denormal ~1e-40 weights,
+which vanish from every composed vector); more threads are faster but Hogwild updates make
+every run differ.
+
+Next to each trained ``X.bin`` a ``X.bin.json`` records how it was trained (corpus files, options,
+``lowercase``). :func:`load_fasttext` reads it so token surfaces are looked up the way the
+training text was written (lowercased or not); a ``.bin`` from elsewhere is read as cased.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from langgraft.atomic import atomic_file
+from langgraft.errors import UserError
+from langgraft.vocab.resources.text import iter_lines, split_words
+
+# Below this many running words fastText's vectors are noise; the error says how to fix it.
+MIN_CORPUS_WORDS = 200
+
+
+@dataclass
+class FastTextOptions:
+    """fastText hyper-parameters (fastText's own defaults except ``epochs`` and ``min_count``,
+    which suit Bible-sized corpora of about a million words)."""
+
+    dim: int = 100
+    epochs: int = 10
+    min_count: int = 3
+    model: str = "skipgram"
+    minn: int = 3
+    maxn: int = 6
+    bucket: int = 2_000_000  # n-gram hash buckets; the .bin holds bucket × dim floats
+    threads: int = 1
+    seed: int = 0
+    lowercase: bool = True
+    split: bool = True  # split punctuation off words; False for pre-tokenized text (token-level models)
+    # Small corpora: lower min_count to max(1, words // RELAX_WORDS_PER_COUNT) so that a corpus under
+    # min_count × 100k words still gives most of its vocabulary a vector (FOCUS's minCount 10
+    # assumes corpora of millions of words).
+    relax_min_count: bool = False
+
+
+RELAX_WORDS_PER_COUNT = 100_000
+
+
+def effective_min_count(options: FastTextOptions, running_words: int) -> int:
+    if not options.relax_min_count:
+        return options.min_count
+    return min(options.min_count, max(1, running_words // RELAX_WORDS_PER_COUNT))
+
+
+def _require_fasttext() -> Any:
+    try:
+        import fasttext
+    except ImportError as exc:  # pragma: no cover - fasttext is a core dependency
+        raise UserError("the fasttext package is missing; install it with: pip install fasttext") from exc
+    fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the predict() deprecation banner
+    return fasttext
+
+
+def write_training_text(lines: Iterable[str], out_path: Path, options: FastTextOptions) -> tuple[int, dict[str, int]]:
+    """Write one normalized line per input line; return (running words, word counts)."""
+    counts: dict[str, int] = {}
+    total = 0
+    with open(out_path, "w", encoding="utf-8") as handle:
+        for line in lines:
+            words = split_words(line, options.lowercase) if options.split else line.split()
+            if not words:
+                continue
+            total += len(words)
+            for word in words:
+                counts[word] = counts.get(word, 0) + 1
+            handle.write(" ".join(words) + "\n")
+    return total, counts
+
+
+def train_fasttext_on_lines(lines: Iterable[str], out_bin: str | os.PathLike, options: FastTextOptions,
+                            description: dict[str, Any] | None = None) -> "WordVectors":
+    """Train on streamed ``lines`` and write ``out_bin`` (+ ``.json`` sidecar) atomically."""
+    fasttext = _require_fasttext()
+    out_bin = Path(out_bin)
+    out_bin.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fasttext-", dir=out_bin.parent) as tmp:
+        text_path = Path(tmp) / "train.txt"
+        total, counts = write_training_text(lines, text_path, options)
+        min_count = effective_min_count(options, total)
+        frequent = sum(1 for count in counts.values() if count >= min_count)
+        if total < MIN_CORPUS_WORDS or frequent == 0:
+            raise UserError(
+                f"corpus too small to train fastText: {total} words, {frequent} of them seen at least "
+                f"min_count={min_count} times (need >= {MIN_CORPUS_WORDS} words and one frequent "
+                "word); give more text or a lower --min-count"
+            )
+        try:
+            model = _train_unsupervised(
+                fasttext, input=str(text_path), model=options.model, dim=options.dim,
+                epoch=options.epochs, minCount=min_count, minn=options.minn,
+                maxn=options.maxn, bucket=options.bucket, thread=options.threads, verbose=0,
+                seed=options.seed,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"fastText training failed on {out_bin.name}: {exc}") from exc
+        tmp_bin = Path(tmp) / "model.bin"
+        model.save_model(str(tmp_bin))
+        with atomic_file(_sidecar(out_bin)) as handle:
+            json.dump({"options": asdict(options), "min_count_used": min_count, "words": total,
+                       "vocabulary": len(model.get_words()), **(description or {})},
+                      handle, indent=2, ensure_ascii=False)
+        os.replace(tmp_bin, out_bin)
+    return WordVectors(model, lowercase=options.lowercase, path=out_bin)
+
+
+def _train_unsupervised(fasttext: Any, seed: int, **kwargs: Any) -> Any:
+    """``fasttext.train_unsupervised`` plus the ``seed`` its Python wrapper does not expose
+    (the C++ ``args`` struct has it); built the same way the wrapper builds its arguments."""
+    wrapper = fasttext.FastText
+    names = list(kwargs)
+    args, manually_set = wrapper.read_args((), kwargs, names, wrapper.unsupervised_default)
+    built = wrapper._build_args(args, manually_set)
+    built.seed = seed + 1  # fastText seeds std::minstd_rand, for which 0 and 1 are the same seed
+    model = wrapper._FastText(args=built)
+    wrapper.fasttext.train(model.f, built)
+    model.set_args(model.f.getArgs())
+    return model
+
+
+def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.PathLike, *,
+                   dim: int = 100, epochs: int = 10, min_count: int = 3, model: str = "skipgram",
+                   minn: int = 3, maxn: int = 6, bucket: int = 2_000_000, threads: int = 1,
+                   seed: int = 0, lowercase: bool = True) -> "WordVectors":
+    """Train word-level fastText on text files (streamed, punctuation split off) and save ``out_bin``.
+
+    Deterministic with ``threads=1`` (default). Too little text raises :class:`UserError`.
+    """
+    if model not in ("skipgram", "cbow"):
+        raise UserError(f"fastText model must be 'skipgram' or 'cbow', got {model!r}")
+    options = FastTextOptions(dim=dim, epochs=epochs, min_count=min_count, model=model, minn=minn,
+                              maxn=maxn, bucket=bucket, threads=threads, seed=seed, lowercase=lowercase)
+    return train_fasttext_on_lines(iter_lines(corpus_files), out_bin, options,
+                                   {"corpus": [str(Path(p)) for p in corpus_files]})
+
+
+def tokenized_lines(lines: Iterable[str], tokenizer: Any, batch: int = 1000) -> Iterable[str]:
+    """Each line as space-joined token strings (the tokenizer's own pieces), streamed in batches."""
+    backend = tokenizer.backend_tokenizer
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == batch:
+            yield from (" ".join(e.tokens) for e in backend.encode_batch(chunk, add_special_tokens=False))
+            chunk = []
+    if chunk:
+        yield from (" ".join(e.tokens) for e in backend.encode_batch(chunk, add_special_tokens=False))
+
+
+def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: Any, out_bin: str | os.PathLike, *,
+                         dim: int = 100, epochs: int = 3, min_count: int = 10, model: str = "cbow",
+                         bucket: int = 2_000_000, threads: int = 1, seed: int = 0,
+                         relax_min_count: bool = True) -> "WordVectors":
+    """Token-level fastText (FOCUS): the corpus tokenized by ``tokenizer``, its token strings as
+    fastText's words (case kept). Defaults are FOCUS's (CBOW, dim 100, 3 epochs, minCount 10)."""
+    options = FastTextOptions(dim=dim, epochs=epochs, min_count=min_count, model=model, bucket=bucket,
+                              threads=threads, seed=seed, lowercase=False, split=False,
+                              relax_min_count=relax_min_count)
+    return train_fasttext_on_lines(tokenized_lines(iter_lines(corpus_files), tokenizer), out_bin, options,
+                                   {"corpus": [str(p) for p in corpus_files],
+                                    "tokenized_with": getattr(tokenizer, "name_or_path", "")})
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def load_fasttext(path: str | os.PathLike, lowercase: bool | None = None) -> "WordVectors":
+    """Load a fastText ``.bin``; ``lowercase`` defaults to what its ``.json`` sidecar recorded."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"fastText model {path} does not exist; train one with `langgraft resources fasttext`")
+    fasttext = _require_fasttext()
+    if lowercase is None:
+        sidecar = _sidecar(path)
+        lowercase = bool(json.loads(sidecar.read_text())["options"]["lowercase"]) if sidecar.is_file() else False
+    try:
+        model = fasttext.load_model(str(path))
+    except ValueError as exc:
+        raise UserError(f"{path} is not a fastText .bin model: {exc}") from exc
+    return WordVectors(model, lowercase=lowercase, path=path)
+
+
+@dataclass
+class WordVectors:
+    """A fastText model seen as: known ``words``, their ``matrix``, and a vector for any string.
+
+    ``vectors(surfaces, word_initial)`` composes a vector from character n-grams: word-initial
+    strings are looked up as whole words (fastText's own rule, with ``<`` and ``>`` markers),
+    continuation pieces (WordPiece ``##x``, BPE pieces without a space marker) from the n-grams
+    of ``x>`` — without the begin-of-word marker they never had (pieces too short for any such
+    n-gram are looked up as words). Empty strings get the zero vector.
+    """
+
+    model: Any
+    lowercase: bool = False
+    path: Path | None = None
+    _words: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_dimension())
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = list(self.model.get_words(on_unicode_error="replace"))
+        return self._words
+
+    def word_ids(self, words: Iterable[str]) -> list[int]:
+        """fastText vocabulary id of each word (after this model's casing rule), -1 if unknown."""
+        return [self.model.get_word_id(self._case(w)) for w in words]
+
+    def matrix(self) -> "Any":
+        """Vectors of all known words (V × dim, float32 torch tensor), in ``words`` order."""
+        return self.vectors(self.words, lowercase=False)
+
+    def _case(self, text: str) -> str:
+        return text.lower() if self.lowercase else text
+
+    def vectors(self, surfaces: Sequence[str], word_initial: Sequence[bool] | None = None,
+                lowercase: bool | None = None) -> "Any":
+        """One vector per surface (len × dim float32 tensor); zero rows where nothing is known."""
+        import numpy as np
+        import torch
+
+        apply_case = self.lowercase if lowercase is None else lowercase
+        out = np.zeros((len(surfaces), self.dim), dtype=np.float32)
+        args = self.model.f.getArgs()
+        for row, surface in enumerate(surfaces):
+            text = surface.lower() if apply_case else surface
+            if not text:
+                continue
+            if word_initial is None or word_initial[row] or args.maxn == 0:
+                out[row] = self.model.get_word_vector(text)
+                continue
+            # one row at a time: the full input matrix (2M n-gram buckets) would cost gigabytes
+            grams = char_ngrams(text + ">", args.minn, args.maxn)
+            if grams:
+                out[row] = np.mean([self.model.get_input_vector(self.model.get_subword_id(g)) for g in grams], axis=0)
+            else:  # shorter than minn: only the whole-word n-grams (with both markers) exist
+                out[row] = self.model.get_word_vector(text)
+        return torch.from_numpy(out)
+
+
+def char_ngrams(text: str, minn: int, maxn: int) -> list[str]:
+    """All character n-grams of ``text`` with ``minn <= n <= maxn`` (fastText's subword units)."""
+    return [text[i:i + n] for i in range(len(text)) for n in range(minn, maxn + 1) if i + n <= len(text)]
