@@ -145,9 +145,11 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
 
 
 def _has_gpu() -> bool:
+    """Any accelerator; without one Trainer must be told ``use_cpu`` to run multi-process (gloo)."""
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or (
+        hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 def _wait_for_everyone() -> None:
@@ -254,8 +256,8 @@ class _Run:
             weight_decay=c.weight_decay, lr_scheduler_type=c.lr_scheduler_type, max_grad_norm=c.max_grad_norm,
             save_strategy="steps", save_steps=c.save_steps, save_total_limit=c.save_total_limit,
             logging_steps=c.logging_steps, seed=c.seed, data_seed=c.seed, report_to=self._report_to(),
-            remove_unused_columns=False, dataloader_num_workers=0, use_cpu=c.use_cpu, disable_tqdm=False,
-            dataloader_pin_memory=not c.use_cpu and _has_gpu(),
+            remove_unused_columns=False, dataloader_num_workers=0, use_cpu=c.use_cpu or not _has_gpu(), disable_tqdm=False,
+            dataloader_pin_memory=not c.use_cpu and _has_gpu(), ddp_find_unused_parameters=False,
         )
 
     def _report_to(self) -> list[str]:
@@ -285,9 +287,9 @@ class _Run:
                 model_source = str(final)  # stage 1 finished in an earlier invocation
                 continue
             model, _ = load_language_model(model_source)
-            if stage.name == "module":
-                stats: dict[str, float] = {}
-                module = self.language_module(model, self._fit_for(stage, stats))
+            if stage.name == "module":  # the base stays frozen: out/ holds it as it is now
+                self._save_model(model, self.out, into_existing=True)
+                module = self.language_module(model, self._fit_for(stage))
             else:
                 set_trainable(model, stage.name)
                 self._train(model, stage, [])
@@ -295,18 +297,17 @@ class _Run:
             if stage.name == "embeddings" and len(self.stages) > 1:
                 self._save_model(model, final)
                 model_source = str(final)
-            else:
+            elif stage.name != "module":
                 self._save_model(model, self.out, into_existing=True)
         self._finish()
         return PretrainResult(self.out, self.objective, self.config.max_steps, final_eval, module)
 
-    def _fit_for(self, stage: _Stage, stats: dict[str, float]) -> Fit:
+    def _fit_for(self, stage: _Stage) -> Fit:
         """The ``Fit`` handed to a language module: train ``model`` as this stage (its learning rate unless given)."""
 
         def fit(model: Any, learning_rate: float, callbacks: Sequence[Any], _name: str) -> dict[str, float]:
             stage.learning_rate = learning_rate or stage.learning_rate
-            stats.update(self._train(model, stage, list(callbacks)))
-            return stats
+            return self._train(model, stage, list(callbacks))
 
         return fit
 

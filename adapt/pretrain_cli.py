@@ -52,10 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from langgraft.adapt.pretrain import PretrainConfig, pretrain
 
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
     result = pretrain(PretrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    if not PartialState().is_main_process:
+        return 0
     summary = f"pretrained {result.steps} steps ({result.objective}) -> {result.out}"
     if result.eval:
         summary += f"; held-out bpc {result.eval['eval_bpc']:.4f}"

@@ -51,9 +51,11 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _quiet() -> None:
+    """Keep stderr for the one-line error: no load reports or progress bars."""
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _train_language(args: argparse.Namespace) -> int:

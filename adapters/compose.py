@@ -38,6 +38,13 @@ def _fit_with(dataset: Any, collator: Any, options: TrainOptions, work_dir: Path
     return run
 
 
+def _seed(seed: int) -> None:
+    """Module weights are initialised before the Trainer seeds itself: seed them too (determinism)."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
 def _resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:
     if config is None:
         return make_config(kind)
@@ -90,6 +97,7 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
     dataset = language_dataset(tokenizer, list(corpus), options.max_length)
     collator = language_collator(tokenizer, is_causal_lm(lm.config), options)
     fit = _fit_with(dataset, collator, options, _work_dir(out))
+    _seed(options.seed)
     trained = get_kind(kind).train(lm, config, "language", [], fit)
     return _write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest, options,
                          language=language)
@@ -126,6 +134,7 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
         language = language or source.metadata.language
     dataset = task_dataset(task, train, tokenizer, labels, options.max_length)
     fit = _fit_with(dataset, task_collator(task, tokenizer), options, _work_dir(out))
+    _seed(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
     return _write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest, options,
                          language=language, task=task, labels=labels)

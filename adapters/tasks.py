@@ -27,13 +27,18 @@ def _check_task(task: str) -> None:
 
 
 def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
-    """Stream ``(text, label)`` pairs from a TSV or JSONL file."""
+    """Stream ``(text, label)`` pairs from a TSV or JSONL file.
+
+    TSV: a header naming ``text`` and ``label`` columns selects them (other columns are ignored);
+    without one, every line is ``text<TAB>label``.
+    """
     from langgraft.corpora.readers import iter_lines
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"labelled file {path} not found; check --train")
     is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson") or path.name.endswith((".jsonl.gz", ".ndjson.gz"))
+    columns: tuple[int, int] | None = None
     for number, line in iter_lines(path):
         if not line.strip():
             continue
@@ -44,11 +49,19 @@ def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise UserError(f"{path}:{number}: expected a JSON object with 'text' and 'label'") from None
             continue
-        text, tab, label = line.rstrip("\n").rpartition("\t")
-        if not tab or not label.strip():
-            raise UserError(f"{path}:{number}: expected 'text<TAB>label'")
-        if number == 1 and (text.strip().lower(), label.strip().lower()) == ("text", "label"):
+        cells = line.rstrip("\n").split("\t")
+        if number == 1 and {"text", "label"} <= {c.strip().lower() for c in cells}:
+            names = [c.strip().lower() for c in cells]
+            columns = (names.index("text"), names.index("label"))
             continue
+        if columns is not None and len(cells) > max(columns):
+            text, label = cells[columns[0]], cells[columns[1]]
+        elif columns is None and len(cells) >= 2:
+            text, label = "\t".join(cells[:-1]), cells[-1]
+        else:
+            text, label = "", ""
+        if not label.strip():
+            raise UserError(f"{path}:{number}: expected 'text<TAB>label' (or the columns its header names)")
         yield text, label.strip()
 
 

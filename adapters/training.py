@@ -37,14 +37,24 @@ def is_causal_lm(config: Any) -> bool:
 
 
 def load_lm(model_dir: str | Path) -> Any:
-    """The base checkpoint with its language-modelling head (MLM or CLM, from the config)."""
+    """The base checkpoint with its trained language-modelling head (MLM or CLM, from the config).
+
+    A headless encoder (e.g. a sentence-transformers body) would train modules against a random
+    head, so it is refused with the command that recovers a head.
+    """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     from langgraft.models import load_config, load_model
 
     config = load_config(model_dir)
     auto = AutoModelForCausalLM if is_causal_lm(config) else AutoModelForMaskedLM
-    return load_model(model_dir, auto_class=auto)
+    model, info = load_model(model_dir, auto_class=auto, output_loading_info=True)
+    parameters = dict(model.named_parameters())
+    fresh = [key for key in info["missing_keys"] if key in parameters]
+    if fresh:
+        raise UserError(f"{model_dir} has no trained language-modelling head ({fresh[0]} is missing); recover one "
+                        f"first: langgraft head recover --model {model_dir} --corpus SOURCE.txt --out DIR")
+    return model
 
 
 def _packed_blocks(tokenizer: Any, files: Sequence[str], block: int, signature: str) -> Iterator[dict[str, list[int]]]:

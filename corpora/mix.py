@@ -45,6 +45,8 @@ def mix_streams(
     """
     if sizes is None:
         sizes = {name: sum(1 for _ in stream) for name, stream in streams.items()}
+    if set(sizes) != set(streams):
+        raise UserError(f"sizes name streams {sorted(sizes)}, but the streams are {sorted(streams)}")
     probabilities = temperature_probabilities(sizes, alpha)
     names = [name for name in streams if probabilities[name] > 0]
     cumulative = list(itertools.accumulate(probabilities[name] for name in names))
@@ -58,7 +60,8 @@ def mix_streams(
             iterators[name] = iter(streams[name])
             document = next(iterators[name], None)
             if document is None:
-                raise UserError(f"stream {name!r} is empty although its size was given as {sizes[name]}")
+                raise UserError(f"stream {name!r} gave no document on a new pass (size {sizes[name]}); pass "
+                                "a re-iterable stream (a list or CorpusStream), not a generator")
         yield name, document
 
 

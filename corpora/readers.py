@@ -106,8 +106,10 @@ def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail") -> Iterat
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     if on_decode_error == "fail":
+                        utf16 = " (it starts with a UTF-16 byte-order mark)" if number == 1 and raw[:2] in (
+                            b"\xff\xfe", b"\xfe\xff") else ""
                         raise UserError(
-                            f"{path}:{number}: invalid UTF-8 (byte {exc.start} of the line); re-encode "
+                            f"{path}:{number}: invalid UTF-8{utf16} (byte {exc.start} of the line); re-encode "
                             "the file as UTF-8 or use on_decode_error 'skip' or 'replace' "
                             "(CLI: --on-decode-error)"
                         ) from None
@@ -479,12 +481,12 @@ def read_parallel(
     if fmt == "ids":
         return join_on_id(read_id_text(src_path, on_decode_error), read_id_text(tgt_path, on_decode_error),
                           str(src_path), str(tgt_path))
+    if on_decode_error == "skip":
+        raise UserError("on_decode_error='skip' would misalign line-aligned files; use 'fail' or 'replace'")
     return _read_line_aligned(src_path, tgt_path, on_decode_error)
 
 
 def _read_line_aligned(src_path: Path, tgt_path: Path, on_decode_error: str) -> Iterator[tuple[str, str, str]]:
-    if on_decode_error == "skip":
-        raise UserError("on_decode_error='skip' would misalign line-aligned files; use 'fail' or 'replace'")
     sentinel = (0, None)
     src_lines, tgt_lines = iter_lines(src_path, on_decode_error), iter_lines(tgt_path, on_decode_error)
     while True:

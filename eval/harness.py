@@ -219,8 +219,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` (+ ``modules``) on every task; returns the run dict (see module docstring).
 
-    ``source_model`` embeds the source side of retrieval tasks (default: ``model`` itself, e.g.
-    pass the English source checkpoint to compare it with the adapted model on the target side).
+    ``source_model`` embeds the source side of retrieval tasks, without modules (default: ``model``
+    with the modules), e.g. the English source checkpoint for English while the adapted model
+    embeds the new language; it is also the reference vocabulary for fertility's ``overlap``.
     All task specs are parsed and their files checked before any model is loaded.
     """
     specs = [TaskSpec.parse(task) for task in tasks]
@@ -229,7 +230,8 @@ def evaluate(
     for spec in specs:
         _check_files(spec)
     target = ModelSource(model, modules)
-    source = target if source_model is None or str(source_model) == str(model) else ModelSource(source_model)
+    same_source = source_model is None or (str(source_model) == str(model) and not modules)
+    source = target if same_source else ModelSource(source_model)  # an explicit source model: no modules
     ctx = EvalContext(target, source, layer=layer, batch_size=batch_size, max_pairs=max_pairs)
     results = [{"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": TASKS[spec.kind](spec, ctx)}
                for spec in specs]

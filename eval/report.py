@@ -236,8 +236,10 @@ def write_report(runs: Sequence[dict[str, Any] | str | Path], out_dir: str | Pat
     for task, (metrics, cells) in _task_tables(runs).items():
         setups = [n for n in dict.fromkeys(names) if n in cells]
         lines += [f"## {task}", ""]
-        lines += _markdown_table(["setup"] + metrics, [[s] + [_format(cells[s].get(m)) for m in metrics] for s in setups])
-        plotted = [m for m in metrics if m not in NOT_PLOTTED and any(isinstance(cells[s].get(m), float) for s in setups)]
+        body = [[s] + [_format(cells[s].get(m)) for m in metrics] for s in setups]
+        lines += _markdown_table(["setup"] + metrics, body)
+        plotted = [m for m in metrics
+                   if m not in NOT_PLOTTED and any(isinstance(cells[s].get(m), float) for s in setups)]
         if plotted:
             png = f"{_slug(task)}.png"
             _bar_chart(out_dir / png, task, plotted, {s: [cells[s].get(m) for m in plotted] for s in setups}, "score")

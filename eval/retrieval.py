@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from langgraft.corpora.readers import read_parallel
 from langgraft.errors import UserError
 from langgraft.eval.bpc import default_max_length
-from langgraft.eval.tasks import length_sorted_batches, model_device, pad_batch, pad_id
+from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_batch, pad_id
 
 if TYPE_CHECKING:
     import torch
@@ -63,8 +63,7 @@ def mean_pooled_embeddings(
     device = model_device(model)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
     out: torch.Tensor | None = None
-    model.eval()
-    with torch.inference_mode():
+    with inference(model):
         for batch in length_sorted_batches([len(row) for row in encoded["input_ids"]], batch_size):
             input_ids, attention_mask = pad_batch([encoded["input_ids"][i] for i in batch], padding)
             special, _ = pad_batch([encoded["special_tokens_mask"][i] for i in batch], 1)

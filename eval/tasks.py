@@ -12,6 +12,7 @@ formats task modules train on (TSV/JSONL; CoNLL-U or IOB).
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -63,6 +64,20 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, fl
 
 
 # ----------------------------------------------------------------------------- batching
+@contextlib.contextmanager
+def inference(model: Any) -> Iterator[None]:
+    """Eval mode and no autograd for the block; the model's training flag is restored afterwards."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def model_device(model: Any) -> "torch.device":
     import torch
 
@@ -144,8 +159,6 @@ def evaluate_sequence_classification(
     ``model`` is any ``*ForSequenceClassification`` (stock, PEFT-wrapped or composed); its
     ``config.label2id`` names the classes. Examples are streamed in chunks.
     """
-    import torch
-
     source = str(data) if isinstance(data, (str, Path)) else "evaluation data"
     examples = read_sequence_examples(data) if isinstance(data, (str, Path)) else iter(data)
     max_length = max_length or default_max_length(model, tokenizer)
@@ -153,7 +166,6 @@ def evaluate_sequence_classification(
     if getattr(model.config, "pad_token_id", None) is None:
         batch_size = 1  # decoder classifiers cannot find the last token of a padded row without it
     device = model_device(model)
-    model.eval()
     gold: list[int] = []
     pred: list[int] = []
     for chunk in _chunks(examples, CHUNK_EXAMPLES):
@@ -161,7 +173,7 @@ def evaluate_sequence_classification(
         label2id = label_index(model, (label for _, label in chunk), source)
         ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         chunk_pred = np.zeros(len(texts), dtype=np.int64)
-        with torch.inference_mode():
+        with inference(model):
             for batch in length_sorted_batches([len(row) for row in ids], batch_size):
                 input_ids, attention_mask = pad_batch([ids[i] for i in batch], padding)
                 logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
@@ -203,16 +215,13 @@ def predict_word_labels(
     max_length: int | None = None,
 ) -> list[list[int]]:
     """Predicted label index per word (first sub-word rule); -1 where a word got no token."""
-    import torch
-
     max_length = max_length or default_max_length(model, tokenizer)
     texts = [" ".join(words) for words in sentences]
     encoded = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
     device = model_device(model)
     padding = pad_id(model, tokenizer)
-    model.eval()
     out: list[list[int]] = [[] for _ in sentences]
-    with torch.inference_mode():
+    with inference(model):
         for batch in length_sorted_batches([len(row) for row in encoded["input_ids"]], batch_size):
             input_ids, attention_mask = pad_batch([encoded["input_ids"][i] for i in batch], padding)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits

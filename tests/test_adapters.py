@@ -157,21 +157,33 @@ def test_token_classification_task_module(tiny_models, labelled, tmp_path):
     assert _logits(model, tokenizer).shape[-1] == 2
 
 
-def test_sft_on_clm_and_k_too_large(tiny_models, target_corpus, tmp_path):
+def test_sft_on_clm_is_deterministic_and_k_too_large(tiny_models, target_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    runs = [train_language_module("sft", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / f"r{i}",
+                                  config={"k": 300}, options=OPTIONS) for i in range(2)]
+    first, second = (load_file(str(run / "sft.safetensors")) for run in runs)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert any(v.abs().sum() > 0 for k, v in first.items() if k.startswith("values/"))
     with pytest.raises(UserError, match="maskable parameters"):
         train_language_module("sft", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "big",
                               config={"k": 10**9}, options=OPTIONS)
     assert not (tmp_path / "big").exists()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "langgraft", "module", *args], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def _cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """Run ``langgraft module ...`` in-process (the same code path as the console script)."""
+    from langgraft.adapt.cli import main
+
+    capsys.readouterr()
+    code = main(["module", *args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
-def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path):
+def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path, capsys):
     # Module for another base model.
-    done = _cli("compose", "--model", str(tiny_models["gpt2"]), "--module", str(modules["sft-lang"]),
+    done = _cli(capsys, "compose", "--model", str(tiny_models["gpt2"]), "--module", str(modules["sft-lang"]),
                 "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "different base architecture" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
@@ -184,7 +196,7 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path):
     key = next(k for k in tensors if k.startswith("indices/"))
     tensors[key][0] = 10**9
     save_file(tensors, str(broken / "sft.safetensors"))
-    done = _cli("compose", "--model", str(tiny_models["bert"]), "--module", str(broken), "--out", str(tmp_path / "y"))
+    done = _cli(capsys, "compose", "--model", str(tiny_models["bert"]), "--module", str(broken), "--out", str(tmp_path / "y"))
     assert done.returncode == 2 and "index out of range" in done.stderr and not (tmp_path / "y").exists()
     # A task module without its head.
     headless = tmp_path / "headless"
@@ -192,6 +204,14 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path):
     (headless / "head.safetensors").unlink()
     with pytest.raises(UserError, match="head"):
         load_composed(tiny_models["bert"], [headless])
+    # Overlapping LoRA targets whose updates do not add (DoRA) next to an applied LoRA module.
+    dora = tmp_path / "dora"
+    shutil.copytree(modules["lora-task"], dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    composed, _ = load_composed(tiny_models["bert"], [modules["lora-lang"]])
+    with pytest.raises(UserError, match="DoRA"):
+        compose(composed, [dora])
     # Other weights of the same architecture.
     from transformers import AutoModelForMaskedLM
 
@@ -204,14 +224,14 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
 
 
-def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path):
-    done = _cli("train-task", "--kind", "sft", "--model", str(tiny_models["bert"]), "--train", str(labelled["seq"]),
+def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path, capsys):
+    done = _cli(capsys, "train-task", "--kind", "sft", "--model", str(tiny_models["bert"]), "--train", str(labelled["seq"]),
                 "--task", "seq-cls", "--out", str(tmp_path / "task"), "--steps", "2", "--batch-size", "8",
                 "--max-length", "32", "--k", "500")
     assert done.returncode == 0, done.stderr[-2000:]
-    info = json.loads(_cli("info", str(tmp_path / "task")).stdout)
+    info = json.loads(_cli(capsys, "info", str(tmp_path / "task")).stdout)
     assert info["labels"] == ["holy", "plain"] and info["size"] == {"k": 500} and info["touches_embeddings"] is False
-    done = _cli("compose", "--model", str(tiny_models["bert"]), "--module", str(tmp_path / "task"),
+    done = _cli(capsys, "compose", "--model", str(tiny_models["bert"]), "--module", str(tmp_path / "task"),
                 "--out", str(tmp_path / "merged"))
     assert done.returncode == 0, done.stderr[-2000:]
     script = ("import sys; from transformers import AutoModelForSequenceClassification as A; "
@@ -219,6 +239,6 @@ def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path
               "assert 'langgraft' not in sys.modules; print(m.config.id2label[0], m.num_labels)")
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert loaded.stdout.split() == ["holy", "2"], loaded.stderr[-2000:]
-    done = _cli("train-language", "--kind", "lora", "--k", "5", "--model", str(tiny_models["bert"]), "--corpus",
+    done = _cli(capsys, "train-language", "--kind", "lora", "--k", "5", "--model", str(tiny_models["bert"]), "--corpus",
                 str(labelled["seq"]), "--language", "en", "--out", str(tmp_path / "bad"))
     assert done.returncode == 2 and "does not apply" in done.stderr

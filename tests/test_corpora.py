@@ -137,6 +137,10 @@ def test_mix_streams_deterministic_upsamples_and_reiterates(tmp_path):
     ny_docs = [doc for name, doc in mixed if name == "ny"]
     assert ny_docs[:10] == [f"ny{i}" for i in range(10)] and ny_docs[10] == "ny0"  # restarted
     assert list(mix_streams(streams, seed=8)) != mixed
+    with pytest.raises(UserError, match="re-iterable"):
+        list(mix_streams({"en": ["a"], "ny": (doc for doc in ["b"])}, sizes={"en": 1, "ny": 1}, num_samples=50))
+    with pytest.raises(UserError, match="sizes name streams"):
+        list(mix_streams({"en": ["a"]}, sizes={"ny": 1}))
 
 
 # ---------------------------------------------------------------- Bible
@@ -178,6 +182,8 @@ def test_chichewa_bible_shares_ids(english, chichewa):
     shared = {v.id for v in english} & {v.id for v in chichewa}
     assert len(shared) > 31_000
     assert all(v.text and "\n" not in v.text for v in chichewa)
+    # Same books in the same order with the same chapters: the two numberings really are one scheme.
+    assert {(v.book_code, v.chapter) for v in english} == {(v.book_code, v.chapter) for v in chichewa}
     pairs = list(bible_parallel("en", "ny"))
     assert len(pairs) == len(shared)
     assert pairs[0][0] == "GEN.1.1" and pairs[0][1] == english[0].text

@@ -148,6 +148,10 @@ def test_invalid_utf8_policies(tmp_path):
         list(read_documents(path))
     assert list(read_documents(path, on_decode_error="skip")) == ["good", "end"]
     assert list(read_documents(path, on_decode_error="replace")) == ["good", "bad \ufffd byte", "end"]
+    utf16 = tmp_path / "wide.txt"
+    utf16.write_text("hello\n", encoding="utf-16")
+    with pytest.raises(UserError, match=r"wide\.txt:1: invalid UTF-8 \(it starts with a UTF-16 byte-order mark\)"):
+        list(read_documents(utf16))
 
 
 def _peak_bytes(path) -> int:
@@ -191,6 +195,8 @@ def test_parallel_line_aligned(tmp_path):
         list(read_parallel(src, short))
     with pytest.raises(UserError, match="not found"):
         read_parallel(src, tmp_path / "missing.txt")
+    with pytest.raises(UserError, match="misalign"):
+        read_parallel(src, tgt, "lines", on_decode_error="skip")
 
 
 def test_join_on_id_streams_in_lockstep():

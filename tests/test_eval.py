@@ -39,7 +39,8 @@ def _classifier(base: Path, out: Path, kind: str, labels: list[str], always: str
 
 @pytest.fixture(scope="module")
 def genre_classifier(tiny_models, tmp_path_factory) -> Path:
-    return _classifier(tiny_models["bert"], tmp_path_factory.mktemp("cls"), "seq", ["law", "poetry", "gospel"], "poetry")
+    labels = ["law", "poetry", "gospel"]
+    return _classifier(tiny_models["bert"], tmp_path_factory.mktemp("cls"), "seq", labels, "poetry")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -192,7 +193,8 @@ def test_bpc_and_fertility_tasks(tiny_models, target_corpus):
     run = evaluate(tiny_models["gpt2"], [f"bpc:{target_corpus}", f"fertility:{target_corpus}"],
                    source_model=tiny_models["bert"])
     bpc, fertility = (result["metrics"] for result in run["results"])
-    model, tok = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]), AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     assert bpc["bpc"] == pytest.approx(compute_bpc(model, tok, target_corpus).bpc)
     assert fertility["fertility"] == pytest.approx(fertility["tokens"] / fertility["words"])
     assert 0.0 <= fertility["overlap"] <= 1.0
@@ -221,7 +223,8 @@ def test_cli_errors(genre_classifier, tiny_models, tmp_path, capsys):
     data.write_text("some text\tpoetry\nother text\tprophecy\n", encoding="utf-8")
     err = _one_line_error(capsys, ["eval", "--model", str(genre_classifier), "--task", f"seq-cls:{data}"])
     assert "'prophecy'" in err and "poetry" in err
-    err = _one_line_error(capsys, ["eval", "--model", str(genre_classifier), "--task", f"seq-cls:{tmp_path / 'no.tsv'}"])
+    missing = tmp_path / "no.tsv"
+    err = _one_line_error(capsys, ["eval", "--model", str(genre_classifier), "--task", f"seq-cls:{missing}"])
     assert "no.tsv" in err
     # a checkpoint without a trained classification head is refused, not scored with a random head
     err = _one_line_error(capsys, ["eval", "--model", str(tiny_models["bert"]), "--task", f"seq-cls:{data}"])

@@ -40,3 +40,25 @@ def test_recover_head_bad_input(tiny_models, tmp_path, capsys):
     assert main(["head", "recover", "--model", str(tiny_models["gpt2"]), "--corpus", str(empty),
                  "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_interrupted_recovery_resumes(tiny_models, source_corpus, tmp_path):
+    from transformers import TrainerCallback
+
+    from langgraft.vocab.head import checkpoint_dir, recover_head
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 7:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "mlm"
+    options = dict(max_steps=10, batch_size=8, save_steps=5)
+    try:
+        recover_head(tiny_models["bert"], [source_corpus], out, callbacks=[Interrupt()], **options)
+    except KeyboardInterrupt:
+        pass
+    assert not out.exists() and (checkpoint_dir(out) / "checkpoint-5").is_dir()
+    summary = recover_head(tiny_models["bert"], [source_corpus], out, **options)
+    assert summary["resumed_from"].endswith("checkpoint-5")
+    assert out.is_dir() and not checkpoint_dir(out).exists()

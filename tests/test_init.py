@@ -247,3 +247,40 @@ def test_bad_input_exits_2_and_writes_nothing(case, tiny_models, target_tokenize
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     if case == "method":
         assert "fvt" in err[0] and "random" in err[0]
+
+
+def test_ofa_uses_aligned_static_vectors_when_given(tiny_models, parallel_corpus, tmp_path):
+    from tiny import TOKENIZER_BUILDERS
+
+    from langgraft.vocab.resources import fasttext
+
+    src, tgt, mapping = parallel_corpus
+    small = dict(dim=12, epochs=3, bucket=20_000)
+    fasttext.train_fasttext([src], tmp_path / "src.bin", **small)
+    fasttext.train_fasttext([tgt], tmp_path / "tgt.bin", **small)
+    (tmp_path / "dict.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in mapping.items()), encoding="utf-8")
+    TOKENIZER_BUILDERS["bert"](tmp_path / "tok", tgt.read_text(encoding="utf-8").splitlines())
+    resources = TransferResources(source_embeddings=str(tmp_path / "src.bin"),
+                                  target_embeddings=str(tmp_path / "tgt.bin"), dictionary=str(tmp_path / "dict.tsv"))
+    outcome = transfer(tiny_models["bert"], tmp_path / "tok", "ofa", resources=resources, rank=16)
+    assert outcome.summary["notes"]["neighbours"] == "aligned static vectors"
+    assert outcome.summary["counts"]["neighbours"] > 0
+    factors = outcome.artifacts[FACTORIZED_FILE]
+    assert factors["coordinates"].shape == (len(outcome.tokenizer), 16)
+    torch.testing.assert_close(outcome.model.get_input_embeddings().weight.detach(),
+                               factors["coordinates"] @ factors["primitives"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "xlmr", "llama"])
+def test_decomposition_respects_word_boundaries(family, tiny_models):
+    from transformers import AutoTokenizer
+
+    from langgraft.vocab.canonical import CanonicalToken
+
+    tok = AutoTokenizer.from_pretrained(tiny_models[family])
+    vocab = canonical_tokens(tok)
+    initial, inside = decompose([CanonicalToken(b"hand", True), CanonicalToken(b"hand", False)], tok)
+    assert initial and inside and initial != inside
+    assert vocab[initial[0]].word_initial and not vocab[inside[0]].word_initial
+    assert not any(vocab[i].word_initial for i in initial[1:] + inside)
+    assert b"".join(vocab[i].raw for i in initial) == b"hand" == b"".join(vocab[i].raw for i in inside)

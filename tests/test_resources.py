@@ -51,6 +51,7 @@ def test_read_parallel_by_line_and_by_id(tmp_path):
 # -------------------------------------------------------------------------------------- fastText
 def test_fasttext_trains_deterministically_with_sidecar(tmp_path, parallel_corpus, source_vectors):
     again = fasttext.train_fasttext([parallel_corpus[0]], tmp_path / "again.bin", **SMALL_FASTTEXT)
+    assert (tmp_path / "again.bin").read_bytes() == source_vectors.path.read_bytes()
     assert torch.equal(again.matrix(), source_vectors.matrix())
     probes = (["lord", "##ord", "xyz", "the"], [True, False, True, False])
     assert torch.equal(again.vectors(*probes), source_vectors.vectors(*probes))

@@ -78,6 +78,15 @@ def test_trained_tokenizer_fits_the_target_language_better(family, tiny_models, 
     assert rows[1]["unk_rate"] == 0.0
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_and_extension_are_reproducible(family, tiny_models, target_corpus, trained, extended, tmp_path):
+    # the Rust trainers break ties in per-process hash-map order; a second run must still match
+    train_tokenizer(tiny_models[family], [target_corpus], TRAIN_SIZES[family], tmp_path / "again")
+    extend_tokenizer(tiny_models[family], [target_corpus], tmp_path / "again-ext", new_tokens=40)
+    for first, second in ((trained[family], tmp_path / "again"), (extended[family], tmp_path / "again-ext")):
+        assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
+
+
 def test_sentencepiece_bpe_keeps_byte_fallback_and_word_boundaries(trained):
     new = _auto(trained["llama"])
     vocab = new.get_vocab()

@@ -193,7 +193,8 @@ def decompose(tokens: Sequence[CanonicalToken], tokenizer: Any) -> list[list[int
     A word-initial piece is split as the start of a word, a continuation piece as the inside of a
     word (WordPiece pieces get ``##``; BPE/SentencePiece pieces get no marker). Specials and empty
     surfaces give ``[]``. Runs the tokenizer's model directly (no pre-tokenizer), after the
-    WordPiece normalizer (lower-casing, accents) when the tokenizer has one.
+    WordPiece normalizer (lower-casing, accents) when the tokenizer has one. When a WordPiece
+    vocabulary cannot spell a continuation with ``##`` pieces, the word-initial split is used.
     """
     family = tokenizer_family(tokenizer)
     backend = tokenizer.backend_tokenizer

@@ -21,6 +21,7 @@ import torch
 from langgraft.atomic import atomic_dir
 from langgraft.errors import UserError
 from langgraft.models import load_config, load_model, load_tokenizer
+from langgraft.vocab.transfer import head_kind
 
 SUMMARY_FILE = "head_recovery.json"
 
@@ -96,21 +97,23 @@ def freeze_body(model: Any) -> list[str]:
 
 def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                  max_steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
-                 eval_lines: int = 64, seed: int = 0, overwrite: bool = True) -> dict[str, Any]:
+                 eval_lines: int = 64, seed: int = 0, save_steps: int = 100, callbacks: Sequence[Any] = (),
+                 overwrite: bool = True) -> dict[str, Any]:
     """Train an MLM head on a frozen headless encoder; save a stock MLM checkpoint to ``out``.
 
     The first ``eval_lines`` lines are held out to report the MLM loss before/after (fixed masks).
-    Returns (and saves as ``head_recovery.json``) that summary.
+    Returns (and saves as ``head_recovery.json``) that summary. Trainer checkpoints go to
+    ``checkpoint_dir(out)`` every ``save_steps``; an interrupted run started again with the same
+    arguments resumes from the last one, and the directory is removed once ``out`` is written.
     """
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
 
     files = [str(f) for f in corpus_files]
     for path in files:
         if not Path(path).is_file():
             raise UserError(f"--corpus {path}: file not found; check the path")
     config = load_config(model)
-    from langgraft.vocab.transfer import head_kind
-
     if getattr(config, "is_decoder", False) or head_kind(config) == "clm":
         raise UserError(f"--model {model}: head recover is for encoders (MLM); this model is a decoder")
     tokenizer = load_tokenizer(model)
@@ -127,28 +130,37 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     trainable = freeze_body(mlm)
     loss_before = masked_lm_loss(mlm, tokenizer, held_out, seed)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+    checkpoints = checkpoint_dir(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         args = TrainingArguments(
-            output_dir=str(tmp / "trainer"), max_steps=max_steps, per_device_train_batch_size=batch_size,
+            output_dir=str(checkpoints), max_steps=max_steps, per_device_train_batch_size=batch_size,
             learning_rate=learning_rate, warmup_steps=max(1, max_steps // 10), weight_decay=0.0,
-            logging_steps=max(1, max_steps // 10), save_strategy="no", report_to=[], seed=seed,
-            data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
+            logging_steps=max(1, max_steps // 10), save_strategy="steps", save_steps=save_steps,
+            save_total_limit=1, report_to=[], seed=seed, data_seed=seed, disable_tqdm=True,
+            dataloader_num_workers=0, dataloader_pin_memory=False,
         )
         trainer = Trainer(model=mlm, args=args, train_dataset=LineStream(files, tokenizer, max_length, skip),
-                          data_collator=collator)
-        trainer.train()
+                          data_collator=collator, callbacks=list(callbacks))
+        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        trainer.train(resume_from_checkpoint=resume)
         for parameter in mlm.parameters():
             parameter.requires_grad = True
         loss_after = masked_lm_loss(mlm, tokenizer, held_out, seed)
         summary = {
             "model": str(model), "corpus": files, "max_steps": max_steps, "batch_size": batch_size,
-            "learning_rate": learning_rate, "seed": seed, "trainable_parameters": trainable,
+            "learning_rate": learning_rate, "seed": seed, "trainable_parameters": trainable, "resumed_from": resume,
             "held_out_lines": len(held_out), "held_out_mlm_loss_before": round(loss_before, 4),
             "held_out_mlm_loss_after": round(loss_after, 4),
             "held_out_perplexity_after": round(math.exp(min(loss_after, 50.0)), 3),
         }
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
         mlm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return summary
+
+
+def checkpoint_dir(out: str | os.PathLike) -> Path:
+    """Where head recovery keeps resumable Trainer checkpoints for ``out`` (a hidden sibling)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.head-checkpoints")

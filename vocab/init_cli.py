@@ -46,7 +46,8 @@ def run_head_recover(args: argparse.Namespace) -> int:
     from langgraft.vocab.head import recover_head
 
     summary = recover_head(args.model, args.corpus, args.out, max_steps=args.max_steps, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed)
+                           learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed,
+                           save_steps=args.save_steps)
     print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "
           f"{summary['held_out_mlm_loss_after']} -> {args.out}")
     return 0
@@ -103,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument("--batch-size", type=int, default=32)
     recover.add_argument("--learning-rate", type=float, default=1e-3)
     recover.add_argument("--max-length", type=int, default=128)
+    recover.add_argument("--save-steps", type=int, default=100,
+                         help="checkpoint interval; rerunning an interrupted command resumes from the last one")
     recover.add_argument("--seed", type=int, default=0)
     recover.set_defaults(handler=run_head_recover)
 

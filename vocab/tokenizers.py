@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
@@ -190,7 +190,9 @@ def extend_tokenizer(
             "new_vocab_size": len(tokenizer),
             "num_new_tokens": len(tokenizer) - original_size,
             "new_token_ids": [original_size, len(tokenizer)],
-            "new_tokens_used_on_corpus_sample": _new_ids_used(tokenizer, corpus_files, original_size, reader),
+            "new_tokens_used_on_corpus_sample": int(
+                (_token_counts(plain_backend(tokenizer), corpus_files, reader, sample_documents=2000)[original_size:]
+                 > 0).sum()),
             "corpus": [str(path) for path in corpus_files],
         }
         with atomic_file(Path(tmp) / EXTENSION_FILE) as handle:
@@ -322,7 +324,8 @@ def _train_backend(
             raise
         raise UserError(f"vocab size {vocab_size} is smaller than {specials} special tokens plus the corpus "
                         "alphabet; ask for a larger vocab size") from None
-    trained_json = _repair(_backend_json(trained), source_json, family)
+    trained_json = _canonical_order(_repair(_backend_json(trained), source_json, family), family, corpus_files,
+                                    reader)
     if len(_model_tokens(trained_json)) > vocab_size:
         raise UserError(
             f"vocab size {vocab_size} is smaller than {specials} special tokens plus the corpus alphabet "
@@ -363,6 +366,53 @@ def _repair(trained: dict[str, Any], source: dict[str, Any], family: TokenizerFa
     if padding and padding.get("pad_token") in vocab:
         padding["pad_id"] = vocab[padding["pad_token"]]
     return trained
+
+
+def _canonical_order(
+    spec: dict[str, Any], family: TokenizerFamily, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any]
+) -> dict[str, Any]:
+    """Make ids reproducible: the Rust trainers break ties in hash-map order, which varies per run.
+
+    WordPiece segmentation depends only on the set of pieces, Unigram on pieces and scores, so
+    re-sorting their ids is safe: WordPiece by frequency on the corpus, Unigram by score (rounded
+    to 1e-6, far above the run-to-run float noise of summation order), ties by string. Special
+    tokens and byte pieces keep their leading ids. The BPE trainer is already deterministic.
+    """
+    fixed = len(spec["added_tokens"]) + (len(BYTE_PIECES) if family.byte_fallback else 0)
+    model = spec["model"]
+    if model["type"] == "Unigram":
+        pieces = [[piece, round(score, 6)] for piece, score in model["vocab"][fixed:]]
+        # characters the trainer had to keep get scores min_score + k * 1e-4 in hash-set order:
+        # hand the same scores out again in a fixed (string) order
+        floor = min((score for piece, score in pieces if len(piece) > 1), default=float("inf"))
+        kept_chars = sorted((item for item in pieces if len(item[0]) == 1 and item[1] < floor), key=lambda item: item[0])
+        for item, score in zip(kept_chars, sorted((item[1] for item in kept_chars), reverse=True)):
+            item[1] = score
+        model["vocab"] = model["vocab"][:fixed] + sorted(pieces, key=lambda item: (-item[1], item[0]))
+    elif model["type"] == "WordPiece":
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+        counts = _token_counts(_without_length_limits(backend), corpus_files, reader)
+        vocab = model["vocab"]
+        ranked = sorted((token for token, index in vocab.items() if index >= fixed),
+                        key=lambda token: (-counts[vocab[token]], token))
+        head = {token: index for token, index in vocab.items() if index < fixed}
+        model["vocab"] = {**head, **{token: fixed + rank for rank, token in enumerate(ranked)}}
+    return spec
+
+
+def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Any:
+    """A copy of the Rust tokenizer without the truncation/padding some tokenizer.json files enable."""
+    from tokenizers import Tokenizer
+
+    return _without_length_limits(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()))
+
+
+def _without_length_limits(backend: Any) -> Any:
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
 
 
 def _insert_byte_pieces(model: dict[str, Any], position: int) -> None:
@@ -445,26 +495,19 @@ def _check_ids_kept(source_tok: PreTrainedTokenizerBase, extended: PreTrainedTok
         raise RuntimeError(f"extension changed the ids of {len(moved)} source tokens, e.g. {moved[:3]}")
 
 
-def _new_ids_used(
-    tokenizer: PreTrainedTokenizerBase,
-    corpus_files: Sequence[str | os.PathLike],
-    first_new_id: int,
-    reader: dict[str, Any],
-    sample_documents: int = 2000,
-) -> int:
-    """How many distinct new ids the extended tokenizer emits on the first documents of the corpus."""
-    from langgraft.vocab.tokstats import plain_backend
+def _token_counts(
+    backend: Any, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any], sample_documents: int | None = None
+) -> Any:
+    """How often ``backend`` emits each id on the corpus (or its first ``sample_documents``)."""
+    import numpy as np
 
-    backend = plain_backend(tokenizer)
-    used: set[int] = set()
-    documents = itertools.chain.from_iterable(iter_batches(corpus_files, **reader))
-    for batch in _chunks(itertools.islice(documents, sample_documents), 500):
+    counts = np.zeros(backend.get_vocab_size(with_added_tokens=True), dtype=np.int64)
+    seen = 0
+    for batch in iter_batches(corpus_files, **reader):
+        batch = batch if sample_documents is None else batch[: sample_documents - seen]
         for encoding in backend.encode_batch(batch, add_special_tokens=False):
-            used.update(index for index in encoding.ids if index >= first_new_id)
-    return len(used)
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+            counts += np.bincount(np.asarray(encoding.ids, dtype=np.int64), minlength=counts.size)
+        seen += len(batch)
+        if sample_documents is not None and seen >= sample_documents:
+            break
+    return counts

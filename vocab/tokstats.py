@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from langgraft.errors import UserError
-from langgraft.vocab.tokenizers import as_tokenizer, canonical_vocab, detect_family, iter_batches
+from langgraft.vocab.tokenizers import as_tokenizer, canonical_vocab, detect_family, iter_batches, plain_backend
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerBase
 
 _WORD = re.compile(r"\S+")
@@ -31,16 +30,6 @@ COLUMNS = (
     ("unk_rate", "UNK rate", "{:.2%}"),
     ("overlap", "overlap with {reference}", "{:.1%}"),
 )
-
-
-def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
-    """A copy of the Rust tokenizer without the truncation/padding some tokenizer.json files enable."""
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.no_truncation()
-    backend.no_padding()
-    return backend
 
 
 def tokenizer_stats(

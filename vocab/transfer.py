@@ -42,6 +42,9 @@ def head_kind(config: Any) -> str | None:
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
     architectures = config.architectures or []
+    if getattr(config, "is_encoder_decoder", False):
+        raise UserError(f"model type {config.model_type!r} is an encoder-decoder; langgraft transfers encoders "
+                        "(MLM) and decoders (CLM) only")
     if any(a.endswith("ForMaskedLM") for a in architectures):
         return "mlm"
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):

@@ -11,6 +11,13 @@ from typing import IO, Iterator
 from langgraft.errors import UserError
 
 
+def _chmod_like_umask(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create owner-only entries; give outputs the permissions a plain open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``."""
@@ -18,6 +25,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _chmod_like_umask(Path(tmp), 0o666)
     try:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
@@ -41,6 +49,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
         raise UserError(f"output {path} already exists; choose another --out or remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _chmod_like_umask(tmp, 0o777)
     try:
         yield tmp
         if path.exists():

@@ -44,7 +44,6 @@ Contract details:
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -57,11 +56,11 @@ import torch
 from langgraft.errors import UserError
 from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, exact_matches, special_ids,
                                        tokenizer_family)
+from langgraft.vocab.tokenizers import EXTENSION_FILE, read_extension_info
 
 COPIED, NEIGHBOURS, FALLBACK = 0, 1, 2
 KIND_NAMES = ("copied", "neighbours", "fallback")
 MODES = ("replace", "extend")
-EXTENSION_FILE = "langgraft_extension.json"  # written by `langgraft tokenizer extend`
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,21 +365,15 @@ def softmax_topk_weights(sim_values: torch.Tensor, tau: float = 0.1) -> torch.Te
     return torch.softmax(sim_values.float() / tau, dim=1)
 
 
-def load_json(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def read_extension_size(tokenizer_dir: str | Path) -> int | None:
     """Original vocabulary size recorded by ``langgraft tokenizer extend``, or None."""
-    path = Path(tokenizer_dir) / EXTENSION_FILE
-    if not path.is_file():
+    info = read_extension_info(tokenizer_dir)
+    if info is None:
         return None
-    info = load_json(path)
-    for key in ("original_vocab_size", "source_vocab_size", "base_vocab_size"):
-        if key in info:
-            return int(info[key])
-    raise UserError(f"{path}: no 'original_vocab_size' field; re-run `langgraft tokenizer extend`")
+    if "original_vocab_size" not in info:
+        raise UserError(f"{Path(tokenizer_dir) / EXTENSION_FILE}: no 'original_vocab_size' field; "
+                        "re-run `langgraft tokenizer extend`")
+    return int(info["original_vocab_size"])
 
 
 __all__: Sequence[str] = (

@@ -1,7 +1,7 @@
 """OFA (Liu et al., 2024): factorized embeddings, new tokens placed by neighbours.
 
 1. SVD of the source embeddings E_s = U S Vᵀ; primitives P = S_r V_rᵀ (r × d), source
-   coordinates U_r (V_s × r).
+   coordinates U_r (V_s × r). Rank r is capped by the numerical rank of E_s.
 2. A new token's coordinates: copied for exact overlaps, else the WECHSEL rule (top-k softmax,
    k=10, τ=0.1) over aligned static vectors (fastText + Procrustes, the resources WECHSEL uses).
    Without static-vector resources the FVT decomposition gives the neighbours instead.
@@ -52,10 +52,20 @@ def has_static_vectors(resources: TransferResources) -> bool:
 
 
 def factorize(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(coordinates U_r, primitives S_r V_rᵀ)`` with coordinates @ primitives ≈ matrix (exact at full rank)."""
-    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
-    rank = min(rank or s.shape[0], s.shape[0])
-    return u[:, :rank].float().contiguous(), (s[:rank, None] * vh[:rank]).float().contiguous()
+    """``(coordinates U_r, primitives S_r V_rᵀ)`` with coordinates @ primitives ≈ matrix (exact at full rank).
+
+    Through the d × d Gram matrix (eigh in float64) instead of a full SVD of the V × d matrix:
+    the same factors, an order of magnitude faster for vocabulary-sized matrices.
+    """
+    matrix = matrix.float()
+    eigenvalues, eigenvectors = torch.linalg.eigh((matrix.T @ matrix).double())
+    singular = eigenvalues.flip(0).clamp_min(0.0).sqrt()
+    right = eigenvectors.flip(1)
+    keep = int((singular > singular[0] * 1e-4).sum()) if singular[0] > 0 else 1
+    rank = min(rank or keep, keep)
+    singular, right = singular[:rank], right[:, :rank]
+    coordinates = matrix @ (right / singular).float()
+    return coordinates.contiguous(), (singular[:, None] * right.T).float().contiguous()
 
 
 @register_method("ofa", OFAConfig, description="rank-r factorized embeddings, new coordinates from neighbours (OFA)")

@@ -1,9 +1,8 @@
 """Train and load fastText word vectors offline (WECHSEL's static embeddings, FOCUS's token space).
 
 fastText is deterministic only with one thread: ``threads=1`` (the default) plus ``seed`` gives
-the same vectors on every run (the ``.bin`` itself may differ in a few denormal ~1e-40 weights,
-which vanish from every composed vector); more threads are faster but Hogwild updates make
-every run differ.
+a bit-identical ``.bin`` (training runs in a fresh process, see ``_TRAIN_SCRIPT``); more
+threads are faster but Hogwild updates make every run differ.
 
 Next to each trained ``X.bin`` a ``X.bin.json`` records how it was trained (corpus files, options,
 ``lowercase``). :func:`load_fasttext` reads it so token surfaces are looked up the way the
@@ -13,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,17 +100,12 @@ def train_fasttext_on_lines(lines: Iterable[str], out_bin: str | os.PathLike, op
                 f"min_count={min_count} times (need >= {MIN_CORPUS_WORDS} words and one frequent "
                 "word); give more text or a lower --min-count"
             )
-        try:
-            model = _train_unsupervised(
-                fasttext, input=str(text_path), model=options.model, dim=options.dim,
-                epoch=options.epochs, minCount=min_count, minn=options.minn,
-                maxn=options.maxn, bucket=options.bucket, thread=options.threads, verbose=0,
-                seed=options.seed,
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise UserError(f"fastText training failed on {out_bin.name}: {exc}") from exc
+        arguments = dict(input=str(text_path), model=options.model, dim=options.dim, epoch=options.epochs,
+                         minCount=min_count, minn=options.minn, maxn=options.maxn, bucket=options.bucket,
+                         thread=options.threads, verbose=0, seed=options.seed)
         tmp_bin = Path(tmp) / "model.bin"
-        model.save_model(str(tmp_bin))
+        _train_to_file(arguments, tmp_bin)
+        model = fasttext.load_model(str(tmp_bin))
         with atomic_file(_sidecar(out_bin)) as handle:
             json.dump({"options": asdict(options), "min_count_used": min_count, "words": total,
                        "vocabulary": len(model.get_words()), **(description or {})},
@@ -118,18 +114,35 @@ def train_fasttext_on_lines(lines: Iterable[str], out_bin: str | os.PathLike, op
     return WordVectors(model, lowercase=options.lowercase, path=out_bin)
 
 
-def _train_unsupervised(fasttext: Any, seed: int, **kwargs: Any) -> Any:
-    """``fasttext.train_unsupervised`` plus the ``seed`` its Python wrapper does not expose
-    (the C++ ``args`` struct has it); built the same way the wrapper builds its arguments."""
-    wrapper = fasttext.FastText
-    names = list(kwargs)
-    args, manually_set = wrapper.read_args((), kwargs, names, wrapper.unsupervised_default)
-    built = wrapper._build_args(args, manually_set)
-    built.seed = seed + 1  # fastText seeds std::minstd_rand, for which 0 and 1 are the same seed
-    model = wrapper._FastText(args=built)
-    wrapper.fasttext.train(model.f, built)
-    model.set_args(model.f.getArgs())
-    return model
+# Trains in a fresh Python process: fastText's single-threaded trainer gives bit-identical models
+# only from a clean process (in a long-lived one, state left by earlier work changes low-order
+# bits, and on tiny corpora those grow into different vectors or a rare "Encountered NaN"). The
+# seed goes in as ``seed + 1`` because fastText seeds std::minstd_rand, for which 0 and 1 coincide.
+_TRAIN_SCRIPT = """
+import json, sys
+import fasttext
+from fasttext import FastText as wrapper
+arguments, out = json.loads(sys.argv[1]), sys.argv[2]
+seed = arguments.pop("seed")
+args, manual = wrapper.read_args((), arguments, list(arguments), wrapper.unsupervised_default)
+built = wrapper._build_args(args, manual)
+built.seed = seed + 1
+model = wrapper._FastText(args=built)
+wrapper.fasttext.train(model.f, built)
+model.save_model(out)
+"""
+NAN_RETRIES = 3  # "Encountered NaN" on tiny corpora is fastText diverging; a new process retries
+
+
+def _train_to_file(arguments: dict[str, Any], out: Path) -> None:
+    for attempt in range(NAN_RETRIES):
+        result = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, json.dumps(arguments), str(out)],
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        message = (result.stderr.strip().splitlines() or ["fastText exited with status %d" % result.returncode])[-1]
+        if "NaN" not in message or attempt == NAN_RETRIES - 1:
+            raise UserError(f"fastText training failed for {out.name}: {message}")
 
 
 def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.PathLike, *,

@@ -43,17 +43,17 @@ def iter_lines(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
 def read_parallel(source_path: str | os.PathLike, target_path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Sentence pairs from two files, aligned by line or by id.
 
-    Id-aligned files have ``id<TAB>text`` on every line (as ``langgraft corpus prepare`` writes
-    Bible verses); pairs are the ids present on both sides, in source order. Otherwise the files
-    must have the same number of lines. Pairs empty on either side are dropped (an aligner cannot
-    use them); no pair at all is a :class:`UserError`.
+    Id-aligned files have ``id<TAB>...<TAB>text`` on every line (first column the id, last the
+    text; a first line whose id is ``id`` is a header), as ``langgraft corpus prepare`` writes
+    its ``.tsv`` files; pairs are the ids present on both sides, in source order. Otherwise the
+    files must have the same number of lines. Pairs empty on either side are dropped (an aligner
+    cannot use them); no pair at all is a :class:`UserError`.
     """
     source = list(iter_lines([source_path]))
     target = list(iter_lines([target_path]))
     if _is_id_aligned(source) and _is_id_aligned(target):
-        by_id = dict(line.split("\t", 1) for line in target)
-        keyed = (line.split("\t", 1) for line in source)
-        pairs = [(text, by_id[key]) for key, text in keyed if key in by_id]
+        by_id = dict(_id_and_text(line) for line in target)
+        pairs = [(text, by_id[key]) for key, text in map(_id_and_text, source) if key in by_id and key != "id"]
     elif len(source) != len(target):
         raise UserError(
             f"parallel files are not aligned: {source_path} has {len(source)} lines, {target_path} "
@@ -65,6 +65,11 @@ def read_parallel(source_path: str | os.PathLike, target_path: str | os.PathLike
     if not pairs:
         raise UserError(f"parallel files {source_path} and {target_path} have no non-empty sentence pair")
     return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def _id_and_text(line: str) -> tuple[str, str]:
+    fields = line.split("\t")
+    return fields[0], fields[-1]
 
 
 def _is_id_aligned(lines: list[str]) -> bool:

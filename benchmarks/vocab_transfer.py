@@ -1,0 +1,241 @@
+"""Vocabulary transfer measured against the original packages (issue 3, "Measured against the originals").
+
+Every langgraft method runs as a whole ``langgraft init`` process, and the PyPI packages
+``wechsel`` 0.0.4 and ``deepfocus`` 1.0.1 run as whole processes doing the same job (load the
+source model, the tokenizers and the same fastText models / dictionary, compute the matrix, save a
+checkpoint). Each output is scored by step-0 bits per character on held-out target text with fixed
+word masks (:func:`langgraft.eval.bpc.compute_bpc`). The transfer computation alone (alignment,
+similarities, weighting, given loaded fastText models) is timed in-process for langgraft's
+``wechsel`` and the package's.
+
+The packages return only an input-embedding matrix: their checkpoints get that matrix as the tied
+input/output embedding and an all-zero MLM output bias (a constant bias changes no prediction);
+special tokens are handled by the packages themselves.
+
+Example (the demo case; build the inputs first, see docs/benchmarks.md):
+
+    nice -n 10 python benchmarks/vocab_transfer.py --source runs/vt/minilm-mlm \
+        --tokenizer runs/vt/nya-wp16k --source-embeddings runs/vt/ft/eng.bin \
+        --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv \
+        --token-embeddings runs/vt/ft/nya-tokens.bin \
+        --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv \
+        --eval runs/vt/nya/test.txt --eval-docs 2000 --out runs/vt/bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa")
+PACKAGES = ("wechsel-package", "deepfocus-package")
+
+
+def timed_process(command: list[str], log: Path) -> dict:
+    """Run ``command`` under /usr/bin/time; wall seconds and peak RSS (MB) of the whole process."""
+    stats = log.with_suffix(".time")
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        result = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(stats), *command],
+                                stdout=handle, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}); see {log}")
+    _, peak_kb = stats.read_text().split()[-2:]
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(int(peak_kb) / 1024)}
+
+
+def init_command(method: str, args: argparse.Namespace, out: Path) -> list[str]:
+    command = ["langgraft", "init", "--source", args.source, "--tokenizer", args.tokenizer, "--method", method,
+               "--out", str(out), "--seed", "0"]
+    if method in ("wechsel", "ofa"):
+        command += ["--source-embeddings", args.source_embeddings, "--target-embeddings", args.target_embeddings,
+                    "--dictionary", args.dictionary]
+    if method == "focus":
+        command += ["--option", f"token_embeddings={args.token_embeddings}"]
+    if method == "transtok":
+        command += ["--parallel", *args.parallel]
+    return command
+
+
+# ------------------------------------------------------------------------------------ packages
+def save_package_checkpoint(model, target_tokenizer, matrix, out: Path) -> None:
+    """Stock checkpoint from a package's input matrix: tied head, zero MLM bias."""
+    import torch
+
+    model.resize_token_embeddings(len(target_tokenizer))
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.as_tensor(matrix, dtype=torch.float32))
+        output = model.get_output_embeddings()
+        if output is not None and getattr(output, "bias", None) is not None:
+            output.bias.zero_()
+    for role in ("pad", "bos", "eos", "sep", "cls"):
+        token_id = getattr(target_tokenizer, f"{role}_token_id", None)
+        if hasattr(model.config, f"{role}_token_id"):
+            setattr(model.config, f"{role}_token_id", token_id)
+    model.save_pretrained(out)
+    target_tokenizer.save_pretrained(out)
+
+
+def run_package(args: argparse.Namespace) -> int:
+    """Whole process of one package (invoked as a subprocess by :func:`main`)."""
+    import fasttext
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    fasttext.FastText.eprint = lambda *a, **k: None
+    started = time.perf_counter()
+    source_tokenizer = AutoTokenizer.from_pretrained(args.source)
+    target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    model = AutoModelForMaskedLM.from_pretrained(args.source)
+    source_matrix = model.get_input_embeddings().weight.detach()
+    if args.run_package == "wechsel-package":
+        from wechsel import WECHSEL
+
+        source_ft, target_ft = fasttext.load_model(args.source_embeddings), fasttext.load_model(args.target_embeddings)
+        loaded = time.perf_counter()
+        aligner = WECHSEL(source_ft, target_ft, bilingual_dictionary=args.dictionary)
+        matrix, _ = aligner.apply(source_tokenizer, target_tokenizer, source_matrix.numpy())
+    else:
+        from deepfocus import FOCUS
+
+        loaded = time.perf_counter()
+        matrix = FOCUS(target_tokenizer=target_tokenizer, source_tokenizer=source_tokenizer,
+                       source_embeddings=source_matrix, fasttext_model_path=args.token_embeddings,
+                       seed=0, verbosity="silent")
+    computed = time.perf_counter()
+    save_package_checkpoint(model, target_tokenizer, matrix, Path(args.out))
+    print(json.dumps({"load_s": round(loaded - started, 2), "compute_s": round(computed - loaded, 2)}))
+    return 0
+
+
+# ------------------------------------------------------------------------- computation only
+def computation_only(args: argparse.Namespace, repeats: int = 1) -> dict:
+    """WECHSEL's transfer computation given loaded fastText models: langgraft vs the package."""
+    import fasttext
+    import numpy as np
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from wechsel import WECHSEL
+
+    from langgraft.vocab.init.base import TransferContext, TransferResources
+    from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
+    from langgraft.vocab.resources.dictionary import read_dictionary
+    from langgraft.vocab.resources.fasttext import load_fasttext
+    from langgraft.vocab.resources.procrustes import align_spaces
+
+    fasttext.FastText.eprint = lambda *a, **k: None
+    source_tokenizer = AutoTokenizer.from_pretrained(args.source)
+    target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    model = AutoModelForMaskedLM.from_pretrained(args.source)
+    source_wv, target_wv = load_fasttext(args.source_embeddings), load_fasttext(args.target_embeddings)
+    ctx = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+    config = WechselConfig()
+
+    def ours() -> None:
+        fresh = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+        rotation, _ = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv)
+        source = token_vectors(fresh.source_tokens, source_wv)
+        target = token_vectors(fresh.target_tokens, target_wv) @ rotation
+        mapping = neighbour_mapping(fresh.new_token_ids, target, source, config.k, config.temperature,
+                                    config.block_size)
+        weights = mapping.weights
+        ids = mapping.source_ids.clamp_min(0)
+        _ = (weights[:, :, None] * fresh.source_embeddings[ids]).sum(dim=1)  # the rows themselves
+
+    def package() -> None:
+        aligner = WECHSEL(source_wv.model, target_wv.model, bilingual_dictionary=args.dictionary)
+        aligner.apply(source_tokenizer, target_tokenizer, ctx.source_embeddings.numpy())
+
+    times = {}
+    for name, fn in (("langgraft", ours), ("package", package)):
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        times[name] = round(float(np.median(runs)), 3)
+    times["speedup"] = round(times["package"] / times["langgraft"], 1)
+    return times
+
+
+# ---------------------------------------------------------------------------------- scoring
+def score(checkpoint: str, eval_texts: list[str]) -> dict:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from langgraft.eval.bpc import compute_bpc
+
+    model = AutoModelForMaskedLM.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    result = compute_bpc(model, tokenizer, eval_texts, objective="mlm", mask_seed=0, mask_rate=0.15)
+    return {"bpc": round(result.bpc, 4), "masked_chars": result.characters}
+
+
+def coverage(checkpoint: Path) -> float | None:
+    summary = checkpoint / "transfer_summary.json"
+    return json.loads(summary.read_text())["coverage"] if summary.is_file() else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="source MLM checkpoint (head recovered)")
+    parser.add_argument("--tokenizer", required=True, help="target tokenizer dir")
+    parser.add_argument("--source-embeddings", required=True)
+    parser.add_argument("--target-embeddings", required=True)
+    parser.add_argument("--dictionary", required=True)
+    parser.add_argument("--token-embeddings", required=True, help="token-level target fastText (focus)")
+    parser.add_argument("--parallel", nargs=2, required=True)
+    parser.add_argument("--eval", help="held-out target text (one document per line)")
+    parser.add_argument("--eval-docs", type=int, default=2000, help="score the first N documents")
+    parser.add_argument("--methods", nargs="+", default=[*LANGGRAFT_METHODS, *PACKAGES])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--skip-computation", action="store_true")
+    parser.add_argument("--run-package", choices=PACKAGES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_package:
+        return run_package(args)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    eval_texts = []
+    with open(args.eval, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                eval_texts.append(line.rstrip("\n"))
+            if len(eval_texts) == args.eval_docs:
+                break
+    if "source-own-tokenizer" not in results:
+        results["source-own-tokenizer"] = {"method": "source model, English tokenizer", **score(args.source, eval_texts)}
+        results_path.write_text(json.dumps(results, indent=2))
+    for method in args.methods:
+        if method in results:
+            continue
+        checkpoint = out / method
+        if method in PACKAGES:
+            command = [sys.executable, __file__, "--run-package", method, "--source", args.source, "--tokenizer",
+                       args.tokenizer, "--source-embeddings", args.source_embeddings, "--target-embeddings",
+                       args.target_embeddings, "--dictionary", args.dictionary, "--token-embeddings",
+                       args.token_embeddings, "--parallel", *args.parallel, "--out", str(checkpoint)]
+        else:
+            command = init_command(method, args, checkpoint)
+        process = timed_process(command, out / f"{method}.log")
+        entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
+        if method in PACKAGES:
+            entry.update(json.loads((out / f"{method}.log").read_text().strip().splitlines()[-1]))
+        results[method] = entry
+        results_path.write_text(json.dumps(results, indent=2))
+        print(json.dumps(entry), flush=True)
+    if not args.skip_computation and "computation" not in results:
+        results["computation"] = computation_only(args)
+        results_path.write_text(json.dumps(results, indent=2))
+        print(json.dumps(results["computation"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())
