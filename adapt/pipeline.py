@@ -62,6 +62,14 @@ def fingerprint(reference: str) -> str:
     return "name:" + reference
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (wall time misleads on a shared machine)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def plain(value: Any) -> Any:
     """JSON-able copy of a config value (dataclasses, nested lists/dicts, paths)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -278,7 +286,7 @@ class Pipeline:
         partial = final.with_name(final.name + ".partial")
         partial.mkdir(parents=True, exist_ok=True)
         ctx = StageContext(self, spec.name, spec.config, partial, {n: available[n] for n in spec.needs})
-        started = time.time()
+        started, cpu_started = time.time(), _cpu_seconds()
         self._record(spec.name, key=key, dir=str(final), status="running", skipped=False,
                      started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
         ctx.log("running" + (" (resuming)" if any(partial.iterdir()) else ""))
@@ -289,14 +297,14 @@ class Pipeline:
                          error=f"{type(exc).__name__}: {exc}".splitlines()[0],
                          traceback="".join(traceback.format_exception(exc))[-4000:])
             raise
-        seconds = round(time.time() - started, 2)
-        record = {"stage": spec.name, "key": key, "seconds": seconds, "result": result,
+        seconds, cpu_seconds = round(time.time() - started, 2), round(_cpu_seconds() - cpu_started, 2)
+        record = {"stage": spec.name, "key": key, "seconds": seconds, "cpu_seconds": cpu_seconds, "result": result,
                   "inputs": {n: str(p) for n, p in ctx.inputs.items()},
                   "config": plain(spec.config)}
         with atomic_file(partial / STAGE_RECORD) as handle:
             json.dump(record, handle, indent=2, default=str)
         os.replace(partial, final)
-        self._record(spec.name, status="done", seconds=seconds, result=result)
+        self._record(spec.name, status="done", seconds=seconds, cpu_seconds=cpu_seconds, result=result)
         ctx.log(f"done in {seconds:.1f}s -> {final}")
         return final
 

@@ -97,6 +97,7 @@ class PretrainResult:
     steps: int
     eval: dict[str, float] | None = None
     module: Any = None
+    train_seconds: float = 0.0  # Trainer's train_runtime, summed over the stages run by this call
 
 
 @dataclass
@@ -281,6 +282,7 @@ class _Run:
         final_eval = None
         module = None
         model_source = self.model_path
+        self.train_seconds = 0.0
         for stage in self.stages:
             final = self.stage_dir(stage) / "final"
             if stage.name == "embeddings" and final.is_dir() and (final / "config.json").exists():
@@ -300,7 +302,7 @@ class _Run:
             elif stage.name != "module":
                 self._save_model(model, self.out, into_existing=True)
         self._finish()
-        return PretrainResult(self.out, self.objective, self.config.max_steps, final_eval, module)
+        return PretrainResult(self.out, self.objective, self.config.max_steps, final_eval, module, self.train_seconds)
 
     def _fit_for(self, stage: _Stage) -> Fit:
         """The ``Fit`` handed to a language module: train ``model`` as this stage (its learning rate unless given)."""
@@ -379,6 +381,7 @@ class _Run:
                 self._resume_checkpoint(stage)  # removes the half-written checkpoint
                 raise UserError(f"disk full while writing to {self.out}: free space (or use another --out) "
                                 "and rerun with --resume to continue from the last complete checkpoint") from exc
+        self.train_seconds += result.metrics.get("train_runtime", 0.0)
         return {"train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
                 "train_loss": round(result.metrics.get("train_loss", float("nan")), 4)}
 

@@ -449,6 +449,10 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
     config = pipeline.config
     base = pipeline.base_dir
     model = source_model_path(config)
+    for side, source in (("target", config.corpora.target), ("source", config.corpora.source)):
+        if source is not None and bool(source.bible) == bool(source.files):
+            raise UserError(f"corpora.{side}: give either bible: CODE (an installed Bible: eng, nya) or files: [...]")
+    _check_tasks(config)
     corpus_refs = _corpus_refs(config.corpora.target, base) + _corpus_refs(config.corpora.source, base)
     corpus_config = {"corpora": config.corpora, "language": config.language, "seed": config.seed,
                      "bible_tasks": [t for t in config.evaluation.tasks if t.bible],
@@ -495,24 +499,45 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
         if module.language_module:
             needs += (f"module-{module.language_module}",)
         _check_module_options(module, where)
-        specs.append(StageSpec(f"module-{module.name}", module_stage, {"module": module, "seed": config.seed},
-                               needs=needs, external=external))
+        task = next((t for t in config.evaluation.tasks if t.name == module.task), None)
+        if task is not None and not task.bible:
+            external += (resolve_path(base, task.train),)
+        specs.append(StageSpec(f"module-{module.name}", module_stage,
+                               {"module": module, "task": task, "seed": config.seed}, needs=needs, external=external))
         earlier[module.name] = module
     module_stages = tuple(s.name for s in specs if s.name.startswith("module-"))
     for index, task in enumerate(config.evaluation.tasks):
         if not any(m.role == "task" and m.task == task.name for m in config.modules):
             raise UserError(f"evaluation.tasks[{index}] ({task.name!r}) has no task module to evaluate; add a "
                             f"module with role: task and task: {task.name}")
-        if not task.bible and not (task.train and task.test):
-            raise UserError(f"evaluation.tasks[{index}] needs bible: genre or both train and test files")
     model_needs = ("head",) if recover else ()
     evaluate_needs = ("corpus", "init") + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
                                            + module_stages)
+    evaluation_files = [resolve_path(base, t.test) for t in config.evaluation.tasks if not t.bible]
+    if config.evaluation.retrieval is not None and config.evaluation.retrieval.pairs != "corpus":
+        evaluation_files += [resolve_path(base, p) for p in config.evaluation.retrieval.pairs]
     specs.append(StageSpec("evaluate", evaluate_stage, {"evaluation": config.evaluation, "seed": config.seed},
-                           needs=evaluate_needs, external=(model,)))
+                           needs=evaluate_needs, external=(model, *evaluation_files)))
     report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
     specs.append(StageSpec("report", report_stage, {"language": config.language}, needs=report_needs))
     return specs
+
+
+def _check_tasks(config: PipelineConfig) -> None:
+    names: set[str] = set()
+    for index, task in enumerate(config.evaluation.tasks):
+        where = f"evaluation.tasks[{index}]"
+        if not task.name or task.name in names or task.name in ("bpc", "retrieval"):
+            raise UserError(f"{where}.name: give each task a unique name (not bpc or retrieval), got {task.name!r}")
+        names.add(task.name)
+        if bool(task.bible) == bool(task.train or task.test) or not task.bible and not (task.train and task.test):
+            raise UserError(f"{where}: give either bible: genre or both train (source language) and test "
+                            "(target language) files")
+        if task.bible and task.type != "sequence_classification":
+            raise UserError(f"{where}.type: the Bible genre task is sequence_classification")
+    retrieval = config.evaluation.retrieval
+    if retrieval is not None and retrieval.pairs != "corpus" and len(retrieval.pairs) != 2:
+        raise UserError("evaluation.retrieval.pairs: give corpus or [source_file, target_file]")
 
 
 def _check_module_options(module: Any, where: str) -> None:

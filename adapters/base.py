@@ -22,6 +22,7 @@ from langgraft.errors import UserError
 from .metadata import ModelIdentity, ModuleMetadata
 
 HEAD_FILE = "head.safetensors"
+VOCABULARY_DIR = "vocabulary"  # a language module's own tokenizer + input-embedding table
 ROLES = ("language", "task")
 
 
@@ -144,6 +145,8 @@ class CompositionState:
     identity: ModelIdentity
     applied: dict[str, Module] = field(default_factory=dict)
     head_backups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (module path, replaced embedding module, replaced vocab_size, replaced embedding digest)
+    vocabulary_backup: tuple[Path, Any, int, str] | None = None
 
 
 def plain_model(model: Any) -> Any:
@@ -237,3 +240,64 @@ def body_parameters(model: Any) -> dict[str, Any]:
             continue
         parameters[relative.replace(".base_layer", "").replace(".original_module", "")] = parameter
     return parameters
+
+
+# ----- a language module's own vocabulary (tokenizer + input embeddings), swapped in on composition
+
+def save_vocabulary(tokenizer: Any, input_embeddings: Any, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    target = directory / VOCABULARY_DIR
+    target.mkdir()
+    tokenizer.save_pretrained(str(target))
+    save_file({"input_embeddings": input_embeddings.detach().contiguous().cpu()}, str(target / "embeddings.safetensors"))
+
+
+def swap_vocabulary(model: Any, module: Module, state: CompositionState) -> bool:
+    """Install ``module``'s embedding table if it carries one the model lacks; return whether it did."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .metadata import embedding_digest
+
+    if not module.metadata.has_vocabulary or state.identity.embedding_digest == module.metadata.embedding_digest:
+        return False
+    if state.vocabulary_backup is not None:
+        raise UserError(f"{module.path} brings its own vocabulary but {state.vocabulary_backup[0]} already replaced "
+                        "the embeddings; compose one vocabulary-carrying language module at a time")
+    inner = plain_model(model)
+    if inner.get_output_embeddings() is not None:
+        raise UserError(f"{module.path} brings its own vocabulary, which is swapped into task models only; for "
+                        "language modelling load the checkpoint the module was trained on")
+    path = module.path / VOCABULARY_DIR / "embeddings.safetensors"
+    try:
+        table = load_file(str(path))["input_embeddings"]
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise UserError(f"{path}: missing or corrupted vocabulary ({exc}); retrain the module") from None
+    old = inner.get_input_embeddings()
+    if table.dim() != 2 or table.shape[1] != old.embedding_dim:
+        raise UserError(f"{path}: embedding width {tuple(table.shape)} does not fit this model "
+                        f"({old.embedding_dim}); use the base the module was trained on")
+    new = torch.nn.Embedding(table.shape[0], table.shape[1], padding_idx=old.padding_idx, dtype=old.weight.dtype,
+                             device=old.weight.device)
+    with torch.no_grad():
+        new.weight.copy_(table)
+    new.requires_grad_(old.weight.requires_grad)
+    inner.set_input_embeddings(new)
+    state.vocabulary_backup = (module.path, old, inner.config.vocab_size, state.identity.embedding_digest)
+    inner.config.vocab_size = table.shape[0]
+    state.identity.embedding_digest = embedding_digest(inner)
+    return True
+
+
+def restore_vocabulary(model: Any, state: CompositionState) -> None:
+    """Undo :func:`swap_vocabulary`."""
+    if state.vocabulary_backup is None:
+        return
+    _, old, vocab_size, digest = state.vocabulary_backup
+    inner = plain_model(model)
+    inner.set_input_embeddings(old)
+    inner.config.vocab_size = vocab_size
+    state.identity.embedding_digest = digest
+    state.vocabulary_backup = None

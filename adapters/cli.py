@@ -63,7 +63,7 @@ def _train_language(args: argparse.Namespace) -> int:
 
     _quiet()
     out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
-                                config=_config(args), options=_options(args))
+                                config=_config(args), options=_options(args), carry_vocabulary=args.carry_vocabulary)
     print(f"language module written to {out}")
     return 0
 
@@ -105,6 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_training_options(language)
     language.add_argument("--corpus", required=True, nargs="+", help="target-language text file(s)")
     language.add_argument("--language", required=True, help="language code recorded in the module (e.g. ny)")
+    language.add_argument("--carry-vocabulary", action="store_true",
+                          help="store the model's tokenizer + embeddings in the module (compose onto the original base)")
     language.set_defaults(handler=_train_language)
 
     task = commands.add_parser("train-task", help="train a task module + head on labelled source data")

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from langgraft.errors import UserError
 
-from .base import (ROLES, Module, ModuleConfig, composition_state, get_kind, load_module, make_config,
-                   plain_model)
+from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
+                   make_config, plain_model, restore_vocabulary, save_vocabulary, swap_vocabulary)
 from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
 from .training import TrainOptions
 
@@ -28,12 +28,12 @@ def _work_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.work")
 
 
-def _fit_with(dataset: Any, collator: Any, options: TrainOptions, work_dir: Path) -> Any:
+def _fit_with(dataset: Any, collator: Any, options: TrainOptions, work_dir: Path, callbacks: Sequence[Any]) -> Any:
     from .training import fit
 
-    def run(model: Any, learning_rate: float, callbacks: Sequence[Any], stage: str) -> dict[str, float]:
+    def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], stage: str) -> dict[str, float]:
         return fit(model, dataset, collator, options, work_dir / stage, options.learning_rate or learning_rate,
-                   callbacks)
+                   [*kind_callbacks, *callbacks])
 
     return run
 
@@ -57,16 +57,19 @@ def _resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> 
 
 def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
                   identity: Any, tokenizer: Any, embedding_digest: str, options: TrainOptions,
-                  **fields: Any) -> Path:
+                  vocabulary: Any = None, **fields: Any) -> Path:
     from langgraft.atomic import atomic_dir
 
     kind = get_kind(kind_name)
     with atomic_dir(out) as tmp:
         saved = kind.save(trained, config, role, head_names, tmp)
+        if vocabulary is not None:
+            save_vocabulary(tokenizer, vocabulary, tmp)
         ModuleMetadata(
             kind=kind_name, role=role, base_fingerprint=identity.base_fingerprint, body_digest=identity.body_digest,
             embedding_digest=embedding_digest, tokenizer_hash=tokenizer_hash(tokenizer),
             trainable_parameters=trained.trainable_parameters, has_head=bool(head_names),
+            has_vocabulary=vocabulary is not None,
             config=dataclasses.asdict(config), training={**dataclasses.asdict(options), **trained.stats},
             **saved, **fields,
         ).save(tmp)
@@ -76,7 +79,8 @@ def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str,
 
 def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | Path], *, language: str,
                           out: str | Path, config: ModuleConfig | dict[str, Any] | None = None,
-                          options: TrainOptions | None = None) -> Path:
+                          options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
+                          carry_vocabulary: bool = False) -> Path:
     """Train a language module by MLM/CLM on ``corpus`` with the base frozen; returns ``out``.
 
     ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
@@ -94,19 +98,20 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
     lm = load_lm(model)
     identity = composition_state(lm).identity
     digest = embedding_digest(lm)
+    vocabulary = lm.get_input_embeddings().weight.detach().clone() if carry_vocabulary else None
     dataset = language_dataset(tokenizer, list(corpus), options.max_length)
     collator = language_collator(tokenizer, is_causal_lm(lm.config), options)
-    fit = _fit_with(dataset, collator, options, _work_dir(out))
+    fit = _fit_with(dataset, collator, options, _work_dir(out), callbacks)
     _seed(options.seed)
     trained = get_kind(kind).train(lm, config, "language", [], fit)
     return _write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest, options,
-                         language=language)
+                         vocabulary=vocabulary, language=language)
 
 
 def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: str, out: str | Path,
                       language_module: str | Path | Module | None = None, language: str | None = None,
                       labels: Sequence[str] | None = None, config: ModuleConfig | dict[str, Any] | None = None,
-                      options: TrainOptions | None = None) -> Path:
+                      options: TrainOptions | None = None, callbacks: Sequence[Any] = ()) -> Path:
     """Train a task module (and its head) on labelled ``train`` data; returns ``out``.
 
     With ``language_module`` (the source language's), it is composed first and stays frozen, so the
@@ -133,7 +138,7 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
         classifier = compose(classifier, [source])
         language = language or source.metadata.language
     dataset = task_dataset(task, train, tokenizer, labels, options.max_length)
-    fit = _fit_with(dataset, task_collator(task, tokenizer), options, _work_dir(out))
+    fit = _fit_with(dataset, task_collator(task, tokenizer), options, _work_dir(out), callbacks)
     _seed(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
     return _write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest, options,
@@ -156,9 +161,15 @@ def compose(model: Any, modules: Sequence[str | Path | Module]) -> Any:
         [m for m in state.applied.values() if m.metadata.role == "task"]
     if len(tasks) > 1:
         raise UserError(f"{len(tasks)} task modules given; a model has one head, compose one task module at a time")
-    for module in loaded:
-        check_compatible(module.metadata, state.identity, str(module.path))
-        module.kind.validate(module, model)
+    swapped = any([swap_vocabulary(model, module, state) for module in loaded if module.metadata.role == "language"])
+    try:
+        for module in loaded:
+            check_compatible(module.metadata, state.identity, str(module.path))
+            module.kind.validate(module, model)
+    except UserError:
+        if swapped:
+            restore_vocabulary(model, state)
+        raise
     for module in loaded:
         name = _unique_name(module.metadata.role, state.applied)
         model = module.kind.apply(model, module, name)
@@ -183,7 +194,10 @@ def revert(model: Any, module: str | Path | Module) -> Any:
     if name is None:
         raise UserError(f"module {module} is not composed onto this model; applied: {', '.join(state.applied) or 'none'}")
     applied = state.applied.pop(name)
-    return applied.kind.revert(model, applied, name)
+    model = applied.kind.revert(model, applied, name)
+    if state.vocabulary_backup is not None and state.vocabulary_backup[0] == applied.path:
+        restore_vocabulary(model, state)
+    return model
 
 
 def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> tuple[Any, Any]:
@@ -200,7 +214,11 @@ def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> 
         network = load_lm(model)
     else:
         network, _ = load_task_model(model, task.metadata.task, task.metadata.labels)
-    return compose(network, loaded), tokenizer
+    network = compose(network, loaded)
+    vocabulary = composition_state(network).vocabulary_backup
+    if vocabulary is not None:  # the composed model reads the language module's tokenization
+        tokenizer = load_tokenizer(vocabulary[0] / VOCABULARY_DIR)
+    return network, tokenizer
 
 
 def export_merged(model: Any, tokenizer: Any, out: str | Path) -> Path:

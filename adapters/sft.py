@@ -1,6 +1,6 @@
 """``sft``: Lottery-Ticket Sparse Fine-Tuning (Ansell et al., ACL 2022).
 
-Phase 1 fine-tunes every maskable tensor with an L1 pull toward the start θ0; the K entries that
+Phase 1 fine-tunes every maskable tensor with an L1 pull toward the start θ0 (λ·Σ|θ − θ0| / N); the K entries that
 moved most (globally, embeddings included) form the ticket; the model is reset to θ0 and phase 2
 trains only those entries with a fresh optimizer. The module stores φ = θ2 − θ0 sparsely.
 Composition adds φ, reversion subtracts it.
@@ -30,7 +30,7 @@ SPARSE_FILE = "sft.safetensors"
 @dataclass
 class SftConfig(ModuleConfig):
     k: int = 100_000  # number of entries in the ticket (paper: ~7.7M language, ~14.2M task on base models)
-    l1_weight: float = 0.1  # λ of the L1 penalty toward θ0, in gradient units per entry
+    l1_weight: float = 0.1  # λ of the penalty λ·Σ|θ − θ0| / N (N maskable entries), as in the paper
     include_layernorm: bool = False
     train_embeddings: bool | None = None  # None: yes for language modules, no for task modules
 
@@ -138,7 +138,8 @@ class SftKind(ModuleKind):
         freeze(model)
         for parameter in list(maskable.values()) + list(heads.values()):
             parameter.requires_grad_(True)
-        handles = _register_gradient_hooks(maskable, start, config.l1_weight, None)
+        l1 = config.l1_weight / total  # the paper normalises the L1 distance by the maskable parameter count
+        handles = _register_gradient_hooks(maskable, start, l1, None)
         phase1 = fit(model, self.default_learning_rate, [], "phase1")
         for handle in handles:
             handle.remove()
@@ -152,7 +153,7 @@ class SftKind(ModuleKind):
         selected = {name: p for name, p in maskable.items() if bool(masks[name].any())}
         for name, parameter in maskable.items():
             parameter.requires_grad_(name in selected)
-        handles = _register_gradient_hooks(selected, start, config.l1_weight, masks)
+        handles = _register_gradient_hooks(selected, start, l1, masks)
         phase2 = fit(model, self.default_learning_rate, [], "phase2")
         for handle in handles:
             handle.remove()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from langgraft.errors import UserError
 
@@ -140,6 +140,3 @@ def count_trainable(model: Any) -> int:
 def freeze(model: Any) -> None:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-
-
-TrainStep = Callable[[Any, float, Sequence[Any]], dict[str, float]]

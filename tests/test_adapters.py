@@ -242,3 +242,47 @@ def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path
     done = _cli(capsys, "train-language", "--kind", "lora", "--k", "5", "--model", str(tiny_models["bert"]), "--corpus",
                 str(labelled["seq"]), "--language", "en", "--out", str(tmp_path / "bad"))
     assert done.returncode == 2 and "does not apply" in done.stderr
+
+
+def test_interrupted_training_resumes(tiny_models, target_corpus, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    options = TrainOptions(max_steps=5, batch_size=4, max_length=32, save_steps=1, learning_rate=5e-3)
+    whole = train_language_module("madx", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "whole",
+                                  options=options)
+    with pytest.raises(KeyboardInterrupt):
+        train_language_module("madx", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "cut",
+                              options=options, callbacks=[Interrupt()])
+    assert not (tmp_path / "cut").exists() and any((tmp_path / ".cut.work" / "train").glob("checkpoint-*"))
+    resumed = train_language_module("madx", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "cut",
+                                    options=options)
+    expected, found = load_file(str(whole / "madx.safetensors")), load_file(str(resumed / "madx.safetensors"))
+    assert all(torch.equal(expected[k], found[k]) for k in expected)
+    assert not (tmp_path / ".cut.work").exists()
+
+
+def test_language_module_carries_its_vocabulary(tiny_models, modules, target_corpus, tmp_path):
+    """English body + target embeddings + target module + English task module, from the English checkpoint."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    tokenizer.add_tokens(["ndaku", "mulira", "chizani"])
+    transferred = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
+    transferred.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    transferred.save_pretrained(tmp_path / "transferred")
+    tokenizer.save_pretrained(tmp_path / "transferred")
+    language = train_language_module("sft", tmp_path / "transferred", [target_corpus], language="tg",
+                                     out=tmp_path / "lang", config={"k": 500}, options=OPTIONS, carry_vocabulary=True)
+    assert load_module(language).metadata.has_vocabulary
+    model, composed_tokenizer = load_composed(tiny_models["bert"], [language, modules["sft-task"]])
+    assert len(composed_tokenizer) == len(tokenizer) == model.get_input_embeddings().num_embeddings
+    with torch.no_grad():
+        assert model(**composed_tokenizer(["ndaku mulira"], return_tensors="pt")).logits.shape == (1, 2)
+    model = revert(model, language)
+    assert model.get_input_embeddings().num_embeddings == model.config.vocab_size < len(tokenizer)

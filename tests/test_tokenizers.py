@@ -10,8 +10,8 @@ import pytest
 from tiny import source_sentences, target_sentences
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.tokenizers import (EXTENSION_FILE, TokenizerFamily, canonical_token, detect_family,
-                                        extend_tokenizer, read_extension_info, train_tokenizer)
+from langgraft.vocab.tokenizers import (EXTENSION_FILE, detect_family, extend_tokenizer, read_extension_info,
+                                        train_tokenizer)
 from langgraft.vocab.tokstats import format_stats_table, tokenizer_stats
 
 FAMILIES = ("bert", "gpt2", "xlmr", "llama")
@@ -145,6 +145,15 @@ def test_extend_by_total_vocab_size(tiny_models, target_corpus, tmp_path):
     assert (tmp_path / "out" / EXTENSION_FILE).is_file()
 
 
+@pytest.mark.parametrize("family", ["bert", "xlmr"])
+def test_extend_by_fewer_pieces_than_the_alphabet(family, tiny_models, target_corpus, tmp_path):
+    # the helper target tokenizer must still hold the whole corpus alphabet
+    source = _auto(tiny_models[family])
+    tok = extend_tokenizer(tiny_models[family], [target_corpus], tmp_path / "out", new_tokens=3)
+    assert len(tok) == len(source) + 3
+    assert read_extension_info(tmp_path / "out")["source"] == str(tiny_models[family])
+
+
 # ----------------------------------------------------------------------------- MiniLM
 
 
@@ -184,7 +193,6 @@ def _hand_wordpiece(vocab_tokens: list[str]):
 def test_stats_match_hand_counts():
     first = _hand_wordpiece(["ab", "##c", "d", "x"])
     second = _hand_wordpiece(["ab", "c", "##d", "zz"])
-    # first: ab | ab ##c | d | [UNK] | ab ##c d? no: "abcd" -> ab ##c [UNK]-word
     texts = ["ab abc d", "q abc"]
     rows = tokenizer_stats({"first": first, "second": second}, texts=texts)
     # first: "ab"->ab, "abc"->ab ##c, "d"->d, "q"->[UNK], "abc"->ab ##c : 7 tokens, 5 words, 2 split, 1 unk
@@ -221,17 +229,6 @@ def test_stats_ignore_truncation_in_tokenizer_json():
     long_text = " ".join(["ndizakuona"] * 300)  # MiniLM's tokenizer.json truncates/pads to 128
     row = tokenizer_stats({"minilm": resolve_model_path("minilm")}, texts=[long_text])[0]
     assert row["tokens"] == 300 * len(_auto(resolve_model_path("minilm")).tokenize("ndizakuona"))
-
-
-def test_canonical_forms_are_boundary_aware():
-    wordpiece = TokenizerFamily("wordpiece", "WordPiece", continuation_prefix="##")
-    byte_bpe = TokenizerFamily("byte-level-bpe", "BPE", word_prefix="Ġ", byte_level=True)
-    sp_bpe = TokenizerFamily("sentencepiece-bpe", "BPE", word_prefix="▁", byte_fallback=True)
-    assert canonical_token("##ab", wordpiece) == (False, b"ab")
-    assert canonical_token("ab", wordpiece) == canonical_token("Ġab", byte_bpe) == canonical_token("▁ab", sp_bpe)
-    assert canonical_token("ab", byte_bpe) == canonical_token("ab", sp_bpe) == (False, b"ab")
-    assert canonical_token("Ã©", byte_bpe) == (False, "é".encode())
-    assert canonical_token("<0xC5>", sp_bpe) == (False, b"\xc5")
 
 
 # ----------------------------------------------------------------------------- CLI and errors

@@ -163,6 +163,6 @@ def add_language(model_dir: str | os.PathLike, language: str, out: str | os.Path
 
 def export_language(body_dir: str | os.PathLike, table_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Attach the table in ``table_dir`` to the body of ``body_dir`` and write a stock checkpoint."""
+    table = LanguageTable.load(table_dir)  # a bad table fails before the body is loaded
     hydra = HydraModel.from_pretrained(body_dir, "__body__")
-    language = hydra.add_language(table_dir)
-    return hydra.export(language, out)
+    return hydra.export(hydra.add_language(table), out)

@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(or the first --tokenizer).")
     stats.add_argument("--tokenizer", action="append", default=[], metavar="[NAME=]PATH",
                        help="tokenizer to measure (repeatable); NAME defaults to the directory name")
-    stats.add_argument("--source", metavar="[NAME=]PATH", help="source tokenizer: measured too, and the overlap reference")
+    stats.add_argument("--source", metavar="[NAME=]PATH",
+                       help="source tokenizer: measured too, and the overlap reference")
     _corpus_arguments(stats)
     stats.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     stats.set_defaults(handler=_stats)

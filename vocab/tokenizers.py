@@ -2,9 +2,10 @@
 
 A target tokenizer only drops into a source model if it keeps the source's text pipeline
 (normalizer and casing, pre-tokenizer, post-processor, decoder) and its special tokens with the
-same strings and roles. ``train_tokenizer`` therefore starts from the source's fast tokenizer
-(``train_new_from_iterator``) and repairs what transformers gets wrong for some families:
-SentencePiece BPE merging across words, lost ``<0xNN>`` byte-fallback pieces, stale padding ids.
+same strings and roles. ``train_tokenizer`` therefore trains the source's own `tokenizers`
+pipeline with an emptied model and avoids what ``train_new_from_iterator`` gets wrong:
+SentencePiece BPE merging across words, lost ``<0xNN>`` byte-fallback pieces, stale padding ids,
+post-processors nested in a sequence, and ids that change from run to run.
 ``extend_tokenizer`` appends target pieces to the source's own model vocabulary (never as
 AddedTokens, which would bypass word-internal segmentation) and keeps every existing id.
 
@@ -15,11 +16,9 @@ SentencePiece BPE (Llama-style, ``▁`` word start, optional byte fallback).
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -27,24 +26,26 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
 from langgraft.models import load_tokenizer
+from langgraft.vocab.canonical import BYTE_PIECE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 EXTENSION_FILE = "langgraft_extension.json"
 BYTE_PIECES = tuple(f"<0x{value:02X}>" for value in range(256))
-_BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+class _AlphabetTooLarge(UserError):
+    """The requested vocabulary cannot hold the special tokens plus the corpus alphabet."""
 
 
 @dataclass(frozen=True)
 class TokenizerFamily:
-    """How a tokenizer family marks word boundaries; decides training fixes and canonical forms."""
+    """What training must respect: the model type and how bytes are represented."""
 
-    name: str
+    name: str  # one of FAMILIES
     model: str  # the `tokenizers` model type: WordPiece, BPE or Unigram
-    continuation_prefix: str | None = None  # WordPiece: "##x" continues a word
-    word_prefix: str | None = None  # byte-level "Ġx" / SentencePiece "▁x" starts a word
-    byte_level: bool = False  # pieces are GPT-2 byte-to-unicode strings
+    byte_level: bool = False  # pieces are GPT-2 byte-to-unicode strings (all 256 bytes in the alphabet)
     byte_fallback: bool = False  # <0xNN> pieces spell characters outside the vocabulary
 
 
@@ -58,13 +59,13 @@ def detect_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
     pipeline = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
     byte_fallback = bool(model.get("byte_fallback"))
     if model["type"] == "WordPiece":
-        return TokenizerFamily("wordpiece", "WordPiece", continuation_prefix=model.get("continuing_subword_prefix", "##"))
+        return TokenizerFamily("wordpiece", "WordPiece")
     if model["type"] == "BPE" and '"ByteLevel"' in json.dumps(spec.get("pre_tokenizer")):
-        return TokenizerFamily("byte-level-bpe", "BPE", word_prefix="Ġ", byte_level=True)
+        return TokenizerFamily("byte-level-bpe", "BPE", byte_level=True)
     if model["type"] == "BPE" and ("Metaspace" in pipeline or _replaces_spaces(spec.get("normalizer"))):
-        return TokenizerFamily("sentencepiece-bpe", "BPE", word_prefix="▁", byte_fallback=byte_fallback)
+        return TokenizerFamily("sentencepiece-bpe", "BPE", byte_fallback=byte_fallback)
     if model["type"] == "Unigram":
-        return TokenizerFamily("sentencepiece-unigram", "Unigram", word_prefix="▁", byte_fallback=byte_fallback)
+        return TokenizerFamily("sentencepiece-unigram", "Unigram", byte_fallback=byte_fallback)
     raise UserError(
         f"tokenizer {tokenizer.name_or_path!r} is a {model['type']} model this tool cannot train; "
         f"supported families: {', '.join(FAMILIES)}"
@@ -130,10 +131,9 @@ def train_tokenizer(
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
-    trained, spec = _train_backend(source_tok, family, corpus_files, vocab_size, min_frequency, reader,
-                                   trainer_options)
+    spec = _train_backend(source_tok, family, corpus_files, vocab_size, min_frequency, reader, trainer_options)
     with atomic_dir(out) as tmp:
-        _save(trained, spec, tmp, type(source_tok))
+        _save(source_tok, spec, tmp)
     return _reload(out)
 
 
@@ -172,19 +172,26 @@ def extend_tokenizer(
     source_json = _backend_json(source_tok)
     known = set(source_tok.get_vocab())
     base = _minimum_vocab_size(source_tok, family)
-    pieces: list[str] = []
-    for factor in (2, 4, 8):  # target pieces often exist in the source already: train bigger until enough are new
-        _target, target_json = _train_backend(source_tok, family, corpus_files, base + factor * wanted,
-                                              min_frequency, reader, {})
+    size = base + 2 * wanted
+    for attempt in range(4):  # many target pieces exist in the source already: train bigger until enough are new
+        try:
+            target_json = _train_backend(source_tok, family, corpus_files, size, min_frequency, reader, {})
+        except _AlphabetTooLarge:
+            if attempt == 3:
+                raise
+            size *= 2
+            continue
         pieces = [piece for piece in _ranked_pieces(target_json, family) if piece not in known][:wanted]
         if len(pieces) == wanted:
             break
+        size *= 2
     extended_json = _append_pieces(source_json, target_json, pieces, original_size)
     with atomic_dir(out) as tmp:
-        tokenizer = _save(source_tok, extended_json, tmp, type(source_tok))
+        tokenizer = _save(source_tok, extended_json, tmp)
         _check_ids_kept(source_tok, tokenizer)
         info = {
-            "source": str(getattr(source_tok, "name_or_path", "")),
+            "source": str(source) if isinstance(source, (str, os.PathLike)) else source_tok.name_or_path,
+            "source_name_or_path": source_tok.name_or_path,
             "family": family.name,
             "original_vocab_size": original_size,
             "new_vocab_size": len(tokenizer),
@@ -206,59 +213,6 @@ def read_extension_info(tokenizer_dir: str | os.PathLike) -> dict[str, Any] | No
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-# ----------------------------------------------------------------------------- canonical forms
-
-
-def canonical_token(token: str, family: TokenizerFamily) -> tuple[bool, bytes]:
-    """``(starts_a_word, surface bytes)``: the same text piece compares equal across families.
-
-    WordPiece ``##x`` is a continuation and bare ``x`` a word start; ``Ġx``/``▁x`` start a word
-    and bare pieces continue one; byte-level strings are decoded to their bytes; ``<0xNN>``
-    byte-fallback pieces are that single byte (a continuation).
-    """
-    if family.byte_fallback and (match := _BYTE_PIECE.match(token)):
-        return False, bytes([int(match.group(1), 16)])
-    if family.continuation_prefix:
-        prefix = family.continuation_prefix
-        if token.startswith(prefix) and len(token) > len(prefix):
-            return False, token[len(prefix):].encode("utf-8")
-        return True, token.encode("utf-8")
-    if family.byte_level:
-        raw = bytes(_byte_decoder().get(char, 0) for char in token)
-        return (True, raw[1:]) if raw.startswith(b" ") else (False, raw)
-    if family.word_prefix and token.startswith(family.word_prefix):
-        return True, token[len(family.word_prefix):].encode("utf-8")
-    return False, token.encode("utf-8")
-
-
-def canonical_vocab(tokenizer: PreTrainedTokenizerBase) -> dict[int, tuple[bool, bytes]]:
-    """Canonical form (:func:`canonical_token`) of every non-special token id of ``tokenizer``."""
-    family = detect_family(tokenizer)
-    special = set(tokenizer.all_special_ids) | {
-        index for index, added in tokenizer.added_tokens_decoder.items() if added.special
-    }
-    return {
-        index: canonical_token(token, family)
-        for token, index in tokenizer.get_vocab().items()
-        if index not in special
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's bytes-to-unicode table (printable stand-ins for all 256 bytes)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for value in range(256):
-        if value not in printable:
-            printable.append(value)
-            codes.append(256 + extra)
-            extra += 1
-    return {chr(code): value for value, code in zip(printable, codes)}
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -278,15 +232,36 @@ def _replaces_spaces(normalizer: dict | None) -> bool:
     return '"Replace"' in text and '"content": "▁"' in text
 
 
-def _special_contents(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamily) -> list[str]:
-    """The added tokens ``train_new_from_iterator`` hands to the trainer (Unigram: all of them)."""
+def _trainer_specials(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamily) -> list[dict[str, Any]]:
+    """Added-token records the trainer places first, in the source's order.
+
+    The source's special added tokens (for Unigram all added tokens, as transformers does), then
+    any special-token string the post-processor or the wrapper uses that only lived in the
+    source's model vocabulary, so no role is lost.
+    """
     spec = _backend_json(tokenizer)
-    return [added["content"] for added in spec["added_tokens"] if added["special"] or family.model == "Unigram"]
+    chosen = [{key: value for key, value in added.items() if key != "id"}
+              for added in spec["added_tokens"] if added["special"] or family.model == "Unigram"]
+    contents = {added["content"] for added in chosen}
+    for token in [*_post_processor_tokens(spec["post_processor"]), *tokenizer.all_special_tokens]:
+        if token not in contents:
+            contents.add(token)
+            chosen.append({"content": token, "single_word": False, "lstrip": False, "rstrip": False,
+                           "normalized": False, "special": True})
+    return chosen
+
+
+def _post_processor_tokens(processor: dict[str, Any] | None) -> list[str]:
+    if not processor:
+        return []
+    tokens = [token for entry in (processor.get("special_tokens") or {}).values() for token in entry["tokens"]]
+    tokens += [processor[key][0] for key in ("cls", "sep") if isinstance(processor.get(key), list)]
+    return tokens + [token for child in processor.get("processors") or [] for token in _post_processor_tokens(child)]
 
 
 def _minimum_vocab_size(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamily) -> int:
     fixed_alphabet = 256 if family.byte_level or family.byte_fallback else 0
-    return len(_special_contents(tokenizer, family)) + fixed_alphabet + 1
+    return len(_trainer_specials(tokenizer, family)) + fixed_alphabet + 1
 
 
 def _train_backend(
@@ -297,108 +272,158 @@ def _train_backend(
     min_frequency: int,
     reader: dict[str, Any],
     trainer_options: dict[str, Any],
-) -> tuple[PreTrainedTokenizerBase, dict[str, Any]]:
-    """``train_new_from_iterator`` plus the repairs: the trained wrapper and its repaired backend JSON."""
+) -> dict[str, Any]:
+    """Train the source's own `tokenizers` pipeline on the corpus; return the new tokenizer.json.
+
+    The trainer gets the source's special tokens first, then pieces it would otherwise drop
+    (``<0xNN>`` byte fallback) or number in per-process hash-map order (``##c`` continuation
+    symbols, which would make ids differ between runs); those become ordinary model pieces.
+    """
+    from tokenizers import AddedToken, Tokenizer, pre_tokenizers, trainers
+
     minimum = _minimum_vocab_size(source_tok, family)
     if vocab_size < minimum:
         raise UserError(
             f"vocab size {vocab_size} is too small for {family.name}: the special tokens"
             f"{' and 256 byte pieces' if minimum > 257 else ''} alone need {minimum - 1}; ask for at least {minimum}"
         )
+    source = _backend_json(source_tok)
+    specials = [AddedToken(**added) for added in _trainer_specials(source_tok, family)]
+    backend = Tokenizer.from_str(json.dumps(_untrained(source, family), ensure_ascii=False))
     batches = nonempty_batches(corpus_files, **reader)
+    model = source["model"]
+    prefix, suffix = model.get("continuing_subword_prefix") or None, model.get("end_of_word_suffix") or None
+    extra = list(BYTE_PIECES) if family.byte_fallback else []
+    if prefix or suffix:
+        extra += _affixed_symbols(backend, corpus_files, reader, prefix, suffix)
     options: dict[str, Any] = {"show_progress": False, **trainer_options}
-    if family.model in ("WordPiece", "BPE"):
+    if family.model == "Unigram":
+        if model.get("unk_id") is not None:
+            options.setdefault("unk_token", model["vocab"][model["unk_id"]][0])
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials + extra, **options)
+    else:
         options.setdefault("min_frequency", min_frequency)
-    if family.model == "WordPiece":
-        options.setdefault("continuing_subword_prefix", family.continuation_prefix)
-    trainer_source = copy.deepcopy(source_tok)
-    source_json = _backend_json(source_tok)
-    if family.name == "sentencepiece-bpe":  # SentencePiece never merges across words; train on words
-        trainer_source.backend_tokenizer.pre_tokenizer = _word_splitter(source_json)
-    byte_pieces = 256 if family.byte_fallback else 0
-    specials = len(_special_contents(source_tok, family))
+        options.update({key: value for key, value in (("continuing_subword_prefix", prefix),
+                                                      ("end_of_word_suffix", suffix)) if value})
+        if family.byte_level:
+            options.setdefault("initial_alphabet", pre_tokenizers.ByteLevel.alphabet())
+        trainer_class = trainers.WordPieceTrainer if family.model == "WordPiece" else trainers.BpeTrainer
+        trainer = trainer_class(vocab_size=vocab_size, special_tokens=specials + extra, **options)
     try:
-        trained = trainer_source.train_new_from_iterator(batches, vocab_size - byte_pieces, **options)
+        backend.train_from_iterator(batches, trainer=trainer)
     except Exception as exc:  # the Unigram trainer refuses a vocabulary smaller than the alphabet
         if "not large enough to contain all chars" not in str(exc):
             raise
-        raise UserError(f"vocab size {vocab_size} is smaller than {specials} special tokens plus the corpus "
-                        "alphabet; ask for a larger vocab size") from None
-    trained_json = _canonical_order(_repair(_backend_json(trained), source_json, family), family, corpus_files,
-                                    reader)
-    if len(_model_tokens(trained_json)) > vocab_size:
-        raise UserError(
-            f"vocab size {vocab_size} is smaller than {specials} special tokens plus the corpus alphabet "
-            f"({len(_model_tokens(trained_json)) - specials - byte_pieces} characters); ask for a larger vocab size"
+        raise _AlphabetTooLarge(f"vocab size {vocab_size} is smaller than {len(specials)} special tokens plus the "
+                                "corpus alphabet; ask for a larger vocab size") from None
+    trained = json.loads(backend.to_str())
+    extra_set = set(extra)
+    trained["added_tokens"] = [added for added in trained["added_tokens"] if added["content"] not in extra_set]
+    trained = _canonical_order(_restore_pipeline(trained, source), family)
+    if len(_model_tokens(trained)) > vocab_size:
+        alphabet = len(_model_tokens(trained)) - len(extra) - len(specials)
+        raise _AlphabetTooLarge(
+            f"vocab size {vocab_size} is smaller than {len(specials)} special tokens plus the corpus alphabet "
+            f"(about {alphabet} symbols); ask for a larger vocab size"
         )
-    return trained, trained_json
-
-
-def _word_splitter(source_json: dict[str, Any]) -> Any:
-    """A pre-tokenizer that cuts before every ``▁``, used only while training SentencePiece BPE."""
-    from tokenizers import pre_tokenizers
-
-    pre = source_json.get("pre_tokenizer")
-    if pre is not None and pre.get("type") == "Metaspace":
-        return pre_tokenizers.Metaspace(replacement=pre["replacement"], prepend_scheme=pre["prepend_scheme"],
-                                        split=True)
-    splitter = pre_tokenizers.Split("▁", behavior="merged_with_next")
-    if pre is None:
-        return splitter
-    from tokenizers import Tokenizer
-
-    current = Tokenizer.from_str(json.dumps({**source_json, "added_tokens": []})).pre_tokenizer
-    return pre_tokenizers.Sequence([current, splitter])
-
-
-def _repair(trained: dict[str, Any], source: dict[str, Any], family: TokenizerFamily) -> dict[str, Any]:
-    """Put back what training changed: pre-tokenizer, model options, byte pieces, padding id."""
-    trained = copy.deepcopy(trained)
-    trained["pre_tokenizer"] = source["pre_tokenizer"]
-    model = trained["model"]
-    for key, value in source["model"].items():
-        if key not in ("vocab", "merges", "unk_id"):
-            model[key] = value
-    if family.byte_fallback:
-        _insert_byte_pieces(model, len(trained["added_tokens"]))
-    vocab = _model_tokens(trained)
-    padding = trained.get("padding")
-    if padding and padding.get("pad_token") in vocab:
-        padding["pad_id"] = vocab[padding["pad_token"]]
     return trained
 
 
-def _canonical_order(
-    spec: dict[str, Any], family: TokenizerFamily, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any]
-) -> dict[str, Any]:
-    """Make ids reproducible: the Rust trainers break ties in hash-map order, which varies per run.
-
-    WordPiece segmentation depends only on the set of pieces, Unigram on pieces and scores, so
-    re-sorting their ids is safe: WordPiece by frequency on the corpus, Unigram by score (rounded
-    to 1e-6, far above the run-to-run float noise of summation order), ties by string. Special
-    tokens and byte pieces keep their leading ids. The BPE trainer is already deterministic.
-    """
-    fixed = len(spec["added_tokens"]) + (len(BYTE_PIECES) if family.byte_fallback else 0)
+def _untrained(source: dict[str, Any], family: TokenizerFamily) -> dict[str, Any]:
+    """The source pipeline with an empty model and no special tokens, ready for a trainer."""
+    spec = copy.deepcopy(source)
+    spec["added_tokens"], spec["post_processor"], spec["padding"], spec["truncation"] = [], None, None, None
     model = spec["model"]
-    if model["type"] == "Unigram":
-        pieces = [[piece, round(score, 6)] for piece, score in model["vocab"][fixed:]]
-        # characters the trainer had to keep get scores min_score + k * 1e-4 in hash-set order:
-        # hand the same scores out again in a fixed (string) order
-        floor = min((score for piece, score in pieces if len(piece) > 1), default=float("inf"))
-        kept_chars = sorted((item for item in pieces if len(item[0]) == 1 and item[1] < floor), key=lambda item: item[0])
-        for item, score in zip(kept_chars, sorted((item[1] for item in kept_chars), reverse=True)):
-            item[1] = score
-        model["vocab"] = model["vocab"][:fixed] + sorted(pieces, key=lambda item: (-item[1], item[0]))
-    elif model["type"] == "WordPiece":
-        from tokenizers import Tokenizer
+    if family.model == "Unigram":  # a Unigram model cannot be empty; the trainer replaces this one
+        model["vocab"], model["unk_id"] = [["<unk>", 0.0]], 0
+    else:
+        model["vocab"] = {}
+        if family.model == "BPE":
+            model["merges"] = []
+    if family.name == "sentencepiece-bpe":  # SentencePiece never merges across words: train word by word
+        spec["pre_tokenizer"] = _word_splitter(source.get("pre_tokenizer"))
+    return spec
 
-        backend = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
-        counts = _token_counts(_without_length_limits(backend), corpus_files, reader)
-        vocab = model["vocab"]
-        ranked = sorted((token for token, index in vocab.items() if index >= fixed),
-                        key=lambda token: (-counts[vocab[token]], token))
-        head = {token: index for token, index in vocab.items() if index < fixed}
-        model["vocab"] = {**head, **{token: fixed + rank for rank, token in enumerate(ranked)}}
+
+def _word_splitter(pre: dict[str, Any] | None) -> dict[str, Any]:
+    """Training-only pre-tokenizer (JSON) that cuts before every ``▁``."""
+    if pre is not None and pre.get("type") == "Metaspace":
+        return {**pre, "split": True}
+    split = {"type": "Split", "pattern": {"String": "▁"}, "behavior": "MergedWithNext", "invert": False}
+    return split if pre is None else {"type": "Sequence", "pretokenizers": [pre, split]}
+
+
+def _affixed_symbols(
+    backend: Any, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any], prefix: str | None,
+    suffix: str | None,
+) -> list[str]:
+    """Every ``##c`` / ``c</w>`` symbol the trainer will need, sorted, from one pass over the corpus."""
+    inner: set[str] = set()
+    final_of_long: set[str] = set()
+    final_of_short: set[str] = set()
+    for batch in iter_batches(corpus_files, **reader):
+        for text in batch:
+            text = backend.normalizer.normalize_str(text) if backend.normalizer else text
+            words = backend.pre_tokenizer.pre_tokenize_str(text) if backend.pre_tokenizer else [(text, None)]
+            for word, _offsets in words:
+                if prefix and len(word) > 1:
+                    inner.update(word[1:-1] if suffix else word[1:])
+                if suffix and word:
+                    (final_of_long if len(word) > 1 else final_of_short).add(word[-1])
+    symbols = {f"{prefix}{char}" for char in inner}
+    if suffix:
+        symbols |= {f"{char}{suffix}" for char in final_of_short}
+        symbols |= {f"{prefix or ''}{char}{suffix}" for char in final_of_long}
+    return sorted(symbols)
+
+
+def _restore_pipeline(trained: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """Put back the source's pre-tokenizer, model options and post-processor, padding and truncation."""
+    trained = copy.deepcopy(trained)
+    for part in ("pre_tokenizer", "post_processor", "padding", "truncation"):
+        trained[part] = copy.deepcopy(source[part])
+    for key, value in source["model"].items():
+        if key not in ("vocab", "merges", "unk_id"):
+            trained["model"][key] = value
+    ids = {**_model_tokens(trained), **{added["content"]: added["id"] for added in trained["added_tokens"]}}
+    _remap_special_ids(trained["post_processor"], ids)
+    padding = trained["padding"]
+    if padding and padding.get("pad_token") in ids:
+        padding["pad_id"] = ids[padding["pad_token"]]
+    return trained
+
+
+def _remap_special_ids(processor: dict[str, Any] | None, ids: dict[str, int]) -> None:
+    """Point a post-processor (template, BERT/RoBERTa style, or a sequence of them) at new ids."""
+    if not processor:
+        return
+    for entry in (processor.get("special_tokens") or {}).values():
+        entry["ids"] = [ids[token] for token in entry["tokens"]]
+    for key in ("cls", "sep"):
+        if isinstance(processor.get(key), list):
+            processor[key] = [processor[key][0], ids[processor[key][0]]]
+    for child in processor.get("processors") or []:
+        _remap_special_ids(child, ids)
+
+
+def _canonical_order(spec: dict[str, Any], family: TokenizerFamily) -> dict[str, Any]:
+    """Make Unigram output reproducible; segmentation depends only on pieces and scores.
+
+    Scores are rounded to 1e-6 (far above the run-to-run float noise of parallel sums) and
+    pieces sorted by score, ties by string. Characters the trainer had to keep get scores
+    ``min_score + k * 1e-4`` in hash-set order: the same scores are handed out again in string
+    order. Special tokens and byte pieces keep their leading ids.
+    """
+    model = spec["model"]
+    if model["type"] != "Unigram":
+        return spec
+    fixed = len(spec["added_tokens"]) + (len(BYTE_PIECES) if family.byte_fallback else 0)
+    pieces = [[piece, round(score, 6)] for piece, score in model["vocab"][fixed:]]
+    floor = min((score for piece, score in pieces if len(piece) > 1), default=float("inf"))
+    kept_chars = sorted((item for item in pieces if len(item[0]) == 1 and item[1] < floor), key=lambda item: item[0])
+    for item, score in zip(kept_chars, sorted((item[1] for item in kept_chars), reverse=True)):
+        item[1] = score
+    model["vocab"] = model["vocab"][:fixed] + sorted(pieces, key=lambda item: (-item[1], item[0]))
     return spec
 
 
@@ -406,26 +431,10 @@ def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Any:
     """A copy of the Rust tokenizer without the truncation/padding some tokenizer.json files enable."""
     from tokenizers import Tokenizer
 
-    return _without_length_limits(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()))
-
-
-def _without_length_limits(backend: Any) -> Any:
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_truncation()
     backend.no_padding()
     return backend
-
-
-def _insert_byte_pieces(model: dict[str, Any], position: int) -> None:
-    """SentencePiece's layout: the 256 ``<0xNN>`` pieces right after the special tokens."""
-    if model["type"] == "Unigram":
-        model["vocab"][position:position] = [[piece, 0.0] for piece in BYTE_PIECES]
-        if model.get("unk_id") is not None and model["unk_id"] >= position:
-            model["unk_id"] += len(BYTE_PIECES)
-        return
-    shifted = {token: index + len(BYTE_PIECES) if index >= position else index
-               for token, index in model["vocab"].items()}
-    shifted.update({piece: position + offset for offset, piece in enumerate(BYTE_PIECES)})
-    model["vocab"] = dict(sorted(shifted.items(), key=lambda item: item[1]))
 
 
 def _model_tokens(spec: dict[str, Any]) -> dict[str, int]:
@@ -436,14 +445,21 @@ def _model_tokens(spec: dict[str, Any]) -> dict[str, int]:
     return dict(vocab)
 
 
-def _save(tokenizer: PreTrainedTokenizerBase, spec: dict[str, Any], directory: Path, expected_class: type) -> Any:
-    """``save_pretrained`` with ``spec`` as tokenizer.json, then check it reloads as ``expected_class``."""
-    tokenizer.save_pretrained(directory)
+def _save(source_tok: PreTrainedTokenizerBase, spec: dict[str, Any], directory: Path) -> Any:
+    """Save ``source_tok``'s wrapper (class, special-token roles, options) with ``spec`` as tokenizer.json.
+
+    Vocabulary files of the source (vocab.txt, tokenizer.model, ...) would describe the old
+    vocabulary, so they are removed; tokenizer.json is what transformers loads.
+    """
+    source_tok.save_pretrained(directory)
+    for name in getattr(type(source_tok), "vocab_files_names", {}).values():
+        if name != "tokenizer.json":
+            (Path(directory) / name).unlink(missing_ok=True)
     with atomic_file(Path(directory) / "tokenizer.json") as handle:
         json.dump(spec, handle, ensure_ascii=False, indent=2)
     reloaded = _reload(directory)
-    if type(reloaded) is not expected_class:
-        raise RuntimeError(f"saved tokenizer reloads as {type(reloaded).__name__}, not {expected_class.__name__}")
+    if type(reloaded) is not type(source_tok):
+        raise RuntimeError(f"saved tokenizer reloads as {type(reloaded).__name__}, not {type(source_tok).__name__}")
     return reloaded
 
 
@@ -457,13 +473,18 @@ def _reload(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
 
 
 def _ranked_pieces(target: dict[str, Any], family: TokenizerFamily) -> list[str]:
-    """Target model pieces, most useful first, without special tokens and byte-fallback pieces."""
+    """Target model pieces, most useful first, without special tokens and byte-fallback pieces.
+
+    Single characters lead (without them target text keeps unknown tokens), then WordPiece/BPE
+    merge order or Unigram probability.
+    """
     added = {token["content"] for token in target["added_tokens"]}
     if family.model == "Unigram":
-        ranked = [piece for piece, _score in sorted(target["model"]["vocab"], key=lambda item: -item[1])]
-    else:  # WordPiece/BPE ids follow the alphabet, then merge order
+        by_use = sorted(target["model"]["vocab"], key=lambda item: (len(item[0]) > 1, -item[1]))
+        ranked = [piece for piece, _score in by_use]
+    else:  # WordPiece/BPE ids follow the (continuation) alphabet, then merge order
         ranked = [token for token, _index in sorted(target["model"]["vocab"].items(), key=lambda item: item[1])]
-    return [piece for piece in ranked if piece not in added and not _BYTE_PIECE.match(piece)]
+    return [piece for piece in ranked if piece not in added and not BYTE_PIECE.match(piece)]
 
 
 def _append_pieces(source: dict[str, Any], target: dict[str, Any], pieces: list[str], first_id: int) -> dict[str, Any]:

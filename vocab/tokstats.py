@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from langgraft.errors import UserError
-from langgraft.vocab.tokenizers import as_tokenizer, canonical_vocab, detect_family, iter_batches, plain_backend
+from langgraft.vocab.canonical import canonical_tokens
+from langgraft.vocab.tokenizers import as_tokenizer, detect_family, iter_batches, plain_backend
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -70,11 +71,11 @@ def tokenizer_stats(
             totals[name] += _count(encodings, word_ends, char_base, loaded[name].unk_token_id)
     if words == 0:
         raise UserError("the corpus contains no words; give a non-empty corpus")
-    reference_forms = set(canonical_vocab(loaded[reference]).values())
+    reference_keys = set(_canonical_keys(loaded[reference]))
     rows = []
     for name, tok in loaded.items():
         tokens, split, unknown = (int(value) for value in totals[name])
-        forms = list(canonical_vocab(tok).values())
+        keys = _canonical_keys(tok)
         rows.append({
             "tokenizer": name,
             "family": detect_family(tok).name,
@@ -85,7 +86,7 @@ def tokenizer_stats(
             "fertility": tokens / words,
             "split_share": split / words,
             "unk_rate": unknown / tokens if tokens else 0.0,
-            "overlap": sum(form in reference_forms for form in forms) / len(forms) if forms else 0.0,
+            "overlap": sum(key in reference_keys for key in keys) / len(keys) if keys else 0.0,
             "reference": reference,
         })
     return rows
@@ -103,6 +104,11 @@ def format_stats_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def format_stats_json(rows: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), indent=2, ensure_ascii=False)
+
+
+def _canonical_keys(tokenizer: PreTrainedTokenizerBase) -> list[tuple[bytes, bool]]:
+    """Boundary-aware keys (bytes, word-initial) of the non-special vocabulary."""
+    return [token.key for token in canonical_tokens(tokenizer) if token.key is not None]
 
 
 def _text_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:

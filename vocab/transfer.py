@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ SUMMARY_FILE = "transfer_summary.json"
 FACTORIZED_FILE = "factorized_embeddings.safetensors"
 HEADLESS_HINT = ("the source has no LM head: this is a body-only checkpoint; run `langgraft head recover` "
                  "on the source first to measure or train with MLM")
-BLOCK_FLOATS = 1 << 24  # gathered neighbour rows per block (64 MB of float32) bound the engine's memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +95,7 @@ def check_extension(source_tokenizer: Any, target_tokenizer: Any, original_size:
 
 
 def check_embedding_rows(ctx: TransferContext) -> None:
+    """Every source token id must have an embedding row."""
     if len(ctx.source_tokenizer) > ctx.source_embeddings.shape[0]:
         raise UserError(f"the source tokenizer has {len(ctx.source_tokenizer)} tokens but the model only "
                         f"{ctx.source_embeddings.shape[0]} embedding rows; pass the source's own tokenizer")
@@ -134,6 +135,7 @@ def special_source_ids(ctx: TransferContext) -> dict[int, int]:
 
 
 def build_plan(ctx: TransferContext, mapping: TokenMapping) -> Plan:
+    """Kept extension rows, then specials by role, then the method's rows; everything else falls back."""
     vocab, width = ctx.target_vocab_size, mapping.source_ids.shape[1]
     source_ids = torch.full((vocab, width), -1, dtype=torch.long)
     weights = torch.zeros(vocab, width)
@@ -144,30 +146,35 @@ def build_plan(ctx: TransferContext, mapping: TokenMapping) -> Plan:
         weights[target, 0] = 1.0
         kinds[target] = COPIED
 
-    if ctx.mode == "extend":
-        kept = torch.arange(min(ctx.original_vocab_size, ctx.source_embeddings.shape[0]))
-        copy(kept, kept)
+    kept_rows = min(ctx.original_vocab_size, ctx.source_embeddings.shape[0]) if ctx.mode == "extend" else 0
+    copy(torch.arange(kept_rows), torch.arange(kept_rows))
     specials = special_source_ids(ctx)
     if specials:
         copy(torch.tensor(list(specials)), torch.tensor(list(specials.values())))
     source_ids[mapping.target_ids] = mapping.source_ids
     weights[mapping.target_ids] = mapping.weights
     kinds[mapping.target_ids] = mapping.kinds
-    kept_rows = min(ctx.original_vocab_size, ctx.source_embeddings.shape[0]) if ctx.mode == "extend" else 0
     return Plan(source_ids, weights, kinds, mapping.fallback, mapping.factorization, kept_rows)
 
 
+def weight_matrix(plan: Plan, source_rows: int) -> torch.Tensor:
+    """The plan as a sparse CSR (V_t × V_s) matrix: one row of neighbour weights per target token."""
+    n, k = plan.source_ids.shape
+    valid = plan.source_ids >= 0
+    with warnings.catch_warnings():  # CSR support is flagged beta; products on CPU are exact and deterministic
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(torch.arange(0, n * k + 1, k), plan.source_ids.clamp_min(0).reshape(-1),
+                                       torch.where(valid, plan.weights, 0.0).reshape(-1), size=(n, source_rows))
+
+
 def combine_rows(matrix: torch.Tensor, plan: Plan, generator: torch.Generator) -> torch.Tensor:
-    """Σ w · matrix[source] for every target row, in blocks; fallback rows drawn from the matrix stats."""
+    """Σ w · matrix[source] for every target row (one sparse product); fallback rows from the matrix stats."""
     source = matrix.detach().float()
     flat = source.dim() == 1
     source = source[:, None] if flat else source
-    out = torch.empty(plan.source_ids.shape[0], source.shape[1])
-    block = max(1, BLOCK_FLOATS // (plan.source_ids.shape[1] * source.shape[1]))
-    for start in range(0, out.shape[0], block):
-        ids = plan.source_ids[start:start + block]
-        w = plan.weights[start:start + block]
-        out[start:start + block] = (w[:, :, None] * source[ids.clamp_min(0)]).sum(dim=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = weight_matrix(plan, source.shape[0]) @ source
     fallback = plan.kinds == FALLBACK
     mean = source.mean(dim=0)
     if plan.fallback == "mean" or flat:
@@ -243,15 +250,15 @@ def provenance_rows(ctx: TransferContext, plan: Plan) -> list[dict[str, Any]]:
     """One JSON-able dict per target token: id, token, kind, neighbour ids/tokens, weights."""
     target_pieces = ctx.target_tokenizer.convert_ids_to_tokens(list(range(ctx.target_vocab_size)))
     source_pieces = ctx.source_tokenizer.convert_ids_to_tokens(list(range(len(ctx.source_tokenizer))))
+    rounded = ((plan.weights.double() * 1e6).round() / 1e6).tolist()
     rows = []
-    for target_id, (ids, weights, kind) in enumerate(zip(plan.source_ids.tolist(), plan.weights.tolist(),
-                                                         plan.kinds.tolist())):
+    for target_id, (ids, weights, kind) in enumerate(zip(plan.source_ids.tolist(), rounded, plan.kinds.tolist())):
         pairs = [(i, w) for i, w in zip(ids, weights) if i >= 0]
         rows.append({
             "id": target_id, "token": target_pieces[target_id], "kind": KIND_NAMES[kind],
             "source_ids": [i for i, _ in pairs],
             "source_tokens": [source_pieces[i] if i < len(source_pieces) else None for i, _ in pairs],
-            "weights": [round(w, 6) for _, w in pairs],
+            "weights": [w for _, w in pairs],
         })
     return rows
 

@@ -54,13 +54,13 @@ def has_static_vectors(resources: TransferResources) -> bool:
 def factorize(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(coordinates U_r, primitives S_r V_rᵀ)`` with coordinates @ primitives ≈ matrix (exact at full rank).
 
-    Through the d × d Gram matrix (eigh in float64) instead of a full SVD of the V × d matrix:
-    the same factors, an order of magnitude faster for vocabulary-sized matrices.
+    Through the d × d Gram matrix (its SVD in float64: singular values sorted, and faster than
+    ``eigh`` on real embedding matrices) instead of a full SVD of the V × d matrix.
     """
     matrix = matrix.float()
-    eigenvalues, eigenvectors = torch.linalg.eigh((matrix.T @ matrix).double())
-    singular = eigenvalues.flip(0).clamp_min(0.0).sqrt()
-    right = eigenvectors.flip(1)
+    _, eigenvalues, right_t = torch.linalg.svd((matrix.T @ matrix).double())
+    singular = eigenvalues.clamp_min(0.0).sqrt()
+    right = right_t.T
     keep = int((singular > singular[0] * 1e-4).sum()) if singular[0] > 0 else 1
     rank = min(rank or keep, keep)
     singular, right = singular[:rank], right[:, :rank]
