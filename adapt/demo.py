@@ -15,11 +15,16 @@ from typing import Any
 DEMO_FILE = "demo.yaml"
 
 
+def demo_yaml() -> str:
+    """The text of the embedded demo pipeline (``langgraft demo --print-config``)."""
+    return resources.files("langgraft.adapt").joinpath(DEMO_FILE).read_text(encoding="utf-8")
+
+
 def demo_config(quick: bool = False) -> dict[str, Any]:
     """The embedded demo pipeline as a raw mapping (``quick``: tiny budgets)."""
     import yaml
 
-    config = yaml.safe_load(resources.files("langgraft.adapt").joinpath(DEMO_FILE).read_text(encoding="utf-8"))
+    config = yaml.safe_load(demo_yaml())
     if quick:
         config["name"] = config["name"] + "-quick"
         config["corpora"]["max_documents"] = 1500

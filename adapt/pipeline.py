@@ -13,6 +13,7 @@ finishes, so a re-run skips finished stages and a crashed run resumes at the fai
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, build, resolve_path
 from langgraft.atomic import atomic_dir, atomic_file
@@ -60,6 +61,16 @@ def fingerprint(reference: str) -> str:
         except PackageNotFoundError:
             return reference + " (not installed)"
     return "name:" + reference
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _cpu_seconds() -> float:
@@ -226,10 +237,33 @@ class Pipeline:
                             f"run `langgraft run` (or Pipeline.run()) first")
         return path
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process per run folder: a second ``langgraft run`` on it is refused, not interleaved."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = self.run_dir / ".lock"
+        owner = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
+        if owner.isdigit() and not _alive(int(owner)):
+            lock.unlink(missing_ok=True)  # left behind by a killed run
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            raise UserError(f"{self.run_dir} is being run by another process (pid {owner or '?'}); wait for it "
+                            f"or delete {lock} if that process is gone") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
     def run(self, stop_after: str | None = None) -> dict[str, Path]:
         """Run every stage in order (finished ones are skipped); return stage -> output folder."""
+        with self._locked():
+            return self._run(stop_after)
+
+    def _run(self, stop_after: str | None) -> dict[str, Path]:
         keys = self.keys()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.run_dir / "pipeline.json") as handle:
             json.dump({"name": self.name, "config": plain(self.config), "stages": keys}, handle, indent=2)
         outputs: dict[str, Path] = {}
@@ -274,8 +308,8 @@ class Pipeline:
                 raise UserError(f"stage {name!r} needs the output of stage {need!r}, which has not run for this "
                                 f"configuration; run the pipeline up to it first (Pipeline.run(stop_after={need!r}))")
             inputs[need] = path
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        return self._execute(spec, keys[name], inputs)
+        with self._locked():
+            return self._execute(spec, keys[name], inputs)
 
     def _execute(self, spec: StageSpec, key: str, available: dict[str, Path]) -> Path:
         final = self.stage_dir(spec.name, key)

@@ -32,8 +32,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from langgraft.adapt.demo import run_demo
+    from langgraft.adapt.demo import demo_yaml, run_demo
 
+    if args.print_config:
+        print(demo_yaml(), end="")
+        return 0
     run_demo(Path(args.out), quick=args.quick, overrides=parse_overrides(args.set))
     return 0
 
@@ -63,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="langgraft-demo", help="output folder (default: ./langgraft-demo)")
     demo.add_argument("--quick", action="store_true", help="a tiny version (minutes less; for smoke tests)")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    demo.add_argument("--print-config", action="store_true",
+                      help="print the embedded pipeline YAML (a template for your own language) and exit")
     demo.set_defaults(handler=_demo)
 
     pub = subparsers.add_parser("publish", help="hub-ready folder(s) from a finished run",

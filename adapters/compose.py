@@ -161,8 +161,11 @@ def compose(model: Any, modules: Sequence[str | Path | Module]) -> Any:
         [m for m in state.applied.values() if m.metadata.role == "task"]
     if len(tasks) > 1:
         raise UserError(f"{len(tasks)} task modules given; a model has one head, compose one task module at a time")
-    swapped = any([swap_vocabulary(model, module, state) for module in loaded if module.metadata.role == "language"])
+    swapped = False
     try:
+        for module in loaded:  # a language module's own vocabulary first: the checks see its embeddings
+            if module.metadata.role == "language":
+                swapped = swap_vocabulary(model, module, state) or swapped
         for module in loaded:
             check_compatible(module.metadata, state.identity, str(module.path))
             module.kind.validate(module, model)

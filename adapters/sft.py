@@ -35,7 +35,7 @@ class SftConfig(ModuleConfig):
     train_embeddings: bool | None = None  # None: yes for language modules, no for task modules
 
 
-def _is_norm(model: Any, name: str, modules: dict[str, Any]) -> bool:
+def _is_norm(name: str, modules: dict[str, Any]) -> bool:
     owner = modules.get(name.rpartition(".")[0])
     return owner is not None and "norm" in type(owner).__name__.lower()
 
@@ -43,10 +43,7 @@ def _is_norm(model: Any, name: str, modules: dict[str, Any]) -> bool:
 def maskable_parameters(model: Any, config: SftConfig, role: str, head_names: list[str]) -> dict[str, Any]:
     """The tensors a ticket may draw from: the base model's, minus norms, heads, maybe embeddings."""
     inner = plain_model(model)
-    prefix = getattr(inner, "base_model_prefix", "")
-    body_modules = dict(getattr(inner, prefix, inner).named_modules()) if prefix and hasattr(inner, prefix) \
-        else dict(inner.named_modules())
-    body_modules = {name.replace(".base_layer", ""): module for name, module in body_modules.items()}
+    body_modules = {name.replace(".base_layer", ""): module for name, module in inner.base_model.named_modules()}
     embeddings = inner.get_input_embeddings().weight
     train_embeddings = config.train_embeddings if config.train_embeddings is not None else role == "language"
     relative_heads = {relative_name(inner, name) for name in head_names}
@@ -54,7 +51,7 @@ def maskable_parameters(model: Any, config: SftConfig, role: str, head_names: li
     for name, parameter in body_parameters(inner).items():
         if name in relative_heads:
             continue
-        if not config.include_layernorm and _is_norm(inner, name, body_modules):
+        if not config.include_layernorm and _is_norm(name, body_modules):
             continue
         if parameter is embeddings and not train_embeddings:
             continue

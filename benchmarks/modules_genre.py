@@ -61,8 +61,8 @@ def main() -> int:
     parser.add_argument("--target-test", required=True, help="Chichewa labelled verses of held-out books")
     parser.add_argument("--test-examples", type=int, default=1500, help="evaluate on every n-th verse up to this many")
     parser.add_argument("--kinds", nargs="+", default=["lora", "sft", "madx"])
-    parser.add_argument("--task-steps", type=int, default=300)
-    parser.add_argument("--language-steps", type=int, default=300)
+    parser.add_argument("--task-steps", type=int, default=300, help="optimizer steps (sft: split over 2 phases)")
+    parser.add_argument("--language-steps", type=int, default=300, help="optimizer steps (sft: split over 2 phases)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--sft-task-k", type=int, default=200_000)
@@ -72,6 +72,7 @@ def main() -> int:
     TASK_CONFIGS["sft"]["k"] = args.sft_task_k
     LANGUAGE_CONFIGS["sft"]["k"] = args.sft_language_k
 
+    import datasets
     import torch
     import transformers
 
@@ -80,6 +81,7 @@ def main() -> int:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     nya_init = out / f"nya-{args.init_method}"
@@ -95,9 +97,11 @@ def main() -> int:
     test = test[::stride][:args.test_examples]
     rows = []
     for kind in args.kinds:
-        options = TrainOptions(max_steps=args.task_steps, batch_size=args.batch_size, max_length=args.max_length,
+        # sft runs two phases: half the steps each, so every kind gets the same optimizer steps.
+        phases = 2 if kind == "sft" else 1
+        options = TrainOptions(max_steps=args.task_steps // phases, batch_size=args.batch_size, max_length=args.max_length,
                                save_steps=50, logging_steps=50, learning_rate=LEARNING_RATES[kind])
-        language_options = TrainOptions(max_steps=args.language_steps, batch_size=args.batch_size,
+        language_options = TrainOptions(max_steps=args.language_steps // phases, batch_size=args.batch_size,
                                         max_length=args.max_length, save_steps=50, logging_steps=50,
                                         learning_rate=LEARNING_RATES[kind])
         task = out / f"{kind}-task"

@@ -1,8 +1,9 @@
 """Tokens/s of ``langgraft pretrain`` vs a plain HF Trainer script: same model, data, batch, steps.
 
 The plain script is what the transformers examples do (run_mlm.py / run_clm.py): tokenize and
-group texts with ``datasets.map``, ``DataCollatorForLanguageModeling``, the model's own loss over
-the full vocabulary projection. langgraft streams and packs on the fly (its tokenization time
+group texts with ``datasets.map`` (before the clock starts), ``DataCollatorForLanguageModeling``,
+the model's own loss over the full vocabulary projection. Both runs end with a checkpoint, as
+Trainer runs with a save strategy do; times are Trainer's ``train_runtime``. langgraft streams and packs on the fly (its tokenization time
 is inside the measured training time) and computes the LM head only at the scored positions.
 
 MLM: MiniLM-L6 (the installed ``minilm``) with a BERT MLM head; CLM: a 6-layer, 384-wide GPT-2
@@ -86,11 +87,12 @@ def plain_trainer(model_dir: Path, corpus: Path, objective: str, steps: int, bat
     grouped = tokenized.map(group_texts, batched=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=objective == "mlm", mlm_probability=0.15)
     args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch,
-                             learning_rate=5e-5, save_strategy="no", report_to=[], logging_steps=steps,
+                             learning_rate=5e-5, save_strategy="steps", save_steps=steps, report_to=[],
+                             logging_steps=steps,
                              use_cpu=True, dataloader_pin_memory=False, disable_tqdm=True, seed=0)
     trainer = Trainer(model=model, args=args, train_dataset=grouped, data_collator=collator)
     metrics = trainer.train().metrics
-    batches = [collator([grouped[i] for i in range(j, j + batch)]) for j in range(0, batch * 10, batch)]
+    batches = [collator([grouped[i] for i in range(j, j + batch)]) for j in range(0, min(len(grouped) - batch, batch * 10), batch)]
     real = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in batches)
     return {"seconds": metrics["train_runtime"], "non_padding": real / sum(b["input_ids"].numel() for b in batches)}
 

@@ -18,7 +18,7 @@ Example (the demo case; build the inputs first, see docs/benchmarks.md):
         --tokenizer runs/vt/nya-wp16k --source-embeddings runs/vt/ft/eng.bin \
         --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv \
         --token-embeddings runs/vt/ft/nya-tokens.bin \
-        --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv \
+        --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv --alignment-table runs/vt/align.tsv \
         --eval runs/vt/nya/test.txt --eval-docs 2000 --out runs/vt/bench
 """
 from __future__ import annotations
@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa")
+# a run is METHOD or METHOD:key=value,... (extra --option values for `langgraft init`)
+LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa",
+                     "focus:fvt_fallback=true", "transtok:fvt_fallback=true")
 PACKAGES = ("wechsel-package", "deepfocus-package")
 
 
@@ -49,16 +51,22 @@ def timed_process(command: list[str], log: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(int(peak_kb) / 1024)}
 
 
-def init_command(method: str, args: argparse.Namespace, out: Path) -> list[str]:
+def init_command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
+    method, _, extra = run.partition(":")
     command = ["langgraft", "init", "--source", args.source, "--tokenizer", args.tokenizer, "--method", method,
                "--out", str(out), "--seed", "0"]
+    for option in filter(None, extra.split(",")):
+        command += ["--option", option]
     if method in ("wechsel", "ofa"):
         command += ["--source-embeddings", args.source_embeddings, "--target-embeddings", args.target_embeddings,
                     "--dictionary", args.dictionary]
     if method == "focus":
         command += ["--option", f"token_embeddings={args.token_embeddings}"]
     if method == "transtok":
-        command += ["--parallel", *args.parallel]
+        if args.alignment_table:
+            command += ["--option", f"alignment_table={args.alignment_table}"]
+        else:
+            command += ["--parallel", *args.parallel]
     return command
 
 
@@ -113,10 +121,10 @@ def run_package(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- computation only
-def computation_only(args: argparse.Namespace, repeats: int = 1) -> dict:
-    """WECHSEL's transfer computation given loaded fastText models: langgraft vs the package."""
+def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
+    """WECHSEL's transfer computation given loaded fastText models: langgraft vs the package
+    (best of ``repeats`` runs each: the machine is shared, the minimum is the least disturbed)."""
     import fasttext
-    import numpy as np
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from wechsel import WECHSEL
 
@@ -156,7 +164,7 @@ def computation_only(args: argparse.Namespace, repeats: int = 1) -> dict:
             started = time.perf_counter()
             fn()
             runs.append(time.perf_counter() - started)
-        times[name] = round(float(np.median(runs)), 3)
+        times[name] = round(min(runs), 3)
     times["speedup"] = round(times["package"] / times["langgraft"], 1)
     return times
 
@@ -178,6 +186,23 @@ def coverage(checkpoint: Path) -> float | None:
     return json.loads(summary.read_text())["coverage"] if summary.is_file() else None
 
 
+def markdown(results: dict) -> str:
+    """The results as the table in docs/benchmarks.md."""
+    lines = ["| method | init wall s (whole process) | peak RSS MB | coverage | step-0 bpc |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, entry in results.items():
+        if name == "computation":
+            continue
+        cover = "" if entry.get("coverage") is None else f"{entry['coverage']:.3f}"
+        wall, peak = entry.get("wall_s", ""), entry.get("peak_rss_mb", "")
+        lines.append(f"| {name} | {wall} | {peak} | {cover} | {entry['bpc']} |")
+    if "computation" in results:
+        c = results["computation"]
+        lines += ["", f"WECHSEL computation given loaded fastText models: langgraft {c['langgraft']} s, "
+                      f"package {c['package']} s ({c['speedup']}x)."]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="source MLM checkpoint (head recovered)")
@@ -187,15 +212,20 @@ def main() -> int:
     parser.add_argument("--dictionary", required=True)
     parser.add_argument("--token-embeddings", required=True, help="token-level target fastText (focus)")
     parser.add_argument("--parallel", nargs=2, required=True)
+    parser.add_argument("--alignment-table", help="prebuilt `langgraft resources align` table for transtok")
     parser.add_argument("--eval", help="held-out target text (one document per line)")
     parser.add_argument("--eval-docs", type=int, default=2000, help="score the first N documents")
     parser.add_argument("--methods", nargs="+", default=[*LANGGRAFT_METHODS, *PACKAGES])
     parser.add_argument("--out", required=True)
     parser.add_argument("--skip-computation", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
     parser.add_argument("--run-package", choices=PACKAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_package:
         return run_package(args)
+    if args.table:
+        print(markdown(json.loads((Path(args.out) / "results.json").read_text())))
+        return 0
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,23 +239,25 @@ def main() -> int:
             if len(eval_texts) == args.eval_docs:
                 break
     if "source-own-tokenizer" not in results:
-        results["source-own-tokenizer"] = {"method": "source model, English tokenizer", **score(args.source, eval_texts)}
+        results["source-own-tokenizer"] = {"method": "source model, English tokenizer",
+                                           **score(args.source, eval_texts)}
         results_path.write_text(json.dumps(results, indent=2))
     for method in args.methods:
         if method in results:
             continue
-        checkpoint = out / method
+        checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
         if method in PACKAGES:
             command = [sys.executable, __file__, "--run-package", method, "--source", args.source, "--tokenizer",
                        args.tokenizer, "--source-embeddings", args.source_embeddings, "--target-embeddings",
                        args.target_embeddings, "--dictionary", args.dictionary, "--token-embeddings",
-                       args.token_embeddings, "--parallel", *args.parallel, "--out", str(checkpoint)]
+                       args.token_embeddings, "--parallel", *args.parallel, "--eval", args.eval,
+                       "--out", str(checkpoint)]
         else:
             command = init_command(method, args, checkpoint)
-        process = timed_process(command, out / f"{method}.log")
+        process = timed_process(command, checkpoint.with_suffix(".log"))
         entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
         if method in PACKAGES:
-            entry.update(json.loads((out / f"{method}.log").read_text().strip().splitlines()[-1]))
+            entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
         results[method] = entry
         results_path.write_text(json.dumps(results, indent=2))
         print(json.dumps(entry), flush=True)

@@ -132,3 +132,22 @@ def test_demo_yaml_is_valid():
     for quick in (False, True):
         config = build(PipelineConfig, demo_config(quick))
         assert config.source_model == "minilm" and config.tokenizer.vocab_size == (2000 if quick else 16000)
+
+
+def test_corpus_needs_exactly_one_source_and_tasks_need_their_files(tiny_models, tmp_path):
+    data = base(tiny_models["bert"])
+    data["corpora"] = {"target": {"bible": "nya", "files": ["t.txt"]}}
+    assert "corpora.target: give either bible" in error_of(data, tmp_path)
+    data = base(tiny_models["bert"])
+    data["modules"] = [{"name": "t", "role": "task", "task": "ner"}]
+    data["evaluation"] = {"tasks": [{"name": "ner", "type": "token_classification", "train": "en.conllu"}]}
+    assert "evaluation.tasks[0]: give either bible: genre or both train" in error_of(data, tmp_path)
+
+
+def test_task_module_stacked_on_a_missing_language_module(tiny_models, tmp_path):
+    data = base(tiny_models["bert"])
+    data["evaluation"] = {"tasks": [{"name": "toy", "train": "a.jsonl", "test": "b.jsonl"}]}
+    data["modules"] = [{"name": "xx", "role": "language"},
+                       {"name": "t", "role": "task", "task": "toy", "language_module": "en"}]
+    message = error_of(data, tmp_path)
+    assert "modules[1].language_module: 'en' is not an earlier source-language module" in message

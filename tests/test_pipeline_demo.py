@@ -10,11 +10,15 @@ import pytest
 
 @pytest.fixture(scope="module")
 def headless_bert(tiny_models, tmp_path_factory):
-    """The tiny BERT without its MLM head (like the sentence-transformers MiniLM of the real demo)."""
-    from transformers import AutoModel, AutoTokenizer
+    """A tiny headless BERT shaped like the demo's MiniLM (no MLM head, 512 positions)."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, BertModel
 
     out = tmp_path_factory.mktemp("headless") / "bert"
-    AutoModel.from_pretrained(tiny_models["bert"]).save_pretrained(out)
+    config = AutoConfig.from_pretrained(tiny_models["bert"])
+    config.max_position_embeddings = 512
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(out)
     return out
 
@@ -38,6 +42,12 @@ def test_quick_demo_runs_every_stage_on_the_bibles(headless_bert, tmp_path, caps
     assert (tmp_path / "demo" / "published" / "manifest.json").is_file()
 
 
-def test_demo_help_is_fast_and_names_the_default_folder():
+def test_demo_help_and_printed_config(tmp_path):
     done = subprocess.run([sys.executable, "-m", "langgraft", "demo", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "langgraft-demo" in done.stdout and "--quick" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "langgraft", "demo", "--print-config"], capture_output=True, text=True)
+    assert done.returncode == 0
+    (tmp_path / "nya.yaml").write_text(done.stdout)
+    from langgraft import Pipeline
+
+    assert Pipeline.from_yaml(tmp_path / "nya.yaml").config.source_model == "minilm"

@@ -8,6 +8,7 @@ import pytest
 from pipeline_tiny import tiny_pipeline
 
 from langgraft import Pipeline, UserError
+from langgraft.adapt.publish import publish
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +80,40 @@ def test_a_crashed_run_resumes_at_the_failed_stage(tiny_models, source_corpus, t
     assert ledger["corpus"]["status"] == "done" and ledger["init"]["status"] == "failed"
     assert "simulated crash" in ledger["init"]["error"] and "evaluate" not in ledger
     assert not pipeline.stage_dir("init", pipeline.keys()["init"]).exists()  # no half-written output
+    with pytest.raises(UserError, match=r"unfinished stages \(init, evaluate, report\)"):
+        publish(pipeline.run_dir, tmp_path / "hub")
+    assert not (tmp_path / "hub").exists()
 
     outputs = Pipeline.from_dict(config, base_dir=tmp_path).run()
     ledger = json.loads(pipeline.ledger_path.read_text())["stages"]
     assert ledger["corpus"]["skipped"] and ledger["tokenizer"]["skipped"] and not ledger["init"]["skipped"]
     assert calls == ["random", "mean", "mean", "fvt"]  # the finished candidate was not redone
     assert (outputs["init"] / "model" / "config.json").is_file() and ledger["report"]["status"] == "done"
+
+
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_cleared(finished):
+    import os
+
+    config, pipeline, outputs = finished
+    lock = pipeline.run_dir / ".lock"
+    lock.write_text(str(os.getpid()))  # a live process holds it
+    with pytest.raises(UserError, match="being run by another process"):
+        Pipeline.from_dict(config, base_dir=pipeline.base_dir).run()
+    lock.write_text("999999999")  # a process that no longer exists
+    assert Pipeline.from_dict(config, base_dir=pipeline.base_dir).run() == outputs
+    assert not lock.exists()
+
+
+def test_cli_run_prints_the_report_and_skips_finished_stages(finished, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    config, pipeline, outputs = finished
+    path = tmp_path / "xx.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "langgraft", "run", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"report: {pipeline.run_dir / 'report' / 'report.md'}" in done.stdout
+    assert done.stderr.count("up to date") == len(pipeline.stages) + 1  # every stage and the publish folder

@@ -83,32 +83,46 @@ def test_replay_ratio_and_determinism(tiny_models, target_corpus, source_corpus)
     assert all((a == b["input_ids"]).all() for a, b in zip(first[3:], later))
 
 
+@pytest.fixture(scope="module")
+def two_stage_runs(tiny_models, target_corpus, eval_corpus, tmp_path_factory) -> dict[str, Path]:
+    """family -> out of a 5-step run: 2 embedding steps, then 3 full-model steps."""
+    runs = {}
+    for family in ("bert", "xlmr", "gpt2", "llama"):
+        out = tmp_path_factory.mktemp("runs") / family
+        assert main(["pretrain", "--model", str(tiny_models[family]), "--corpus", str(target_corpus),
+                     "--out", str(out), "--eval-corpus", str(eval_corpus), "--max-steps", "5",
+                     "--embedding-steps", "2", "--save-steps", "3", "--eval-steps", "2", *FAST]) == 0
+        runs[family] = out
+    return runs
+
+
 @pytest.mark.parametrize("family", ["bert", "xlmr", "gpt2", "llama"])
-def test_two_stage_run_writes_a_stock_model_and_metrics(tiny_models, target_corpus, eval_corpus, tmp_path, family):
-    out = tmp_path / family
-    argv = ["pretrain", "--model", str(tiny_models[family]), "--corpus", str(target_corpus), "--out", str(out),
-            "--eval-corpus", str(eval_corpus), "--max-steps", "5", "--embedding-steps", "2", "--save-steps", "3",
-            "--eval-steps", "2", *FAST]
-    assert main(argv) == 0
+def test_two_stage_run_logs_metrics_and_freezes_the_body_in_stage_1(tiny_models, two_stage_runs, family):
+    out = two_stage_runs[family]
     records = _records(out)
     assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2, 4, 5]
     assert [r["stage"] for r in records if "loss" in r] == ["embeddings"] * 2 + ["full"] * 3
     assert (out / "loss_curve.png").stat().st_size > 0
-    # stage 1 changed only embeddings / head rows / output bias
     before, _ = load_language_model(tiny_models[family])
     after_stage1, _ = load_language_model(out / "checkpoints" / "embeddings" / "final")
+    after_stage2, _ = load_language_model(out)
     trainable = {name for name, p in after_stage1.named_parameters()
                  if any(p is q for q in embedding_parameters(after_stage1))}
-    old = dict(before.named_parameters())
+    old, final = dict(before.named_parameters()), dict(after_stage2.named_parameters())
     for name, parameter in after_stage1.named_parameters():
-        assert torch.equal(parameter, old[name]) != (name in trainable), name
-    # the final model loads with plain transformers, without langgraft
-    script = ("import sys, transformers as t; m = t.AutoModelForMaskedLM if sys.argv[2] == 'mlm' else "
-              "t.AutoModelForCausalLM; m.from_pretrained(sys.argv[1]); t.AutoTokenizer.from_pretrained(sys.argv[1]); "
-              "assert 'langgraft' not in sys.modules; print('ok')")
-    objective = "mlm" if family in ("bert", "xlmr") else "clm"
-    done = subprocess.run([sys.executable, "-c", script, str(out), objective], capture_output=True, text=True,
-                          cwd=tmp_path)
+        assert torch.equal(parameter, old[name]) != (name in trainable), name  # stage 1: embeddings only
+    body = [n for n in final if n not in trainable and "norm" not in n.lower() and n.endswith("weight")]
+    assert any(not torch.equal(final[n], old[n]) for n in body)  # stage 2: the body trains
+
+
+def test_final_models_load_with_plain_transformers(two_stage_runs, tmp_path):
+    script = ("import sys, transformers as t\n"
+              "for path, objective in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+              "    auto = t.AutoModelForMaskedLM if objective == 'mlm' else t.AutoModelForCausalLM\n"
+              "    auto.from_pretrained(path); t.AutoTokenizer.from_pretrained(path)\n"
+              "assert 'langgraft' not in sys.modules\nprint('ok')")
+    argv = [x for family, out in two_stage_runs.items() for x in (str(out), "mlm" if family in ("bert", "xlmr") else "clm")]
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
 

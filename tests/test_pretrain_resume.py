@@ -25,7 +25,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_models, target_co
     # Held-out evaluation after every step slows the run down (without changing training), so
     # the kill reliably lands mid-run.
     slow_eval = tmp_path / "dev.txt"
-    slow_eval.write_text("\n".join(target_sentences(150, seed=7)) + "\n", encoding="utf-8")
+    slow_eval.write_text("\n".join(target_sentences(80, seed=7)) + "\n", encoding="utf-8")
     args = ["pretrain", "--model", str(tiny_models["bert"]), "--corpus", str(target_corpus),
             "--eval-corpus", str(slow_eval), "--eval-steps", "1", "--max-steps", "10", "--embedding-steps", "2",
             "--save-steps", "2", "--logging-steps", "1", "--max-seq-length", "32", "--per-device-train-batch-size", "2"]

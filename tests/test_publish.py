@@ -15,16 +15,17 @@ from langgraft.adapt.publish import publish
 LOAD_WITHOUT_LANGGRAFT = r"""
 import hashlib, json, pathlib, sys
 import yaml
+import transformers
 from peft import PeftModel
-from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-folder = pathlib.Path(sys.argv[1])
-tokenizer = AutoTokenizer.from_pretrained(folder)
-model = AutoModelForMaskedLM.from_pretrained(folder)
+folder, auto_class, module = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+model = getattr(transformers, auto_class).from_pretrained(folder)
 logits = model(**tokenizer("ndaku mwana wako", return_tensors="pt")).logits
 assert logits.shape[-1] == len(tokenizer), (logits.shape, len(tokenizer))
-composed = PeftModel.from_pretrained(model, folder / "modules" / "xx-lora")
-composed(**tokenizer("ndaku mwana wako", return_tensors="pt"))
+if module:
+    composed = PeftModel.from_pretrained(model, folder / "modules" / module[0])
+    composed(**tokenizer("ndaku mwana wako", return_tensors="pt"))
 manifest = json.loads((folder / "manifest.json").read_text())["files"]
 on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"}
 assert set(manifest) == on_disk, set(manifest) ^ on_disk
@@ -70,14 +71,18 @@ def run_dir(tiny_models, source_corpus, target_corpus, tmp_path_factory):
     return pipeline.run_dir
 
 
+def load_without_langgraft(folder, auto_class: str, *module: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_LANGGRAFT, str(folder), auto_class, *module],
+                          capture_output=True, text=True, env=env, cwd=folder.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_published_folder_loads_with_stock_transformers_and_peft(run_dir, tmp_path):
     (folder,) = publish(run_dir, tmp_path / "hub")
     assert (folder / "modules" / "xx-lora" / "adapter_config.json").is_file()
     assert (folder / "modules" / "toy-lora").is_dir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_LANGGRAFT, str(folder)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    load_without_langgraft(folder, "AutoModelForMaskedLM", "xx-lora")
     card = (folder / "README.md").read_text()
     assert "| toy | macro_f1 |" in card and "| bpc | bpc |" in card
 
@@ -106,3 +111,14 @@ def test_push_offline_fails_with_one_line(run_dir, tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "cannot push" in done.stderr and "someone/model" in done.stderr
     assert (tmp_path / "hub" / "manifest.json").is_file()  # the local folder is complete
+
+
+def test_a_decoder_run_publishes_a_causal_lm(tiny_models, source_corpus, target_corpus, tmp_path):
+    config = tiny_pipeline(tiny_models["gpt2"], source_corpus, target_corpus, tmp_path, tokenizer={"vocab_size": 400},
+                           init={"method": "fvt"}, publish={"out": str(tmp_path / "hub")},
+                           pretrain={"max_steps": 2, "embedding_steps": 1, "per_device_train_batch_size": 2,
+                                     "max_seq_length": 32, "save_steps": 1, "eval_steps": 2, "eval_documents": 10})
+    Pipeline.from_dict(config, base_dir=tmp_path).run()
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card and "continued pretraining" in card
+    load_without_langgraft(tmp_path / "hub", "AutoModelForCausalLM")

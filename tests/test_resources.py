@@ -74,6 +74,19 @@ def test_fasttext_vectors_respect_word_boundaries(source_vectors):
     assert torch.equal(source_vectors.vectors(["LORD"])[0], source_vectors.vectors(["lord"])[0])  # lowercased model
 
 
+def test_vectorized_ngram_vectors_match_fasttext(source_vectors):
+    """Our numpy n-gram hashing + embedding_bag equals fastText's own get_word_vector, any script."""
+    import numpy as np
+
+    words = ["lord", "the", "wrocław", "日本語の", "naïve", "x", "", "ŋombe", "lordship"]
+    ours = source_vectors.vectors(words, [True] * len(words))
+    reference = torch.tensor(np.stack([source_vectors.model.get_word_vector(w) for w in words]))
+    assert torch.allclose(ours, reference, atol=1e-6)
+    rows, hashes = fasttext.ngram_hashes(["<wrocław>"], np.array([True]), 3, 6)
+    _, ids = source_vectors.model.get_subwords("wrocław")  # OOV: n-gram ids only
+    assert sorted((hashes % 20_000 + len(source_vectors.words)).tolist()) == sorted(ids.tolist())
+
+
 def test_fasttext_corpus_too_small_is_a_user_error(tmp_path):
     (tmp_path / "tiny.txt").write_text("just a few words here\n")
     with pytest.raises(UserError, match="corpus too small"):

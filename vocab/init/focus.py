@@ -13,24 +13,29 @@ list for each token, O(V²)); similarities and sparsemax run in blocks of ``bloc
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from langgraft.errors import UserError
-from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
-                                       register_method)
+from langgraft.vocab.init.base import (FALLBACK, NEIGHBOURS, MethodConfig, TokenMapping, TransferContext,
+                                       TransferResources, register_method)
+from langgraft.vocab.init.fvt import fvt_pieces, piece_table
 from langgraft.vocab.resources import resolve
 from langgraft.vocab.resources.fasttext import FastTextOptions, load_fasttext
 
 
 @dataclass
 class FocusConfig(MethodConfig):
-    """fastText options of the token-level model (FOCUS's defaults), the block size, and
+    """fastText options of the token-level model (FOCUS's defaults), the block size,
     ``token_embeddings``: an existing token-level fastText ``.bin`` (trained on target text
-    tokenized with the target tokenizer) instead of training one on ``--target-corpus``."""
+    tokenized with the target tokenizer) instead of training one on ``--target-corpus``, and
+    ``fvt_fallback``: tokens FOCUS cannot place (no fastText vector) get their FVT decomposition
+    instead of a random row (off in the paper)."""
 
     token_embeddings: str | None = None
+    fvt_fallback: bool = False
     dim: int = 100
     epochs: int = 3
     min_count: int = 10
@@ -40,7 +45,8 @@ class FocusConfig(MethodConfig):
 
     def validate(self, resources: TransferResources) -> None:
         if not resources.target_corpus and not self.token_embeddings:
-            raise UserError("focus needs --target-corpus (or --option token_embeddings=FILE: a token-level fastText .bin)")
+            raise UserError("focus needs --target-corpus (or --option token_embeddings=FILE: "
+                            "a token-level fastText .bin)")
 
 
 def sparsemax(scores: torch.Tensor) -> torch.Tensor:
@@ -114,4 +120,25 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     w[has_row] = weights[rows[has_row]]
     mapping = TokenMapping.from_neighbours(ctx.new_token_ids, ids, w).copy_overlap(ctx)
     mapping.notes.update({"overlap_used_as_anchors": int(len(keys)), "fasttext_tokens": int(known.sum())})
-    return mapping
+    return with_fvt_fallback(mapping, ctx) if config.fvt_fallback else mapping
+
+
+def with_fvt_fallback(mapping: TokenMapping, ctx: TransferContext) -> TokenMapping:
+    """Fallback rows replaced by the FVT decomposition of the token (mean of its source pieces),
+    where the source tokenizer can spell it; the others stay fallback."""
+    fallback = mapping.kinds == FALLBACK
+    pieces = fvt_pieces(ctx)
+    piece_ids, piece_weights = piece_table([p if f else [] for p, f in zip(pieces, fallback.tolist())])
+    width = max(mapping.source_ids.shape[1], piece_ids.shape[1])
+    ids = torch.full((len(fallback), width), -1, dtype=torch.long)
+    weights = torch.zeros(len(fallback), width)
+    ids[:, :mapping.source_ids.shape[1]] = mapping.source_ids
+    weights[:, :mapping.weights.shape[1]] = mapping.weights
+    filled = fallback & (piece_ids[:, 0] >= 0)
+    ids[filled] = -1
+    weights[filled] = 0.0
+    ids[filled, :piece_ids.shape[1]] = piece_ids[filled]
+    weights[filled, :piece_weights.shape[1]] = piece_weights[filled]
+    kinds = torch.where(filled, NEIGHBOURS, mapping.kinds.long()).to(torch.int8)
+    notes = {**mapping.notes, "fvt_fallback_tokens": int(filled.sum())}
+    return dataclasses.replace(mapping, source_ids=ids, weights=weights, kinds=kinds, notes=notes)

@@ -20,6 +20,7 @@ import torch
 from langgraft.errors import UserError
 from langgraft.vocab.init.base import (COPIED, FALLBACK, MethodConfig, TokenMapping, TransferContext,
                                        TransferResources, register_method)
+from langgraft.vocab.init.focus import with_fvt_fallback
 from langgraft.vocab.resources import resolve
 from langgraft.vocab.resources.align import align_words, read_token_table, token_alignment_counts
 
@@ -30,12 +31,14 @@ MAX_PARENTS = 32  # longer tokens a piece may inherit from (the most aligned one
 class TranstokConfig(MethodConfig):
     """``min_count``: drop rarer (target, source) token pairs; ``top_k``: source tokens kept per
     target token; ``alignment_table``: a table from ``langgraft resources align`` instead of
-    aligning ``--parallel`` now; ``symmetrization``: ``grow-diag`` or ``intersection``."""
+    aligning ``--parallel`` now; ``symmetrization``: ``grow-diag`` or ``intersection``;
+    ``fvt_fallback``: tokens left without alignments get their FVT decomposition, not a random row."""
 
     min_count: float = 2.0
     top_k: int = 16
     alignment_table: str | None = None
     symmetrization: str = "grow-diag"
+    fvt_fallback: bool = False
 
     def validate(self, resources: TransferResources) -> None:
         if not resources.parallel and not self.alignment_table:
@@ -128,4 +131,4 @@ def transtok(config: TranstokConfig, ctx: TransferContext) -> TokenMapping:
     mapping.kinds = torch.where(use_copy, copied.kinds, mapping.kinds)
     mapping.notes.update({"aligned_tokens": aligned_tokens, "inherited_tokens": inherited,
                           "alignment_pairs": int(counts.values().numel())})
-    return mapping
+    return with_fvt_fallback(mapping, ctx) if config.fvt_fallback else mapping

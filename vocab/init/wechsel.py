@@ -32,8 +32,9 @@ from langgraft.vocab.resources.procrustes import align_spaces
 @dataclass
 class WechselConfig(MethodConfig):
     """``k``/``temperature``: the paper's top-k softmax rule; ``dim``/``epochs``/``min_count``:
-    fastText training when embeddings are trained from corpora (``bucket``: n-gram buckets); ``copy_overlap``: copy exact
-    canonical matches (off in the paper); ``block_size``: query rows per similarity block."""
+    fastText training when embeddings are trained from corpora (``bucket``: n-gram buckets);
+    ``copy_overlap``: copy exact canonical matches (off in the paper); ``block_size``: query rows
+    per similarity block."""
 
     k: int = 10
     temperature: float = 0.1

@@ -31,6 +31,7 @@ from langgraft.errors import UserError
 from langgraft.vocab.resources.text import WORD_PATTERN
 
 Link = tuple[int, int]
+TABLE_HEADER = "# langgraft token alignment table"
 
 
 def _require_eflomal() -> Any:
@@ -91,7 +92,8 @@ def symmetrize(forward: set[Link], reverse: set[Link], method: str = "grow-diag"
         for i, j in sorted(alignment):
             for di, dj in neighbours:
                 cand = (i + di, j + dj)
-                if cand in union and cand not in alignment and (cand[0] not in src_aligned or cand[1] not in tgt_aligned):
+                new_word = cand[0] not in src_aligned or cand[1] not in tgt_aligned
+                if cand in union and cand not in alignment and new_word:
                     alignment.add(cand)
                     src_aligned.add(cand[0])
                     tgt_aligned.add(cand[1])
@@ -201,7 +203,7 @@ def write_token_table(counts: Any, path: str | os.PathLike, source_tokenizer: An
     target_tokens = target_tokenizer.convert_ids_to_tokens(index[0].tolist())
     source_tokens = source_tokenizer.convert_ids_to_tokens(index[1].tolist())
     with atomic_file(path) as handle:
-        handle.write(f"# langgraft token alignment table\ttarget_vocab={counts.shape[0]}\tsource_vocab={counts.shape[1]}\n")
+        handle.write(f"{TABLE_HEADER}\ttarget_vocab={counts.shape[0]}\tsource_vocab={counts.shape[1]}\n")
         for (t, s), c, t_tok, s_tok in zip(index.T.tolist(), values.tolist(), target_tokens, source_tokens):
             handle.write(f"{t}\t{s}\t{c:.6g}\t{_printable(t_tok)}\t{_printable(s_tok)}\n")
     return len(values)
@@ -221,7 +223,7 @@ def read_token_table(path: str | os.PathLike, target_vocab: int, source_vocab: i
     rows, values = [], []
     with open(path, encoding="utf-8") as handle:
         header = handle.readline()
-        if not header.startswith("# langgraft token alignment table"):
+        if not header.startswith(TABLE_HEADER):
             raise UserError(f"{path} is not a langgraft token alignment table (missing header line)")
         sizes = dict(field.split("=") for field in header.rstrip("\n").split("\t")[1:])
         if int(sizes["target_vocab"]) != target_vocab or int(sizes["source_vocab"]) != source_vocab:

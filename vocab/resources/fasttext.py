@@ -264,10 +264,13 @@ class WordVectors:
         # a continuation piece too short for any n-gram of "x>" is looked up as a word
         initial |= np.fromiter((len(t) + 1 < args.minn for t in texts), dtype=bool, count=len(texts))
         marked = [f"<{t}>" if first else f"{t}>" for t, first in zip(texts, initial.tolist())]
-        rows, hashes = ngram_hashes(marked, initial, args.minn, args.maxn) if args.maxn else (np.zeros(0, np.int64),) * 2
+        if args.maxn:
+            rows, hashes = ngram_hashes(marked, initial, args.minn, args.maxn)
+        else:  # a model trained without subwords: whole words only
+            rows, hashes = np.zeros(0, np.int64), np.zeros(0, np.int64)
         ids = hashes % max(args.bucket, 1) + len(word_index)
-        word_ids = np.fromiter((word_index.get(t, -1) if first and t else -1 for t, first in zip(texts, initial.tolist())),
-                               dtype=np.int64, count=len(texts))
+        lookups = (word_index.get(t, -1) if first and t else -1 for t, first in zip(texts, initial.tolist()))
+        word_ids = np.fromiter(lookups, dtype=np.int64, count=len(texts))
         empty = np.fromiter((not t for t in texts), dtype=bool, count=len(texts))
         keep_grams = ~empty[rows]
         has_word = np.nonzero(word_ids >= 0)[0]
