@@ -32,6 +32,7 @@ from langgraft.errors import UserError
 
 LEDGER = "stages.json"
 STAGE_RECORD = "stage.json"
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_path(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -43,10 +44,14 @@ def sha256_path(path: str | Path, chunk: int = 1 << 20) -> str:
             digest.update(str(item.relative_to(path)).encode())
             digest.update(sha256_path(item).encode())
         return digest.hexdigest()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = path.stat()
+    known = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if known not in _FILE_HASHES:  # big checkpoints are hashed once per process
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+        _FILE_HASHES[known] = digest.hexdigest()
+    return _FILE_HASHES[known]
 
 
 def fingerprint(reference: str) -> str:

@@ -167,13 +167,14 @@ def _is_disk_full(exc: OSError) -> bool:
 class _Run:
     """One pretraining run in ``config.out``: stages, resume bookkeeping, final save."""
 
-    def __init__(self, config: PretrainConfig, language_module: LanguageModuleStage | None):
+    def __init__(self, config: PretrainConfig, language_module: LanguageModuleStage | None,
+                 callbacks: Sequence[Any] = ()):
         from langgraft.adapt.callbacks import MetricsLog
         from langgraft.eval.bpc import default_max_length, objective_from_config
         from langgraft.models import load_config, load_tokenizer, resolve_model_path
 
         config.check()
-        self.config, self.language_module = config, language_module
+        self.config, self.language_module, self.user_callbacks = config, language_module, list(callbacks)
         self.out = Path(config.out)
         self.model_path = resolve_model_path(config.model)
         model_config = load_config(self.model_path)
@@ -296,7 +297,7 @@ class _Run:
                 module = self.language_module(model, self._fit_for(stage))
             else:
                 set_trainable(model, stage.name)
-                self._train(model, stage, [])
+                self._train(model, stage, self.user_callbacks)
             final_eval = self._last_eval() or final_eval
             if stage.name == "embeddings" and len(self.stages) > 1:
                 self._save_model(model, final)
@@ -313,7 +314,7 @@ class _Run:
             # each phase of a multi-phase module (e.g. SFT) checkpoints and resumes in its own folder
             name = f"{stage.name}/{phase}" if phase else stage.name
             return self._train(model, _Stage(name, stage.steps, learning_rate or stage.learning_rate,
-                                              stage.step_offset), list(callbacks))
+                                              stage.step_offset), [*self.user_callbacks, *callbacks])
 
         return fit
 
@@ -434,8 +435,11 @@ class _Run:
             json.dump(record, handle, indent=2)
 
 
-def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | None = None) -> PretrainResult:
+def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | None = None,
+             callbacks: Sequence[Any] = ()) -> PretrainResult:
     """Run (or with ``config.resume``, continue) continued pretraining; see the module docstring.
+
+    ``callbacks``: extra ``TrainerCallback`` objects added to every stage's Trainer.
 
     ``language_module(model, fit)`` switches stage 2 to a language module: it receives the LM
     after stage 1 (embeddings trained, body otherwise untouched) and a ``fit(model,
@@ -446,4 +450,4 @@ def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | N
     the base model and :attr:`PretrainResult.module` the returned object (the caller saves it).
     ``langgraft.adapters.base.ModuleKind.train(model, config, "language", [], fit)`` fits as is.
     """
-    return _Run(config, language_module).run()
+    return _Run(config, language_module, callbacks).run()

@@ -453,6 +453,7 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
         if source is not None and bool(source.bible) == bool(source.files):
             raise UserError(f"corpora.{side}: give either bible: CODE (an installed Bible: eng, nya) or files: [...]")
     _check_tasks(config)
+    _check_files(config, base)
     corpus_refs = _corpus_refs(config.corpora.target, base) + _corpus_refs(config.corpora.source, base)
     corpus_config = {"corpora": config.corpora, "language": config.language, "seed": config.seed,
                      "bible_tasks": [t for t in config.evaluation.tasks if t.bible],
@@ -521,6 +522,27 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
     report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
     specs.append(StageSpec("report", report_stage, {"language": config.language}, needs=report_needs))
     return specs
+
+
+def _check_files(config: PipelineConfig, base: Path) -> None:
+    """Every file the YAML names must exist before anything runs (one line naming the key)."""
+    named: list[tuple[str, str | None]] = []
+    for side in ("target", "source"):
+        source = getattr(config.corpora, side)
+        named += [(f"corpora.{side}.files[{i}]", f) for i, f in enumerate(source.files if source else [])]
+    resources = config.init.resources
+    named += [(f"init.resources.{key}", getattr(resources, key))
+              for key in ("source_embeddings", "target_embeddings", "dictionary")]
+    named += [(f"init.resources.parallel[{i}]", f) for i, f in enumerate(resources.parallel or [])]
+    for index, task in enumerate(config.evaluation.tasks):
+        named += [(f"evaluation.tasks[{index}].train", task.train), (f"evaluation.tasks[{index}].test", task.test)]
+    retrieval = config.evaluation.retrieval
+    if retrieval is not None and retrieval.pairs != "corpus":
+        named += [(f"evaluation.retrieval.pairs[{i}]", f) for i, f in enumerate(retrieval.pairs)]
+    for key, value in named:
+        if value and not Path(resolve_path(base, value)).exists():
+            raise UserError(f"{key}: {resolve_path(base, value)} not found; check the path (relative paths are "
+                            "relative to the pipeline file)")
 
 
 def _check_tasks(config: PipelineConfig) -> None:
