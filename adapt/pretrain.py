@@ -18,7 +18,7 @@ head on the scored rows only (:mod:`langgraft.adapt.lm_rows`), and the callbacks
     out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained)
     out/metrics.jsonl, loss_curve.png, runs/         logs (runs/ = TensorBoard, when installed)
     out/langgraft_pretrain.json                      what the run is (checked on --resume)
-    out/checkpoints/<stage>/checkpoint-N             sealed Trainer checkpoints
+    out/checkpoints/<stage>/checkpoint-N             sealed Trainer checkpoints (module/<phase>/ for modules)
     out/checkpoints/embeddings/final                 model after stage 1 (start of stage 2)
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ from pathlib import Path
 
 # a run is METHOD or METHOD:key=value,... (extra --option values for `langgraft init`)
 LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa",
-                     "focus:fvt_fallback=true", "transtok:fvt_fallback=true")
+                     "focus:fvt_fallback=true", "transtok:fvt_fallback=true", "focus:transtok_share=0.5")
 PACKAGES = ("wechsel-package", "deepfocus-package")
 
 
@@ -62,7 +62,7 @@ def init_command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
                     "--dictionary", args.dictionary]
     if method == "focus":
         command += ["--option", f"token_embeddings={args.token_embeddings}"]
-    if method == "transtok":
+    if method == "transtok" or "transtok_share" in extra:
         if args.alignment_table:
             command += ["--option", f"alignment_table={args.alignment_table}"]
         else:

@@ -191,6 +191,28 @@ def test_focus_with_a_prebuilt_token_model(tmp_path, tiny_models, parallel_token
         transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus")
 
 
+def test_focus_mixed_with_transtok(tiny_models, parallel_tokenizers, parallel_corpus):
+    src, tgt, _ = parallel_corpus
+    resources = TransferResources(target_corpus=[str(tgt)], parallel=(str(src), str(tgt)))
+    options = dict(dim=12, bucket=20_000, epochs=5)
+    plain = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus", resources=resources,
+                     **options)
+    mixed = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus", resources=resources,
+                     transtok_share=0.5, **options)
+    assert mixed.summary["notes"]["mixed_rows"] > 0
+    assert mixed.summary["counts"] == plain.summary["counts"]  # same tokens placed, rows mixed
+    rows_follow_provenance(mixed, tiny_models["bert"])
+    plain_rows = {r["id"]: r for r in plain.provenance}
+    changed = [r for r in mixed.provenance if r["kind"] == "neighbours" and r != plain_rows[r["id"]]]
+    assert len(changed) == mixed.summary["notes"]["mixed_rows"]
+    for row in changed:  # half of the weight stays on FOCUS's neighbours, half moves to the aligned tokens
+        assert abs(sum(row["weights"]) - 1) < 1e-4
+        assert abs(sum(row["weights"][:len(plain_rows[row["id"]]["weights"])]) - 0.5) < 1e-4
+    with pytest.raises(UserError, match="transtok_share needs --parallel"):
+        transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus",
+                 resources=TransferResources(target_corpus=[str(tgt)]), transtok_share=0.5)
+
+
 # ------------------------------------------------------------------------------------- transtok
 def test_top_k_rows_drops_rare_pairs_and_normalizes():
     counts = torch.sparse_coo_tensor(torch.tensor([[0, 0, 0, 1, 2], [3, 1, 2, 0, 1]]),

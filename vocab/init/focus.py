@@ -32,10 +32,15 @@ class FocusConfig(MethodConfig):
     ``token_embeddings``: an existing token-level fastText ``.bin`` (trained on target text
     tokenized with the target tokenizer) instead of training one on ``--target-corpus``, and
     ``fvt_fallback``: tokens FOCUS cannot place (no fastText vector) get their FVT decomposition
-    instead of a random row (off in the paper)."""
+    instead of a random row (off in the paper); ``transtok_share``: for tokens that both FOCUS and
+    trans-tokenization place by neighbours, mix that share of the trans-tokenization weights
+    (p(s|t) from ``--parallel`` or ``alignment_table``) into the FOCUS weights — two independent
+    signals, distributional and translational (0 = FOCUS as published)."""
 
     token_embeddings: str | None = None
     fvt_fallback: bool = False
+    transtok_share: float = 0.0
+    alignment_table: str | None = None
     dim: int = 100
     epochs: int = 3
     min_count: int = 10
@@ -44,6 +49,10 @@ class FocusConfig(MethodConfig):
     block_size: int = 4096
 
     def validate(self, resources: TransferResources) -> None:
+        if not 0.0 <= self.transtok_share <= 1.0:
+            raise UserError(f"focus: transtok_share={self.transtok_share} must be between 0 and 1")
+        if self.transtok_share > 0 and not resources.parallel and not self.alignment_table:
+            raise UserError("focus with transtok_share needs --parallel SRC TGT or --option alignment_table=FILE")
         if not resources.target_corpus and not self.token_embeddings:
             raise UserError("focus needs --target-corpus (or --option token_embeddings=FILE: "
                             "a token-level fastText .bin)")
@@ -120,7 +129,25 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     w[has_row] = weights[rows[has_row]]
     mapping = TokenMapping.from_neighbours(ctx.new_token_ids, ids, w).copy_overlap(ctx)
     mapping.notes.update({"overlap_used_as_anchors": int(len(keys)), "fasttext_tokens": int(known.sum())})
-    return with_fvt_fallback(mapping, ctx) if config.fvt_fallback else mapping
+    if config.fvt_fallback:
+        mapping = with_fvt_fallback(mapping, ctx)
+    if config.transtok_share > 0:
+        from langgraft.vocab.init.transtok import TranstokConfig, transtok
+
+        translated = transtok(TranstokConfig(alignment_table=config.alignment_table, fvt_fallback=True), ctx)
+        mapping = mix_neighbours(mapping, translated, config.transtok_share)
+    return mapping
+
+
+def mix_neighbours(first: TokenMapping, second: TokenMapping, share: float) -> TokenMapping:
+    """Rows that are NEIGHBOURS in both: ``(1 - share)·first + share·second`` (weights side by
+    side, so rows, head and bias mix alike); every other row stays as in ``first``."""
+    both = (first.kinds == NEIGHBOURS) & (second.kinds == NEIGHBOURS)
+    ids = torch.cat([first.source_ids, torch.where(both[:, None], second.source_ids, -1)], dim=1)
+    weights = torch.cat([torch.where(both[:, None], first.weights * (1 - share), first.weights),
+                         torch.where(both[:, None], second.weights * share, 0.0)], dim=1)
+    notes = {**first.notes, "mixed_rows": int(both.sum()), "transtok_notes": second.notes}
+    return dataclasses.replace(first, source_ids=ids, weights=weights, notes=notes)
 
 
 def with_fvt_fallback(mapping: TokenMapping, ctx: TransferContext) -> TokenMapping:
