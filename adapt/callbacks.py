@@ -127,6 +127,9 @@ def plot_loss_curve(log: MetricsLog) -> None:
     figure, loss_axis = plt.subplots(figsize=(7, 4))
     if train:
         loss_axis.plot(*zip(*train), color="tab:blue", label="train loss (nats/token)")
+    stage_ends = [a["step"] for a, b in zip(records, records[1:]) if a["stage"] != b["stage"]]
+    for step in stage_ends:  # e.g. embeddings -> full
+        loss_axis.axvline(step, color="grey", linestyle=":")
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("train loss", color="tab:blue")
     if held_out:

@@ -6,7 +6,7 @@ pre-tokenizer/decoder, ``<|endoftext|>`` as bos/eos/unk), a randomly initialised
 (tied head) with a fixed seed, then ``langgraft pretrain`` (CLM) for a fixed number of steps.
 
     nice -n 10 python benchmarks/decoder_source.py --corpus runs/vt/eng/train.txt \
-        --eval-corpus runs/vt/eng/dev.txt --out runs/vt/gpt2-eng --max-steps 600
+        --eval-corpus runs/vt/eng/dev.txt --out runs/vt/gpt2-eng --max-steps 150
 
 ``--out``-init holds the untrained model + tokenizer, ``--out`` the trained stock checkpoint.
 """
@@ -63,10 +63,10 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--context", type=int, default=128)
-    parser.add_argument("--max-steps", type=int, default=600)
+    parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)

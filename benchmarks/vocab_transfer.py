@@ -89,16 +89,25 @@ def save_package_checkpoint(model, target_tokenizer, matrix, out: Path) -> None:
     target_tokenizer.save_pretrained(out)
 
 
+def load_lm(checkpoint: str):
+    """The checkpoint with its LM head: causal for decoders (``*ForCausalLM``/``*LMHeadModel``), else masked."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    architectures = AutoConfig.from_pretrained(checkpoint).architectures or []
+    causal = any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    return (AutoModelForCausalLM if causal else AutoModelForMaskedLM).from_pretrained(checkpoint)
+
+
 def run_package(args: argparse.Namespace) -> int:
     """Whole process of one package (invoked as a subprocess by :func:`main`)."""
     import fasttext
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     fasttext.FastText.eprint = lambda *a, **k: None
     started = time.perf_counter()
     source_tokenizer = AutoTokenizer.from_pretrained(args.source)
     target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    model = AutoModelForMaskedLM.from_pretrained(args.source)
+    model = load_lm(args.source)
     source_matrix = model.get_input_embeddings().weight.detach()
     if args.run_package == "wechsel-package":
         from wechsel import WECHSEL

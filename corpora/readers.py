@@ -18,10 +18,11 @@ A ``.gz`` suffix is read through gzip and detected by the suffix before it. Inva
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import IO, Iterable, Iterator, NamedTuple
+from typing import IO, Iterable, Iterator, NamedTuple, TypeVar
 
 from langgraft.corpora.clean import HashSet, text_hash
 from langgraft.errors import UserError
@@ -59,6 +60,16 @@ class ConlluToken(NamedTuple):
     head: str
     deprel: str
     misc: str
+
+
+Item = TypeVar("Item")
+
+
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), holding one list at a time."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def detect_format(path: str | os.PathLike) -> str:

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
 
 OBJECTIVES = ("auto", "mlm", "clm")
@@ -180,16 +181,6 @@ def iter_documents(texts_or_files: str | os.PathLike | Iterable[str | os.PathLik
             yield item
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
 
 @dataclass
 class _Window:
@@ -314,7 +305,7 @@ def compute_bpc(
     total_nll, total_tokens, total_chars, documents = 0.0, 0, 0, 0
     try:
         with torch.inference_mode():
-            for texts in _chunks(iter_documents(texts_or_files), _DOCUMENTS_PER_CHUNK):
+            for texts in batched(iter_documents(texts_or_files), _DOCUMENTS_PER_CHUNK):
                 if objective == "mlm":
                     windows, chars = _mlm_windows(tokenizer, texts, documents, mask_seed, mask_rate, max_length)
                 else:
@@ -322,7 +313,7 @@ def compute_bpc(
                 documents += len(texts)
                 total_chars += chars
                 windows.sort(key=lambda w: len(w.input_ids))  # less padding per batch
-                for batch in _chunks(windows, batch_size):
+                for batch in batched(windows, batch_size):
                     nll, count = _window_nll(model, batch, pad_id)
                     total_nll += nll
                     total_tokens += count

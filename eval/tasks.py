@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
+from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
 from langgraft.eval.bpc import default_max_length
 
@@ -113,16 +114,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[n
         yield order[start : start + batch_size]
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
 
 # ----------------------------------------------------------------------------- labels
 def label_index(model: Any, gold_labels: Iterable[str], source: str) -> dict[str, int]:
@@ -168,7 +159,7 @@ def evaluate_sequence_classification(
     device = model_device(model)
     gold: list[int] = []
     pred: list[int] = []
-    for chunk in _chunks(examples, CHUNK_EXAMPLES):
+    for chunk in batched(examples, CHUNK_EXAMPLES):
         texts = [text for text, _ in chunk]
         label2id = label_index(model, (label for _, label in chunk), source)
         ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
@@ -258,7 +249,7 @@ def evaluate_token_classification(
     id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
     gold_all: list[list[str]] = []
     pred_all: list[list[str | None]] = []
-    for chunk in _chunks(sentences, CHUNK_EXAMPLES):
+    for chunk in batched(sentences, CHUNK_EXAMPLES):
         label2id = label_index(model, (label for _, labels in chunk for label in labels), source)
         predicted = predict_word_labels(model, tokenizer, [words for words, _ in chunk],
                                         batch_size=batch_size, max_length=max_length)

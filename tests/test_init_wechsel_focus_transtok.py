@@ -11,7 +11,7 @@ from langgraft.errors import UserError
 from langgraft.vocab.init import TransferResources
 from langgraft.vocab.init.focus import sparsemax, sparsemax_neighbours
 from langgraft.vocab.init.transtok import top_k_rows
-from langgraft.vocab.resources import align, fasttext, text
+from langgraft.vocab.resources import fasttext
 from langgraft.vocab.transfer import initialize_embeddings, transfer
 
 SMALL = dict(dim=12, epochs=3, bucket=20_000)

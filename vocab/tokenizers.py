@@ -88,14 +88,12 @@ def iter_batches(
     **reader_options: Any,
 ) -> Iterator[list[str]]:
     """Stream the documents of several corpus files in lists of ``batch_size`` (batch encoding)."""
-    from langgraft.corpora.readers import read_documents
+    from langgraft.corpora.readers import batched, read_documents
 
     if not corpus_files:
         raise UserError("no corpus file given; pass at least one --corpus FILE")
     readers = [read_documents(path, fmt, on_decode_error=on_decode_error, **reader_options) for path in corpus_files]
-    documents = itertools.chain.from_iterable(readers)
-    while batch := list(itertools.islice(documents, batch_size)):
-        yield batch
+    yield from batched(itertools.chain.from_iterable(readers), batch_size)
 
 
 def nonempty_batches(corpus_files: Sequence[str | os.PathLike], **options: Any) -> Iterator[list[str]]:

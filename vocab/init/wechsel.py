@@ -43,7 +43,7 @@ class WechselConfig(MethodConfig):
     epochs: int = 10
     min_count: int = 3
     bucket: int = 2_000_000
-    block_size: int = 4096
+    block_size: int = 1024
 
     def validate(self, resources: TransferResources) -> None:
         for side in ("source", "target"):

@@ -1,0 +1,114 @@
+"""Vocabulary transfer to a decoder, measured against the original packages (issue 3, decoder table).
+
+The same measurement as ``benchmarks/vocab_transfer.py`` (whose process runners it reuses) for a
+causal LM: the small GPT-2-style English model of ``benchmarks/decoder_source.py`` transferred to
+a byte-level BPE target tokenizer, every langgraft method as a whole ``langgraft init`` process and
+the PyPI packages ``wechsel`` 0.0.4 / ``deepfocus`` 1.0.1 as whole processes on the same inputs,
+each output scored by step-0 causal-LM bits per character (:func:`langgraft.eval.bpc.compute_bpc`,
+``objective="clm"``) on held-out target text. No masks: every character of every document counts.
+
+    nice -n 10 python benchmarks/decoder_transfer.py --source runs/vt/gpt2-eng \
+        --tokenizer runs/vt/nya-bpe8k --source-embeddings runs/vt/ft/eng.bin \
+        --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv \
+        --token-embeddings runs/vt/ft/nya-bpe8k-tokens.bin \
+        --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv \
+        --eval runs/vt/nya/test.txt --eval-docs 1000 --out runs/vt/dec/bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocab_transfer import PACKAGES, coverage, init_command, load_lm, markdown, timed_process  # noqa: E402
+
+METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa", "focus:transtok_share=0.5")
+
+
+def score(checkpoint: str, eval_texts: list[str]) -> dict:
+    """Step-0 causal-LM bits per character of a checkpoint with its own tokenizer."""
+    from transformers import AutoTokenizer
+
+    from langgraft.eval.bpc import compute_bpc
+
+    result = compute_bpc(load_lm(checkpoint), AutoTokenizer.from_pretrained(checkpoint), eval_texts,
+                         objective="clm")
+    return {"bpc": round(result.bpc, 4), "characters": result.characters}
+
+
+def package_command(package: str, args: argparse.Namespace, out: Path) -> list[str]:
+    """The encoder benchmark's whole-process package runner, on the decoder's inputs."""
+    return [sys.executable, str(Path(__file__).resolve().parent / "vocab_transfer.py"), "--run-package", package,
+            "--source", args.source, "--tokenizer", args.tokenizer, "--source-embeddings", args.source_embeddings,
+            "--target-embeddings", args.target_embeddings, "--dictionary", args.dictionary,
+            "--token-embeddings", args.token_embeddings, "--parallel", *args.parallel, "--out", str(out)]
+
+
+def first_documents(path: str, count: int) -> list[str]:
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                texts.append(line.rstrip("\n"))
+            if len(texts) == count:
+                break
+    return texts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="source causal-LM checkpoint (benchmarks/decoder_source.py)")
+    parser.add_argument("--tokenizer", required=True, help="target byte-level BPE tokenizer dir")
+    parser.add_argument("--source-embeddings", required=True)
+    parser.add_argument("--target-embeddings", required=True)
+    parser.add_argument("--dictionary", required=True)
+    parser.add_argument("--token-embeddings", required=True, help="token-level target fastText (focus)")
+    parser.add_argument("--parallel", nargs=2, required=True)
+    parser.add_argument("--alignment-table", help="prebuilt `langgraft resources align` table for transtok")
+    parser.add_argument("--eval", help="held-out target text (one document per line)")
+    parser.add_argument("--eval-docs", type=int, default=1000, help="score the first N documents")
+    parser.add_argument("--methods", nargs="+", default=[*METHODS, *PACKAGES])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    results_path = out / "results.json"
+    if args.table:
+        print(markdown(json.loads(results_path.read_text())))
+        return 0
+
+    out.mkdir(parents=True, exist_ok=True)
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    eval_texts = first_documents(args.eval, args.eval_docs)
+    if "source-own-tokenizer" not in results:
+        results["source-own-tokenizer"] = {"method": "source model, English tokenizer",
+                                           **score(args.source, eval_texts)}
+        results_path.write_text(json.dumps(results, indent=2))
+    for method in args.methods:
+        if method in results:
+            continue
+        checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
+        command = (package_command(method, args, checkpoint) if method in PACKAGES
+                   else init_command(method, args, checkpoint))
+        try:
+            process = timed_process(command, checkpoint.with_suffix(".log"))
+        except RuntimeError as error:  # recorded, not hidden: the table says which method failed and why
+            results[method] = {"method": method, "bpc": "failed", "error": str(error)}
+            results_path.write_text(json.dumps(results, indent=2))
+            print(json.dumps(results[method]), flush=True)
+            continue
+        entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
+        if method in PACKAGES:
+            entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
+        results[method] = entry
+        results_path.write_text(json.dumps(results, indent=2))
+        print(json.dumps(entry), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())
