@@ -20,6 +20,7 @@ Example (inputs built as in docs/benchmarks.md "Vocabulary transfer (step-0)"):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import timed_process  # noqa: E402  (sibling benchmark script)
+from vocab_transfer import timed_process  # sibling benchmark script
 
 
 def summary(runs: list[float]) -> dict:
@@ -38,20 +39,24 @@ def summary(runs: list[float]) -> dict:
 def computation(args: argparse.Namespace) -> dict:
     """Interleaved in-process timing of the two transfer computations on identical loaded inputs."""
     import fasttext
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from wechsel import WECHSEL
-
     from langgraft.vocab.init.base import TransferContext, TransferResources
-    from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
+    from langgraft.vocab.init.wechsel import (
+        WechselConfig,
+        neighbour_mapping,
+        token_vectors,
+    )
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from wechsel import WECHSEL
 
     fasttext.FastText.eprint = lambda *a, **k: None
     source_tokenizer = AutoTokenizer.from_pretrained(args.source)
     target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = AutoModelForMaskedLM.from_pretrained(args.source)
     source_wv, target_wv = load_fasttext(args.source_embeddings), load_fasttext(args.target_embeddings)
+    package_models = source_wv.model, target_wv.model  # the fasttext library's objects, loaded before timing
     source_matrix = model.get_input_embeddings().weight.detach()
     config = WechselConfig()
     sections: dict[str, list[float]] = {}
@@ -72,11 +77,11 @@ def computation(args: argparse.Namespace) -> dict:
         ids = mapping.source_ids.clamp_min(0)
         _ = (mapping.weights[:, :, None] * ctx.source_embeddings[ids]).sum(dim=1)  # the rows themselves
         marks.append(("rows", time.perf_counter()))
-        for (_, before), (name, after) in zip(marks, marks[1:]):
+        for (_, before), (name, after) in itertools.pairwise(marks):
             sections.setdefault(name, []).append(after - before)
 
     def package() -> None:
-        aligner = WECHSEL(source_wv.model, target_wv.model, bilingual_dictionary=args.dictionary)
+        aligner = WECHSEL(*package_models, bilingual_dictionary=args.dictionary)
         aligner.apply(source_tokenizer, target_tokenizer, source_matrix.numpy())
 
     runs: dict[str, list[float]] = {"langgraft": [], "package": []}

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -193,22 +194,87 @@ def _sidecar(path: Path) -> Path:
 
 
 def load_fasttext(path: str | os.PathLike, lowercase: bool | None = None) -> "WordVectors":
-    """Load a fastText ``.bin``; ``lowercase`` defaults to what its ``.json`` sidecar recorded."""
+    """Open a fastText ``.bin``; ``lowercase`` defaults to what its ``.json`` sidecar recorded.
+
+    Only the header and word list are parsed; the input matrix is memory-mapped (see
+    :func:`read_fasttext_bin`), so opening costs no load of the whole file and only the rows a
+    lookup touches are read.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"fastText model {path} does not exist; train one with `langgraft resources fasttext`")
-    fasttext = _require_fasttext()
     if lowercase is None:
         sidecar = _sidecar(path)
         lowercase = bool(json.loads(sidecar.read_text())["options"]["lowercase"]) if sidecar.is_file() else False
     try:
-        model = fasttext.load_model(str(path))
-    except ValueError as exc:
+        stored = read_fasttext_bin(path)
+    except (ValueError, IndexError, struct.error) as exc:  # IndexError, struct.error: truncated file
         raise UserError(f"{path} is not a fastText .bin model: {exc}") from exc
-    return WordVectors(model, lowercase=lowercase, path=path)
+    return WordVectors(lowercase=lowercase, path=path, stored=stored)
+
+
+FASTTEXT_MAGIC, FASTTEXT_VERSION = 793712314, 12
+# Args::save: dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate (int32), t (double)
+_ARGS = struct.Struct("<12id")
+_DICTIONARY = struct.Struct("<iiiqq")  # size, nwords, nlabels, ntokens, pruneidx size
+_ENTRY_TAIL = 9  # after each NUL-terminated word: int64 count, int8 type
 
 
 @dataclass
+class StoredModel:
+    """What a fastText ``.bin`` holds that word vectors need: n-gram settings, words, input matrix."""
+
+    dim: int
+    minn: int
+    maxn: int
+    bucket: int
+    words: list[str]
+    input_matrix: Any  # (words + buckets) × dim float32 numpy memmap, copy-on-write
+
+
+def read_fasttext_bin(path: str | os.PathLike) -> StoredModel:
+    """Parse a fastText ``.bin`` (format version 12, fastText 0.9) without the fasttext library.
+
+    Raises ``ValueError`` for anything else and for quantized models (``.ftz``); a truncated
+    file may raise ``IndexError`` or ``struct.error``.
+    """
+    import mmap
+
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        try:
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:  # empty file
+            raise ValueError("empty file") from exc
+    with data:
+        if len(data) < 8 + _ARGS.size + _DICTIONARY.size:
+            raise ValueError("file too short")
+        magic, version = struct.unpack_from("<ii", data, 0)
+        if magic != FASTTEXT_MAGIC or version > FASTTEXT_VERSION:
+            raise ValueError(f"magic {magic} / version {version} is not a fastText 0.9 model")
+        dim, *_, bucket, minn, maxn, _, _ = _ARGS.unpack_from(data, 8)
+        position = 8 + _ARGS.size
+        size, nwords, _, _, pruned = _DICTIONARY.unpack_from(data, position)
+        position += _DICTIONARY.size
+        words = []
+        for _ in range(size):  # words come before labels in fastText's dictionary
+            end = data.find(b"\0", position)
+            if end < 0:
+                raise ValueError("truncated dictionary")
+            words.append(data[position:end].decode("utf-8", errors="replace"))
+            position = end + 1 + _ENTRY_TAIL
+        position += 8 * max(pruned, 0)
+        if data[position]:
+            raise ValueError("quantized fastText models (.ftz) are not supported; use a .bin")
+        rows, columns = struct.unpack_from("<qq", data, position + 1)
+        position += 17
+    if columns != dim or position + rows * columns * 4 > os.path.getsize(path):
+        raise ValueError("input matrix does not match the header")
+    matrix = np.memmap(path, dtype="<f4", mode="c", offset=position, shape=(rows, columns))
+    return StoredModel(dim=dim, minn=minn, maxn=maxn, bucket=bucket, words=words[:nwords], input_matrix=matrix)
+
+
 class WordVectors:
     """A fastText model seen as: known ``words``, their ``matrix``, and a vector for any string.
 
@@ -217,26 +283,59 @@ class WordVectors:
     continuation pieces (WordPiece ``##x``, BPE pieces without a space marker) from the n-grams
     of ``x>`` — without the begin-of-word marker they never had (pieces too short for any such
     n-gram are looked up as words). Empty strings get the zero vector.
+
+    Built from a loaded fasttext ``model`` (after training) or from a :class:`StoredModel` read
+    from ``path``; ``model`` (the fasttext library's object) is then loaded only if asked for.
     """
 
-    model: Any
-    lowercase: bool = False
-    path: Path | None = None
-    _words: list[str] | None = field(default=None, repr=False)
+    def __init__(self, model: Any = None, lowercase: bool = False, path: Path | None = None,
+                 stored: StoredModel | None = None) -> None:
+        if model is None and stored is None:
+            raise ValueError("WordVectors needs a fasttext model or a StoredModel")
+        self._model = model
+        self.lowercase = lowercase
+        self.path = path
+        self._stored = stored
+        self._index: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"WordVectors(path={self.path!r}, lowercase={self.lowercase})"
+
+    @property
+    def model(self) -> Any:
+        """The fasttext library's model (loaded on first use when opened from a path)."""
+        if self._model is None:
+            self._model = _require_fasttext().load_model(str(self.path))
+        return self._model
+
+    @property
+    def stored(self) -> StoredModel:
+        """Settings, words and input matrix, read from the library's model when built from one."""
+        if self._stored is None:
+            import numpy as np
+
+            f = self._model.f
+            if f.isQuant():
+                raise UserError(f"{self.path}: quantized fastText models (.ftz) are not supported; use a .bin")
+            args = f.getArgs()
+            self._stored = StoredModel(dim=int(self._model.get_dimension()), minn=args.minn, maxn=args.maxn,
+                                       bucket=args.bucket,
+                                       words=list(self._model.get_words(on_unicode_error="replace")),
+                                       input_matrix=np.asarray(f.getInputMatrix()))
+        return self._stored
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_dimension())
+        return self.stored.dim
 
     @property
     def words(self) -> list[str]:
-        if self._words is None:
-            self._words = list(self.model.get_words(on_unicode_error="replace"))
-        return self._words
+        return self.stored.words
 
     def word_ids(self, words: Iterable[str]) -> list[int]:
         """fastText vocabulary id of each word (after this model's casing rule), -1 if unknown."""
-        return [self.model.get_word_id(self._case(w)) for w in words]
+        index = self._word_index()
+        return [index.get(self._case(w), -1) for w in words]
 
     def matrix(self) -> "Any":
         """Vectors of all known words (V × dim, float32 torch tensor), in ``words`` order."""
@@ -257,7 +356,7 @@ class WordVectors:
         import torch
 
         apply_case = self.lowercase if lowercase is None else lowercase
-        args = self.model.f.getArgs()
+        args = self.stored
         word_index = self._word_index()
         texts = [surface.lower() if apply_case else surface for surface in surfaces]
         initial = np.ones(len(texts), dtype=bool) if word_initial is None else np.asarray(word_initial, dtype=bool)
@@ -279,24 +378,16 @@ class WordVectors:
         order = np.argsort(rows, kind="stable")
         sizes = np.bincount(rows, minlength=len(texts))
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        matrix = torch.from_numpy(self._input_matrix())
+        matrix = torch.from_numpy(self.stored.input_matrix)
         out = torch.nn.functional.embedding_bag(torch.from_numpy(ids[order]), matrix, torch.from_numpy(offsets),
                                                 mode="mean")
         out[torch.from_numpy(sizes == 0)] = 0.0
         return out
 
     def _word_index(self) -> dict[str, int]:
-        if getattr(self, "_index", None) is None:
+        if self._index is None:
             self._index = {word: i for i, word in enumerate(self.words)}
         return self._index
-
-    def _input_matrix(self) -> "Any":
-        """Zero-copy numpy view of fastText's input matrix (words then n-gram buckets)."""
-        import numpy as np
-
-        if self.model.f.isQuant():
-            raise UserError(f"{self.path}: quantized fastText models (.ftz) are not supported; use a .bin")
-        return np.asarray(self.model.f.getInputMatrix())
 
 
 FNV_OFFSET, FNV_PRIME, UINT32 = 2166136261, 16777619, 0xFFFFFFFF
