@@ -58,7 +58,7 @@ def mean_pooled_embeddings(
     import torch
 
     index = resolve_layer(model, layer)
-    max_length = max_length or default_max_length(model, tokenizer)
+    max_length = max_length or default_max_length(model.config, tokenizer)
     padding = pad_id(model, tokenizer)
     device = model_device(model)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)

@@ -152,7 +152,7 @@ def evaluate_sequence_classification(
     """
     source = str(data) if isinstance(data, (str, Path)) else "evaluation data"
     examples = read_sequence_examples(data) if isinstance(data, (str, Path)) else iter(data)
-    max_length = max_length or default_max_length(model, tokenizer)
+    max_length = max_length or default_max_length(model.config, tokenizer)
     padding = pad_id(model, tokenizer)
     if getattr(model.config, "pad_token_id", None) is None:
         batch_size = 1  # decoder classifiers cannot find the last token of a padded row without it
@@ -206,7 +206,7 @@ def predict_word_labels(
     max_length: int | None = None,
 ) -> list[list[int]]:
     """Predicted label index per word (first sub-word rule); -1 where a word got no token."""
-    max_length = max_length or default_max_length(model, tokenizer)
+    max_length = max_length or default_max_length(model.config, tokenizer)
     texts = [" ".join(words) for words in sentences]
     encoded = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
     device = model_device(model)

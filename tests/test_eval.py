@@ -165,6 +165,24 @@ def test_retrieval_identical_and_shuffled(tiny_models):
     assert other["top1"] < 0.5 and other["pairs"] == 60
 
 
+def test_inputs_longer_than_the_position_table_are_truncated(tiny_models, tmp_path):
+    """The tiny models have 128 positions: a 400-word verse must be cut to fit, not crash."""
+    from transformers import AutoModel, AutoTokenizer
+
+    long_text = " ".join(source_sentences(60, seed=9))
+    side = (AutoModel.from_pretrained(tiny_models["bert"]), AutoTokenizer.from_pretrained(tiny_models["bert"]))
+    result = evaluate_retrieval(side, side, [(long_text, long_text), ("the king", "the king")])
+    assert result["pairs"] == 2 and result["top1"] == 1.0
+    classifier = _classifier(tiny_models["bert"], tmp_path / "cls", "seq", ["a", "b"], always="b")
+    data = tmp_path / "long.tsv"
+    data.write_text(f"{long_text}\tb\nthe king\ta\n", encoding="utf-8")
+    from transformers import AutoModelForSequenceClassification
+
+    metrics = evaluate_sequence_classification(AutoModelForSequenceClassification.from_pretrained(classifier),
+                                                AutoTokenizer.from_pretrained(classifier), data)
+    assert metrics["accuracy"] == 0.5
+
+
 def test_retrieval_two_models_and_id_keyed_files(tiny_models, tmp_path):
     src = source_sentences(30, seed=8)
     ids = [f"GEN.1.{i}" for i in range(30)]
