@@ -6,7 +6,7 @@ pre-tokenizer/decoder, ``<|endoftext|>`` as bos/eos/unk), a randomly initialised
 (tied head) with a fixed seed, then ``langgraft pretrain`` (CLM) for a fixed number of steps.
 
     nice -n 10 python benchmarks/decoder_source.py --corpus runs/vt/eng/train.txt \
-        --eval-corpus runs/vt/eng/dev.txt --out runs/vt/gpt2-eng --max-steps 150
+        --out runs/vt/gpt2-eng --max-steps 150
 
 ``--out``-init holds the untrained model + tokenizer, ``--out`` the trained stock checkpoint.
 """
