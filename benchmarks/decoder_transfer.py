@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import PACKAGES, coverage, init_command, load_lm, markdown, timed_process  # noqa: E402
+from vocab_transfer import (PACKAGES, add_transfer_inputs, coverage, init_command, load_lm, markdown,  # noqa: E402
+                            timed_process)
 
 METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa", "focus:transtok_share=0.5")
 
@@ -60,18 +61,8 @@ def first_documents(path: str, count: int) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="source causal-LM checkpoint (benchmarks/decoder_source.py)")
-    parser.add_argument("--tokenizer", required=True, help="target byte-level BPE tokenizer dir")
-    parser.add_argument("--source-embeddings", required=True)
-    parser.add_argument("--target-embeddings", required=True)
-    parser.add_argument("--dictionary", required=True)
-    parser.add_argument("--token-embeddings", required=True, help="token-level target fastText (focus)")
-    parser.add_argument("--parallel", nargs=2, required=True)
-    parser.add_argument("--alignment-table", help="prebuilt `langgraft resources align` table for transtok")
-    parser.add_argument("--eval", help="held-out target text (one document per line)")
-    parser.add_argument("--eval-docs", type=int, default=1000, help="score the first N documents")
-    parser.add_argument("--methods", nargs="+", default=[*METHODS, *PACKAGES])
-    parser.add_argument("--out", required=True)
+    add_transfer_inputs(parser, "source causal-LM checkpoint (benchmarks/decoder_source.py)",
+                        "target byte-level BPE tokenizer dir", eval_docs=1000, methods=[*METHODS, *PACKAGES])
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
     args = parser.parse_args()
     out = Path(args.out)

@@ -212,10 +212,11 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="source MLM checkpoint (head recovered)")
-    parser.add_argument("--tokenizer", required=True, help="target tokenizer dir")
+def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, tokenizer_help: str, *,
+                        eval_docs: int, methods: list[str]) -> None:
+    """The inputs every transfer benchmark shares (also used by benchmarks/decoder_transfer.py)."""
+    parser.add_argument("--source", required=True, help=source_help)
+    parser.add_argument("--tokenizer", required=True, help=tokenizer_help)
     parser.add_argument("--source-embeddings", required=True)
     parser.add_argument("--target-embeddings", required=True)
     parser.add_argument("--dictionary", required=True)
@@ -223,9 +224,15 @@ def main() -> int:
     parser.add_argument("--parallel", nargs=2, required=True)
     parser.add_argument("--alignment-table", help="prebuilt `langgraft resources align` table for transtok")
     parser.add_argument("--eval", help="held-out target text (one document per line)")
-    parser.add_argument("--eval-docs", type=int, default=2000, help="score the first N documents")
-    parser.add_argument("--methods", nargs="+", default=[*LANGGRAFT_METHODS, *PACKAGES])
+    parser.add_argument("--eval-docs", type=int, default=eval_docs, help="score the first N documents")
+    parser.add_argument("--methods", nargs="+", default=methods)
     parser.add_argument("--out", required=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_transfer_inputs(parser, "source MLM checkpoint (head recovered)", "target tokenizer dir", eval_docs=2000,
+                        methods=[*LANGGRAFT_METHODS, *PACKAGES])
     parser.add_argument("--skip-computation", action="store_true")
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
     parser.add_argument("--run-package", choices=PACKAGES, help=argparse.SUPPRESS)
