@@ -39,14 +39,6 @@ def trained(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
     return {family: root / family for family in FAMILIES}
 
 
-@pytest.fixture(scope="module")
-def extended(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("extended")
-    for family in FAMILIES:
-        extend_tokenizer(tiny_models[family], [target_corpus], root / family, new_tokens=40)
-    return {family: root / family for family in FAMILIES}
-
-
 # ----------------------------------------------------------------------------- train
 
 
@@ -79,11 +71,11 @@ def test_trained_tokenizer_fits_the_target_language_better(family, tiny_models, 
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_training_and_extension_are_reproducible(family, tiny_models, target_corpus, trained, extended, tmp_path):
+def test_training_and_extension_are_reproducible(family, tiny_models, target_corpus, trained, extended_tokenizers, tmp_path):
     # the Rust trainers break ties in per-process hash-map order; a second run must still match
     train_tokenizer(tiny_models[family], [target_corpus], TRAIN_SIZES[family], tmp_path / "again")
     extend_tokenizer(tiny_models[family], [target_corpus], tmp_path / "again-ext", new_tokens=40)
-    for first, second in ((trained[family], tmp_path / "again"), (extended[family], tmp_path / "again-ext")):
+    for first, second in ((trained[family], tmp_path / "again"), (extended_tokenizers[family], tmp_path / "again-ext")):
         assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
 
 
@@ -100,8 +92,8 @@ def test_sentencepiece_bpe_keeps_byte_fallback_and_word_boundaries(trained):
     assert new.unk_token_id not in new(text)["input_ids"]
 
 
-def test_saved_tokenizers_load_without_langgraft(trained, extended):
-    dirs = [str(path) for path in [*trained.values(), *extended.values()]]
+def test_saved_tokenizers_load_without_langgraft(trained, extended_tokenizers):
+    dirs = [str(path) for path in [*trained.values(), *extended_tokenizers.values()]]
     script = (
         "import sys, json\nfrom transformers import AutoTokenizer\n"
         "print(json.dumps([type(AutoTokenizer.from_pretrained(d)).__name__ for d in sys.argv[1:]]))\n"
@@ -116,14 +108,14 @@ def test_saved_tokenizers_load_without_langgraft(trained, extended):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_extend_keeps_every_id_and_uses_new_pieces(family, tiny_models, extended):
-    source, new = _auto(tiny_models[family]), _auto(extended[family])
+def test_extend_keeps_every_id_and_uses_new_pieces(family, tiny_models, extended_tokenizers):
+    source, new = _auto(tiny_models[family]), _auto(extended_tokenizers[family])
     assert type(new) is type(source)
     assert len(new) == len(source) + 40
     vocab = new.get_vocab()
     assert all(vocab[token] == index for token, index in source.get_vocab().items())
     assert new.special_tokens_map == source.special_tokens_map
-    info = read_extension_info(extended[family])
+    info = read_extension_info(extended_tokenizers[family])
     assert info["original_vocab_size"] == len(source)
     assert info["new_token_ids"] == [len(source), len(source) + 40]
     assert info["family"] == FAMILY_NAMES[family]
