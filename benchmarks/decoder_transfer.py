@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import (PACKAGES, add_transfer_inputs, coverage, init_command, load_lm, markdown,  # noqa: E402
-                            timed_process)
+from vocab_transfer import (PACKAGES, add_transfer_inputs, coverage, first_documents, init_command,  # noqa: E402
+                            load_lm, markdown, package_command, timed_process)
 
 METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa", "focus:transtok_share=0.5")
 
@@ -38,25 +38,6 @@ def score(checkpoint: str, eval_texts: list[str]) -> dict:
     result = compute_bpc(load_lm(checkpoint), AutoTokenizer.from_pretrained(checkpoint), eval_texts,
                          objective="clm")
     return {"bpc": round(result.bpc, 4), "characters": result.characters}
-
-
-def package_command(package: str, args: argparse.Namespace, out: Path) -> list[str]:
-    """The encoder benchmark's whole-process package runner, on the decoder's inputs."""
-    return [sys.executable, str(Path(__file__).resolve().parent / "vocab_transfer.py"), "--run-package", package,
-            "--source", args.source, "--tokenizer", args.tokenizer, "--source-embeddings", args.source_embeddings,
-            "--target-embeddings", args.target_embeddings, "--dictionary", args.dictionary,
-            "--token-embeddings", args.token_embeddings, "--parallel", *args.parallel, "--out", str(out)]
-
-
-def first_documents(path: str, count: int) -> list[str]:
-    texts = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                texts.append(line.rstrip("\n"))
-            if len(texts) == count:
-                break
-    return texts
 
 
 def main() -> int:

@@ -212,6 +212,26 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def package_command(package: str, args: argparse.Namespace, out: Path) -> list[str]:
+    """This script re-run in ``--run-package`` mode: the package's whole job in its own timed process."""
+    return [sys.executable, str(Path(__file__).resolve()), "--run-package", package,
+            "--source", args.source, "--tokenizer", args.tokenizer, "--source-embeddings", args.source_embeddings,
+            "--target-embeddings", args.target_embeddings, "--dictionary", args.dictionary,
+            "--token-embeddings", args.token_embeddings, "--parallel", *args.parallel, "--out", str(out)]
+
+
+def first_documents(path: str, count: int) -> list[str]:
+    """The first ``count`` non-empty lines of ``path``: the held-out documents every method is scored on."""
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                texts.append(line.rstrip("\n"))
+            if len(texts) == count:
+                break
+    return texts
+
+
 def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, tokenizer_help: str, *,
                         eval_docs: int, methods: list[str]) -> None:
     """The inputs every transfer benchmark shares (also used by benchmarks/decoder_transfer.py)."""
@@ -247,13 +267,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    eval_texts = []
-    with open(args.eval, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                eval_texts.append(line.rstrip("\n"))
-            if len(eval_texts) == args.eval_docs:
-                break
+    eval_texts = first_documents(args.eval, args.eval_docs)
     if "source-own-tokenizer" not in results:
         results["source-own-tokenizer"] = {"method": "source model, English tokenizer",
                                            **score(args.source, eval_texts)}
@@ -262,14 +276,8 @@ def main() -> int:
         if method in results:
             continue
         checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
-        if method in PACKAGES:
-            command = [sys.executable, __file__, "--run-package", method, "--source", args.source, "--tokenizer",
-                       args.tokenizer, "--source-embeddings", args.source_embeddings, "--target-embeddings",
-                       args.target_embeddings, "--dictionary", args.dictionary, "--token-embeddings",
-                       args.token_embeddings, "--parallel", *args.parallel, "--eval", args.eval,
-                       "--out", str(checkpoint)]
-        else:
-            command = init_command(method, args, checkpoint)
+        command = (package_command(method, args, checkpoint) if method in PACKAGES
+                   else init_command(method, args, checkpoint))
         process = timed_process(command, checkpoint.with_suffix(".log"))
         entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
         if method in PACKAGES:
