@@ -182,18 +182,25 @@ def save_head(model: Any, head_names: list[str], directory: Path) -> None:
     save_file({name: parameters[name].detach().contiguous().cpu() for name in head_names}, str(directory / HEAD_FILE))
 
 
-def check_head(module: Module, model: Any) -> dict[str, Any]:
-    """The module's head tensors, checked against ``model`` (names and shapes)."""
+def read_module_tensors(module: Module, filename: str, *, owner: str, missing: str, what: str,
+                        fix: str) -> dict[str, Any]:
+    """A module's safetensors file, or one clear line when it is missing or unreadable."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = module.path / HEAD_FILE
+    path = module.path / filename
     if not path.is_file():
-        raise UserError(f"task module {module.path} has no {HEAD_FILE}; the head is missing, retrain the module")
+        raise UserError(f"{owner} module {module.path} has no {filename}; {missing}")
     try:
-        head = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise UserError(f"{path}: corrupted head file ({exc}); retrain the module") from None
+        raise UserError(f"{path}: corrupted {what} file ({exc}); {fix}") from None
+
+
+def check_head(module: Module, model: Any) -> dict[str, Any]:
+    """The module's head tensors, checked against ``model`` (names and shapes)."""
+    head = read_module_tensors(module, HEAD_FILE, owner="task", missing="the head is missing, retrain the module",
+                               what="head", fix="retrain the module")
     parameters = dict(plain_model(model).named_parameters())
     for key, value in head.items():
         if key not in parameters or parameters[key].shape != value.shape:

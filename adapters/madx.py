@@ -23,7 +23,7 @@ from typing import Any
 from langgraft.errors import UserError
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
-                   composition_state, plain_model, register_kind, revert_head, save_head)
+                   composition_state, plain_model, read_module_tensors, register_kind, revert_head, save_head)
 from .metadata import find_layer_stack
 
 WEIGHTS_FILE = "madx.safetensors"
@@ -234,16 +234,8 @@ class MadxKind(ModuleKind):
         return {"size": {"reduction_factor": reduction, "invertible": invertible}, "touches_embeddings": False}
 
     def _weights(self, module: Module) -> dict[str, Any]:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = module.path / WEIGHTS_FILE
-        if not path.is_file():
-            raise UserError(f"madx module {module.path} has no {WEIGHTS_FILE}; the module is incomplete")
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise UserError(f"{path}: corrupted adapter file ({exc}); retrain or restore the module") from None
+        return read_module_tensors(module, WEIGHTS_FILE, owner="madx", missing="the module is incomplete",
+                                   what="adapter", fix="retrain or restore the module")
 
     def validate(self, module: Module, model: Any) -> None:
         # Build the adapters on a throw-away copy of the shapes to check the file without touching the model.

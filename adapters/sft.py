@@ -22,7 +22,8 @@ from typing import Any
 from langgraft.errors import UserError
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
-                   check_head, composition_state, plain_model, register_kind, relative_name, revert_head, save_head)
+                   check_head, composition_state, plain_model, read_module_tensors, register_kind, relative_name,
+                   revert_head, save_head)
 
 SPARSE_FILE = "sft.safetensors"
 
@@ -183,16 +184,9 @@ class SftKind(ModuleKind):
 
     def _read(self, module: Module, model: Any) -> dict[str, tuple[Any, Any, Any]]:
         """``name -> (parameter, flat indices, values)``, every index checked against the model."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = module.path / SPARSE_FILE
-        if not path.is_file():
-            raise UserError(f"sft module {module.path} has no {SPARSE_FILE}; the module is incomplete")
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise UserError(f"{path}: corrupted sparse file ({exc}); retrain or restore the module") from None
+        tensors = read_module_tensors(module, SPARSE_FILE, owner="sft", missing="the module is incomplete",
+                                      what="sparse", fix="retrain or restore the module")
         parameters = body_parameters(model)
         entries = {}
         for key in tensors:
