@@ -20,6 +20,9 @@ Example (the demo case; build the inputs first, see docs/benchmarks.md):
         --token-embeddings runs/vt/ft/nya-tokens.bin \
         --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv --alignment-table runs/vt/align.tsv \
         --eval runs/vt/nya/test.txt --eval-docs 2000 --out runs/vt/bench
+
+``clp`` is not in the default methods: it needs ``--helper`` (``benchmarks/clp_helper.py``).
+Methods already in ``--out/results.json`` are skipped, so a later run adds rows without losing any.
 """
 from __future__ import annotations
 
@@ -62,6 +65,11 @@ def init_command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
                     "--dictionary", args.dictionary]
     if method == "focus":
         command += ["--option", f"token_embeddings={args.token_embeddings}"]
+    if method == "clp":
+        if not args.helper:
+            raise SystemExit("clp needs --helper MODEL (a small model using the target tokenizer, "
+                             "e.g. from benchmarks/clp_helper.py)")
+        command += ["--helper", args.helper]
     if method == "transtok" or "transtok_share" in extra:
         if args.alignment_table:
             command += ["--option", f"alignment_table={args.alignment_table}"]
@@ -243,6 +251,7 @@ def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, token
     parser.add_argument("--token-embeddings", required=True, help="token-level target fastText (focus)")
     parser.add_argument("--parallel", nargs=2, required=True)
     parser.add_argument("--alignment-table", help="prebuilt `langgraft resources align` table for transtok")
+    parser.add_argument("--helper", help="helper model that uses the target tokenizer (clp; benchmarks/clp_helper.py)")
     parser.add_argument("--eval", help="held-out target text (one document per line)")
     parser.add_argument("--eval-docs", type=int, default=eval_docs, help="score the first N documents")
     parser.add_argument("--methods", nargs="+", default=methods)

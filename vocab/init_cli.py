@@ -1,4 +1,5 @@
-"""``langgraft init`` (embedding transfer), ``langgraft head recover`` and ``langgraft hydra add|export``."""
+"""``langgraft init`` (embedding transfer), ``langgraft ofa export``, ``langgraft head recover`` and
+``langgraft hydra add|export``."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,14 @@ def run_init(args: argparse.Namespace) -> int:
           f"{summary['wall_seconds']:.1f} s -> {args.out}")
     if "hint" in summary:
         print(f"note: {summary['hint']}")
+    return 0
+
+
+def run_ofa_export(args: argparse.Namespace) -> int:
+    from langgraft.vocab.init.ofa import export_factorized
+
+    export_factorized(args.model, args.out, args.factorized)
+    print(f"stock checkpoint with multiplied-out factorized embeddings -> {args.out}")
     return 0
 
 
@@ -94,6 +103,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="method option, e.g. --option k=10 (repeatable)")
     init.set_defaults(handler=run_init)
+
+    ofa = subparsers.add_parser("ofa", help="OFA factorized embeddings").add_subparsers(
+        dest="ofa_command", metavar="COMMAND")
+    ofa_export = ofa.add_parser(
+        "export", help="multiply (trained) rank-r factors out into a stock checkpoint",
+        description="Write --model with its input embeddings replaced by coordinates @ primitives of the "
+                    "factorized file; the output loads with stock transformers.")
+    ofa_export.add_argument("--model", required=True,
+                            help="checkpoint the factors belong to (e.g. a `langgraft init --method ofa` output)")
+    ofa_export.add_argument("--out", required=True, help="output checkpoint directory")
+    ofa_export.add_argument("--factorized", help="factors file (default: --model/factorized_embeddings.safetensors)")
+    ofa_export.set_defaults(handler=run_ofa_export)
 
     head = subparsers.add_parser("head", help="LM-head utilities").add_subparsers(dest="head_command", metavar="COMMAND")
     recover = head.add_parser("recover", help="fit an MLM head on a frozen headless encoder (e.g. MiniLM)")

@@ -10,8 +10,9 @@
    itself holds the multiplied-out rows so stock transformers loads it. An untied head gets the
    same neighbour weights over its own full-rank rows.
 
-:class:`FactorizedEmbedding` is the trainable rank-r form; :func:`export_factorized` multiplies
-trained factors back into a stock checkpoint.
+:class:`FactorizedEmbedding` is the trainable rank-r form (``from_file``/``save``);
+:func:`export_factorized` (CLI ``langgraft ofa export``) multiplies trained factors back into a
+stock checkpoint.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
 from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
                                        register_method)
@@ -99,10 +101,38 @@ class FactorizedEmbedding(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "FactorizedEmbedding":
+        """Read ``coordinates`` (V × r) and ``primitives`` (r × d); a malformed file is a :class:`UserError`."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        tensors = load_file(str(path))
-        return cls(tensors["coordinates"], tensors["primitives"])
+        from langgraft.vocab.transfer import FACTORIZED_FILE
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: factorized embeddings file not found; pass --factorized FILE (the "
+                            f"{FACTORIZED_FILE} of `langgraft init --method ofa`, or trained factors)")
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: not a readable safetensors file ({exc})") from exc
+        coordinates, primitives = tensors.get("coordinates"), tensors.get("primitives")
+        if coordinates is None or primitives is None:
+            raise UserError(f"{path}: needs tensors 'coordinates' (V × r) and 'primitives' (r × d), "
+                            f"found {sorted(tensors)}")
+        if coordinates.dim() != 2 or primitives.dim() != 2 or coordinates.shape[1] != primitives.shape[0]:
+            raise UserError(f"{path}: rank mismatch, coordinates {tuple(coordinates.shape)} and primitives "
+                            f"{tuple(primitives.shape)} must be V × r and r × d with the same r")
+        return cls(coordinates.float(), primitives.float())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the (trained) factors in the layout :meth:`from_file` and :func:`export_factorized` read."""
+        from safetensors.torch import save
+
+        tensors = {"coordinates": self.coordinates.weight.detach().contiguous(),
+                   "primitives": self.primitives.weight.detach().T.contiguous()}
+        with atomic_file(path, "wb") as handle:
+            handle.write(save(tensors))
+        return Path(path)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.primitives(self.coordinates(input_ids))
@@ -114,24 +144,30 @@ class FactorizedEmbedding(nn.Module):
 
 def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | Path | None = None) -> Path:
     """Write a stock checkpoint whose input embeddings are ``coordinates @ primitives`` of ``factorized``
-    (default: the file beside ``model_dir``); tied heads follow automatically."""
-    from langgraft.atomic import atomic_dir
+    (default: the file beside ``model_dir``).
+
+    Every other tensor and the tokenizer come from ``model_dir``; a tied head follows the new input
+    rows, an untied head keeps its own rows. Nothing is written unless the factors fit the model.
+    """
     from langgraft.models import load_config, load_model, load_tokenizer
     from langgraft.vocab.transfer import FACTORIZED_FILE, auto_class, head_kind
 
     factorized = Path(factorized or Path(model_dir) / FACTORIZED_FILE)
-    if not factorized.is_file():
-        raise UserError(f"{factorized}: no factorized embeddings found; pass the file written by `langgraft init --method ofa`")
+    if Path(out).resolve() == Path(model_dir).resolve():
+        raise UserError(f"--out {out} is the --model directory; export to a new directory")
+    config = load_config(model_dir)  # a missing or broken model fails before any factor is read
     table = FactorizedEmbedding.from_file(factorized)
-    model = load_model(model_dir, auto_class(head_kind(load_config(model_dir))))
-    embeddings = model.get_input_embeddings()
+    text_config = config.get_text_config()
+    expected = (text_config.vocab_size, getattr(text_config, "embedding_size", None) or text_config.hidden_size)
     with torch.no_grad():
         full = table.full_matrix()
-        if full.shape != embeddings.weight.shape:
-            raise UserError(f"{factorized}: factors give {tuple(full.shape)} but the model's embeddings are "
-                            f"{tuple(embeddings.weight.shape)}; use the file written for this model")
-        embeddings.weight.copy_(full.to(embeddings.weight.dtype))
+        if tuple(full.shape) != expected:  # checked on the config, before the weights are loaded
+            raise UserError(f"{factorized}: factors give {tuple(full.shape)} (rows, dims) but {model_dir}'s input "
+                            f"embeddings are {expected}; use the factors written or trained for this model")
+        model = load_model(model_dir, auto_class(head_kind(config)))
+        model.get_input_embeddings().weight.copy_(full)
+    tokenizer = load_tokenizer(model_dir)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        load_tokenizer(model_dir).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return Path(out)
