@@ -17,26 +17,41 @@ from langgraft.atomic import atomic_file
 SEAL_FILE = "langgraft_complete.json"
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
+TENSORBOARD_DIR = "runs"
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl`` (one object per record, with ``step`` and ``stage``), plus TensorBoard when installed."""
+    """Append-only ``metrics.jsonl`` (one object per record, with ``step`` and ``stage``), optionally in TensorBoard.
 
-    def __init__(self, out: Path, enabled: bool):
+    With ``tensorboard`` the same records go to ``<out>/runs`` at run-level steps (one log for all
+    stages, held-out bpc included). The event file is opened at the first record, so a run that
+    fails its input checks leaves ``out`` untouched.
+    """
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool = False):
         self.path = out / METRICS_FILE
         self.enabled = enabled
-        self.writer = _tensorboard_writer(out / "runs") if enabled else None
+        self.tensorboard_dir = out / TENSORBOARD_DIR if enabled and tensorboard else None
+        self.writer: Any = None
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
+        if self.tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = self.writer or SummaryWriter(log_dir=str(self.tensorboard_dir))
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
                     self.writer.add_scalar(f"{record.get('stage', 'run')}/{key}", value, record["step"])
             self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step``: a resumed run recomputes them (no duplicated steps)."""
@@ -54,12 +69,13 @@ class MetricsLog:
             return [json.loads(line) for line in handle if line.strip()]
 
 
-def _tensorboard_writer(log_dir: Path) -> Any:
+def tensorboard_installed() -> bool:
+    """TensorBoard logging is optional: it needs the ``tensorboard`` package."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class MetricsCallback(TrainerCallback):

@@ -77,7 +77,8 @@ class InitResources:
     source_embeddings: str | None = None  # fastText .bin, source language
     target_embeddings: str | None = None  # fastText .bin, target language
     dictionary: str | None = None  # TSV source<TAB>target
-    parallel: list[str] | None = None  # [source_file, target_file], line- or id-aligned
+    parallel: Literal["corpus"] | list[str] | None = None  # corpus: the id-aligned train splits of
+    # corpora.source and corpora.target; or [source_file, target_file], line- or id-aligned
     helper: str | None = None  # model already using the target tokenizer (CLP)
 
 

@@ -8,14 +8,16 @@ learning rate and schedule, and a distributed wrapper that sees exactly its trai
    Newly initialised vocabularies adapt before the body is disturbed.
 2. ``full`` (the remaining ``max_steps - embedding_steps`` steps at ``learning_rate``), or
    ``module`` when :func:`pretrain` gets a ``language_module`` callable: the base stays frozen and
-   a language module (LoRA, MAD-X, SFT from :mod:`langgraft.adapters`) trains instead.
+   a language module (LoRA, MAD-X, SFT from :mod:`langgraft.adapters`) trains instead, each of its
+   phases (SFT has two) for ``max_steps - embedding_steps`` steps, without weight decay.
 
 Trainer is extended only through public arguments and callbacks: the packed stream
 (:mod:`langgraft.adapt.data`), ``compute_loss_func`` plus PyTorch hooks that compute the LM
 head on the scored rows only (:mod:`langgraft.adapt.lm_rows`), and the callbacks of
 :mod:`langgraft.adapt.callbacks`. Layout of ``out``::
 
-    out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained)
+    out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained); with a
+                                                     language module: the base after stage 1, if it ran
     out/metrics.jsonl, loss_curve.png, runs/         logs (runs/ = TensorBoard, when installed)
     out/langgraft_pretrain.json                      what the run is (checked on --resume)
     out/checkpoints/<stage>/checkpoint-N             sealed Trainer checkpoints (module/<phase>/ for modules)
@@ -34,10 +36,14 @@ from typing import Any, Callable, Sequence
 from langgraft.errors import UserError
 
 RUN_FILE = "langgraft_pretrain.json"
+FULL_LEARNING_RATE = 5e-5  # stage 2 without a language module, when no learning rate is given
+# report_to values langgraft handles itself; the others are Trainer integrations (wandb, mlflow, ...)
+OWN_REPORTERS = ("auto", "tensorboard", "none")
 # fit(model, learning_rate, callbacks, stage) -> stats: the signature of langgraft.adapters.base.Fit
 Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 # language_module(model, fit) -> trained module: make the model trainable your way (base frozen),
-# call fit(...) once, return what the caller will save (e.g. ModuleKind.train(...)).
+# call fit(...) once per phase, return what the caller will save (e.g. ModuleKind.train(...)). An
+# ``identity`` attribute (JSON-able, e.g. kind + options), if present, is recorded and checked on resume.
 LanguageModuleStage = Callable[[Any, Fit], Any]
 
 
@@ -51,7 +57,7 @@ class PretrainConfig:
     eval_corpus: str | None = None
     max_steps: int = 1000
     embedding_steps: int = 0
-    learning_rate: float = 5e-5
+    learning_rate: float | None = None  # None: FULL_LEARNING_RATE, or the language module's own default
     embedding_learning_rate: float = 1e-3
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -72,6 +78,8 @@ class PretrainConfig:
     eval_batch_size: int = 16
     resume: bool = False
     use_cpu: bool = False
+    # "auto": TensorBoard in out/runs when installed; "tensorboard": the same, required; "none": off;
+    # anything else goes to Trainer's report_to (wandb, mlflow, ...)
     report_to: list[str] = field(default_factory=lambda: ["auto"])
 
     def check(self) -> None:
@@ -88,13 +96,19 @@ class PretrainConfig:
         for path in [*self.corpus, self.eval_corpus, self.replay_corpus]:
             if path is not None and not Path(path).exists():
                 raise UserError(f"corpus {path} not found; check the path")
+        if "tensorboard" in self.report_to:
+            from langgraft.adapt.callbacks import tensorboard_installed
+
+            if not tensorboard_installed():
+                raise UserError("--report-to tensorboard needs the tensorboard package: pip install tensorboard "
+                                "(or leave --report-to at auto)")
 
 
 @dataclass
 class PretrainResult:
     out: Path
     objective: str
-    steps: int
+    steps: int  # run-level optimizer steps (a two-phase language module counts both phases)
     eval: dict[str, float] | None = None
     module: Any = None
     train_seconds: float = 0.0  # Trainer's train_runtime, summed over the stages run by this call
@@ -102,9 +116,9 @@ class PretrainResult:
 
 @dataclass
 class _Stage:
-    name: str  # "embeddings", "full" or "module"
+    name: str  # "embeddings", "full" or "module" ("module/<phase>" while a module phase trains)
     steps: int
-    learning_rate: float
+    learning_rate: float | None  # None only for "module": the module's own default
     step_offset: int  # run-level steps before this stage
 
 
@@ -164,6 +178,30 @@ def _is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+def _load_finished_stage(model: Any, checkpoint: Path) -> dict[str, float]:
+    """Put the weights of a stage's last checkpoint into ``model``; its stats as ``fit`` reports them.
+
+    Reads what Trainer wrote: a PEFT adapter (``adapter_model.safetensors``) or the model's
+    safetensors shards. ``train_loss`` is the mean of the losses Trainer logged in that stage.
+    """
+    from safetensors.torch import load_file
+
+    adapter = checkpoint / "adapter_model.safetensors"
+    if adapter.is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(adapter)), adapter_name=model.active_adapter)
+    else:
+        for shard in sorted(checkpoint.glob("model*.safetensors")):
+            unexpected = model.load_state_dict(load_file(str(shard)), strict=False).unexpected_keys
+            if unexpected:
+                raise UserError(f"checkpoint {checkpoint} does not fit this model ({unexpected[0]}); "
+                                "resume with the model and module that started the run or choose another --out")
+    history = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+    losses = [record["loss"] for record in history if "loss" in record]
+    return {"train_seconds": 0.0, "train_loss": round(sum(losses) / len(losses), 4) if losses else float("nan")}
+
+
 class _Run:
     """One pretraining run in ``config.out``: stages, resume bookkeeping, final save."""
 
@@ -186,12 +224,12 @@ class _Run:
         if config.max_seq_length > limit:
             raise UserError(f"--max-seq-length {config.max_seq_length} exceeds what {config.model} supports ({limit})")
         self.fingerprint = model_fingerprint(model_config, self.tokenizer)
-        self.args_probe = self._training_arguments(_Stage("probe", 1, config.learning_rate, 0))
+        self.args_probe = self._training_arguments(_Stage("probe", 1, FULL_LEARNING_RATE, 0))
         self.is_main = self.args_probe.process_index == 0
         self.global_batch = (config.per_device_train_batch_size * config.gradient_accumulation_steps
                              * self.args_probe.world_size)
         self.stages = self._plan()
-        self.log = MetricsLog(self.out, enabled=self.is_main)
+        self.log = MetricsLog(self.out, enabled=self.is_main, tensorboard=self._tensorboard())
 
     # ---------------------------------------------------------------- setup
 
@@ -201,13 +239,16 @@ class _Run:
         if c.embedding_steps:
             stages.append(_Stage("embeddings", c.embedding_steps, c.embedding_learning_rate, 0))
         if c.max_steps > c.embedding_steps:
-            name = "module" if self.language_module is not None else "full"
-            stages.append(_Stage(name, c.max_steps - c.embedding_steps, c.learning_rate, c.embedding_steps))
+            if self.language_module is not None:
+                stages.append(_Stage("module", c.max_steps - c.embedding_steps, c.learning_rate, c.embedding_steps))
+            else:
+                stages.append(_Stage("full", c.max_steps - c.embedding_steps, c.learning_rate or FULL_LEARNING_RATE,
+                                     c.embedding_steps))
         return stages
 
     def _identity(self) -> dict[str, Any]:
         c = self.config
-        return {
+        identity = {
             "model": self.model_path, "objective": self.objective, "fingerprint": self.fingerprint,
             "data": {"corpus": [str(Path(p).resolve()) for p in c.corpus], "seed": c.seed,
                      "max_seq_length": c.max_seq_length, "global_batch_size": self.global_batch,
@@ -215,6 +256,9 @@ class _Run:
                      "replay_ratio": c.replay_ratio, "embedding_steps": c.embedding_steps,
                      "mlm_probability": c.mlm_probability},
         }
+        if self.language_module is not None:  # kind and options, when the stage says (else only that there is one)
+            identity["data"]["language_module"] = getattr(self.language_module, "identity", True)
+        return identity
 
     def check_out(self) -> None:
         """A new run needs a new or empty ``--out``; ``--resume`` needs the same model and data."""
@@ -230,10 +274,11 @@ class _Run:
             if saved["fingerprint"] != identity["fingerprint"]:
                 raise UserError(f"checkpoints in {self.out} come from another model ({saved['model']}); "
                                 f"resume with --model {saved['model']} or choose another --out")
-            for key, value in identity["data"].items():
+            for key in sorted(identity["data"].keys() | saved["data"].keys()):
+                value = identity["data"].get(key)
                 if saved["data"].get(key) != value:
                     raise UserError(f"cannot resume {self.out}: {key} was {saved['data'].get(key)!r}, now {value!r}; "
-                                    "resume with the original data options (same order of examples)")
+                                    "resume with the original data and module options (same order of examples)")
         elif self.out.exists() and any(self.out.iterdir()):
             raise UserError(f"--out {self.out} is not empty and holds no pretraining run; choose a new directory")
         _wait_for_everyone()  # every process checked before the main one writes
@@ -255,22 +300,23 @@ class _Run:
             output_dir=str(self.stage_dir(stage)), max_steps=stage.steps, learning_rate=stage.learning_rate,
             per_device_train_batch_size=c.per_device_train_batch_size,
             gradient_accumulation_steps=c.gradient_accumulation_steps, warmup_steps=c.warmup_steps,
-            weight_decay=c.weight_decay, lr_scheduler_type=c.lr_scheduler_type, max_grad_norm=c.max_grad_norm,
+            # a module's deltas are pulled toward the base by its own method (sft: L1 toward θ0), never toward 0
+            weight_decay=0.0 if stage.name.startswith("module") else c.weight_decay,
+            lr_scheduler_type=c.lr_scheduler_type, max_grad_norm=c.max_grad_norm,
             save_strategy="steps", save_steps=c.save_steps, save_total_limit=c.save_total_limit,
-            logging_steps=c.logging_steps, seed=c.seed, data_seed=c.seed, report_to=self._report_to(),
+            logging_steps=c.logging_steps, seed=c.seed, data_seed=c.seed,
+            report_to=[r for r in c.report_to if r not in OWN_REPORTERS],
             remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
             use_cpu=c.use_cpu or not _has_gpu(), dataloader_pin_memory=not c.use_cpu and _has_gpu(),
             ddp_find_unused_parameters=False,
         )
 
-    def _report_to(self) -> list[str]:
-        if self.config.report_to != ["auto"]:
-            return self.config.report_to
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            return []
-        return ["tensorboard"]
+    def _tensorboard(self) -> bool:
+        """One TensorBoard log for the whole run (``out/runs``, run-level steps), written by :class:`MetricsLog`."""
+        from langgraft.adapt.callbacks import tensorboard_installed
+
+        wanted = self.config.report_to
+        return "tensorboard" in wanted or ("auto" in wanted and tensorboard_installed())
 
     def stage_dir(self, stage: _Stage) -> Path:
         return self.out / "checkpoints" / stage.name
@@ -286,14 +332,17 @@ class _Run:
         module = None
         model_source = self.model_path
         self.train_seconds = 0.0
+        self.steps_done = 0
         for stage in self.stages:
             final = self.stage_dir(stage) / "final"
             if stage.name == "embeddings" and is_sealed(final):
                 model_source = str(final)  # stage 1 finished in an earlier invocation
+                self.steps_done = stage.steps
                 continue
             model, _ = load_language_model(model_source)
-            if stage.name == "module":  # the base stays frozen: out/ holds it as it is now
-                self._save_model(model, self.out)
+            if stage.name == "module":  # the base stays frozen; out/ holds it when stage 1 changed it
+                if model_source != self.model_path:
+                    self._save_model(model, self.out)
                 module = self.language_module(model, self._fit_for(stage))
             else:
                 set_trainable(model, stage.name)
@@ -305,16 +354,23 @@ class _Run:
             elif stage.name != "module":
                 self._save_model(model, self.out)
         self._finish()
-        return PretrainResult(self.out, self.objective, self.config.max_steps, final_eval, module, self.train_seconds)
+        return PretrainResult(self.out, self.objective, self.steps_done, final_eval, module, self.train_seconds)
 
     def _fit_for(self, stage: _Stage) -> Fit:
-        """The ``Fit`` handed to a language module: train ``model`` as this stage (its learning rate unless given)."""
+        """The ``Fit`` handed to a language module: each call trains one phase of ``stage.steps`` steps.
+
+        ``--learning-rate``, when given, overrides the module's own default. Phases follow one
+        another in run-level steps and in the data stream (SFT's phase 2 sees new text), and each
+        checkpoints and resumes in its own folder.
+        """
+        offset = stage.step_offset
 
         def fit(model: Any, learning_rate: float, callbacks: Sequence[Any], phase: str) -> dict[str, float]:
-            # each phase of a multi-phase module (e.g. SFT) checkpoints and resumes in its own folder
+            nonlocal offset
             name = f"{stage.name}/{phase}" if phase else stage.name
-            return self._train(model, _Stage(name, stage.steps, learning_rate or stage.learning_rate,
-                                              stage.step_offset), [*self.user_callbacks, *callbacks])
+            phase_stage = _Stage(name, stage.steps, stage.learning_rate or learning_rate, offset)
+            offset += stage.steps
+            return self._train(model, phase_stage, [*self.user_callbacks, *callbacks])
 
         return fit
 
@@ -359,6 +415,11 @@ class _Run:
         args = self._training_arguments(stage)
         with args.main_process_first(desc="checking checkpoints"):
             checkpoint = self._resume_checkpoint(stage) if c.resume else None
+        self.steps_done = stage.step_offset + stage.steps
+        if checkpoint is not None and checkpoint_step(checkpoint) >= stage.steps:
+            # finished in an earlier invocation (e.g. SFT's phase 1): Trainer resumed at max_steps on a
+            # stream without length would train one step more, so restore the weights without it
+            return _load_finished_stage(model, checkpoint)
         if self.is_main:  # records past the checkpoint are recomputed; a fresh stage 1 starts an empty log
             done = checkpoint_step(checkpoint) if checkpoint else 0
             self.log.truncate_after(stage.step_offset + done if stage.step_offset or checkpoint else -1)
@@ -428,6 +489,7 @@ class _Run:
 
         if not self.is_main:
             return
+        self.log.close()
         plot_loss_curve(self.log)
         record = json.loads((self.out / RUN_FILE).read_text(encoding="utf-8"))
         record.update(finished=True, config=asdict(self.config))
@@ -443,11 +505,13 @@ def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | N
 
     ``language_module(model, fit)`` switches stage 2 to a language module: it receives the LM
     after stage 1 (embeddings trained, body otherwise untouched) and a ``fit(model,
-    learning_rate, callbacks, stage_name) -> {"train_seconds", "train_loss"}`` that trains
-    whatever is trainable in ``model`` on this run's packed stream, with this run's loss,
-    checkpoints (resumable), logging and held-out bpc (``learning_rate`` 0/None: ``--learning-rate``).
-    It must freeze the base itself, call ``fit`` once and return the module; ``out`` then holds
-    the base model and :attr:`PretrainResult.module` the returned object (the caller saves it).
-    ``langgraft.adapters.base.ModuleKind.train(model, config, "language", [], fit)`` fits as is.
+    learning_rate, callbacks, phase) -> {"train_seconds", "train_loss"}`` that trains whatever is
+    trainable in ``model`` for ``max_steps - embedding_steps`` steps on this run's packed stream,
+    with this run's loss, checkpoints (resumable per phase), logging and held-out bpc
+    (``config.learning_rate``, when set, overrides the ``learning_rate`` given to ``fit``). It must
+    freeze the base itself, call ``fit`` once per phase and return the module;
+    :attr:`PretrainResult.module` is the returned object (the caller saves it) and ``out`` holds
+    the base model when stage 1 changed it. ``langgraft.adapters.compose.pretrain_language_module``
+    does all this for the module kinds of :mod:`langgraft.adapters`.
     """
     return _Run(config, language_module, callbacks).run()

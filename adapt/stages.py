@@ -215,6 +215,25 @@ def _initial_model(ctx: "StageContext") -> str:
     return str(ctx.inputs["head"] / "model") if "head" in ctx.inputs else source_model_path(ctx.settings)
 
 
+def _parallel_files(ctx: "StageContext") -> tuple[str, str] | None:
+    """The parallel pair: the YAML's two files, or (``corpus``) the id-aligned train tables of both corpora.
+
+    Only the train splits: dev and test text stays unseen by the initialization it evaluates.
+    """
+    from langgraft.corpora.prepare import prepared_pairs
+
+    if ctx.settings.init.resources.parallel != "corpus":
+        return tuple(resolve_path(ctx.pipeline.base_dir, p) for p in _parallel_paths(ctx.settings)) or None
+    corpus = ctx.input("corpus")
+    files = (str(corpus / "source" / "train.tsv"), str(corpus / "target" / "train.tsv"))
+    if not all(Path(f).is_file() for f in files) or next(
+            prepared_pairs(corpus / "source", corpus / "target", "train"), None) is None:
+        raise UserError("init.resources.parallel: corpus found no id shared by the train splits of corpora.source "
+                        "and corpora.target; give both corpora matching ids (bible, id_column/id_field) or "
+                        "give [source_file, target_file]")
+    return files
+
+
 def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
     """The YAML's prebuilt resources (+ the corpus stage's train text, from which methods build theirs)."""
     from langgraft.vocab.init import TransferResources
@@ -225,8 +244,7 @@ def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
     source_text = ctx.input("corpus") / "source" / "train.txt"
     return TransferResources(
         source_embeddings=path(given.source_embeddings), target_embeddings=path(given.target_embeddings),
-        dictionary=path(given.dictionary), helper=path(given.helper),
-        parallel=tuple(path(p) for p in given.parallel) if given.parallel else None,
+        dictionary=path(given.dictionary), helper=path(given.helper), parallel=_parallel_files(ctx),
         source_corpus=[str(source_text)] if with_corpora and source_text.is_file() else [],
         target_corpus=[_split_file(ctx, "target", "train")] if with_corpora else [],
         workdir=str(ctx.work_dir / "resources"),
@@ -234,7 +252,8 @@ def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
 
 
 def candidate_methods(ctx: "StageContext") -> list[str]:
-    """Explicit candidates, or random/mean/fvt plus every method whose prebuilt resources are given."""
+    """Explicit candidates, or random/mean/fvt plus every method whose resources are given
+    (``parallel: corpus`` counts: it adds transtok)."""
     from langgraft.vocab.init import get_method, list_methods
 
     cfg = ctx.config["init"]
@@ -470,7 +489,7 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
     init_needs = ("corpus", "tokenizer") + (("head",) if recover else ())
     resource_refs = [resolve_path(base, r) for r in (config.init.resources.source_embeddings,
                      config.init.resources.target_embeddings, config.init.resources.dictionary,
-                     *(config.init.resources.parallel or ())) if r]
+                     *_parallel_paths(config)) if r]  # parallel: corpus is keyed by the corpus stage's key
     specs.append(StageSpec("init", init_stage, {"init": config.init, "mode": config.tokenizer.mode, "seed": config.seed},
                            needs=init_needs, external=tuple(resource_refs) + (() if recover else (model,))))
     _check_init(config)
@@ -533,7 +552,7 @@ def _check_files(config: PipelineConfig, base: Path) -> None:
     resources = config.init.resources
     named += [(f"init.resources.{key}", getattr(resources, key))
               for key in ("source_embeddings", "target_embeddings", "dictionary")]
-    named += [(f"init.resources.parallel[{i}]", f) for i, f in enumerate(resources.parallel or [])]
+    named += [(f"init.resources.parallel[{i}]", f) for i, f in enumerate(_parallel_paths(config))]
     for index, task in enumerate(config.evaluation.tasks):
         named += [(f"evaluation.tasks[{index}].train", task.train), (f"evaluation.tasks[{index}].test", task.test)]
     retrieval = config.evaluation.retrieval
@@ -571,9 +590,22 @@ def _check_module_options(module: Any, where: str) -> None:
         raise UserError(f"{where}.options: {exc}") from None
 
 
+def _parallel_paths(config: PipelineConfig) -> list[str]:
+    """The parallel files the YAML names (none for ``parallel: corpus``, which the corpus stage writes)."""
+    parallel = config.init.resources.parallel
+    return [] if parallel in (None, "corpus") else list(parallel)
+
+
 def _check_init(config: PipelineConfig) -> None:
     from langgraft.vocab.init import config_from_options, list_methods
 
+    parallel = config.init.resources.parallel
+    if parallel == "corpus" and config.corpora.source is None:
+        raise UserError("init.resources.parallel: corpus needs corpora.source (source-language text whose ids "
+                        "match corpora.target, e.g. both Bibles); add corpora.source or give [source_file, target_file]")
+    if parallel not in (None, "corpus") and len(parallel) != 2:
+        raise UserError(f"init.resources.parallel: give corpus or [source_file, target_file], got {len(parallel)} "
+                        "file(s)")
     methods = list(list_methods())
     if config.init.method != "auto" and config.init.method not in methods:
         raise UserError(f"init.method: {config.init.method!r} is not a known method; allowed: auto, {', '.join(methods)}")

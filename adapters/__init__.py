@@ -7,8 +7,8 @@ torch; the kinds import it when they run.
 from __future__ import annotations
 
 from .base import MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind
-from .compose import (compose, export_merged, load_composed, module_info, revert, train_language_module,
-                      train_task_module)
+from .compose import (compose, export_merged, export_module, load_composed, module_info, revert, train_language_module,
+                      train_task_module, write_composition)
 from .lora import LoraModuleConfig
 from .madx import MadxConfig
 from .metadata import ModuleMetadata
@@ -17,6 +17,7 @@ from .training import TrainOptions
 
 __all__ = [
     "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleConfig", "ModuleKind", "ModuleMetadata",
-    "SftConfig", "TrainOptions", "compose", "export_merged", "get_kind", "load_composed", "load_module",
-    "make_config", "module_info", "register_kind", "revert", "train_language_module", "train_task_module",
+    "SftConfig", "TrainOptions", "compose", "export_merged", "export_module", "get_kind", "load_composed",
+    "load_module", "make_config", "module_info", "register_kind", "revert", "train_language_module",
+    "train_task_module", "write_composition",
 ]

@@ -76,6 +76,15 @@ class ModuleKind(ABC):
     def validate(self, module: "Module", model: Any) -> None:
         """Check the module's files against ``model`` before anything changes (default: nothing)."""
 
+    def combine(self, model: Any, parts: list[tuple[str, "Module"]], directory: Path) -> dict[str, Any]:
+        """Write ``parts`` (composed onto ``model``, as ``(name, module)``) as ONE module of this kind.
+
+        Writes the kind's files into ``directory`` and returns metadata fields (``size``,
+        ``touches_embeddings``, ``config``). Kinds without a combined format keep this default.
+        """
+        raise UserError(f"{self.name} modules cannot be combined into one module; "
+                        "write a merged checkpoint instead (--merge)")
+
 
 MODULE_KINDS: dict[str, type[ModuleKind]] = {}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Sequence
 
 KINDS = ("lora", "sft", "madx")
 
@@ -18,6 +18,10 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=128, help="tokens per example/block")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-steps", type=int, default=100, help="checkpoint interval (resume point)")
+    _add_kind_options(parser)
+
+
+def _add_kind_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, help="lora: rank")
     parser.add_argument("--alpha", type=int, help="lora: alpha")
     parser.add_argument("--k", type=int, help="sft: number of entries in the ticket")
@@ -27,7 +31,13 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-invertible", action="store_true", help="madx: no invertible embedding adapter")
 
 
-def _config(args: argparse.Namespace) -> dict[str, Any]:
+def _add_language_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--language", required=required, help="language code recorded in the module (e.g. ny)")
+    parser.add_argument("--carry-vocabulary", action="store_true",
+                        help="store the model's tokenizer + embeddings in the module (compose onto the original base)")
+
+
+def _config(args: argparse.Namespace, kind_flag: str = "--kind") -> dict[str, Any]:
     by_kind = {
         "lora": {"rank": args.rank, "alpha": args.alpha},
         "sft": {"k": args.k, "l1_weight": args.l1, "include_layernorm": args.include_layernorm},
@@ -39,8 +49,45 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     if others:
         from langgraft.errors import UserError
 
-        raise UserError(f"option for {others[0]!r} does not apply to --kind {args.kind}; remove it")
+        raise UserError(f"option for {others[0]!r} does not apply to {kind_flag} {args.kind}; remove it")
     return chosen
+
+
+class _ModuleOptionParser(argparse.ArgumentParser):
+    """Parses ``--module-option`` pairs; its errors are one :class:`UserError` line (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from langgraft.errors import UserError
+
+        raise UserError(f"--module-option: {message}")
+
+
+def language_module_options(kind: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``KEY`` alone for a switch) named like the ``module train-language`` options.
+
+    Returns the keywords ``config``, ``language`` and ``carry_vocabulary`` of
+    :func:`langgraft.adapters.compose.pretrain_language_module`; used by ``langgraft pretrain --language-module``.
+    """
+    from langgraft.errors import UserError
+
+    parser = _ModuleOptionParser(prog="--module-option", add_help=False, allow_abbrev=False)
+    _add_kind_options(parser)
+    _add_language_options(parser, required=False)
+    known = sorted(dest.replace("_", "-") for dest in vars(parser.parse_args([])))
+    argv = []
+    for pair in pairs:
+        key, has_value, value = pair.partition("=")
+        key = key.strip().replace("_", "-")
+        if key not in known:
+            raise UserError(f"unknown --module-option {key!r} for --language-module {kind}; "
+                            f"options: {', '.join(known)}")
+        argv.append(f"--{key}={value}" if has_value else f"--{key}")
+    args = parser.parse_args(argv)
+    if not args.language:
+        raise UserError("--language-module needs the module's language code: add --module-option language=CODE")
+    args.kind = kind
+    return {"config": _config(args, "--language-module"), "language": args.language,
+            "carry_vocabulary": args.carry_vocabulary}
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -65,7 +112,8 @@ def _train_language(args: argparse.Namespace) -> int:
 
     _quiet()
     out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
-                                config=_config(args), options=_options(args), carry_vocabulary=args.carry_vocabulary)
+                                config=_config(args), options=_options(args), carry_vocabulary=args.carry_vocabulary,
+                                eval_corpus=args.eval_corpus)
     print(f"language module written to {out}")
     return 0
 
@@ -82,12 +130,11 @@ def _train_task(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
-    from langgraft.adapters.compose import export_merged, load_composed
+    from langgraft.adapters.compose import write_composition
 
     _quiet()
-    model, tokenizer = load_composed(args.model, args.module)
-    out = export_merged(model, tokenizer, args.out)
-    print(f"composed checkpoint written to {out}")
+    out = write_composition(args.model, args.modules, args.out, merge=args.merge)
+    print(f"{'merged checkpoint' if args.merge else 'composed module'} written to {out}")
     return 0
 
 
@@ -106,9 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     language = commands.add_parser("train-language", help="train a language module by MLM/CLM, base frozen")
     _add_training_options(language)
     language.add_argument("--corpus", required=True, nargs="+", help="target-language text file(s)")
-    language.add_argument("--language", required=True, help="language code recorded in the module (e.g. ny)")
-    language.add_argument("--carry-vocabulary", action="store_true",
-                          help="store the model's tokenizer + embeddings in the module (compose onto the original base)")
+    language.add_argument("--eval-corpus",
+                          help="held-out text: loss and bits per character in the module's metrics.jsonl")
+    _add_language_options(language)
     language.set_defaults(handler=_train_language)
 
     task = commands.add_parser("train-task", help="train a task module + head on labelled source data")
@@ -119,12 +166,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     task.add_argument("--language", help="language of the training data (default: the language module's)")
     task.set_defaults(handler=_train_task)
 
-    compose = commands.add_parser("compose", help="compose modules and write a stock checkpoint (lora, sft)")
-    compose.add_argument("--model", required=True, help="base checkpoint the modules were trained on")
-    compose.add_argument("--module", required=True, action="append", help="module directory (repeatable)")
-    compose.add_argument("--out", required=True, help="output checkpoint directory")
+    compose = commands.add_parser(
+        "compose", help="compose modules into a stock checkpoint (--merge, default) or one module (--no-merge)",
+        description="Compose modules onto a base. --merge (the default) writes a stock transformers checkpoint "
+                    "with the modules folded in (lora, sft); --no-merge writes ONE module of the modules' kind "
+                    "for the untouched base: a PEFT LoRA adapter, an sft sparse file, or a stacked madx module.")
+    compose.add_argument("--base", "--model", dest="model", required=True, metavar="DIR",
+                         help="base checkpoint the modules were trained on")
+    compose.add_argument("--modules", "--module", dest="modules", required=True, nargs="+", action="extend",
+                         metavar="DIR", help="module directories: language modules and at most one task module")
+    compose.add_argument("--out", required=True, metavar="DIR", help="output checkpoint or module directory")
+    compose.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
+                         help="fold the modules into the weights (default); --no-merge writes one combined module")
     compose.set_defaults(handler=_compose)
 
-    info = commands.add_parser("info", help="print a module's metadata as JSON")
+    info = commands.add_parser("info", help="print a module's metadata as JSON (a composed module lists its parts)",
+                               description="Print langgraft_module.json as JSON: kind, role, size, base "
+                                           "fingerprints, training options and, for a module written by "
+                                           "`module compose --no-merge`, its parts.")
     info.add_argument("dir", help="module directory")
     info.set_defaults(handler=_info)

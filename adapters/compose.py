@@ -11,10 +11,12 @@ before anything changes, so a bad module leaves the model untouched.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from langgraft.adapt.pretrain import PretrainConfig, PretrainResult
 from langgraft.errors import UserError
 
 from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
@@ -56,8 +58,8 @@ def _resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> 
 
 
 def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
-                  identity: Any, tokenizer: Any, embedding_digest: str, options: TrainOptions,
-                  vocabulary: Any = None, **fields: Any) -> Path:
+                  identity: Any, tokenizer: Any, embedding_digest: str, training: dict[str, Any],
+                  vocabulary: Any = None, logs: Sequence[Path] = (), **fields: Any) -> Path:
     from langgraft.atomic import atomic_dir
 
     kind = get_kind(kind_name)
@@ -65,47 +67,120 @@ def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str,
         saved = kind.save(trained, config, role, head_names, tmp)
         if vocabulary is not None:
             save_vocabulary(tokenizer, vocabulary, tmp)
+        for log in logs:  # the training run's metrics.jsonl / loss_curve.png, when it wrote them
+            if log.is_file():
+                shutil.copy2(log, tmp / log.name)
         ModuleMetadata(
             kind=kind_name, role=role, base_fingerprint=identity.base_fingerprint, body_digest=identity.body_digest,
             embedding_digest=embedding_digest, tokenizer_hash=tokenizer_hash(tokenizer),
             trainable_parameters=trained.trainable_parameters, has_head=bool(head_names),
             has_vocabulary=vocabulary is not None,
-            config=dataclasses.asdict(config), training={**dataclasses.asdict(options), **trained.stats},
+            config=dataclasses.asdict(config), training={**training, **trained.stats},
             **saved, **fields,
         ).save(tmp)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
     return out
 
 
+@dataclasses.dataclass
+class _LanguageModuleStage:
+    """Stage 2' of :func:`langgraft.adapt.pretrain.pretrain`: a kind's language module trains on the frozen base."""
+
+    kind: str
+    config: ModuleConfig
+    seed: int
+    carry_vocabulary: bool
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Recorded in the run and compared on resume: checkpoints of another kind or config do not fit."""
+        return json.loads(json.dumps({"kind": self.kind, "config": dataclasses.asdict(self.config)}))
+
+    def __call__(self, model: Any, fit: Any) -> tuple[Any, Any, str, Any]:
+        from .metadata import embedding_digest
+
+        identity = composition_state(model).identity  # the base as it is after stage 1
+        digest = embedding_digest(model)
+        vocabulary = model.get_input_embeddings().weight.detach().clone() if self.carry_vocabulary else None
+        _seed(self.seed)
+        trained = get_kind(self.kind).train(model, self.config, "language", [], fit)
+        return trained, identity, digest, vocabulary
+
+
+def _run_options(run: PretrainConfig) -> dict[str, Any]:
+    """The pretraining options recorded in a module's metadata (no paths)."""
+    paths = {"model", "corpus", "out", "eval_corpus", "replay_corpus", "resume", "use_cpu", "report_to"}
+    return {key: value for key, value in dataclasses.asdict(run).items() if key not in paths}
+
+
+def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, out: str | Path,
+                             config: ModuleConfig | dict[str, Any] | None = None,
+                             training: dict[str, Any] | None = None, callbacks: Sequence[Any] = (),
+                             carry_vocabulary: bool = False, copy_logs: bool = False) -> PretrainResult:
+    """Continued pretraining whose stage 2 is a ``kind`` language module (base frozen); the module goes to ``out``.
+
+    ``run`` is a :class:`~langgraft.adapt.pretrain.PretrainConfig`: an optional embeddings-only
+    stage first (``embedding_steps``), then the module for ``max_steps - embedding_steps`` steps
+    per phase, with packing, dynamic masking, held-out bpc, sealed checkpoints and ``run.resume``.
+    ``run.learning_rate`` None means the kind's default. ``training`` is recorded in the module
+    metadata (default: the run's options); ``copy_logs`` copies the run's ``metrics.jsonl`` and
+    ``loss_curve.png`` into the module. Returns the run's result with ``module`` = ``out``.
+    """
+    from accelerate import PartialState
+
+    from langgraft.adapt.callbacks import CURVE_FILE, METRICS_FILE
+    from langgraft.adapt.pretrain import pretrain
+    from langgraft.models import load_tokenizer, resolve_model_path
+
+    config = _resolve_config(kind, config)
+    result = pretrain(run, language_module=_LanguageModuleStage(kind, config, run.seed, carry_vocabulary),
+                      callbacks=callbacks)
+    out = Path(out)
+    if PartialState().is_main_process:
+        trained, identity, digest, vocabulary = result.module
+        tokenizer = load_tokenizer(resolve_model_path(run.model))
+        logs = [Path(run.out) / METRICS_FILE, Path(run.out) / CURVE_FILE] if copy_logs else []
+        _write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest,
+                      _run_options(run) if training is None else training, vocabulary=vocabulary, logs=logs,
+                      language=language)
+    PartialState().wait_for_everyone()
+    return dataclasses.replace(result, module=out)
+
+
 def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | Path], *, language: str,
                           out: str | Path, config: ModuleConfig | dict[str, Any] | None = None,
                           options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
-                          carry_vocabulary: bool = False) -> Path:
+                          carry_vocabulary: bool = False, eval_corpus: str | Path | None = None) -> Path:
     """Train a language module by MLM/CLM on ``corpus`` with the base frozen; returns ``out``.
+
+    This is the pretraining stage (:func:`pretrain_language_module`) run in the hidden sibling
+    ``.<out>.work/``: a rerun resumes from its checkpoints, and the directory is removed once the
+    module is written. The module also gets the run's ``metrics.jsonl`` and ``loss_curve.png``
+    (with ``eval_corpus``: held-out loss and bpc every ``options.logging_steps`` steps).
 
     ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
     records that vocabulary, and modules touching embedding rows only compose onto it.
     """
-    from langgraft.models import load_tokenizer, resolve_model_path
-
-    from .metadata import embedding_digest
-    from .training import is_causal_lm, language_collator, language_dataset, load_lm
+    from langgraft.eval.bpc import default_max_length
+    from langgraft.models import load_config, load_tokenizer, resolve_model_path
 
     options = options or TrainOptions()
-    config = _resolve_config(kind, config)
     out = Path(out)
-    tokenizer = load_tokenizer(resolve_model_path(model))
-    lm = load_lm(model)
-    identity = composition_state(lm).identity
-    digest = embedding_digest(lm)
-    vocabulary = lm.get_input_embeddings().weight.detach().clone() if carry_vocabulary else None
-    dataset = language_dataset(tokenizer, list(corpus), options.max_length)
-    collator = language_collator(tokenizer, is_causal_lm(lm.config), options)
-    fit = _fit_with(dataset, collator, options, _work_dir(out), callbacks)
-    _seed(options.seed)
-    trained = get_kind(kind).train(lm, config, "language", [], fit)
-    return _write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest, options,
-                         vocabulary=vocabulary, language=language)
+    model_path = resolve_model_path(model)  # blocks no longer than the model's positions allow (HF run_mlm caps too)
+    max_length = default_max_length(load_config(model_path), load_tokenizer(model_path), cap=options.max_length)
+    run = PretrainConfig(
+        model=str(model), corpus=[str(path) for path in corpus], out=str(_work_dir(out)),
+        eval_corpus=str(eval_corpus) if eval_corpus is not None else None, max_steps=options.max_steps,
+        learning_rate=options.learning_rate, per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps, max_seq_length=max_length,
+        warmup_steps=int(options.warmup_ratio * options.max_steps), save_steps=options.save_steps,
+        eval_steps=options.logging_steps, logging_steps=options.logging_steps, seed=options.seed,
+        mlm_probability=options.mlm_probability, resume=True, report_to=["none"],
+    )
+    pretrain_language_module(kind, run, language=language, out=out, config=config,
+                             training=dataclasses.asdict(options), callbacks=callbacks,
+                             carry_vocabulary=carry_vocabulary, copy_logs=True)
+    return out
 
 
 def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: str, out: str | Path,
@@ -141,8 +216,8 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
     fit = _fit_with(dataset, task_collator(task, tokenizer), options, _work_dir(out), callbacks)
     _seed(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
-    return _write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest, options,
-                         language=language, task=task, labels=labels)
+    return _write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest,
+                         dataclasses.asdict(options), language=language, task=task, labels=labels)
 
 
 def _as_modules(modules: Sequence[str | Path | Module]) -> list[Module]:
@@ -163,9 +238,8 @@ def compose(model: Any, modules: Sequence[str | Path | Module]) -> Any:
         raise UserError(f"{len(tasks)} task modules given; a model has one head, compose one task module at a time")
     swapped = False
     try:
-        for module in loaded:  # a language module's own vocabulary first: the checks see its embeddings
-            if module.metadata.role == "language":
-                swapped = swap_vocabulary(model, module, state) or swapped
+        for module in loaded:  # a module's own vocabulary (language or composed module) first: the checks see it
+            swapped = swap_vocabulary(model, module, state) or swapped
         for module in loaded:
             check_compatible(module.metadata, state.identity, str(module.path))
             module.kind.validate(module, model)
@@ -207,14 +281,15 @@ def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> 
     """Load ``model`` with the right head for ``modules`` and compose them; returns ``(model, tokenizer)``."""
     from langgraft.models import load_tokenizer, resolve_model_path
 
+    from langgraft.eval.bpc import load_language_model
+
     from .tasks import load_task_model
-    from .training import load_lm
 
     loaded = _as_modules(modules)
     task = next((m for m in loaded if m.metadata.role == "task"), None)
     tokenizer = load_tokenizer(resolve_model_path(model))
     if task is None:
-        network = load_lm(model)
+        network, _ = load_language_model(model)
     else:
         network, _ = load_task_model(model, task.metadata.task, task.metadata.labels)
     network = compose(network, loaded)
@@ -239,6 +314,80 @@ def export_merged(model: Any, tokenizer: Any, out: str | Path) -> Path:
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
     return Path(out)
+
+
+def export_module(model: Any, tokenizer: Any, out: str | Path) -> Path:
+    """Write the modules composed onto ``model`` as ONE module of their kind, loadable on the untouched base.
+
+    lora: one PEFT adapter (ranks concatenated, PEFT's ``cat``); sft: one sparse file φ = Σ φ_i;
+    madx: one stacked module (language → task). The head and a carried vocabulary come along; the
+    metadata lists the parts (``parts``).
+    """
+    from langgraft.atomic import atomic_dir
+
+    from .base import HEAD_FILE
+
+    state = composition_state(model)
+    parts = list(state.applied.items())  # composition order: language modules first
+    if not parts:
+        raise UserError("no module is composed onto this model; compose modules before exporting them")
+    kinds = sorted({module.metadata.kind for _, module in parts})
+    if len(kinds) > 1:
+        raise UserError(f"modules of different kinds ({', '.join(kinds)}) cannot form one module; "
+                        "write a merged checkpoint instead (--merge)")
+    task = next((module for _, module in parts if module.metadata.role == "task"), None)
+    languages = [m.metadata.language for _, m in parts if m.metadata.role == "language" and m.metadata.language]
+    with atomic_dir(Path(out)) as tmp:
+        saved = get_kind(kinds[0]).combine(model, parts, tmp)
+        if task is not None and (task.path / HEAD_FILE).is_file():
+            shutil.copyfile(task.path / HEAD_FILE, tmp / HEAD_FILE)
+        if state.vocabulary_backup is not None:
+            shutil.copytree(state.vocabulary_backup[0] / VOCABULARY_DIR, tmp / VOCABULARY_DIR)
+        ModuleMetadata(
+            kind=kinds[0], role="task" if task else "language", base_fingerprint=state.identity.base_fingerprint,
+            body_digest=state.identity.body_digest, embedding_digest=state.identity.embedding_digest,
+            tokenizer_hash=tokenizer_hash(tokenizer) or parts[0][1].metadata.tokenizer_hash,
+            language="+".join(dict.fromkeys(languages)) or (task.metadata.language if task else None),
+            task=task.metadata.task if task else None, labels=list(task.metadata.labels) if task else [],
+            trainable_parameters=sum(m.metadata.trainable_parameters for _, m in parts),
+            has_head=task is not None, has_vocabulary=state.vocabulary_backup is not None,
+            parts=[_part_record(module) for _, module in parts], **saved,
+        ).save(tmp)
+    return Path(out)
+
+
+def _part_record(module: Module) -> dict[str, Any]:
+    """What a composed module keeps of each part: which module, trained on which base, with which files."""
+    meta = module.metadata
+    return {"name": module.path.name, "path": str(module.path.resolve()), "kind": meta.kind, "role": meta.role,
+            "language": meta.language, "task": meta.task, "size": meta.size,
+            "base_fingerprint": meta.base_fingerprint, "body_digest": meta.body_digest,
+            "embedding_digest": meta.embedding_digest, "tokenizer_hash": meta.tokenizer_hash,
+            "content_digest": _content_digest(module.path)}
+
+
+def _content_digest(directory: Path) -> str:
+    """sha256 of a module directory's file names and bytes, so a part can be recognised later."""
+    import hashlib
+
+    hasher = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        hasher.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()[:16]
+
+
+def write_composition(model: str | Path, modules: Sequence[str | Path | Module], out: str | Path, *,
+                      merge: bool = True) -> Path:
+    """Compose ``modules`` onto ``model`` and write the result (what ``langgraft module compose`` runs).
+
+    ``merge=True``: a stock transformers checkpoint with the modules folded in (lora, sft).
+    ``merge=False``: one module of the modules' kind (:func:`export_module`) for the untouched base.
+    """
+    network, tokenizer = load_composed(model, modules)
+    return export_merged(network, tokenizer, out) if merge else export_module(network, tokenizer, out)
 
 
 def module_info(path: str | Path) -> dict[str, Any]:

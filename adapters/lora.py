@@ -63,6 +63,53 @@ def lora_adapter_names(model: Any) -> list[str]:
     return list(getattr(model, "peft_config", {}))
 
 
+def _delete_adapter(model: Any, name: str) -> Any:
+    """Remove one adapter; once none is left, the plain model with its original heads.
+
+    PEFT hands the adapters still active to every head wrapper (``modules_to_save``), which takes one
+    at most, and ``unload()`` keeps an active adapter's copy of the head: so delete with at most one
+    other adapter active, and unload only when no adapter is left.
+    """
+    remaining = [other for other in lora_adapter_names(model) if other != name]
+    if remaining:
+        model.base_model.set_adapter(remaining[0], inference_mode=True)
+    model.delete_adapter(name)
+    if not remaining:
+        return model.unload()
+    model.base_model.set_adapter(remaining, inference_mode=True)
+    return model
+
+
+def _layer_features(layer: Any) -> tuple[int, int]:
+    """(in, out) features of a linear layer (``Conv1D`` stores its weight as in x out)."""
+    import torch.nn as nn
+
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return tuple(layer.weight.shape)  # type: ignore[return-value]
+
+
+def _check_shapes(module: Module, shapes: dict[str, tuple[int, ...]], model: Any) -> None:
+    """Every ``lora_A`` (r x in) / ``lora_B`` (out x r) must fit the layer it targets in ``model``."""
+    layers = {name.replace(".base_layer", ""): layer for name, layer in plain_model(model).named_modules()
+              if _is_linear(layer)}
+    for key, shape in shapes.items():
+        stem, separator, suffix = key.rpartition(".lora_")
+        if not separator or suffix not in ("A.weight", "B.weight"):
+            continue
+        target = stem.removeprefix("base_model.model.")
+        if target not in layers:
+            raise UserError(f"lora module {module.path} targets {target}, which this model lacks; "
+                            "use the base model the module was trained on")
+        features_in, features_out = _layer_features(layers[target])
+        partner = shapes.get(f"{stem}.lora_{'B' if suffix[0] == 'A' else 'A'}.weight", ())
+        rank = shape[0] if suffix[0] == "A" else shape[1]
+        expected = (rank, features_in) if suffix[0] == "A" else (features_out, rank)
+        if shape != expected or (partner and rank != (partner[1] if suffix[0] == "A" else partner[0])):
+            raise UserError(f"lora module {module.path} has {key} of shape {list(shape)} but layer {target} is "
+                            f"{features_in} -> {features_out} in this model; the module was trained on another base")
+
+
 @register_kind
 class LoraKind(ModuleKind):
     name = "lora"
@@ -110,8 +157,10 @@ class LoraKind(ModuleKind):
         try:
             with safe_open(str(path), framework="pt") as handle:
                 keys = list(handle.keys())
+                shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in keys}
         except (SafetensorError, OSError) as exc:
             raise UserError(f"{path}: corrupted adapter file ({exc}); retrain or restore the module") from None
+        _check_shapes(module, shapes, model)
         if module.metadata.role == "task" and all("lora_" in key for key in keys):
             raise UserError(f"task module {module.path} has no head in its adapter; retrain it with "
                             "`langgraft module train-task`")
@@ -149,7 +198,8 @@ class LoraKind(ModuleKind):
             # PEFT raises KeyError loading a headless adapter after one with modules_to_save: rebuild,
             # headless (language) adapters first.
             others = [(n, m) for n, m in state.applied.items() if m.metadata.kind == "lora"]
-            model = model.unload()
+            for other_name, _ in others:
+                model = _delete_adapter(model, other_name)  # not unload(): it would keep the task's head
             for other_name, other in sorted([(name, module), *others], key=lambda item: item[1].metadata.has_head):
                 model = self._load(model, other, other_name)
             return model
@@ -167,12 +217,47 @@ class LoraKind(ModuleKind):
         return model
 
     def revert(self, model: Any, module: Module, name: str) -> Any:
-        remaining = [n for n in lora_adapter_names(model) if n != name]
-        if not remaining:
-            return model.unload()
-        model.delete_adapter(name)
-        model.base_model.set_adapter(remaining, inference_mode=True)
-        return model
+        return _delete_adapter(model, name)
+
+    def combine(self, model: Any, parts: list[tuple[str, Module]], directory: Path) -> dict[str, Any]:
+        """One PEFT adapter for the ``parts`` active on ``model``: PEFT's ``add_weighted_adapter(..., "cat")``.
+
+        Ranks are concatenated with each adapter's scaling folded in (B·A = Σ s_i·B_i·A_i, a layer
+        targeted by only some parts gets zero blocks for the others), so the one adapter computes
+        exactly what the parts compute together. The head-carrying adapter goes first: PEFT copies its
+        config (``modules_to_save``, task type); its trained head is then copied into the new adapter.
+        """
+        import dataclasses
+
+        from peft.utils import ModulesToSaveWrapper
+
+        configs = {name: model.peft_config[name] for name, _ in parts}
+        for name, module in parts:
+            if configs[name].use_dora or configs[name].use_rslora:
+                raise UserError(f"lora module {module.path} uses {'DoRA' if configs[name].use_dora else 'rsLoRA'}, "
+                                "which PEFT's rank concatenation does not reproduce; merge instead (--merge)")
+        if TRAINING_ADAPTER in model.peft_config:
+            raise UserError(f"a LoRA adapter named {TRAINING_ADAPTER!r} is already on this model; "
+                            "compose the modules onto a freshly loaded base")
+        names = [name for name, _ in sorted(parts, key=lambda part: not part[1].metadata.has_head)]
+        model.add_weighted_adapter(names, [1.0] * len(names), TRAINING_ADAPTER, combination_type="cat")
+        try:
+            combined = model.peft_config[TRAINING_ADAPTER]
+            if len({str(config.target_modules) for config in configs.values()}) == 1:
+                combined.target_modules = configs[names[0]].target_modules  # not "(re)|(re)"
+            for wrapper in model.modules():
+                if isinstance(wrapper, ModulesToSaveWrapper) and TRAINING_ADAPTER in wrapper.modules_to_save:
+                    trained = wrapper.modules_to_save[next(name for name in names if name in wrapper.modules_to_save)]
+                    wrapper.modules_to_save[TRAINING_ADAPTER].load_state_dict(trained.state_dict())
+            model.save_pretrained(str(directory), selected_adapters=[TRAINING_ADAPTER])
+        finally:
+            # PEFT refuses to delete an adapter while several are active on a head wrapper: one part alone first.
+            model.base_model.set_adapter(names[0])
+            model.delete_adapter(TRAINING_ADAPTER)
+            model.base_model.set_adapter(lora_adapter_names(model), inference_mode=True)
+        config = LoraModuleConfig(rank=combined.r, alpha=combined.lora_alpha, dropout=combined.lora_dropout)
+        return {"size": {"rank": config.rank, "alpha": config.alpha}, "touches_embeddings": False,
+                "config": dataclasses.asdict(config)}
 
     def merge(self, model: Any) -> Any:
         from peft import PeftModel

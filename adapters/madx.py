@@ -13,17 +13,21 @@ uses a forward hook on the input embeddings and a pre-hook on the output embeddi
 Format (self-contained; PEFT's custom-method registration would still need langgraft to load,
 so it would not give users a stock format): ``madx.safetensors`` with ``layers.<i>.down.weight``...
 and ``invertible.*``, the config in ``langgraft_module.json``, the head in ``head.safetensors``.
+A stacked module (``langgraft module compose --no-merge``) holds several adapter sets: their configs
+and roles in ``config.stack`` (bottom first), their weights under ``stack.<j>.`` in the same file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
-                   composition_state, plain_model, read_module_tensors, register_kind, revert_head, save_head)
+                   composition_state, make_config, plain_model, read_module_tensors, register_kind, revert_head,
+                   save_head)
 from .metadata import find_layer_stack
 
 WEIGHTS_FILE = "madx.safetensors"
@@ -37,6 +41,9 @@ class MadxConfig(ModuleConfig):
     invertible: bool | None = None  # None: yes for language modules
     invertible_reduction_factor: int = 2
     non_linearity: str = "relu"
+    # Set by ``compose`` for a stacked module: each stacked adapter set's config plus its "role", bottom
+    # (language) first, weights under ``stack.<j>.`` in the file. Empty for a trained module.
+    stack: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _torch_modules() -> Any:
@@ -157,6 +164,11 @@ def _resolved(config: MadxConfig, role: str) -> tuple[int, bool]:
     return reduction, invertible
 
 
+def _size(config: MadxConfig, role: str) -> dict[str, Any]:
+    reduction, invertible = _resolved(config, role)
+    return {"reduction_factor": reduction, "invertible": invertible}
+
+
 def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, Any]:
     """Attach a fresh adapter set named ``name``; returns ``{state-dict key: module}`` for saving/loading."""
     import torch.nn as nn
@@ -203,6 +215,34 @@ def _state(parts: dict[str, Any]) -> dict[str, Any]:
             for prefix, module in parts.items() for key, value in module.state_dict().items()}
 
 
+def _stages(module: Module) -> list[tuple[str, MadxConfig, str]]:
+    """``(weight-key prefix, config, role)`` of each adapter set in ``module``, bottom first."""
+    config = module.config
+    if not config.stack:
+        return [("", config, module.metadata.role)]
+    return [(f"stack.{index}.", make_config("madx", **{k: v for k, v in entry.items() if k != "role"}),
+             entry.get("role", "task")) for index, entry in enumerate(config.stack)]
+
+
+def _stage_name(name: str, index: int, count: int) -> str:
+    """The name a stacked module's ``index``-th adapter set has on the model (``name`` when unstacked)."""
+    return name if count == 1 else f"{name}_stack{index}"
+
+
+def _expected_shapes(model: Any, config: MadxConfig, role: str) -> dict[str, tuple[int, ...]]:
+    """The weight shapes an adapter set of ``config`` has on ``model`` (built on throw-away modules)."""
+    Bottleneck, InvertibleCoupling = _torch_modules()
+    reduction, invertible = _resolved(config, role)
+    inner = plain_model(model)
+    hidden = inner.config.hidden_size
+    expected = {f"layers.{i}": Bottleneck(hidden, reduction, config.non_linearity)
+                for i in range(len(_ffn_modules(inner)))}
+    if invertible:
+        expected["invertible"] = InvertibleCoupling(inner.get_input_embeddings().embedding_dim,
+                                                    config.invertible_reduction_factor, config.non_linearity)
+    return {key: tuple(value.shape) for key, value in _state(expected).items()}
+
+
 @register_kind
 class MadxKind(ModuleKind):
     name = "madx"
@@ -212,6 +252,8 @@ class MadxKind(ModuleKind):
     def train(self, model: Any, config: MadxConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
         from .training import count_trainable, freeze
 
+        if config.stack:
+            raise UserError("madx config 'stack' is written by `langgraft module compose`; train without it")
         freeze(model)
         parts = install(model, TRAINING_ADAPTER, config, role)
         parameters = dict(plain_model(model).named_parameters())
@@ -230,26 +272,19 @@ class MadxKind(ModuleKind):
         save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})  # type: ignore[attr-defined]
         if head_names:
             save_head(plain_model(trained.model), head_names, directory)
-        reduction, invertible = _resolved(config, role)
-        return {"size": {"reduction_factor": reduction, "invertible": invertible}, "touches_embeddings": False}
+        return {"size": _size(config, role), "touches_embeddings": False}
 
     def _weights(self, module: Module) -> dict[str, Any]:
         return read_module_tensors(module, WEIGHTS_FILE, owner="madx", missing="the module is incomplete",
                                    what="adapter", fix="retrain or restore the module")
 
     def validate(self, module: Module, model: Any) -> None:
-        # Build the adapters on a throw-away copy of the shapes to check the file without touching the model.
-        Bottleneck, InvertibleCoupling = _torch_modules()
-        reduction, invertible = _resolved(module.config, module.metadata.role)
-        inner = plain_model(model)
-        hidden = inner.config.hidden_size
-        expected = {f"layers.{i}": Bottleneck(hidden, reduction, module.config.non_linearity)
-                    for i in range(len(_ffn_modules(inner)))}
-        if invertible:
-            expected["invertible"] = InvertibleCoupling(inner.get_input_embeddings().embedding_dim,
-                                                        module.config.invertible_reduction_factor,
-                                                        module.config.non_linearity)
-        shapes = {key: tuple(value.shape) for key, value in _state(expected).items()}
+        stages = _stages(module)
+        if sum(_resolved(config, role)[1] for _, config, role in stages) > 1:
+            raise UserError(f"madx module {module.path} stacks several invertible adapters; only one language "
+                            "module can own the embeddings")
+        shapes = {prefix + key: shape for prefix, config, role in stages
+                  for key, shape in _expected_shapes(model, config, role).items()}
         found = {key: tuple(value.shape) for key, value in self._weights(module).items()}
         if shapes != found:
             missing = sorted(set(shapes) ^ set(found)) or [k for k in shapes if shapes[k] != found[k]]
@@ -261,23 +296,52 @@ class MadxKind(ModuleKind):
     def apply(self, model: Any, module: Module, name: str) -> Any:
         import torch
 
-        parts = install(model, name, module.config, module.metadata.role)
         weights = self._weights(module)
-        with torch.no_grad():
-            for prefix, part in parts.items():
-                part.load_state_dict({key[len(prefix) + 1:]: value for key, value in weights.items()
-                                      if key.startswith(prefix + ".")})
-                part.requires_grad_(False)
-                part.eval()
+        stages = _stages(module)
+        for index, (stage_prefix, config, role) in enumerate(stages):
+            parts = install(model, _stage_name(name, index, len(stages)), config, role)
+            with torch.no_grad():
+                for prefix, part in parts.items():
+                    start = f"{stage_prefix}{prefix}."
+                    part.load_state_dict({key[len(start):]: value for key, value in weights.items()
+                                          if key.startswith(start)})
+                    part.requires_grad_(False)
+                    part.eval()
         if (module.path / HEAD_FILE).is_file():
             apply_head(model, module, composition_state(model), name)
         return model
 
     def revert(self, model: Any, module: Module, name: str) -> Any:
-        uninstall(model, name)
+        stages = _stages(module)
+        for index in range(len(stages)):
+            uninstall(model, _stage_name(name, index, len(stages)))
         revert_head(model, composition_state(model), name)
         return model
 
+    def combine(self, model: Any, parts: list[tuple[str, Module]], directory: Path) -> dict[str, Any]:
+        """One stacked module: every part's adapter sets in composition order (language → task), one file.
+
+        Stacked bottlenecks are non-linear in each other, so they stay separate sets (``stack.<j>.``)
+        run in the same order as the parts composed one by one.
+        """
+        from safetensors.torch import save_file
+
+        weights, stack, sizes = {}, [], []
+        for _, module in parts:
+            source = self._weights(module)
+            for prefix, config, role in _stages(module):
+                target = f"stack.{len(stack)}."
+                weights.update({target + key[len(prefix):]: value for key, value in source.items()
+                                if key.startswith(prefix)})
+                entry = {**dataclasses.asdict(config), "role": role}
+                del entry["stack"]
+                stack.append(entry)
+                sizes.append(_size(config, role))
+        save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})
+        return {"size": {"stack": sizes}, "touches_embeddings": False,
+                "config": dataclasses.asdict(MadxConfig(stack=stack))}
+
     def merge(self, model: Any) -> Any:
-        raise UserError("madx adapters are non-linear and cannot be merged into a stock checkpoint; "
-                        "load the composition with langgraft.adapters.load_composed(model, modules)")
+        raise UserError("madx adapters are non-linear and cannot be merged into a stock checkpoint; write one "
+                        "stacked madx module instead (`langgraft module compose --no-merge`) or load the "
+                        "composition with langgraft.adapters.load_composed(model, modules)")

@@ -58,6 +58,8 @@ class ModuleMetadata:
     has_vocabulary: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the kind's config dataclass as a dict
     training: dict[str, Any] = field(default_factory=dict)
+    # a module written by ``compose --no-merge``: one record per part (name, path, kind, role, digests)
+    parts: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     def save(self, directory: str | Path) -> None:
@@ -73,8 +75,11 @@ class ModuleMetadata:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             known = {f.name for f in dataclasses.fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError) as exc:
+            metadata = cls(**{k: v for k, v in data.items() if k in known})
+            if not isinstance(metadata.parts, list) or not all(isinstance(part, dict) for part in metadata.parts):
+                raise TypeError("'parts' must be a list of objects")
+            return metadata
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
             raise UserError(f"{path}: corrupted module metadata ({exc}); retrain or restore the module") from None
 
 

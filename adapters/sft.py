@@ -12,9 +12,11 @@ ticket mask are tensor hooks on the parameters' gradients, each phase is its own
 File ``sft.safetensors``: per tensor ``indices/<name>`` (int64, flat), ``values/<name>`` and
 ``shape/<name>`` (int64); names are relative to the base model (``encoder.layer.0...``) so a
 module trained with an MLM head applies to a classifier. Dense heads go to ``head.safetensors``.
+Composed modules (``langgraft module compose --no-merge``) are the same file holding Σ φ_i.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,33 @@ def select_ticket(deltas: dict[str, Any], k: int) -> dict[str, Any]:
     return masks
 
 
+def write_sparse(entries: dict[str, tuple[Any, Any, list[int]]], path: Path, k: int) -> None:
+    """Write ``name -> (flat int64 indices, values, shape)`` in the module file format."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, (indices, values, shape) in entries.items():
+        tensors[f"indices/{name}"] = indices.to(torch.int64).contiguous()
+        tensors[f"values/{name}"] = values.contiguous()
+        tensors[f"shape/{name}"] = torch.tensor(shape, dtype=torch.int64)
+    save_file(tensors, str(path), metadata={"format": "langgraft-sft", "k": str(k)})
+
+
+def sum_sparse(parts: list[dict[str, tuple[Any, Any, list[int]]]]) -> dict[str, tuple[Any, Any, list[int]]]:
+    """One sparse difference equal to the sum of ``parts``: union of indices, values added where they overlap."""
+    import torch
+
+    total = {}
+    for name in dict.fromkeys(name for part in parts for name in part):
+        present = [part[name] for part in parts if name in part]
+        union, position = torch.unique(torch.cat([indices for indices, _, _ in present]), return_inverse=True)
+        values = torch.cat([values for _, values, _ in present])
+        total[name] = (union, torch.zeros(len(union), dtype=values.dtype).index_add_(0, position, values),
+                       present[0][2])
+    return total
+
+
 @register_kind
 class SftKind(ModuleKind):
     name = "sft"
@@ -168,15 +197,12 @@ class SftKind(ModuleKind):
     def save(self, trained: TrainedModule, config: SftConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
         import torch
-        from safetensors.torch import save_file
 
-        tensors = {}
+        entries = {}
         for name, (delta, mask) in trained.difference.items():  # type: ignore[attr-defined]
             indices = mask.reshape(-1).nonzero().squeeze(1).to(torch.int64)
-            tensors[f"indices/{name}"] = indices
-            tensors[f"values/{name}"] = delta.reshape(-1)[indices].contiguous()
-            tensors[f"shape/{name}"] = torch.tensor(list(delta.shape), dtype=torch.int64)
-        save_file(tensors, str(directory / SPARSE_FILE), metadata={"format": "langgraft-sft", "k": str(config.k)})
+            entries[name] = (indices, delta.reshape(-1)[indices], list(delta.shape))
+        write_sparse(entries, directory / SPARSE_FILE, config.k)
         if head_names:
             save_head(plain_model(trained.model), head_names, directory)
         embeddings_name = trained.embeddings_name  # type: ignore[attr-defined]
@@ -233,5 +259,16 @@ class SftKind(ModuleKind):
         self._add(model, module, -1.0)
         revert_head(model, composition_state(model), name)
         return model
+
+    def combine(self, model: Any, parts: list[tuple[str, Module]], directory: Path) -> dict[str, Any]:
+        """One sparse file for ``parts`` (composed onto ``model``): φ = Σ φ_i, so it composes and reverts alike."""
+        summed = sum_sparse([{name: (indices, values, list(parameter.shape))
+                              for name, (parameter, indices, values) in self._read(module, model).items()}
+                             for _, module in parts])
+        k = sum(int(indices.numel()) for indices, _, _ in summed.values())
+        write_sparse(summed, directory / SPARSE_FILE, k)
+        config = dataclasses.replace(parts[0][1].config, k=k)
+        return {"size": {"k": k}, "touches_embeddings": any(m.metadata.touches_embeddings for _, m in parts),
+                "config": dataclasses.asdict(config)}
 
 

@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--compare-steps", type=int, default=None,
                         help="budget of the non-random inits (default --max-steps); e.g. max-steps/5 "
                              "answers the 1/5 goal at a fraction of the compute")
+    parser.add_argument("--embeddings-only", action="store_true",
+                        help="the demo's recipe: every step trains only the embeddings (and untied head rows, "
+                             "output bias) with the body frozen (--embedding-steps = each run's budget)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/langgraft-convergence"))
     parser.add_argument("pretrain_options", nargs=argparse.REMAINDER, help="after --: more langgraft pretrain options")
     args = parser.parse_args()
@@ -56,10 +59,11 @@ def main() -> None:
     for name in sorted(inits, key=lambda n: n != "random"):
         model, run = inits[name], args.out / name
         budget = args.max_steps if name == "random" else (args.compare_steps or args.max_steps)
+        stage = ["--embedding-steps", str(budget)] if args.embeddings_only else []
         if not (run / "metrics.jsonl").exists() or "--resume" in extra:
             code = langgraft(["pretrain", "--model", model, "--corpus", *args.corpus, "--eval-corpus", args.eval_corpus,
                               "--out", str(run), "--max-steps", str(budget), "--eval-steps",
-                              str(args.eval_steps), "--save-steps", str(args.eval_steps), *extra])
+                              str(args.eval_steps), "--save-steps", str(args.eval_steps), *stage, *extra])
             if code != 0:
                 raise SystemExit(code)
         curves[name] = bpc_curve(run)
@@ -72,7 +76,7 @@ def main() -> None:
         rows[name] = {"step0_bpc": curve[0][1], "final_bpc": curve[-1][1], "steps_to_random_final": steps,
                       "ratio_to_random": steps / random_steps if steps is not None else None}
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
-              "max_steps": args.max_steps, "compare_steps": args.compare_steps or args.max_steps, "eval_steps": args.eval_steps, "target_bpc": target, "methods": rows,
+              "max_steps": args.max_steps, "embeddings_only": args.embeddings_only, "compare_steps": args.compare_steps or args.max_steps, "eval_steps": args.eval_steps, "target_bpc": target, "methods": rows,
               "curves": curves}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "convergence.json").write_text(json.dumps(result, indent=2))
