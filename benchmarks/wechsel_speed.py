@@ -48,6 +48,7 @@ def computation(args: argparse.Namespace) -> dict:
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
+    from langgraft.vocab.transfer import build_plan, combine_rows
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from wechsel import WECHSEL
 
@@ -74,8 +75,7 @@ def computation(args: argparse.Namespace) -> dict:
         mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature,
                                     config.block_size)
         marks.append(("cosine top-k + weights", time.perf_counter()))
-        ids = mapping.source_ids.clamp_min(0)
-        _ = (mapping.weights[:, :, None] * ctx.source_embeddings[ids]).sum(dim=1)  # the rows themselves
+        _ = combine_rows(ctx.source_embeddings, build_plan(ctx, mapping), ctx.generator(1))  # init's own row step
         marks.append(("rows", time.perf_counter()))
         for (_, before), (name, after) in itertools.pairwise(marks):
             sections.setdefault(name, []).append(after - before)
