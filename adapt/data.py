@@ -1,8 +1,10 @@
 """Streaming LM training data: documents -> token ids -> packed blocks -> batches.
 
-Corpora are read lazily (:func:`langgraft.corpora.read_documents`), tokenized a chunk of
-documents at a time and concatenated into blocks of exactly ``block_size`` tokens, so memory
-does not grow with the corpus and no block ever contains padding.
+Corpora are read lazily (:func:`langgraft.corpora.read_documents`), shuffled in bounded memory
+(:class:`ShuffledCorpus`: small chunks of each file in a seeded random order per pass, then a
+shuffle buffer of documents), tokenized a chunk of documents at a time and concatenated into
+blocks of exactly ``block_size`` tokens, so memory does not grow with the corpus and no block
+ever contains padding.
 
 - MLM: each document is framed like the tokenizer frames a sentence (``[CLS] ... [SEP]``) and
   blocks attend across document boundaries (RoBERTa "full sentences"). Masks are drawn per
@@ -15,19 +17,30 @@ does not grow with the corpus and no block ever contains padding.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import os
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from langgraft.adapt.lm_rows import LM_ROWS_KEY
+from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
 from langgraft.errors import UserError
 
 DOCUMENTS_PER_TOKENIZER_CALL = 256
+SHUFFLE_BUFFER = 10_000  # documents held per corpus for shuffling (0: read in file order)
+# A corpus file is read in line-aligned chunks in a random order: 16 KiB, or more for files over
+# 1 GiB so that there are at most 65536 chunks (their offsets are what is kept in memory).
+MIN_CHUNK_BYTES = 16 << 10
+MAX_CHUNKS = 1 << 16
+
+Item = TypeVar("Item")
 
 
 def document_frame(tokenizer: Any, objective: str) -> tuple[list[int], list[int]]:
@@ -85,8 +98,6 @@ def corpus_size(path: str | os.PathLike) -> float:
 
 def check_corpus_fits(tokenizer: Any, path: str | os.PathLike, objective: str, block_size: int) -> None:
     """:class:`UserError` unless ``path`` yields at least one full block (stops at the first one)."""
-    from langgraft.corpora import read_documents
-
     tokens = 0
     for document in document_ids(tokenizer, read_documents(path), objective):
         tokens += len(document)
@@ -96,16 +107,88 @@ def check_corpus_fits(tokenizer: Any, path: str | os.PathLike, objective: str, b
                     "give more text or lower --max-seq-length")
 
 
-class _Mixture:
-    """Re-iterable, endless document stream mixing corpora with temperature ``alpha``."""
+def shuffle_buffer(items: Iterable[Item], size: int, rng: random.Random) -> Iterator[Item]:
+    """``items`` in a random order, holding at most ``size`` of them (HF ``datasets``' buffer shuffle).
 
-    def __init__(self, corpora: Sequence[Path], alpha: float, seed: int):
-        self.corpora, self.alpha, self.seed = list(corpora), alpha, seed
+    The buffer fills with the first ``size`` items; then each new item takes the place of a
+    random one, which is yielded; at the end the rest comes out shuffled. The result is a
+    permutation of ``items``; an item moves at most about ``size`` places earlier.
+    """
+    buffer: list[Item] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        slot = rng.randrange(size)
+        yield buffer[slot]
+        buffer[slot] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+@functools.lru_cache(maxsize=16)
+def _chunks(path: str, chunk_bytes: int, size: int, mtime_ns: int) -> tuple[LineSpan, ...]:
+    """Line-aligned chunks of a file, computed once per file version (size and mtime are the cache key)."""
+    return tuple(line_spans(path, chunk_bytes))
+
+
+class ShuffledCorpus:
+    """One corpus as an endless, re-iterable document stream, reshuffled at every pass (epoch).
+
+    Pass ``e`` draws from ``random.Random(f"{seed}:{e}")``: the file's line-aligned chunks
+    (:func:`langgraft.corpora.readers.line_spans`; ``chunk_bytes``, default ``MIN_CHUNK_BYTES``
+    or size / ``MAX_CHUNKS``) are read in a random order, then go through a
+    :func:`shuffle_buffer` of ``buffer_size`` documents. A buffer spanning many small chunks from
+    all over the file is what breaks up ordered corpora (books, article ids) far better than a
+    buffer alone. Each pass is a permutation of the corpus; memory holds ``buffer_size``
+    documents plus the chunk offsets. Files that cannot seek (``.gz``, ``datasets`` folders,
+    CoNLL-U, paragraph text) are read in file order through the buffer alone.
+    ``buffer_size=0`` reads the file in order. Every ``iter()`` starts again at pass 0, so the
+    stream is a function of the seed alone.
+    """
+
+    def __init__(self, path: str | os.PathLike, buffer_size: int = SHUFFLE_BUFFER, seed: int | str = 0, *,
+                 chunk_bytes: int | None = None):
+        if buffer_size < 0:
+            raise UserError(f"--shuffle-buffer must be 0 (no shuffling) or positive, got {buffer_size}")
+        self.path, self.buffer_size, self.seed, self.chunk_bytes = Path(path), buffer_size, seed, chunk_bytes
+
+    def epoch(self, epoch: int) -> Iterator[str]:
+        """The documents of pass ``epoch``, each exactly once."""
+        if not self.buffer_size:
+            return read_documents(self.path)
+        rng = random.Random(f"{self.seed}:{epoch}")
+        if splittable(self.path):
+            stat = self.path.stat()
+            chunk_bytes = self.chunk_bytes or max(MIN_CHUNK_BYTES, -(-stat.st_size // MAX_CHUNKS))
+            chunks = _chunks(str(self.path), chunk_bytes, stat.st_size, stat.st_mtime_ns)
+            documents = itertools.chain.from_iterable(
+                read_documents(self.path, span=chunk) for chunk in rng.sample(chunks, len(chunks)))
+        else:
+            documents = read_documents(self.path)
+        return shuffle_buffer(documents, self.buffer_size, rng)
 
     def __iter__(self) -> Iterator[str]:
-        from langgraft.corpora.mix import CorpusStream, mix_streams
+        for epoch in itertools.count():
+            empty = True
+            for document in self.epoch(epoch):
+                empty = False
+                yield document
+            if empty:
+                raise UserError(f"corpus {self.path} holds no document; give a file with text")
 
-        streams = {str(path): CorpusStream(path) for path in self.corpora}
+
+class _Mixture:
+    """Re-iterable, endless document stream mixing shuffled corpora with temperature ``alpha``."""
+
+    def __init__(self, corpora: Sequence[Path], alpha: float, seed: int, buffer_size: int):
+        self.corpora, self.alpha, self.seed, self.buffer_size = list(corpora), alpha, seed, buffer_size
+
+    def __iter__(self) -> Iterator[str]:
+        from langgraft.corpora.mix import mix_streams
+
+        streams = {str(path): ShuffledCorpus(path, self.buffer_size, f"{self.seed}:{index}")
+                   for index, path in enumerate(self.corpora)}
         sizes = {str(path): corpus_size(path) for path in self.corpora}
         return (doc for _, doc in mix_streams(streams, self.alpha, self.seed, sizes, num_samples=sys.maxsize))
 
@@ -113,14 +196,16 @@ class _Mixture:
 class PackedLMStream(torch.utils.data.IterableDataset):
     """Endless packed blocks from target corpora (mixed with temperature) plus optional replay.
 
-    Deterministic for a given seed: block ``i`` is always the same, which is what makes resume
-    and multi-process runs reproduce a single uninterrupted run. ``start_block`` skips the
-    blocks an earlier stage consumed. Yields ``{"input_ids", "document_starts", "block_index"}``.
+    Each corpus is shuffled on its own (:class:`ShuffledCorpus`, ``shuffle_buffer`` documents;
+    0 = file order) before mixing. Deterministic for a given seed: block ``i`` is always the
+    same, which is what makes resume and multi-process runs reproduce a single uninterrupted
+    run. ``start_block`` skips the blocks an earlier stage consumed. Yields
+    ``{"input_ids", "document_starts", "block_index"}``.
     """
 
     def __init__(self, tokenizer: Any, corpora: Sequence[str | os.PathLike], objective: str, block_size: int, *,
                  seed: int = 0, alpha: float = 0.3, replay_corpus: str | os.PathLike | None = None,
-                 replay_ratio: float = 0.0, start_block: int = 0):
+                 replay_ratio: float = 0.0, start_block: int = 0, shuffle_buffer: int = SHUFFLE_BUFFER):
         if not 0.0 <= replay_ratio < 1.0:
             raise UserError(f"--replay-ratio {replay_ratio} must be in [0, 1)")
         if replay_ratio > 0 and replay_corpus is None:
@@ -129,15 +214,15 @@ class PackedLMStream(torch.utils.data.IterableDataset):
         self.corpora = [Path(c) for c in corpora]
         self.seed, self.alpha, self.start_block = seed, alpha, start_block
         self.replay_corpus = Path(replay_corpus) if replay_corpus is not None and replay_ratio > 0 else None
-        self.replay_ratio = replay_ratio
+        self.replay_ratio, self.shuffle_buffer = replay_ratio, shuffle_buffer
 
     def documents(self) -> Iterator[str]:
         from langgraft.corpora.mix import mix_streams
 
-        target = _Mixture(self.corpora, self.alpha, self.seed)
+        target = _Mixture(self.corpora, self.alpha, self.seed, self.shuffle_buffer)
         if self.replay_corpus is None:
             return iter(target)
-        streams = {"target": target, "replay": _Mixture([self.replay_corpus], 1.0, self.seed + 1)}
+        streams = {"target": target, "replay": _Mixture([self.replay_corpus], 1.0, self.seed + 1, self.shuffle_buffer)}
         shares = {"target": 1.0 - self.replay_ratio, "replay": self.replay_ratio}
         return (doc for _, doc in mix_streams(streams, 1.0, self.seed + 2, shares, num_samples=sys.maxsize))
 

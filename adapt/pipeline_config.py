@@ -114,6 +114,7 @@ class PretrainConfig:
     logging_steps: int = 10
     mlm_probability: float = 0.15
     replay_ratio: float = 0.0  # share of source-language text mixed in (limits forgetting)
+    shuffle_buffer: int = 10_000  # documents per corpus in the shuffle buffer (plus chunk order); 0: file order
     eval_documents: int | None = 200  # dev documents for the held-out bpc during training
 
 

@@ -75,6 +75,7 @@ class PretrainConfig:
     corpus_alpha: float = 0.3
     replay_corpus: str | None = None
     replay_ratio: float = 0.0
+    shuffle_buffer: int = 10_000  # per corpus: chunk order + a buffer of this many documents; 0: file order
     eval_batch_size: int = 16
     resume: bool = False
     use_cpu: bool = False
@@ -91,6 +92,8 @@ class PretrainConfig:
                      "gradient_accumulation_steps", "max_seq_length"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.shuffle_buffer < 0:
+            raise UserError(f"--shuffle-buffer must be 0 (no shuffling) or positive, got {self.shuffle_buffer}")
         if not self.corpus:
             raise UserError("give at least one --corpus file")
         for path in [*self.corpus, self.eval_corpus, self.replay_corpus]:
@@ -254,7 +257,7 @@ class _Run:
                      "max_seq_length": c.max_seq_length, "global_batch_size": self.global_batch,
                      "corpus_alpha": c.corpus_alpha, "replay_corpus": c.replay_corpus and str(Path(c.replay_corpus).resolve()),
                      "replay_ratio": c.replay_ratio, "embedding_steps": c.embedding_steps,
-                     "mlm_probability": c.mlm_probability},
+                     "mlm_probability": c.mlm_probability, "shuffle_buffer": c.shuffle_buffer},
         }
         if self.language_module is not None:  # kind and options, when the stage says (else only that there is one)
             identity["data"]["language_module"] = getattr(self.language_module, "identity", True)
@@ -274,6 +277,7 @@ class _Run:
             if saved["fingerprint"] != identity["fingerprint"]:
                 raise UserError(f"checkpoints in {self.out} come from another model ({saved['model']}); "
                                 f"resume with --model {saved['model']} or choose another --out")
+            saved["data"].setdefault("shuffle_buffer", 0)  # runs from before shuffling read in file order
             for key in sorted(identity["data"].keys() | saved["data"].keys()):
                 value = identity["data"].get(key)
                 if saved["data"].get(key) != value:
@@ -427,7 +431,7 @@ class _Run:
                 self._eval_callback(stage.name, 0).evaluate(model, 0)  # step 0: quality of the initialisation
         dataset = PackedLMStream(self.tokenizer, c.corpus, self.objective, c.max_seq_length, seed=c.seed,
                                  alpha=c.corpus_alpha, replay_corpus=c.replay_corpus, replay_ratio=c.replay_ratio,
-                                 start_block=stage.step_offset * self.global_batch)
+                                 start_block=stage.step_offset * self.global_batch, shuffle_buffer=c.shuffle_buffer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         collator = PackedLMCollator(self.tokenizer, self.objective, c.mlm_probability, c.seed,
                                     position_ids="position_ids" in forward)

@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--max-grad-norm", type=float, default=1.0)
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--mlm-probability", type=float, default=0.15)
-    group = parser.add_argument_group("data mixing")
+    group = parser.add_argument_group("data order and mixing")
+    group.add_argument("--shuffle-buffer", type=int, default=10_000, metavar="N",
+                       help="shuffle each corpus anew at every pass, seeded by --seed: its 16 KiB chunks in a random "
+                            "order, then a buffer of N documents (default 10000; 0: file order, no shuffling)")
     group.add_argument("--corpus-alpha", type=float, default=0.3,
                        help="temperature for several --corpus files: p_i ~ size_i ** alpha")
     group.add_argument("--replay-corpus", help="source-language text replayed to limit forgetting")

@@ -61,6 +61,9 @@ def main() -> int:
                         help="extra `langgraft init` argument, repeatable (e.g. --init-option=--parallel ...)")
     parser.add_argument("--english-train", required=True, help="English labelled verses (TSV with text, label)")
     parser.add_argument("--target-train", required=True, help="Chichewa text of the training books")
+    parser.add_argument("--english-text", help="English text of the training books: adds the MAD-X / LT-SFT "
+                                               "protocol (task module trained over an English language module, "
+                                               "which the Chichewa one replaces at test time)")
     parser.add_argument("--target-test", required=True, help="Chichewa labelled verses of held-out books")
     parser.add_argument("--english-test", help="English labelled verses of the same held-out books: the task "
                                                "modules' in-language score, for reference")
@@ -133,7 +136,24 @@ def main() -> int:
         rows.append({"kind": kind, "setup": f"+ Chichewa {kind} language module",
                      "macro_f1": evaluate(nya_init, [language, task], test, args.max_length), "task": task_stats,
                      "language": language_stats})
-        print(json.dumps(rows[-4:], indent=1), flush=True)
+        if args.english_text:
+            english = out / f"{kind}-lang-en"
+            if not english.exists():
+                train_language_module(kind, args.english_mlm, [args.english_text], language="en", out=english,
+                                      config=LANGUAGE_CONFIGS[kind], options=language_options)
+            stacked_task = out / f"{kind}-task-over-en"
+            if not stacked_task.exists():
+                train_task_module(kind, args.english_mlm, args.english_train, task="seq-cls", out=stacked_task,
+                                  language="en", language_module=english, config=TASK_CONFIGS[kind], options=options)
+            stacked_stats = module_stats(stacked_task)
+            rows.append({"kind": kind, "setup": f"task over English {kind} module: task-only (English model)",
+                         "macro_f1": evaluate(Path(args.english_mlm), [english, stacked_task], test, args.max_length),
+                         "task": stacked_stats, "language": module_stats(english)})
+            rows.append({"kind": kind, "setup": f"task over English {kind} module: + Chichewa embeddings and "
+                                                f"Chichewa {kind} module instead of the English one",
+                         "macro_f1": evaluate(nya_init, [language, stacked_task], test, args.max_length),
+                         "task": stacked_stats, "language": language_stats})
+        print(json.dumps(rows[-6:], indent=1), flush=True)
 
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.machine()}, "

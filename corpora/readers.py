@@ -14,6 +14,10 @@ Formats (``fmt``), auto-detected from the file name when ``fmt="auto"``:
 A ``.gz`` suffix is read through gzip and detected by the suffix before it. Invalid UTF-8 is a
 :class:`~langgraft.errors.UserError` naming file and line unless ``on_decode_error`` is
 ``"skip"`` (drop that line) or ``"replace"`` (U+FFFD for the bad bytes).
+
+Uncompressed one-document-per-line files (``text`` without ``paragraphs``, ``jsonl``, ``tsv``
+without a header) can also be read a :class:`LineSpan` at a time (:func:`line_spans`, the
+``span`` option): what lets training read a large file in a shuffled order of chunks.
 """
 from __future__ import annotations
 
@@ -47,6 +51,14 @@ class Record(NamedTuple):
 
     id: str | None
     text: str
+
+
+class LineSpan(NamedTuple):
+    """Bytes ``[start, end)`` of a file, cut at line starts; ``first_line`` is the 1-based number of its first line."""
+
+    start: int
+    end: int
+    first_line: int
 
 
 class ConlluToken(NamedTuple):
@@ -101,18 +113,64 @@ def _open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
-def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail") -> Iterator[tuple[int, str]]:
+def splittable(path: str | os.PathLike, fmt: str = "auto", *, paragraphs: bool = False,
+               column: int | str | None = None, id_column: int | str | None = None) -> bool:
+    """True when ``path`` can be read in :class:`LineSpan` pieces: an uncompressed file with one
+    document per line (a gzip stream cannot seek; paragraphs, CoNLL-U sentences and ``datasets``
+    are not lines; a TSV header names columns for the whole file)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() == ".gz":
+        return False
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    header = isinstance(column, str) or isinstance(id_column, str)
+    return (fmt == "text" and not paragraphs) or fmt == "jsonl" or (fmt == "tsv" and not header)
+
+
+def line_spans(path: str | os.PathLike, span_bytes: int) -> list[LineSpan]:
+    """Cut an uncompressed file into spans of about ``span_bytes`` bytes, each starting at a line start.
+
+    One sequential pass over the raw bytes (no decoding; memory: one block and the spans): the
+    spans start after the first newline of every ``span_bytes`` block, and counting newlines on
+    the way numbers their first lines, so errors inside a span still name the file's line.
+    """
+    path = Path(path)
+    _check_file(path)
+    if span_bytes <= 0:
+        raise ValueError(f"span_bytes must be positive, got {span_bytes}")
+    starts = [(0, 1)]
+    offset, newlines = 0, 0
+    with open(path, "rb") as handle:
+        while block := handle.read(span_bytes):
+            cut = block.find(b"\n") + 1  # 0: the block is inside one long line, no cut in it
+            if offset and cut:
+                starts.append((offset + cut, newlines + block.count(b"\n", 0, cut) + 1))
+            newlines += block.count(b"\n")
+            offset += len(block)
+    ends = [start for start, _ in starts[1:]] + [offset]
+    return [LineSpan(start, end, first) for (start, first), end in zip(starts, ends) if end > start]
+
+
+def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail",
+               span: LineSpan | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, newline and a leading BOM removed), decoding per line.
 
     Decoding line by line is what lets a bad byte be reported with its line number while memory
-    stays bounded by the longest line.
+    stays bounded by the longest line. ``span`` (from :func:`line_spans`) reads only its lines.
     """
     path = Path(path)
     _check_policy(on_decode_error)
     _check_file(path)
     try:
         with _open_binary(path) as handle:
-            for number, raw in enumerate(handle, start=1):
+            remaining = None
+            if span is not None:
+                handle.seek(span.start)
+                remaining = span.end - span.start
+            for number, raw in enumerate(handle, start=1 if span is None else span.first_line):
+                if remaining is not None:
+                    if remaining <= 0:
+                        break
+                    remaining -= len(raw)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -134,9 +192,9 @@ def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail") -> Iterat
         raise UserError(f"{path}: not a readable gzip file ({exc}); check the file") from None
 
 
-def _read_text(path: Path, paragraphs: bool, on_decode_error: str) -> Iterator[Record]:
+def _read_text(path: Path, paragraphs: bool, on_decode_error: str, span: LineSpan | None) -> Iterator[Record]:
     if not paragraphs:
-        for _, line in iter_lines(path, on_decode_error):
+        for _, line in iter_lines(path, on_decode_error, span):
             if line.strip():
                 yield Record(None, line)
         return
@@ -151,8 +209,9 @@ def _read_text(path: Path, paragraphs: bool, on_decode_error: str) -> Iterator[R
         yield Record(None, " ".join(paragraph))
 
 
-def _read_jsonl(path: Path, field: str, id_field: str | None, on_decode_error: str) -> Iterator[Record]:
-    for number, line in iter_lines(path, on_decode_error):
+def _read_jsonl(path: Path, field: str, id_field: str | None, on_decode_error: str,
+                span: LineSpan | None) -> Iterator[Record]:
+    for number, line in iter_lines(path, on_decode_error, span):
         if not line.strip():
             continue
         try:
@@ -195,12 +254,12 @@ def _cell(path: Path, number: int, cells: list[str], index: int) -> str:
 
 
 def _read_tsv(
-    path: Path, column: int | str | None, id_column: int | str | None, on_decode_error: str
+    path: Path, column: int | str | None, id_column: int | str | None, on_decode_error: str, span: LineSpan | None
 ) -> Iterator[Record]:
     needs_header = isinstance(column, str) or isinstance(id_column, str)
     text_index = -1 if column is None else column
     id_index = id_column
-    for number, line in iter_lines(path, on_decode_error):
+    for number, line in iter_lines(path, on_decode_error, span):
         if not line.strip():
             continue
         cells = line.split("\t")
@@ -365,13 +424,15 @@ def read_records(
     paragraphs: bool = False,
     on_decode_error: str = "fail",
     split: str | None = None,
+    span: LineSpan | None = None,
 ) -> Iterator[Record]:
     """Stream ``Record(id, text)`` for each non-blank document of a corpus file or directory.
 
     ``field``/``id_field`` name the JSON or ``datasets`` columns of text and id; ``column``/
     ``id_column`` the TSV columns (0-based index, or a header name, which makes the first line a
     header; text defaults to the last column); ``split`` picks a split of a saved ``DatasetDict``.
-    CoNLL-U ids come from ``# sent_id``; plain text has no ids.
+    CoNLL-U ids come from ``# sent_id``; plain text has no ids. ``span`` (from :func:`line_spans`)
+    reads only those lines, for files where :func:`splittable` is true.
     """
     path = Path(path)
     _check_policy(on_decode_error)
@@ -383,12 +444,14 @@ def read_records(
         fmt = detect_format(path)
     if fmt != "datasets":
         _check_file(path)
+    if span is not None and not splittable(path, fmt, paragraphs=paragraphs, column=column, id_column=id_column):
+        raise ValueError(f"{path} ({fmt}) cannot be read by line spans; check splittable() first")
     if fmt == "text":
-        return _read_text(path, paragraphs, on_decode_error)
+        return _read_text(path, paragraphs, on_decode_error, span)
     if fmt == "jsonl":
-        return _read_jsonl(path, field, id_field, on_decode_error)
+        return _read_jsonl(path, field, id_field, on_decode_error, span)
     if fmt == "tsv":
-        return _read_tsv(path, column, id_column, on_decode_error)
+        return _read_tsv(path, column, id_column, on_decode_error, span)
     if fmt == "conllu":
         return _read_conllu_text(path, on_decode_error)
     return _read_datasets(path, field, id_field, split)
@@ -403,10 +466,11 @@ def read_documents(
     paragraphs: bool = False,
     on_decode_error: str = "fail",
     split: str | None = None,
+    span: LineSpan | None = None,
 ) -> Iterator[str]:
     """Stream the text of each non-blank document (see :func:`read_records` for the options)."""
     records = read_records(path, fmt, field=field, column=column, paragraphs=paragraphs,
-                           on_decode_error=on_decode_error, split=split)
+                           on_decode_error=on_decode_error, split=split, span=span)
     return (record.text for record in records)
 
 
