@@ -84,3 +84,26 @@ def parallel_corpus(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     (root / "source.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
     (root / "target.txt").write_text("\n".join(target) + "\n", encoding="utf-8")
     return root / "source.txt", root / "target.txt", mapping
+
+
+@pytest.fixture(scope="session")
+def target_eval_corpus(tmp_path_factory) -> Path:
+    """Held-out target-language text (20 sentences) for evaluation during training."""
+    path = tmp_path_factory.mktemp("eval") / "dev.txt"
+    path.write_text("\n".join(target_sentences(20, seed=99)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bert_with_target_words(tiny_models, tmp_path_factory) -> Path:
+    """The tiny bert with three target-language words added to its tokenizer and embedding table."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("transferred")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    tokenizer.add_tokens(["ndaku", "mulira", "chizani"])
+    model = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

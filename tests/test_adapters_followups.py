@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny import source_sentences
+from tiny import write_labelled_tsv
 
 from langgraft.adapters import TrainOptions, compose, load_module, revert, train_language_module, train_task_module
 from langgraft.adapters.metadata import METADATA_FILE
@@ -26,8 +26,7 @@ def lora_parts(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
     """Two bert LoRA language modules (different seeds and ranks) and a LoRA task module with its head."""
     root = tmp_path_factory.mktemp("lora_parts")
     train = root / "train.tsv"
-    train.write_text("text\tlabel\n" + "".join(f"{s}\t{LABELS[0] if 'lord' in s.lower() else LABELS[1]}\n"
-                                               for s in source_sentences(32, seed=3)))
+    write_labelled_tsv(train, 32, labels=tuple(LABELS))
     parts = {}
     for name, rank, seed in (("lang-a", 4, 0), ("lang-b", 2, 1)):
         parts[name] = train_language_module("lora", tiny_models["bert"], [target_corpus], language=name[-1],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny import source_sentences
+from tiny import write_labelled_tsv
 
 from langgraft.adapters import TrainOptions, compose, load_composed, revert, train_language_module, train_task_module
 from langgraft.adapters.compose import write_composition
@@ -28,8 +28,7 @@ def parts(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
     """A bert language module and a task module (stacked on it) per kind."""
     root = tmp_path_factory.mktemp("parts")
     train = root / "train.tsv"
-    train.write_text("text\tlabel\n" + "".join(f"{s}\t{'holy' if 'lord' in s.lower() else 'plain'}\n"
-                                               for s in source_sentences(48, seed=3)))
+    write_labelled_tsv(train, 48)
     built = {}
     for kind, config in (("lora", {"rank": 4}), ("sft", {"k": 1500}), ("madx", {})):
         built[f"{kind}-lang"] = train_language_module(kind, tiny_models["bert"], [target_corpus], language="tg",
@@ -236,22 +235,16 @@ def test_cli_merge_flags_and_bad_input(parts, tiny_models, target_corpus, tmp_pa
     refused("--modules", str(misshapen), str(parts["lora-task"]), "--no-merge", says="trained on another base")
 
 
-def test_composed_module_keeps_a_carried_vocabulary(parts, tiny_models, target_corpus, tmp_path):
+def test_composed_module_keeps_a_carried_vocabulary(parts, tiny_models, target_corpus, bert_with_target_words,
+                                                     tmp_path):
     """English checkpoint + (target vocabulary, target sft module, English task) written as one module."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
-    tokenizer.add_tokens(["ndaku", "mulira", "chizani"])
-    transferred = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
-    transferred.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    transferred.save_pretrained(tmp_path / "transferred")
-    tokenizer.save_pretrained(tmp_path / "transferred")
-    language = train_language_module("sft", tmp_path / "transferred", [target_corpus], language="tg",
+    language = train_language_module("sft", bert_with_target_words, [target_corpus], language="tg",
                                      out=tmp_path / "lang", config={"k": 500}, options=OPTIONS, carry_vocabulary=True)
     model, composed_tokenizer = load_composed(tiny_models["bert"], [language, parts["sft-task"]])
     expected = _logits(model, composed_tokenizer)
     out = write_composition(tiny_models["bert"], [language, parts["sft-task"]], tmp_path / "c", merge=False)
     assert _metadata(out)["has_vocabulary"] and (out / "vocabulary" / "embeddings.safetensors").is_file()
     model, composed_tokenizer = load_composed(tiny_models["bert"], [out])
-    assert len(composed_tokenizer) == len(tokenizer) == model.get_input_embeddings().num_embeddings
+    assert len(composed_tokenizer) == model.get_input_embeddings().num_embeddings
+    assert {"ndaku", "mulira", "chizani"} <= composed_tokenizer.get_vocab().keys()
     torch.testing.assert_close(_logits(model, composed_tokenizer), expected, atol=1e-5, rtol=0)

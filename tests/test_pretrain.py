@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import source_sentences, target_sentences
+from tiny import source_sentences
 
 from langgraft.adapt.cli import main
 from langgraft.adapt.callbacks import is_sealed
@@ -22,12 +22,6 @@ from langgraft.models import load_tokenizer
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]
 
-
-@pytest.fixture(scope="module")
-def eval_corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("eval") / "dev.txt"
-    path.write_text("\n".join(target_sentences(20, seed=99)) + "\n", encoding="utf-8")
-    return path
 
 
 def _error_line(err: str) -> str:
@@ -84,13 +78,13 @@ def test_replay_ratio_and_determinism(tiny_models, target_corpus, source_corpus)
 
 
 @pytest.fixture(scope="module")
-def two_stage_runs(tiny_models, target_corpus, eval_corpus, tmp_path_factory) -> dict[str, Path]:
+def two_stage_runs(tiny_models, target_corpus, target_eval_corpus, tmp_path_factory) -> dict[str, Path]:
     """family -> out of a 5-step run: 2 embedding steps, then 3 full-model steps."""
     runs = {}
     for family in ("bert", "xlmr", "gpt2", "llama"):
         out = tmp_path_factory.mktemp("runs") / family
         assert main(["pretrain", "--model", str(tiny_models[family]), "--corpus", str(target_corpus),
-                     "--out", str(out), "--eval-corpus", str(eval_corpus), "--max-steps", "5",
+                     "--out", str(out), "--eval-corpus", str(target_eval_corpus), "--max-steps", "5",
                      "--embedding-steps", "2", "--save-steps", "3", "--eval-steps", "2", *FAST]) == 0
         runs[family] = out
     return runs

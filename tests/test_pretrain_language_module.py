@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import target_sentences
 from transformers import TrainerCallback
 
 from langgraft.adapt.cli import main
@@ -19,12 +18,6 @@ from langgraft.eval.bpc import load_language_model
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]
 
-
-@pytest.fixture(scope="module")
-def eval_corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("eval") / "dev.txt"
-    path.write_text("\n".join(target_sentences(12, seed=99)) + "\n", encoding="utf-8")
-    return path
 
 
 def _records(out: Path) -> list[dict]:
@@ -37,10 +30,10 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-def test_embeddings_stage_then_lora_module(tiny_models, target_corpus, eval_corpus, tmp_path, capsys):
+def test_embeddings_stage_then_lora_module(tiny_models, target_corpus, target_eval_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["pretrain", "--model", str(tiny_models["bert"]), "--corpus", str(target_corpus), "--out", str(out),
-                 "--eval-corpus", str(eval_corpus), "--max-steps", "5", "--embedding-steps", "2", "--save-steps", "2",
+                 "--eval-corpus", str(target_eval_corpus), "--max-steps", "5", "--embedding-steps", "2", "--save-steps", "2",
                  "--eval-steps", "2", "--learning-rate", "1e-2", "--language-module", "lora",
                  "--module-option", "language=tg", "--module-option", "rank=2", *FAST]) == 0
     assert "language module -> " in capsys.readouterr().out
@@ -129,14 +122,14 @@ def test_module_options_are_checked_before_anything_runs(tiny_models, target_cor
     assert "language_module" in _error_line(capsys.readouterr().err)
 
 
-def test_module_train_language_runs_through_the_pretraining_stage(tiny_models, target_corpus, eval_corpus, tmp_path,
+def test_module_train_language_runs_through_the_pretraining_stage(tiny_models, target_corpus, target_eval_corpus, tmp_path,
                                                                   capsys):
     """``module train-language`` gets the run's held-out bpc log; metadata keeps the ``TrainOptions`` fields."""
     from langgraft.adapters import TrainOptions
 
     out = tmp_path / "ny-madx"
     assert main(["module", "train-language", "--kind", "madx", "--model", str(tiny_models["bert"]), "--corpus",
-                 str(target_corpus), "--eval-corpus", str(eval_corpus), "--language", "tg", "--out", str(out),
+                 str(target_corpus), "--eval-corpus", str(target_eval_corpus), "--language", "tg", "--out", str(out),
                  "--steps", "2", "--batch-size", "2", "--max-length", "512"]) == 0  # capped at the model's 126
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"language module written to {out}"
     records = _records(out)

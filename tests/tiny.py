@@ -39,6 +39,13 @@ def target_sentences(n: int, seed: int = 1) -> list[str]:
     return out
 
 
+def write_labelled_tsv(path: Path, n: int, seed: int = 3, labels: tuple[str, str] = ("holy", "plain")) -> Path:
+    """A ``text<TAB>label`` file of source sentences: the first label where a sentence says "lord"."""
+    rows = "".join(f"{s}\t{labels[0] if 'lord' in s.lower() else labels[1]}\n" for s in source_sentences(n, seed))
+    path.write_text("text\tlabel\n" + rows, encoding="utf-8")
+    return path
+
+
 def _wrap_and_save(tokenizer_object, cls, out: Path, **special) -> None:
     tok = cls(tokenizer_object=tokenizer_object, **special)
     tok.save_pretrained(out)
