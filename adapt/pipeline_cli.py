@@ -9,14 +9,14 @@ from langgraft.errors import UserError
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``--set pretrain.batch_size=8`` pairs; values are read as YAML scalars/lists."""
+    """``--set pretrain.max_steps=100`` pairs; values are read as YAML scalars/lists."""
     import yaml
 
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set pretrain.batch_size=8")
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set pretrain.max_steps=100")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
 
@@ -50,7 +50,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    set_help = "override a pipeline key, e.g. --set pretrain.batch_size=8 (repeatable; value read as YAML)"
+    set_help = "override a pipeline key, e.g. --set pretrain.max_steps=100 (repeatable; value read as YAML)"
     run = subparsers.add_parser("run", help="run per-language pipelines from YAML files",
                                 description="Run every stage of each pipeline in order; finished stages "
                                             "(same config and inputs) are skipped, a crashed run resumes.")

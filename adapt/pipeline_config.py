@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from langgraft.adapt.pretrain import FULL_LEARNING_RATE
+from langgraft.adapt.pretrain import PretrainConfig as RunConfig
 from langgraft.errors import UserError
 
 CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
@@ -91,31 +93,34 @@ class InitConfig:
     dev_documents: int = 200  # dev documents for the step-0 bits per character of auto
 
 
-@dataclass
-class PretrainConfig:
-    """Continued pretraining (``langgraft.adapt.pretrain``; names as in ``TrainingArguments``).
+# The pretrain section takes the options of ``langgraft.adapt.pretrain.PretrainConfig`` (so a new
+# pretraining option is a pipeline key at once), less the fields the stage fills in from the run:
+STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume",
+                    "corpus_alpha")  # one target corpus: nothing to mix
+# Defaults sized for one language's few-hundred-step run; the others are the Python API's.
+PRETRAIN_DEFAULTS = {"max_steps": 300, "embedding_steps": 300, "learning_rate": FULL_LEARNING_RATE,
+                     "per_device_train_batch_size": 16, "save_steps": 100, "eval_steps": 100}
+PRETRAIN_STAGE_FIELDS = [  # pipeline-only keys
+    ("eval_documents", int | None, field(default=200)),  # dev documents for the held-out bpc during training
+]
+
+
+def _pretrain_section() -> type:
+    """:class:`RunConfig` less ``STAGE_SET_FIELDS``, with ``PRETRAIN_DEFAULTS``, plus the pipeline-only keys."""
+    hints = typing.get_type_hints(RunConfig)
+    fields = [(f.name, hints[f.name], field(default=PRETRAIN_DEFAULTS[f.name]) if f.name in PRETRAIN_DEFAULTS
+               else field(default=f.default, default_factory=f.default_factory))
+              for f in dataclasses.fields(RunConfig) if f.name not in STAGE_SET_FIELDS]
+    doc = """Continued pretraining (``langgraft.adapt.pretrain``; names as in ``TrainingArguments``).
 
     The first ``embedding_steps`` train only the embeddings (body frozen), the remaining
     ``max_steps - embedding_steps`` the full model.
     """
+    return dataclasses.make_dataclass("PretrainConfig", fields + PRETRAIN_STAGE_FIELDS,
+                                      namespace={"__doc__": doc, "__module__": __name__})
 
-    max_steps: int = 300
-    embedding_steps: int = 300
-    learning_rate: float = 5e-5
-    embedding_learning_rate: float = 1e-3
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    max_seq_length: int = 128
-    warmup_steps: float = 0.0
-    weight_decay: float = 0.01
-    lr_scheduler_type: str = "linear"
-    save_steps: int = 100
-    eval_steps: int = 100
-    logging_steps: int = 10
-    mlm_probability: float = 0.15
-    replay_ratio: float = 0.0  # share of source-language text mixed in (limits forgetting)
-    shuffle_buffer: int = 10_000  # documents per corpus in the shuffle buffer (plus chunk order); 0: file order
-    eval_documents: int | None = 200  # dev documents for the held-out bpc during training
+
+PretrainConfig = _pretrain_section()
 
 
 @dataclass
@@ -286,7 +291,7 @@ def build(cls: type, data: Any, where: str = "") -> Any:
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any] | None) -> dict:
-    """Set dotted keys (``pretrain.batch_size``) in a raw YAML mapping before validation."""
+    """Set dotted keys (``pretrain.max_steps``) in a raw YAML mapping before validation."""
     for dotted, value in (overrides or {}).items():
         node = data
         parts = dotted.split(".")

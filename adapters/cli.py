@@ -12,13 +12,23 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", required=True, choices=KINDS, help="module method")
     parser.add_argument("--model", required=True, help="base checkpoint (directory or hub name)")
     parser.add_argument("--out", required=True, help="output module directory")
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps (per phase for sft)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the kind's)")
+    # TrainingArguments names, as in `langgraft pretrain`; the older spellings stay as hidden aliases
+    _add_renamed(parser, "--max-steps", "--steps", type=int, default=200, help="optimizer steps (per phase for sft)")
+    _add_renamed(parser, "--per-device-train-batch-size", "--batch-size", type=int, default=16,
+                 help="examples per device per optimizer step")
+    _add_renamed(parser, "--learning-rate", "--lr", type=float, default=None,
+                 help="learning rate (default: the kind's)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per example/block")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-steps", type=int, default=100, help="checkpoint interval (resume point)")
     _add_kind_options(parser)
+
+
+def _add_renamed(parser: argparse.ArgumentParser, name: str, *old_names: str, **kwargs: Any) -> None:
+    """Option ``name``, also accepted as ``old_names`` (kept for existing scripts, hidden from --help)."""
+    action = parser.add_argument(name, **kwargs)
+    parser.add_argument(*old_names, dest=action.dest, type=action.type, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
 
 
 def _add_kind_options(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +103,9 @@ def language_module_options(kind: str, pairs: Sequence[str]) -> dict[str, Any]:
 def _options(args: argparse.Namespace) -> Any:
     from langgraft.adapters.training import TrainOptions
 
-    return TrainOptions(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                        max_length=args.max_length, seed=args.seed, save_steps=args.save_steps)
+    return TrainOptions(max_steps=args.max_steps, batch_size=args.per_device_train_batch_size,
+                        learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed,
+                        save_steps=args.save_steps)
 
 
 def _quiet() -> None:

@@ -161,3 +161,26 @@ def test_missing_files_are_named_by_their_key_before_anything_runs(tiny_models, 
     data = base(tiny_models["bert"], target_corpus)
     data["init"] = {"resources": {"dictionary": "dict.tsv"}}
     assert "init.resources.dictionary" in error_of(data, tmp_path)
+
+
+def test_pretrain_section_takes_every_option_of_the_python_api():
+    """A new langgraft.adapt.pretrain option is a pipeline key without editing the pipeline."""
+    import dataclasses
+
+    from langgraft.adapt import pipeline_config
+    from langgraft.adapt.pretrain import PretrainConfig as RunConfig
+
+    run_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    keys = {f.name: f for f in dataclasses.fields(pipeline_config.PretrainConfig)}
+    assert set(pipeline_config.STAGE_SET_FIELDS) <= set(run_fields)
+    assert set(pipeline_config.PRETRAIN_DEFAULTS) <= set(keys)
+    assert set(run_fields) - set(pipeline_config.STAGE_SET_FIELDS) == set(keys) - {"eval_documents"}
+    assert keys["shuffle_buffer"].default == run_fields["shuffle_buffer"].default
+    assert keys["max_steps"].default == 300 != run_fields["max_steps"].default
+    config = build(PipelineConfig, {"language": "xx", "source_model": "m",
+                                    "pretrain": {"shuffle_buffer": 0, "report_to": ["none"], "learning_rate": None}})
+    assert (config.pretrain.shuffle_buffer, config.pretrain.report_to, config.pretrain.learning_rate) == (0, ["none"], None)
+    with pytest.raises(UserError, match=r"pretrain\.shuffle_buffer: expected integer"):
+        build(PipelineConfig, {"language": "xx", "source_model": "m", "pretrain": {"shuffle_buffer": "all"}})
+    with pytest.raises(UserError, match=r"unknown key 'pretrain\.corpus_alpha'; allowed keys in pretrain: max_steps, "):
+        build(PipelineConfig, {"language": "xx", "source_model": "m", "pretrain": {"corpus_alpha": 0.5}})
