@@ -22,18 +22,19 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {family: build_source_model(family, root / family) for family in FAMILIES}
 
 
+def _lines_file(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def source_corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "source.txt"
-    path.write_text("\n".join(source_sentences(600, seed=10)) + "\n", encoding="utf-8")
-    return path
+    return _lines_file(tmp_path_factory.mktemp("corpus") / "source.txt", source_sentences(600, seed=10))
 
 
 @pytest.fixture(scope="session")
 def target_corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "target.txt"
-    path.write_text("\n".join(target_sentences(600, seed=11)) + "\n", encoding="utf-8")
-    return path
+    return _lines_file(tmp_path_factory.mktemp("corpus") / "target.txt", target_sentences(600, seed=11))
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +90,7 @@ def parallel_corpus(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
 @pytest.fixture(scope="session")
 def target_eval_corpus(tmp_path_factory) -> Path:
     """Held-out target-language text (20 sentences) for evaluation during training."""
-    path = tmp_path_factory.mktemp("eval") / "dev.txt"
-    path.write_text("\n".join(target_sentences(20, seed=99)) + "\n", encoding="utf-8")
-    return path
+    return _lines_file(tmp_path_factory.mktemp("eval") / "dev.txt", target_sentences(20, seed=99))
 
 
 @pytest.fixture(scope="session")
