@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import (PACKAGES, add_transfer_inputs, coverage, first_documents, init_command,  # noqa: E402
-                            load_lm, markdown, package_command, timed_process)
+from vocab_transfer import PACKAGES, add_transfer_inputs, load_lm, markdown, run_methods  # noqa: E402
 
 METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa", "focus:transtok_share=0.5")
 
@@ -46,38 +45,11 @@ def main() -> int:
                         "target byte-level BPE tokenizer dir", eval_docs=1000, methods=[*METHODS, *PACKAGES])
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
     args = parser.parse_args()
-    out = Path(args.out)
-    results_path = out / "results.json"
     if args.table:
-        print(markdown(json.loads(results_path.read_text())))
+        print(markdown(json.loads((Path(args.out) / "results.json").read_text())))
         return 0
 
-    out.mkdir(parents=True, exist_ok=True)
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    eval_texts = first_documents(args.eval, args.eval_docs)
-    if "source-own-tokenizer" not in results:
-        results["source-own-tokenizer"] = {"method": "source model, English tokenizer",
-                                           **score(args.source, eval_texts)}
-        results_path.write_text(json.dumps(results, indent=2))
-    for method in args.methods:
-        if method in results:
-            continue
-        checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
-        command = (package_command(method, args, checkpoint) if method in PACKAGES
-                   else init_command(method, args, checkpoint))
-        try:
-            process = timed_process(command, checkpoint.with_suffix(".log"))
-        except RuntimeError as error:  # recorded, not hidden: the table says which method failed and why
-            results[method] = {"method": method, "bpc": "failed", "error": str(error)}
-            results_path.write_text(json.dumps(results, indent=2))
-            print(json.dumps(results[method]), flush=True)
-            continue
-        entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
-        if method in PACKAGES:
-            entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
-        results[method] = entry
-        results_path.write_text(json.dumps(results, indent=2))
-        print(json.dumps(entry), flush=True)
+    run_methods(args, score)
     return 0
 
 

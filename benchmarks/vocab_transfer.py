@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # a run is METHOD or METHOD:key=value,... (extra --option values for `langgraft init`)
@@ -258,20 +259,10 @@ def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, token
     parser.add_argument("--out", required=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_transfer_inputs(parser, "source MLM checkpoint (head recovered)", "target tokenizer dir", eval_docs=2000,
-                        methods=[*LANGGRAFT_METHODS, *PACKAGES])
-    parser.add_argument("--skip-computation", action="store_true")
-    parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
-    parser.add_argument("--run-package", choices=PACKAGES, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.run_package:
-        return run_package(args)
-    if args.table:
-        print(markdown(json.loads((Path(args.out) / "results.json").read_text())))
-        return 0
-
+def run_methods(args: argparse.Namespace, score: Callable[[str, list[str]], dict]) -> tuple[dict, Path]:
+    """Every ``--methods`` entry as a whole process into ``--out``, scored by ``score``; finished
+    entries in ``results.json`` are kept, so an interrupted run continues. A method whose process
+    fails is recorded with its error, not hidden: the table says which one failed and why."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
@@ -287,13 +278,36 @@ def main() -> int:
         checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
         command = (package_command(method, args, checkpoint) if method in PACKAGES
                    else init_command(method, args, checkpoint))
-        process = timed_process(command, checkpoint.with_suffix(".log"))
-        entry = {"method": method, **process, "coverage": coverage(checkpoint), **score(str(checkpoint), eval_texts)}
-        if method in PACKAGES:
-            entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
+        try:
+            process = timed_process(command, checkpoint.with_suffix(".log"))
+        except RuntimeError as error:
+            entry = {"method": method, "bpc": "failed", "error": str(error)}
+        else:
+            entry = {"method": method, **process, "coverage": coverage(checkpoint),
+                     **score(str(checkpoint), eval_texts)}
+            if method in PACKAGES:
+                entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
         results[method] = entry
         results_path.write_text(json.dumps(results, indent=2))
         print(json.dumps(entry), flush=True)
+    return results, results_path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_transfer_inputs(parser, "source MLM checkpoint (head recovered)", "target tokenizer dir", eval_docs=2000,
+                        methods=[*LANGGRAFT_METHODS, *PACKAGES])
+    parser.add_argument("--skip-computation", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out/results.json")
+    parser.add_argument("--run-package", choices=PACKAGES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_package:
+        return run_package(args)
+    if args.table:
+        print(markdown(json.loads((Path(args.out) / "results.json").read_text())))
+        return 0
+
+    results, results_path = run_methods(args, score)
     if not args.skip_computation and "computation" not in results:
         results["computation"] = computation_only(args)
         results_path.write_text(json.dumps(results, indent=2))
