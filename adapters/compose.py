@@ -358,25 +358,14 @@ def export_module(model: Any, tokenizer: Any, out: str | Path) -> Path:
 
 def _part_record(module: Module) -> dict[str, Any]:
     """What a composed module keeps of each part: which module, trained on which base, with which files."""
+    from langgraft.adapt.pipeline import sha256_path
+
     meta = module.metadata
     return {"name": module.path.name, "path": str(module.path.resolve()), "kind": meta.kind, "role": meta.role,
             "language": meta.language, "task": meta.task, "size": meta.size,
             "base_fingerprint": meta.base_fingerprint, "body_digest": meta.body_digest,
             "embedding_digest": meta.embedding_digest, "tokenizer_hash": meta.tokenizer_hash,
-            "content_digest": _content_digest(module.path)}
-
-
-def _content_digest(directory: Path) -> str:
-    """sha256 of a module directory's file names and bytes, so a part can be recognised later."""
-    import hashlib
-
-    hasher = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        hasher.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-    return hasher.hexdigest()[:16]
+            "content_digest": sha256_path(module.path)[:16]}
 
 
 def write_composition(model: str | Path, modules: Sequence[str | Path | Module], out: str | Path, *,

@@ -251,10 +251,7 @@ class LoraKind(ModuleKind):
                     wrapper.modules_to_save[TRAINING_ADAPTER].load_state_dict(trained.state_dict())
             model.save_pretrained(str(directory), selected_adapters=[TRAINING_ADAPTER])
         finally:
-            # PEFT refuses to delete an adapter while several are active on a head wrapper: one part alone first.
-            model.base_model.set_adapter(names[0])
-            model.delete_adapter(TRAINING_ADAPTER)
-            model.base_model.set_adapter(lora_adapter_names(model), inference_mode=True)
+            _delete_adapter(model, TRAINING_ADAPTER)  # the parts stay, active together
         config = LoraModuleConfig(rank=combined.r, alpha=combined.lora_alpha, dropout=combined.lora_dropout)
         return {"size": {"rank": config.rank, "alpha": config.alpha}, "touches_embeddings": False,
                 "config": dataclasses.asdict(config)}
