@@ -70,6 +70,9 @@ class HeadConfig:
     max_steps: int = 300
     learning_rate: float = 1e-3
     batch_size: int = 32
+    body_steps: int = 0  # then train the whole source model on source text (a sentence-embedding body is a weak MLM)
+    body_learning_rate: float = 3e-4
+    eval_documents: int = 200  # source dev documents for the held-out bpc of the body steps
 
 
 @dataclass
@@ -91,6 +94,8 @@ class InitConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method name -> its options
     resources: InitResources = field(default_factory=InitResources)
     dev_documents: int = 200  # dev documents for the step-0 bits per character of auto
+    # shift the new rows' output bias to the target train split's token frequencies (langgraft.vocab.calibration)
+    calibrate_bias: bool = False
 
 
 # The pretrain section takes the options of ``langgraft.adapt.pretrain.PretrainConfig`` (so a new

@@ -186,13 +186,20 @@ def _corpus_retrieval_pairs(ctx: "StageContext") -> None:
 
 
 def head_stage(ctx: "StageContext") -> dict:
-    """Fit an LM head on source text for a headless source checkpoint (body frozen)."""
+    """Fit an LM head on source text for a headless source checkpoint (body frozen), then optionally the body."""
     from langgraft.vocab.head import recover_head
 
     cfg = ctx.config["head"]
+    dev = None
+    if cfg.body_steps:
+        dev = ctx.work_dir / "eval-dev.txt"
+        if not dev.is_file():  # the same sample on every attempt, so a resumed run evaluates identically
+            texts = sample(_lines(_split_file(ctx, "source", "dev")), cfg.eval_documents, ctx.settings.seed)
+            dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     result = recover_head(source_model_path(ctx.settings), [_split_file(ctx, "source", "train")],
                           ctx.work_dir / "model", max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                          batch_size=cfg.batch_size, seed=ctx.settings.seed)
+                          batch_size=cfg.batch_size, seed=ctx.settings.seed, body_steps=cfg.body_steps,
+                          body_learning_rate=cfg.body_learning_rate, eval_corpus=dev)
     return _plain(result)
 
 
@@ -297,7 +304,8 @@ def init_stage(ctx: "StageContext") -> dict:
     def initialize(method: str, out: Path) -> None:
         if not (out / "config.json").is_file():  # else finished in an earlier, interrupted attempt
             initialize_embeddings(_initial_model(ctx), tokenizer, method, mode=mode, resources=resources,
-                                  seed=ctx.settings.seed, out=out, **cfg.options.get(method, {}))
+                                  seed=ctx.settings.seed, out=out, calibrate_bias=cfg.calibrate_bias,
+                                  **cfg.options.get(method, {}))
 
     if cfg.method != "auto":
         initialize(cfg.method, ctx.work_dir / "model")

@@ -76,6 +76,8 @@ def init_command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
             command += ["--option", f"alignment_table={args.alignment_table}"]
         else:
             command += ["--parallel", *args.parallel]
+    if args.calibrate_bias:
+        command += ["--calibrate-bias", "--target-corpus", args.calibrate_bias]
     return command
 
 
@@ -256,6 +258,9 @@ def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, token
     parser.add_argument("--eval", help="held-out target text (one document per line)")
     parser.add_argument("--eval-docs", type=int, default=eval_docs, help="score the first N documents")
     parser.add_argument("--methods", nargs="+", default=methods)
+    parser.add_argument("--calibrate-bias", metavar="TARGET_TEXT",
+                        help="langgraft methods: also calibrate the output bias on this target text "
+                             "(init --calibrate-bias)")
     parser.add_argument("--out", required=True)
 
 

@@ -183,7 +183,7 @@ def iter_documents(texts_or_files: str | os.PathLike | Iterable[str | os.PathLik
 
 
 @dataclass
-class _Window:
+class ScoredWindow:
     """One model input and the positions scored in it (``targets[i]`` is the id expected at ``positions[i]``)."""
 
     input_ids: list[int]
@@ -191,8 +191,8 @@ class _Window:
     targets: list[int]
 
 
-def _mlm_windows(tokenizer: Any, texts: list[str], first_index: int, seed: int, rate: float,
-                 max_length: int) -> tuple[list[_Window], int]:
+def mlm_windows(tokenizer: Any, texts: list[str], first_index: int, seed: int, rate: float,
+                 max_length: int) -> tuple[list[ScoredWindow], int]:
     """Windows with the tokens of masked words replaced by the mask token; returns masked characters."""
     prefix, suffix = special_token_frame(tokenizer)
     body = max_length - len(prefix) - len(suffix)
@@ -215,12 +215,12 @@ def _mlm_windows(tokenizer: Any, texts: list[str], first_index: int, seed: int, 
                 continue
             inputs = chunk.copy()
             inputs[chosen] = tokenizer.mask_token_id
-            windows.append(_Window(prefix + inputs.tolist() + suffix, (chosen + len(prefix)).tolist(),
+            windows.append(ScoredWindow(prefix + inputs.tolist() + suffix, (chosen + len(prefix)).tolist(),
                                    chunk[chosen].tolist()))
     return windows, characters
 
 
-def _clm_windows(tokenizer: Any, texts: list[str], max_length: int) -> tuple[list[_Window], int]:
+def clm_windows(tokenizer: Any, texts: list[str], max_length: int) -> tuple[list[ScoredWindow], int]:
     """Overlapping windows over BOS + document; every text token is a target exactly once."""
     start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
@@ -239,13 +239,13 @@ def _clm_windows(tokenizer: Any, texts: list[str], max_length: int) -> tuple[lis
             end = min(len(ids), first + stride if first > 1 else max_length)
             begin = max(0, end - max_length)
             positions = list(range(first - 1 - begin, end - 1 - begin))
-            windows.append(_Window(list(ids[begin:end]), positions, list(ids[first:end])))
+            windows.append(ScoredWindow(list(ids[begin:end]), positions, list(ids[first:end])))
             first = end
     return windows, characters
 
 
-def _window_nll(model: Any, windows: list[_Window], pad_id: int) -> tuple[float, int]:
-    """Summed NLL (nats) and count of the scored positions of ``windows`` in one padded batch."""
+def window_logits(model: Any, windows: list[ScoredWindow], pad_id: int) -> tuple[Any, Any]:
+    """Logits at the scored positions of ``windows`` (one padded batch) and the ids expected there."""
     import torch
 
     device = next(model.parameters()).device
@@ -265,7 +265,15 @@ def _window_nll(model: Any, windows: list[_Window], pad_id: int) -> tuple[float,
 
     # positions ascend within each window, so ``targets`` is in the row-major order of ``selected``
     logits = logits_at(model, input_ids.to(device), attention.to(device), selected.to(device))
-    nll = torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets, device=device), reduction="sum")
+    return logits, torch.tensor(targets, device=device)
+
+
+def _window_nll(model: Any, windows: list[ScoredWindow], pad_id: int) -> tuple[float, int]:
+    """Summed NLL (nats) and count of the scored positions of ``windows`` in one padded batch."""
+    import torch
+
+    logits, targets = window_logits(model, windows, pad_id)
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return float(nll), len(targets)
 
 
@@ -307,9 +315,9 @@ def compute_bpc(
         with torch.inference_mode():
             for texts in batched(iter_documents(texts_or_files), _DOCUMENTS_PER_CHUNK):
                 if objective == "mlm":
-                    windows, chars = _mlm_windows(tokenizer, texts, documents, mask_seed, mask_rate, max_length)
+                    windows, chars = mlm_windows(tokenizer, texts, documents, mask_seed, mask_rate, max_length)
                 else:
-                    windows, chars = _clm_windows(tokenizer, texts, max_length)
+                    windows, chars = clm_windows(tokenizer, texts, max_length)
                 documents += len(texts)
                 total_chars += chars
                 windows.sort(key=lambda w: len(w.input_ids))  # less padding per batch

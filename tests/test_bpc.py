@@ -10,7 +10,7 @@ from tiny import target_sentences
 
 from langgraft.adapt.cli import main
 from langgraft.errors import UserError
-from langgraft.eval.bpc import (_clm_windows, _mlm_windows, compute_bpc, load_language_model, masked_word_spans,
+from langgraft.eval.bpc import (clm_windows, mlm_windows, compute_bpc, load_language_model, masked_word_spans,
                                 word_mask_draws)
 from langgraft.models import load_tokenizer
 
@@ -48,9 +48,9 @@ def test_bpc_matches_plain_forward(tiny_models, family):
     model, tokenizer, objective = _loaded(tiny_models, family)
     result = compute_bpc(model, tokenizer, TEXTS, max_length=24, batch_size=5)
     if objective == "mlm":
-        windows, characters = _mlm_windows(tokenizer, TEXTS, 0, 0, 0.15, 24)
+        windows, characters = mlm_windows(tokenizer, TEXTS, 0, 0, 0.15, 24)
     else:
-        windows, characters = _clm_windows(tokenizer, TEXTS, 24)
+        windows, characters = clm_windows(tokenizer, TEXTS, 24)
     assert result.objective == objective and result.characters == characters
     assert result.tokens == sum(len(w.targets) for w in windows)
     assert result.bpc == pytest.approx(_reference_bpc(model, windows, characters), rel=1e-4)
@@ -64,7 +64,7 @@ def test_mlm_masks_whole_words_and_the_same_words_for_every_tokenizer(tiny_model
     for family in ("bert", "xlmr"):
         model, tokenizer, _ = _loaded(tiny_models, family)
         results[family] = compute_bpc(model, tokenizer, TEXTS)
-        windows, _ = _mlm_windows(tokenizer, TEXTS[:1], 0, 0, 1.0, 512)  # rate 1: every word masked
+        windows, _ = mlm_windows(tokenizer, TEXTS[:1], 0, 0, 1.0, 512)  # rate 1: every word masked
         text_ids = [i for i in windows[0].input_ids if i not in tokenizer.all_special_ids]
         assert text_ids == [] and len(windows[0].targets) == len(tokenizer(TEXTS[0], add_special_tokens=False).input_ids)
     # characters of the masked words do not depend on the tokenizer (bert lowercases, xlmr does not)

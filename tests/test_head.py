@@ -62,3 +62,34 @@ def test_interrupted_recovery_resumes(tiny_models, source_corpus, tmp_path):
     summary = recover_head(tiny_models["bert"], [source_corpus], out, **options)
     assert summary["resumed_from"].endswith("checkpoint-5")
     assert out.is_dir() and not checkpoint_dir(out).exists()
+
+
+def test_body_steps_train_the_whole_model_after_the_head(tiny_models, source_corpus, tmp_path, capsys):
+    """``--body-steps``: after the head stage the whole model trains on the source text (held-out bpc falls)."""
+    headless = tmp_path / "headless"
+    AutoModel.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
+    AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
+    held_out = tmp_path / "dev.txt"
+    held_out.write_text("\n".join(source_corpus.read_text().splitlines()[:40]) + "\n")
+    out = tmp_path / "refreshed"
+    assert main(["head", "recover", "--model", str(headless), "--corpus", str(source_corpus), "--out", str(out),
+                 "--max-steps", "10", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32",
+                 "--body-steps", "30", "--body-learning-rate", "3e-3", "--eval-corpus", str(held_out),
+                 "--save-steps", "15"]) == 0
+    assert "body trained 30 steps" in capsys.readouterr().out
+    body = json.loads((out / SUMMARY_FILE).read_text())["body"]
+    assert body["steps"] == 30 and body["eval_bpc_after"] < body["eval_bpc_before"], body
+    refreshed = AutoModelForMaskedLM.from_pretrained(out)  # a stock checkpoint, body changed
+    original = AutoModel.from_pretrained(headless)
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(refreshed.bert.state_dict()[name], original.state_dict()[name])
+    assert not list(tmp_path.glob(".refreshed.head-checkpoints"))  # checkpoints removed once out is written
+
+
+def test_body_steps_bad_input(tiny_models, source_corpus, tmp_path):
+    out = tmp_path / "out"
+    assert main(["head", "recover", "--model", str(tiny_models["bert"]), "--corpus", str(source_corpus),
+                 "--out", str(out), "--body-steps", "-1"]) == 2
+    assert main(["head", "recover", "--model", str(tiny_models["bert"]), "--corpus", str(source_corpus),
+                 "--out", str(out), "--body-steps", "5", "--eval-corpus", str(tmp_path / "missing.txt")]) == 2
+    assert not out.exists()

@@ -117,3 +117,24 @@ def test_cli_run_prints_the_report_and_skips_finished_stages(finished, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"report: {pipeline.run_dir / 'report' / 'report.md'}" in done.stdout
     assert done.stderr.count("up to date") == len(pipeline.stages) + 1  # every stage and the publish folder
+
+
+def test_headless_source_body_steps_and_bias_calibration(tiny_models, source_corpus, target_corpus, tmp_path):
+    """head.body_steps trains the recovered source on source text (held-out bpc recorded);
+    init.calibrate_bias shifts the new rows' bias on the target train split."""
+    from transformers import AutoModel, AutoTokenizer
+
+    headless = tmp_path / "headless"
+    AutoModel.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
+    AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
+    config = tiny_pipeline(headless, source_corpus, target_corpus, tmp_path,
+                           head={"max_steps": 4, "batch_size": 8, "body_steps": 6, "eval_documents": 20},
+                           init={"method": "fvt", "calibrate_bias": True}, pretrain=None, evaluation=None,
+                           publish=None)
+    outputs = Pipeline.from_dict(config).run()
+    head = json.loads((outputs["head"] / "model" / "head_recovery.json").read_text())
+    assert head["body"]["steps"] == 6 and "eval_bpc_after" in head["body"]
+    assert (outputs["head"] / "eval-dev.txt").read_text().count("\n") == 20
+    summary = json.loads((outputs["init"] / "model" / "transfer_summary.json").read_text())
+    kl = summary["bias_calibration"]["kl_bits_per_round"]
+    assert kl[-1] < kl[0]

@@ -32,12 +32,16 @@ def run_init(args: argparse.Namespace) -> int:
         parallel=tuple(args.parallel) if args.parallel else None, helper=args.helper, workdir=args.workdir,
     )
     outcome = transfer(args.source, args.tokenizer, args.method, mode=args.mode, resources=resources,
-                       seed=args.seed, **options)
+                       seed=args.seed, calibrate_bias=args.calibrate_bias, **options)
     save_outcome(outcome, args.out)
     summary = outcome.summary
     print(f"{args.method}: {summary['initialized_tokens']} rows initialized "
           f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items())}), coverage {summary['coverage']:.1%}, "
           f"{summary['wall_seconds']:.1f} s -> {args.out}")
+    if "bias_calibration" in summary:
+        kl = summary["bias_calibration"]["kl_bits_per_round"]
+        print(f"output bias calibrated on the target corpus: KL(frequencies || mean prediction) {kl[0]:.3f} -> "
+              f"{kl[-1]:.3f} bits")
     if "hint" in summary:
         print(f"note: {summary['hint']}")
     return 0
@@ -56,9 +60,13 @@ def run_head_recover(args: argparse.Namespace) -> int:
 
     summary = recover_head(args.model, args.corpus, args.out, max_steps=args.max_steps, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed,
-                           save_steps=args.save_steps)
+                           save_steps=args.save_steps, body_steps=args.body_steps,
+                           body_learning_rate=args.body_learning_rate, eval_corpus=args.eval_corpus)
     print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "
           f"{summary['held_out_mlm_loss_after']} -> {args.out}")
+    body = summary.get("body")
+    if body and "eval_bpc_after" in body:
+        print(f"body trained {body['steps']} steps: held-out bpc {body.get('eval_bpc_before')} -> {body['eval_bpc_after']}")
     return 0
 
 
@@ -100,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--rank", type=int, help="factorization rank (ofa; 0 = full)")
     init.add_argument("--workdir", help="cache directory for derived resources (trained fastText, dictionaries)")
     init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--calibrate-bias", action="store_true",
+                      help="then shift the new rows' output bias so the mean prediction on --target-corpus matches its "
+                           "token frequencies (MLM/CLM heads with a bias; recommended before full-model pretraining)")
     init.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="method option, e.g. --option k=10 (repeatable)")
     init.set_defaults(handler=run_init)
@@ -128,6 +139,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument("--save-steps", type=int, default=100,
                          help="checkpoint interval; rerunning an interrupted command resumes from the last one")
     recover.add_argument("--seed", type=int, default=0)
+    recover.add_argument("--body-steps", type=int, default=0,
+                         help="then train the whole model this many MLM steps on the same text (0: body untouched); "
+                              "a sentence-embedding body is a poor MLM until it is (docs/vocab-transfer.md)")
+    recover.add_argument("--body-learning-rate", type=float, default=3e-4)
+    recover.add_argument("--eval-corpus", help="held-out source text: bits per character during the body steps")
     recover.set_defaults(handler=run_head_recover)
 
     hydra = subparsers.add_parser("hydra", help="one body, swappable per-language embedding tables").add_subparsers(

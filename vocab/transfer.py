@@ -294,13 +294,16 @@ def save_outcome(outcome: TransferOutcome, out: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "auto",
              resources: TransferResources | None = None, seed: int = 0, source_tokenizer: Any = None,
-             **method_options: Any) -> TransferOutcome:
+             calibrate_bias: bool = False, **method_options: Any) -> TransferOutcome:
     """Run ``method`` and return the new model, tokenizer, summary and provenance (nothing written).
 
     ``source``: model name/dir, or a loaded ``PreTrainedModel`` (then pass ``source_tokenizer``;
     it is modified in place). ``target_tokenizer``: tokenizer dir or a loaded tokenizer.
     ``mode``: ``"replace"``, ``"extend"`` or ``"auto"`` (extend when the tokenizer dir holds
     ``langgraft_extension.json``).
+    ``calibrate_bias``: afterwards shift the output bias of the initialized rows so the model's mean
+    prediction on ``resources.target_corpus`` matches its token frequencies
+    (:mod:`langgraft.vocab.calibration`); needs a head with a bias and target text.
     """
     started = time.perf_counter()
     spec = get_method(method)
@@ -308,6 +311,8 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
     resources = resources or TransferResources()
     resources.check_files()
     config.validate(resources)
+    if calibrate_bias and not resources.target_corpus:
+        raise UserError("bias calibration needs target-language text: give --target-corpus FILE")
 
     target_dir = None
     if isinstance(target_tokenizer, (str, Path)):
@@ -328,6 +333,10 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
         check_extension(source_tokenizer, target_tokenizer, original, target_dir)
     model, kind = load_source(source) if isinstance(source, (str, Path)) else (source, head_kind(source.config))
     model.eval()
+    if calibrate_bias:
+        from langgraft.vocab.calibration import output_bias
+
+        output_bias(model)  # fail before the transfer work when there is no bias to calibrate
     ctx = TransferContext(model, source_tokenizer, target_tokenizer, mode=mode, seed=seed, resources=resources,
                           original_vocab_size=original)
     check_embedding_rows(ctx)
@@ -339,6 +348,12 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
     plan = build_plan(ctx, mapping)
     provenance = provenance_rows(ctx, plan)
     artifacts = apply_plan(ctx, plan)
+    calibration = None
+    if calibrate_bias:
+        from langgraft.vocab.calibration import calibrate_output_bias
+
+        calibration = calibrate_output_bias(model, target_tokenizer, resources.target_corpus, mapping.target_ids,
+                                            objective=kind or "mlm", seed=seed)
 
     counts = mapping.counts()
     initialized = max(len(mapping.target_ids), 1)
@@ -363,13 +378,14 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
         "wall_seconds": round(time.perf_counter() - started, 3),
         **({"hint": HEADLESS_HINT} if kind is None else {}),
         **({"notes": mapping.notes} if mapping.notes else {}),
+        **({"bias_calibration": calibration} if calibration else {}),
     }
     return TransferOutcome(model, target_tokenizer, summary, provenance, artifacts)
 
 
 def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mode: str = "auto",
                           resources: TransferResources | None = None, seed: int = 0, out: str | Path | None = None,
-                          source_tokenizer: Any = None, **method_options: Any) -> Any:
+                          source_tokenizer: Any = None, calibrate_bias: bool = False, **method_options: Any) -> Any:
     """Transfer ``source`` to ``target_tokenizer`` with ``method``; save to ``out`` when given.
 
     Returns the new model (same class as the source: MLM, CLM or headless body). ``out`` gets a
@@ -377,7 +393,7 @@ def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mo
     ``transfer_summary.json``, written atomically. Options are the method's config fields.
     """
     outcome = transfer(source, target_tokenizer, method, mode=mode, resources=resources, seed=seed,
-                       source_tokenizer=source_tokenizer, **method_options)
+                       source_tokenizer=source_tokenizer, calibrate_bias=calibrate_bias, **method_options)
     if out is not None:
         save_outcome(outcome, out)
     return outcome.model
