@@ -88,7 +88,7 @@ def test_auto_gives_each_candidate_its_options(transtok_run, monkeypatch):
     real = transfer.initialize_embeddings
 
     def recording(source, tokenizer, method, **kwargs):
-        calls[method] = {k: v for k, v in kwargs.items() if k not in ("mode", "resources", "seed", "out")}
+        calls[method] = {k: v for k, v in kwargs.items() if k not in ("mode", "resources", "seed", "out", "calibrate_bias")}
         return real(source, tokenizer, method, **kwargs)
 
     monkeypatch.setattr(transfer, "initialize_embeddings", recording)
