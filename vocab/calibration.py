@@ -63,9 +63,9 @@ def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.Path
     chooser, sample, seen, batch = random.Random(seed), [], 0, []
 
     def count(texts: list[str]) -> None:
-        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-            if ids:
-                counts.add_(torch.bincount(torch.tensor(ids), minlength=counts.numel()).double())
+        ids = [token for document in tokenizer(texts, add_special_tokens=False)["input_ids"] for token in document]
+        if ids:
+            counts.add_(torch.bincount(torch.tensor(ids), minlength=counts.numel()).double())
 
     for text in iter_documents([Path(path) for path in corpus]):  # Path: a file, not a text
         if seen >= config.count_documents:
