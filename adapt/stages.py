@@ -185,17 +185,22 @@ def _corpus_retrieval_pairs(ctx: "StageContext") -> None:
         (folder / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
 
 
+def _dev_sample(ctx: "StageContext", side: str, documents: int | None) -> Path:
+    """``eval-dev.txt`` in the stage folder: a seeded sample of ``side``'s dev split, written once so
+    that a resumed attempt evaluates on the same documents."""
+    dev = ctx.work_dir / "eval-dev.txt"
+    if not dev.is_file():
+        texts = sample(_lines(_split_file(ctx, side, "dev")), documents, ctx.settings.seed)
+        dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    return dev
+
+
 def head_stage(ctx: "StageContext") -> dict:
     """Fit an LM head on source text for a headless source checkpoint (body frozen), then optionally the body."""
     from langgraft.vocab.head import recover_head
 
     cfg = ctx.config["head"]
-    dev = None
-    if cfg.body_steps:
-        dev = ctx.work_dir / "eval-dev.txt"
-        if not dev.is_file():  # the same sample on every attempt, so a resumed run evaluates identically
-            texts = sample(_lines(_split_file(ctx, "source", "dev")), cfg.eval_documents, ctx.settings.seed)
-            dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    dev = _dev_sample(ctx, "source", cfg.eval_documents) if cfg.body_steps else None
     result = recover_head(source_model_path(ctx.settings), [_split_file(ctx, "source", "train")],
                           ctx.work_dir / "model", max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                           batch_size=cfg.batch_size, seed=ctx.settings.seed, body_steps=cfg.body_steps,
@@ -334,10 +339,7 @@ def pretrain_stage(ctx: "StageContext") -> dict:
     from langgraft.adapt import pretrain as run
 
     cfg = ctx.config["pretrain"]
-    dev = ctx.work_dir / "eval-dev.txt"
-    if not dev.is_file():  # the same sample on every attempt, so a resumed run evaluates identically
-        texts = sample(_lines(_split_file(ctx, "target", "dev")), cfg.eval_documents, ctx.settings.seed)
-        dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    dev = _dev_sample(ctx, "target", cfg.eval_documents)
     options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "eval_documents"}
     out = ctx.work_dir / "model"
     result = run.pretrain(run.PretrainConfig(

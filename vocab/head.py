@@ -188,6 +188,7 @@ def _train_body(mlm: Any, tokenizer: Any, files: list[str], checkpoints: Path, *
     """Whole-model MLM on the source text, resumable inside ``checkpoints``; returns the model and a summary."""
     from transformers import AutoModelForMaskedLM
 
+    from langgraft.adapt.callbacks import MetricsLog
     from langgraft.adapt.pretrain import PretrainConfig, pretrain
     from langgraft.eval.bpc import default_max_length
 
@@ -202,17 +203,11 @@ def _train_body(mlm: Any, tokenizer: Any, files: list[str], checkpoints: Path, *
         max_steps=steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         max_seq_length=length, warmup_steps=0.05, seed=seed, save_steps=save_steps,
         eval_steps=save_steps, resume=True, report_to=["none"]))
-    first = next((r for r in _metrics(run) if "eval_bpc" in r), None)
+    first = next((r for r in MetricsLog(run, enabled=True).records() if "eval_bpc" in r), None)
     summary = {"steps": steps, "learning_rate": learning_rate, "eval_corpus": str(eval_corpus) if eval_corpus else None,
                **({"eval_bpc_before": round(first["eval_bpc"], 4)} if first else {}),
                **({"eval_bpc_after": round(result.eval["eval_bpc"], 4)} if result.eval else {})}
     return load_model(str(run), AutoModelForMaskedLM), summary
-
-
-def _metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def checkpoint_dir(out: str | os.PathLike) -> Path:

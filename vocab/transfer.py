@@ -353,7 +353,7 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
         from langgraft.vocab.calibration import calibrate_output_bias
 
         calibration = calibrate_output_bias(model, target_tokenizer, resources.target_corpus, mapping.target_ids,
-                                            objective=kind or "mlm", seed=seed)
+                                            objective=kind, seed=seed)
 
     counts = mapping.counts()
     initialized = max(len(mapping.target_ids), 1)
