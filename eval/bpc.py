@@ -192,7 +192,7 @@ class ScoredWindow:
 
 
 def mlm_windows(tokenizer: Any, texts: list[str], first_index: int, seed: int, rate: float,
-                 max_length: int) -> tuple[list[ScoredWindow], int]:
+                max_length: int) -> tuple[list[ScoredWindow], int]:
     """Windows with the tokens of masked words replaced by the mask token; returns masked characters."""
     prefix, suffix = special_token_frame(tokenizer)
     body = max_length - len(prefix) - len(suffix)
@@ -216,7 +216,7 @@ def mlm_windows(tokenizer: Any, texts: list[str], first_index: int, seed: int, r
             inputs = chunk.copy()
             inputs[chosen] = tokenizer.mask_token_id
             windows.append(ScoredWindow(prefix + inputs.tolist() + suffix, (chosen + len(prefix)).tolist(),
-                                   chunk[chosen].tolist()))
+                                        chunk[chosen].tolist()))
     return windows, characters
 
 

@@ -66,7 +66,8 @@ def run_head_recover(args: argparse.Namespace) -> int:
           f"{summary['held_out_mlm_loss_after']} -> {args.out}")
     body = summary.get("body")
     if body and "eval_bpc_after" in body:
-        print(f"body trained {body['steps']} steps: held-out bpc {body.get('eval_bpc_before')} -> {body['eval_bpc_after']}")
+        print(f"body trained {body['steps']} steps: held-out bpc {body.get('eval_bpc_before')} -> "
+              f"{body['eval_bpc_after']}")
     return 0
 
 
