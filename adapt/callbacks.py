@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from langgraft.atomic import atomic_file
+from langgraft.atomic import atomic_file, match_umask
 
 SEAL_FILE = "langgraft_complete.json"
 METRICS_FILE = "metrics.jsonl"
@@ -171,6 +171,7 @@ class SealCheckpointCallback(TrainerCallback):
 
 
 def seal_checkpoint(folder: Path) -> None:
+    match_umask(folder)
     files = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != SEAL_FILE:

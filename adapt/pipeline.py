@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, build, resolve_path
-from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.atomic import atomic_dir, atomic_file, match_umask
 from langgraft.errors import UserError
 
 LEDGER = "stages.json"
@@ -342,6 +342,7 @@ class Pipeline:
                   "config": plain(spec.config)}
         with atomic_file(partial / STAGE_RECORD) as handle:
             json.dump(record, handle, indent=2, default=str)
+        match_umask(partial)
         os.replace(partial, final)
         self._record(spec.name, status="done", seconds=seconds, cpu_seconds=cpu_seconds, result=result)
         ctx.log(f"done in {seconds:.1f}s -> {final}")

@@ -466,6 +466,7 @@ class _Run:
         import tempfile
 
         from langgraft.adapt.callbacks import seal_checkpoint
+        from langgraft.atomic import match_umask
 
         if self.is_main:
             inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -474,6 +475,7 @@ class _Run:
             try:
                 inner.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
+                match_umask(tmp)
                 for path in tmp.iterdir():
                     os.replace(path, target / path.name)
                 if target != self.out:

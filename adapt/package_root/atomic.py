@@ -11,11 +11,29 @@ from typing import IO, Iterator
 from langgraft.errors import UserError
 
 
-def _chmod_like_umask(path: Path, mode: int) -> None:
-    """mkstemp/mkdtemp create owner-only entries; give outputs the permissions a plain open() would."""
+def _current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, mode & ~umask)
+    return umask
+
+
+def _chmod_like_umask(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create owner-only entries; give outputs the permissions a plain open() would."""
+    os.chmod(path, mode & ~_current_umask())
+
+
+def match_umask(root: str | os.PathLike) -> None:
+    """Give every file and folder under ``root`` what ``open()``/``mkdir()`` give under the user's umask.
+
+    Writers langgraft calls create some files owner-only (safetensors writes ``0600`` through its own
+    temporary file), so every output is passed through here before it is renamed into place.
+    """
+    umask = _current_umask()
+    root = Path(root)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 @contextlib.contextmanager
@@ -52,6 +70,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
     _chmod_like_umask(tmp, 0o777)
     try:
         yield tmp
+        match_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
