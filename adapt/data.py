@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from langgraft.adapt.lm_rows import LM_ROWS_KEY
+from langgraft.lm import LM_ROWS_KEY
 from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
 from langgraft.errors import UserError
 
@@ -45,7 +45,7 @@ Item = TypeVar("Item")
 
 def document_frame(tokenizer: Any, objective: str) -> tuple[list[int], list[int]]:
     """Ids put before and after every document's tokens."""
-    from langgraft.eval.bpc import special_token_frame
+    from langgraft.lm import special_token_frame
 
     if objective == "mlm":
         return special_token_frame(tokenizer)

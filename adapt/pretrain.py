@@ -13,7 +13,7 @@ learning rate and schedule, and a distributed wrapper that sees exactly its trai
 
 Trainer is extended only through public arguments and callbacks: the packed stream
 (:mod:`langgraft.adapt.data`), ``compute_loss_func`` plus PyTorch hooks that compute the LM
-head on the scored rows only (:mod:`langgraft.adapt.lm_rows`), and the callbacks of
+head on the scored rows only (:mod:`langgraft.lm`), and the callbacks of
 :mod:`langgraft.adapt.callbacks`. Layout of ``out``::
 
     out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained); with a
@@ -211,7 +211,7 @@ class _Run:
     def __init__(self, config: PretrainConfig, language_module: LanguageModuleStage | None,
                  callbacks: Sequence[Any] = ()):
         from langgraft.adapt.callbacks import MetricsLog
-        from langgraft.eval.bpc import default_max_length, objective_from_config
+        from langgraft.models import default_max_length, objective_from_config
         from langgraft.models import load_config, load_tokenizer, resolve_model_path
 
         config.check()
@@ -329,7 +329,7 @@ class _Run:
 
     def run(self) -> PretrainResult:
         from langgraft.adapt.callbacks import is_sealed
-        from langgraft.eval.bpc import load_language_model
+        from langgraft.models import load_language_model
 
         self.check_out()
         final_eval = None
@@ -413,7 +413,7 @@ class _Run:
         from langgraft.adapt.callbacks import (LossCurveCallback, MetricsCallback, SealCheckpointCallback,
                                                checkpoint_step)
         from langgraft.adapt.data import PackedLMCollator, PackedLMStream
-        from langgraft.adapt.lm_rows import SelectedRowsHead, selected_rows_loss
+        from langgraft.lm import SelectedRowsHead, selected_rows_loss
 
         c = self.config
         args = self._training_arguments(stage)

@@ -47,7 +47,7 @@ def source_model_path(config: PipelineConfig) -> str:
 def has_lm_head(model: str) -> bool:
     """True when the checkpoint has an MLM/CLM head (sentence-transformers bodies do not)."""
     from langgraft.models import load_config
-    from langgraft.vocab.transfer import head_kind
+    from langgraft.models import head_kind
 
     return head_kind(load_config(model)) is not None
 
@@ -288,7 +288,8 @@ def candidate_methods(ctx: "StageContext") -> list[str]:
 
 def step0_bpc(model_dir: Path, texts: list[str], seed: int) -> float:
     """Bits per character of a checkpoint on ``texts`` before any training (fixed masks)."""
-    from langgraft.eval.bpc import compute_bpc, load_language_model
+    from langgraft.eval.bpc import compute_bpc
+    from langgraft.models import load_language_model
     from langgraft.models import load_tokenizer
 
     model, _ = load_language_model(model_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 from langgraft.errors import UserError
+from langgraft.models import unwrap
 
 from .metadata import ModelIdentity, ModuleMetadata
 
@@ -158,13 +159,8 @@ class CompositionState:
     vocabulary_backup: tuple[Path, Any, int, str] | None = None
 
 
-def plain_model(model: Any) -> Any:
-    """The transformers model under any PEFT wrapper."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def composition_state(model: Any) -> CompositionState:
-    inner = plain_model(model)
+    inner = unwrap(model)
     state = getattr(inner, "langgraft_state", None)
     if state is None:
         state = CompositionState(ModelIdentity.of(inner))
@@ -210,7 +206,7 @@ def check_head(module: Module, model: Any) -> dict[str, Any]:
     """The module's head tensors, checked against ``model`` (names and shapes)."""
     head = read_module_tensors(module, HEAD_FILE, owner="task", missing="the head is missing, retrain the module",
                                what="head", fix="retrain the module")
-    parameters = dict(plain_model(model).named_parameters())
+    parameters = dict(unwrap(model).named_parameters())
     for key, value in head.items():
         if key not in parameters or parameters[key].shape != value.shape:
             raise UserError(
@@ -225,7 +221,7 @@ def apply_head(model: Any, module: Module, state: CompositionState, name: str) -
     import torch
 
     head = check_head(module, model)
-    parameters = dict(plain_model(model).named_parameters())
+    parameters = dict(unwrap(model).named_parameters())
     backup = {}
     with torch.no_grad():
         for key, value in head.items():
@@ -237,7 +233,7 @@ def apply_head(model: Any, module: Module, state: CompositionState, name: str) -
 def revert_head(model: Any, state: CompositionState, name: str) -> None:
     import torch
 
-    parameters = dict(plain_model(model).named_parameters())
+    parameters = dict(unwrap(model).named_parameters())
     with torch.no_grad():
         for key, value in state.head_backups.pop(name, {}).items():
             parameters[key].copy_(value)
@@ -248,7 +244,7 @@ def body_parameters(model: Any) -> dict[str, Any]:
 
     PEFT's ``.base_layer`` segment is dropped, so names are the same with or without LoRA applied.
     """
-    inner = plain_model(model)
+    inner = unwrap(model)
     parameters = {}
     for name, parameter in inner.named_parameters():
         relative = relative_name(inner, name)
@@ -282,7 +278,7 @@ def swap_vocabulary(model: Any, module: Module, state: CompositionState) -> bool
     if state.vocabulary_backup is not None:
         raise UserError(f"{module.path} brings its own vocabulary but {state.vocabulary_backup[0]} already replaced "
                         "the embeddings; compose one vocabulary-carrying language module at a time")
-    inner = plain_model(model)
+    inner = unwrap(model)
     if inner.get_output_embeddings() is not None:
         raise UserError(f"{module.path} brings its own vocabulary, which is swapped into task models only; for "
                         "language modelling load the checkpoint the module was trained on")
@@ -312,7 +308,7 @@ def restore_vocabulary(model: Any, state: CompositionState) -> None:
     if state.vocabulary_backup is None:
         return
     _, old, vocab_size, digest = state.vocabulary_backup
-    inner = plain_model(model)
+    inner = unwrap(model)
     inner.set_input_embeddings(old)
     inner.config.vocab_size = vocab_size
     state.identity.embedding_digest = digest

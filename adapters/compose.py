@@ -20,7 +20,7 @@ from langgraft.adapt.pretrain import PretrainConfig, PretrainResult
 from langgraft.errors import UserError
 
 from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
-                   make_config, plain_model, restore_vocabulary, save_vocabulary, swap_vocabulary)
+                   make_config, unwrap, restore_vocabulary, save_vocabulary, swap_vocabulary)
 from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
 from .training import TrainOptions
 
@@ -161,7 +161,7 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
     ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
     records that vocabulary, and modules touching embedding rows only compose onto it.
     """
-    from langgraft.eval.bpc import default_max_length
+    from langgraft.models import default_max_length
     from langgraft.models import load_config, load_tokenizer, resolve_model_path
 
     options = options or TrainOptions()
@@ -281,7 +281,7 @@ def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> 
     """Load ``model`` with the right head for ``modules`` and compose them; returns ``(model, tokenizer)``."""
     from langgraft.models import load_tokenizer, resolve_model_path
 
-    from langgraft.eval.bpc import load_language_model
+    from langgraft.models import load_language_model
 
     from .tasks import load_task_model
 
@@ -308,7 +308,7 @@ def export_merged(model: Any, tokenizer: Any, out: str | Path) -> Path:
     merged = model
     for kind in sorted(kinds):
         merged = get_kind(kind).merge(merged)
-    merged = plain_model(merged)
+    merged = unwrap(merged)
     with atomic_dir(Path(out)) as tmp:
         merged.save_pretrained(str(tmp))
         if tokenizer is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from langgraft.errors import UserError
 
-from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, plain_model, register_kind
+from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
 from .metadata import find_layer_stack
 
 TRAINING_ADAPTER = "default"
@@ -42,7 +42,7 @@ def _is_linear(module: Any) -> bool:
 
 def target_regex(model: Any) -> str:
     """A regex matching every linear layer inside the layer stack, by its path from the stack."""
-    inner = plain_model(model)
+    inner = unwrap(model)
     stack = find_layer_stack(inner)
     stack_path = next(name for name, module in inner.named_modules() if module is stack)
     prefix = getattr(inner, "base_model_prefix", "")
@@ -91,7 +91,7 @@ def _layer_features(layer: Any) -> tuple[int, int]:
 
 def _check_shapes(module: Module, shapes: dict[str, tuple[int, ...]], model: Any) -> None:
     """Every ``lora_A`` (r x in) / ``lora_B`` (out x r) must fit the layer it targets in ``model``."""
-    layers = {name.replace(".base_layer", ""): layer for name, layer in plain_model(model).named_modules()
+    layers = {name.replace(".base_layer", ""): layer for name, layer in unwrap(model).named_modules()
               if _is_linear(layer)}
     for key, shape in shapes.items():
         stem, separator, suffix = key.rpartition(".lora_")
@@ -121,7 +121,7 @@ class LoraKind(ModuleKind):
 
         from .training import count_trainable, freeze
 
-        task = getattr(model, "langgraft_task", None) or getattr(plain_model(model), "langgraft_task", None)
+        task = getattr(model, "langgraft_task", None) or getattr(unwrap(model), "langgraft_task", None)
         peft_config = LoraConfig(
             r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=target_regex(model),
             modules_to_save=_head_modules(head_names) or None,
@@ -165,7 +165,7 @@ class LoraKind(ModuleKind):
             raise UserError(f"task module {module.path} has no head in its adapter; retrain it with "
                             "`langgraft module train-task`")
         if module.metadata.role == "task":
-            labels = len(plain_model(model).config.id2label or {})
+            labels = len(unwrap(model).config.id2label or {})
             if labels != len(module.metadata.labels):
                 raise UserError(f"task module {module.path} has {len(module.metadata.labels)} labels but the model "
                                 f"has a head with {labels}; load the model for the module's labels")

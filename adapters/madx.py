@@ -26,7 +26,7 @@ from typing import Any
 from langgraft.errors import UserError
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
-                   composition_state, make_config, plain_model, read_module_tensors, register_kind, revert_head,
+                   composition_state, make_config, unwrap, read_module_tensors, register_kind, revert_head,
                    save_head)
 from .metadata import find_layer_stack
 
@@ -98,7 +98,7 @@ def _torch_modules() -> Any:
 def _ffn_modules(model: Any) -> list[Any]:
     """The feed-forward output module of every layer, found by the attribute paths of known families."""
     modules = []
-    for layer in find_layer_stack(plain_model(model)):
+    for layer in find_layer_stack(unwrap(model)):
         for path in _FFN_PATHS:
             found = layer
             for part in path.split("."):
@@ -174,7 +174,7 @@ def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, A
     import torch.nn as nn
 
     Bottleneck, InvertibleCoupling = _torch_modules()
-    inner = plain_model(model)
+    inner = unwrap(model)
     reduction, invertible = _resolved(config, role)
     hidden = inner.config.hidden_size
     parts: dict[str, nn.Module] = {}
@@ -199,7 +199,7 @@ def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, A
 
 
 def uninstall(model: Any, name: str) -> None:
-    inner = plain_model(model)
+    inner = unwrap(model)
     for ffn in _ffn_modules(inner):
         _detach(ffn, "madx_adapters", name)
     embeddings = inner.get_input_embeddings()
@@ -233,7 +233,7 @@ def _expected_shapes(model: Any, config: MadxConfig, role: str) -> dict[str, tup
     """The weight shapes an adapter set of ``config`` has on ``model`` (built on throw-away modules)."""
     Bottleneck, InvertibleCoupling = _torch_modules()
     reduction, invertible = _resolved(config, role)
-    inner = plain_model(model)
+    inner = unwrap(model)
     hidden = inner.config.hidden_size
     expected = {f"layers.{i}": Bottleneck(hidden, reduction, config.non_linearity)
                 for i in range(len(_ffn_modules(inner)))}
@@ -256,7 +256,7 @@ class MadxKind(ModuleKind):
             raise UserError("madx config 'stack' is written by `langgraft module compose`; train without it")
         freeze(model)
         parts = install(model, TRAINING_ADAPTER, config, role)
-        parameters = dict(plain_model(model).named_parameters())
+        parameters = dict(unwrap(model).named_parameters())
         for name in head_names:
             parameters[name].requires_grad_(True)
         trainable = count_trainable(model)
@@ -271,7 +271,7 @@ class MadxKind(ModuleKind):
 
         save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})  # type: ignore[attr-defined]
         if head_names:
-            save_head(plain_model(trained.model), head_names, directory)
+            save_head(unwrap(trained.model), head_names, directory)
         return {"size": _size(config, role), "touches_embeddings": False}
 
     def _weights(self, module: Module) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 from langgraft.errors import UserError
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
-                   check_head, composition_state, plain_model, read_module_tensors, register_kind, relative_name,
+                   check_head, composition_state, unwrap, read_module_tensors, register_kind, relative_name,
                    revert_head, save_head)
 
 SPARSE_FILE = "sft.safetensors"
@@ -45,7 +45,7 @@ def _is_norm(name: str, modules: dict[str, Any]) -> bool:
 
 def maskable_parameters(model: Any, config: SftConfig, role: str, head_names: list[str]) -> dict[str, Any]:
     """The tensors a ticket may draw from: the base model's, minus norms, heads, maybe embeddings."""
-    inner = plain_model(model)
+    inner = unwrap(model)
     body_modules = {name.replace(".base_layer", ""): module for name, module in inner.base_model.named_modules()}
     embeddings = inner.get_input_embeddings().weight
     train_embeddings = config.train_embeddings if config.train_embeddings is not None else role == "language"
@@ -66,7 +66,7 @@ def _untie_output_embeddings(model: Any) -> None:
     """Give the LM head its own frozen copy, so embedding updates are input-side only (as in the paper)."""
     import torch
 
-    inner = plain_model(model)
+    inner = unwrap(model)
     output = inner.get_output_embeddings()
     if output is not None and output.weight is inner.get_input_embeddings().weight:
         output.weight = torch.nn.Parameter(output.weight.detach().clone(), requires_grad=False)
@@ -156,7 +156,7 @@ class SftKind(ModuleKind):
                             "lower --k")
         if role == "language":
             _untie_output_embeddings(model)
-        inner = plain_model(model)
+        inner = unwrap(model)
         all_parameters = dict(inner.named_parameters())
         heads = {name: all_parameters[name] for name in head_names}
         start = {name: p.detach().clone() for name, p in maskable.items()}
@@ -204,7 +204,7 @@ class SftKind(ModuleKind):
             entries[name] = (indices, delta.reshape(-1)[indices], list(delta.shape))
         write_sparse(entries, directory / SPARSE_FILE, config.k)
         if head_names:
-            save_head(plain_model(trained.model), head_names, directory)
+            save_head(unwrap(trained.model), head_names, directory)
         embeddings_name = trained.embeddings_name  # type: ignore[attr-defined]
         return {"size": {"k": config.k}, "touches_embeddings": embeddings_name in trained.difference}  # type: ignore[attr-defined]
 

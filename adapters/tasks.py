@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from langgraft.errors import UserError
+from langgraft.models import unwrap
 
 TASKS = ("seq-cls", "token-cls")
 
@@ -105,7 +106,7 @@ def collect_labels(task: str, path: str | Path) -> list[str]:
     return sorted(labels)
 
 
-def auto_class(task: str) -> Any:
+def task_model_class(task: str) -> Any:
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     _check_task(task)
@@ -123,7 +124,7 @@ def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], see
 
     torch.manual_seed(seed)
     id2label = dict(enumerate(labels))
-    model, info = load_model(model_dir, auto_class=auto_class(task), num_labels=len(labels), id2label=id2label,
+    model, info = load_model(model_dir, auto_class=task_model_class(task), num_labels=len(labels), id2label=id2label,
                              label2id={v: k for k, v in id2label.items()}, output_loading_info=True)
     if model.config.pad_token_id is None:  # decoder-only classifiers find the last token by padding
         from langgraft.models import load_tokenizer
@@ -203,6 +204,4 @@ def predict_sequences(model: Any, tokenizer: Any, texts: Sequence[str], batch_si
 
 
 def plain_config(model: Any) -> Any:
-    from .base import plain_model
-
-    return plain_model(model).config
+    return unwrap(model).config

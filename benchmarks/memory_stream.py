@@ -26,7 +26,7 @@ def measure(corpus: Path, model_dir: Path) -> dict:
 
     from langgraft.adapt.data import PackedLMCollator, PackedLMStream, document_ids, pack
     from langgraft.corpora import read_documents
-    from langgraft.eval.bpc import load_language_model
+    from langgraft.models import load_language_model
     from langgraft.models import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)

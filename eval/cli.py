@@ -13,14 +13,13 @@ import json
 from pathlib import Path
 
 from langgraft.errors import UserError
+from langgraft.models import OBJECTIVES
 
 TASK_HELP = ("[NAME=]KIND:FILE[,FILE]; KIND is seq-cls (TSV/JSONL), token-cls (CoNLL-U or IOB), "
              "retrieval (two aligned files), bpc (text), fertility (text); repeatable")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from langgraft.eval.bpc import add_bpc_parser
-
     parser = subparsers.add_parser(
         "eval", help="evaluate a model (+ modules) on zero-shot tasks; bpc; reports",
         description="Evaluate a model, optionally with language/task modules, on tasks given as "
@@ -48,6 +47,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--out", type=Path, required=True, help="directory for report.md, report.json and plots")
     report.add_argument("--title", default="langgraft evaluation report")
     report.set_defaults(handler=_run_report)
+
+
+def add_bpc_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bpc`` (``langgraft eval bpc``) to an ``eval`` sub-command tree."""
+    parser = subparsers.add_parser(
+        "bpc", help="bits per character of a checkpoint on held-out text",
+        description="Bits per character (MLM with fixed whole-word masks, CLM by perplexity); "
+                    "comparable across tokenizers.")
+    parser.add_argument("--model", required=True, help="model directory (or hub name) with an LM head")
+    parser.add_argument("--corpus", required=True, nargs="+", type=Path, help="held-out text file(s)")
+    parser.add_argument("--objective", choices=("auto", *OBJECTIVES), default="auto")
+    parser.add_argument("--mask-seed", type=int, default=0, help="seed of the fixed word masks (MLM)")
+    parser.add_argument("--mask-rate", type=float, default=0.15, help="share of words masked (MLM)")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model limit)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_run_bpc)
+    return parser
+
+
+def _run_bpc(args: argparse.Namespace) -> int:
+    from langgraft.eval.bpc import compute_bpc
+    from langgraft.models import load_language_model, load_tokenizer
+
+    model, objective = load_language_model(args.model)
+    if args.objective != "auto":
+        objective = args.objective
+    tokenizer = load_tokenizer(args.model)
+    result = compute_bpc(model, tokenizer, list(args.corpus), objective=objective, mask_seed=args.mask_seed,
+                         mask_rate=args.mask_rate, max_length=args.max_length, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"bpc {result.bpc:.4f}  loss {result.loss:.4f}  ({result.objective}, {result.tokens} tokens, "
+              f"{result.characters} characters, {result.documents} documents)")
+    return 0
 
 
 def _quiet_transformers() -> None:

@@ -87,7 +87,7 @@ class ModelSource:
         """
         if kind in self._models:
             return self._models[kind]
-        from langgraft.adapters.tasks import auto_class, load_task_model
+        from langgraft.adapters.tasks import task_model_class, load_task_model
         from langgraft.models import load_model
 
         modules = self._modules()
@@ -99,7 +99,7 @@ class ModelSource:
             model, _ = load_task_model(self.path, kind, matching[0].metadata.labels)
             chosen = [m for m in modules if m.metadata.role == "language"] + matching
         else:
-            model, info = load_model(self.path, auto_class=auto_class(kind), output_loading_info=True)
+            model, info = load_model(self.path, auto_class=task_model_class(kind), output_loading_info=True)
             head = sorted(set(info.get("missing_keys", ())) & {n for n, _ in model.named_parameters()})
             if head:
                 raise UserError(
@@ -112,7 +112,7 @@ class ModelSource:
     def language_model(self) -> Any:
         """The checkpoint with its MLM/CLM head and the language modules (for bits per character)."""
         if "lm" not in self._models:
-            from langgraft.eval.bpc import load_language_model
+            from langgraft.models import load_language_model
 
             model, _ = load_language_model(self.path)
             self._models["lm"] = self._compose(model, [m for m in self._modules() if m.metadata.role == "language"])

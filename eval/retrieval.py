@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from langgraft.corpora.readers import read_parallel
 from langgraft.errors import UserError
-from langgraft.eval.bpc import default_max_length
+from langgraft.models import default_max_length
 from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_batch, pad_id
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import numpy as np
 from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
-from langgraft.eval.bpc import default_max_length
+from langgraft.models import default_max_length
 
 if TYPE_CHECKING:
     import torch

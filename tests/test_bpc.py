@@ -10,9 +10,9 @@ from tiny import target_sentences
 
 from langgraft.adapt.cli import main
 from langgraft.errors import UserError
-from langgraft.eval.bpc import (clm_windows, mlm_windows, compute_bpc, load_language_model, masked_word_spans,
-                                word_mask_draws)
-from langgraft.models import load_tokenizer
+from langgraft.eval.bpc import compute_bpc
+from langgraft.lm import clm_windows, masked_word_spans, mlm_windows, word_mask_draws
+from langgraft.models import load_language_model, load_tokenizer
 
 TEXTS = target_sentences(40, seed=5)
 

@@ -15,9 +15,9 @@ from tiny import source_sentences
 from langgraft.adapt.cli import main
 from langgraft.adapt.callbacks import is_sealed
 from langgraft.adapt.data import PackedLMCollator, PackedLMStream, position_ids_from_starts
-from langgraft.adapt.lm_rows import LM_ROWS_KEY, SelectedRowsHead, selected_rows_loss
+from langgraft.lm import LM_ROWS_KEY, SelectedRowsHead, selected_rows_loss
 from langgraft.adapt.pretrain import PretrainConfig, embedding_parameters, pretrain
-from langgraft.eval.bpc import load_language_model
+from langgraft.models import load_language_model
 from langgraft.models import load_tokenizer
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]

@@ -14,7 +14,7 @@ from langgraft.adapt.cli import main
 from langgraft.adapt.pretrain import PretrainConfig, embedding_parameters
 from langgraft.adapters import compose, load_module, revert
 from langgraft.adapters.compose import pretrain_language_module
-from langgraft.eval.bpc import load_language_model
+from langgraft.models import load_language_model
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
+from langgraft.corpora import read_documents
 from langgraft.errors import UserError
 
 
@@ -57,8 +58,6 @@ def output_bias(model: Any) -> torch.nn.Parameter:
 def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.PathLike], config: BiasCalibrationConfig,
                                   seed: int) -> tuple[torch.Tensor, list[str], int]:
     """Smoothed token frequencies of the first ``count_documents`` documents, and a seeded sample of them."""
-    from langgraft.eval.bpc import iter_documents
-
     counts = torch.zeros(len(tokenizer), dtype=torch.float64)
     chooser, sample, seen, batch = random.Random(seed), [], 0, []
 
@@ -67,7 +66,7 @@ def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.Path
         if ids:
             counts.add_(torch.bincount(torch.tensor(ids), minlength=counts.numel()).double())
 
-    for text in iter_documents([Path(path) for path in corpus]):  # Path: a file, not a text
+    for text in (document for path in corpus for document in read_documents(Path(path))):
         if seen >= config.count_documents:
             break
         if len(sample) < config.sample_documents:  # reservoir sampling: every document equally likely
@@ -94,7 +93,7 @@ def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.Path
 def mean_prediction(model: Any, tokenizer: Any, texts: list[str], objective: str, config: BiasCalibrationConfig,
                     seed: int) -> tuple[torch.Tensor, int]:
     """The model's predicted distribution averaged over the scored positions of ``texts``, and their number."""
-    from langgraft.eval.bpc import clm_windows, mlm_windows, window_logits
+    from langgraft.lm import clm_windows, mlm_windows, window_logits
 
     if objective == "mlm":
         windows, _ = mlm_windows(tokenizer, texts, 0, seed, config.mask_rate, config.max_length)

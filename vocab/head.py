@@ -27,8 +27,7 @@ import torch
 
 from langgraft.atomic import atomic_dir
 from langgraft.errors import UserError
-from langgraft.models import load_config, load_model, load_tokenizer
-from langgraft.vocab.transfer import head_kind
+from langgraft.models import head_kind, load_config, load_model, load_tokenizer
 
 SUMMARY_FILE = "head_recovery.json"
 
@@ -190,7 +189,7 @@ def _train_body(mlm: Any, tokenizer: Any, files: list[str], checkpoints: Path, *
 
     from langgraft.adapt.callbacks import MetricsLog
     from langgraft.adapt.pretrain import PretrainConfig, pretrain
-    from langgraft.eval.bpc import default_max_length
+    from langgraft.models import default_max_length
 
     head_only, run = checkpoints / "head-only", checkpoints / "body"
     if not (head_only / "config.json").is_file():

@@ -98,7 +98,7 @@ class HydraModel:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike, language: str) -> "HydraModel":
-        from langgraft.vocab.transfer import auto_class, head_kind
+        from langgraft.models import auto_class, head_kind
 
         model = load_model(model_dir, auto_class(head_kind(load_config(model_dir))))
         return cls(model, load_tokenizer(model_dir), language)

@@ -20,7 +20,7 @@ import torch
 
 from langgraft.atomic import atomic_dir
 from langgraft.errors import UserError
-from langgraft.models import load_config, load_model, load_tokenizer
+from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
 from langgraft.vocab.canonical import ROLE_TWINS, special_roles, tokenizer_family
 from langgraft.vocab.init.base import (COPIED, FALLBACK, KIND_NAMES, MODES, TokenMapping,
                                        TransferContext, TransferResources, config_from_options, get_method,
@@ -36,32 +36,6 @@ HEADLESS_HINT = ("the source has no LM head: this is a body-only checkpoint; run
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-def head_kind(config: Any) -> str | None:
-    """``"mlm"``, ``"clm"`` or ``None`` (headless, e.g. a sentence-transformers body)."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
-
-    architectures = config.architectures or []
-    if getattr(config, "is_encoder_decoder", False):
-        raise UserError(f"model type {config.model_type!r} is an encoder-decoder; langgraft transfers encoders "
-                        "(MLM) and decoders (CLM) only")
-    if any(a.endswith("ForMaskedLM") for a in architectures):
-        return "mlm"
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return "clm"
-    if architectures:
-        return None
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return "clm"
-    return None
-
-
-def auto_class(kind: str | None) -> Any:
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
-
-    return {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}.get(kind, AutoModel)
-
-
 def load_source(source: str | Path) -> tuple[Any, str | None]:
     """Load the source with its LM head when it has one; returns ``(model, head kind)``."""
     kind = head_kind(load_config(source))
@@ -399,5 +373,5 @@ def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mo
     return outcome.model
 
 
-__all__ = ["initialize_embeddings", "transfer", "TransferOutcome", "save_outcome", "load_source", "head_kind",
+__all__ = ["initialize_embeddings", "transfer", "TransferOutcome", "save_outcome", "load_source",
            "PROVENANCE_FILE", "SUMMARY_FILE", "FACTORIZED_FILE"]

