@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import typing
 from typing import Sequence
 
 from langgraft import __version__
@@ -28,8 +29,15 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse's usage errors as one line on stderr and exit status 2, like every other bad input."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"langgraft: error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="langgraft",
         description="Graft a new language onto a pretrained language model.",
     )

@@ -1,0 +1,350 @@
+"""One declaration per option: a dataclass field from which the CLI, the YAML schema and the checks derive.
+
+An option is a field made with :func:`option` (default, help text, and for numbers the allowed
+range: ``ge``/``gt``/``le``/``lt``); choices come from ``Literal`` annotations. From the dataclass:
+
+- :func:`add_options` adds ``--field-name`` arguments to an argparse parser (types, choices,
+  ``nargs`` for lists, switches for booleans, the default and range in the help), and
+  :func:`from_args` builds the dataclass from the parsed namespace;
+- :func:`from_mapping` builds it from a YAML mapping (every key checked, errors name the key's
+  path), and :func:`parse_pairs` reads ``KEY=VALUE`` pairs (``--set``, ``--option``) into such a
+  mapping;
+- :func:`validate` checks types and ranges wherever the dataclass is built (the Python API calls it
+  from ``__post_init__``), so the same bad value is refused the same way from the CLI, the YAML
+  and Python, with the allowed range in the message.
+
+Nothing here evaluates strings: values are converted by type, and ``KEY=VALUE`` values are read as
+YAML scalars with ``yaml.safe_load``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import types
+import typing
+from typing import Any, Callable, Literal, Union
+
+from langgraft.errors import UserError
+
+_MISSING: Any = dataclasses.MISSING
+BOUNDS = ("ge", "gt", "le", "lt")
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+MAX_PAIR_VALUE = 10_000  # characters of one KEY=VALUE value: a YAML scalar or short list, never a document
+
+
+def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING, ge: float | None = None,
+           gt: float | None = None, le: float | None = None, lt: float | None = None,
+           aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True) -> Any:
+    """A dataclass field with its help text and allowed range (the one place its default is written).
+
+    ``aliases``: further CLI spellings (hidden from ``--help``), kept for existing scripts.
+    ``cli=False``: a field of the Python API and YAML only (e.g. paths a stage fills in).
+    """
+    metadata = {"help": help, "aliases": aliases, "metavar": metavar, "cli": cli,
+                **{name: value for name, value in zip(BOUNDS, (ge, gt, le, lt)) if value is not None}}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# --------------------------------------------------------------------------- types
+
+
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """``(inner type, allows None)`` of ``X | None``."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return (args[0] if len(args) == 1 else Union[tuple(args)]), True
+    return tp, False
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return f"list of {type_name(typing.get_args(tp)[0])}"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {type(None): "null", str: "string", int: "integer", float: "number", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    """Could ``value`` be meant as a ``tp``? (mapping, list or scalar)"""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        return isinstance(value, list)
+    return not isinstance(value, (dict, list))
+
+
+def convert(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (from YAML, a ``KEY=VALUE`` pair or Python) as a ``tp``; a :class:`UserError` naming ``where``.
+
+    The one converter: numbers must be finite, integers are not floats, booleans are not numbers,
+    strings are not dates.
+    """
+    origin = typing.get_origin(tp)
+    if tp is Any or (dataclasses.is_dataclass(tp) and isinstance(value, tp)):
+        return value
+    if origin is Literal:
+        if any(value == allowed and type(value) is type(allowed) for allowed in typing.get_args(tp)):
+            return value
+        raise UserError(f"{where}: {value!r} is not allowed; allowed values: {type_name(tp)}")
+    if origin in (Union, types.UnionType):
+        choices = [o for o in typing.get_args(tp) if o is not type(None)]
+        if value is None and len(choices) < len(typing.get_args(tp)):
+            return None
+        shaped = [o for o in choices if _same_shape(o, value)]
+        if len(shaped) == 1:  # the only choice of this shape: its own error names the bad key
+            return convert(shaped[0], value, where)
+        for choice in shaped:
+            try:
+                return convert(choice, value, where)
+            except UserError:
+                continue
+        raise UserError(f"{where}: expected {type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    elif origin in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            item = typing.get_args(tp)[0]
+            converted = [convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return tuple(converted) if origin is tuple else converted
+    elif origin is dict:
+        if isinstance(value, dict):
+            key_type, value_type = (typing.get_args(tp) or (Any, Any))
+            return {convert(key_type, k, f"{where}"): convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        number = value
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            if not math.isfinite(number):
+                raise UserError(f"{where}: {value!r} is not a finite number")
+            return float(number)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+    elif isinstance(value, tp):
+        return value
+    raise UserError(f"{where}: expected {type_name(tp)}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def range_text(metadata: typing.Mapping[str, Any]) -> str:
+    """``">= 1"``, ``"> 0 and <= 1"``: the allowed range of a numeric option, for messages and help."""
+    return " and ".join(f"{_BOUND_TEXT[b]} {metadata[b]:g}" for b in BOUNDS if b in metadata)
+
+
+def _out_of_range(value: Any, metadata: typing.Mapping[str, Any]) -> bool:
+    checks = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+    return any(not checks[b](value, metadata[b]) for b in BOUNDS if b in metadata)
+
+
+def validate(instance: Any, label: Callable[[str], str] = str) -> None:
+    """Every field of ``instance`` has its declared type and lies in its declared range.
+
+    ``label`` names a field in the message: ``--max-steps`` on the CLI, ``pretrain.max_steps`` in
+    YAML, ``max_steps`` in Python (the default).
+    """
+    hints = typing.get_type_hints(type(instance))
+    for field in dataclasses.fields(instance):
+        value = getattr(instance, field.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+            raise UserError(f"{label(field.name)}: {value!r} is not a finite number")
+        converted = convert(hints[field.name], value, label(field.name))
+        if converted is not value:  # an int for a float field, a Path for a str field
+            object.__setattr__(instance, field.name, converted)
+        numbers = converted if isinstance(converted, list) else [converted]
+        for number in numbers:
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and _out_of_range(number, field.metadata):
+                raise UserError(f"{label(field.name)} must be {range_text(field.metadata)}, got {number!r}")
+
+
+class Validated:
+    """Mixin: a dataclass that checks its fields (:func:`validate`) whenever it is built."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+# --------------------------------------------------------------------------- YAML and KEY=VALUE
+
+
+def from_mapping(cls: type, data: Any, where: str = "") -> Any:
+    """Dataclass ``cls`` from a YAML mapping; every key checked, every error names its path."""
+    label = where or "the pipeline file"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{label}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise UserError(f"unknown key {path!r}; allowed keys{' in ' + where if where else ''}: {', '.join(names)}")
+        kwargs[key] = convert(hints[key], value, path)
+    for key in getattr(cls, "REQUIRED", ()):
+        if not kwargs.get(key):
+            raise UserError(f"missing key {(where + '.' if where else '') + key!r} (required)")
+    key_path = (lambda name: f"{where}.{name}") if where else str
+    try:
+        instance = cls(**kwargs)
+    except UserError as exc:
+        raise _relabel(exc, cls, key_path) from None
+    validate(instance, key_path)
+    return instance
+
+
+def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a mapping; each value read as a YAML scalar or flow list (``safe_load``).
+
+    ``KEY`` alone means ``KEY=true`` (a switch). One :class:`UserError` line for a malformed pair.
+    """
+    import yaml
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, has_value, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not key:
+            raise UserError(f"{what} {pair!r}: expected KEY=VALUE, e.g. {what} {example}")
+        if not has_value:
+            result[key] = True
+            continue
+        if len(text) > MAX_PAIR_VALUE:
+            raise UserError(f"{what} {key}: the value is {len(text)} characters long; at most {MAX_PAIR_VALUE}")
+        try:
+            result[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+            raise UserError(f"{what} {pair!r}: the value is not valid YAML ({reason}); quote it or fix it") from None
+        if isinstance(result[key], dict):
+            raise UserError(f"{what} {pair!r}: give a scalar or a [list] as the value, not a mapping")
+    return result
+
+
+# --------------------------------------------------------------------------- argparse
+
+
+def _argument_type(tp: Any, name: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if tp is str:
+            return text
+        try:
+            value = float(text) if tp is float else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {type_name(tp)}, got {text!r}") from None
+        if tp is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        return value
+
+    parse.__name__ = type_name(tp)
+    return parse
+
+
+def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), required: typing.Collection[str] = (),
+                defaults: dict[str, Any] | None = None) -> None:
+    """Add one ``--field-name`` argument per field of ``cls`` (in field order) to ``parser`` (or a group).
+
+    ``required``: fields the command needs although the dataclass has no default for the CLI to
+    show; ``defaults``: a command's own defaults (rare: e.g. a quicker budget for one command).
+    Boolean fields are switches (``--x`` / ``--no-x`` when the default is true).
+    """
+    hints = typing.get_type_hints(cls)
+    defaults = defaults or {}
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.metadata.get("cli", True) or not field.init:
+            continue
+        tp, optional = _optional(hints[field.name])
+        default = defaults.get(field.name, field.default if field.default is not _MISSING else (
+            field.default_factory() if field.default_factory is not _MISSING else None))
+        help_text = field.metadata.get("help", "")
+        bounds = range_text(field.metadata)
+        kwargs: dict[str, Any] = {"dest": field.name, "help": help_text}
+        if field.metadata.get("metavar"):
+            kwargs["metavar"] = field.metadata["metavar"]
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs.update(action=argparse.BooleanOptionalAction if default else "store_true", default=bool(default))
+        else:
+            if origin in (list, tuple):
+                item = typing.get_args(tp)[0]
+                kwargs["nargs"] = "+"
+                tp = item
+                origin = typing.get_origin(tp)
+            if origin is Literal:
+                kwargs["choices"] = typing.get_args(tp)
+                kwargs["type"] = type(kwargs["choices"][0])
+            else:
+                kwargs["type"] = _argument_type(tp, field.name)
+            kwargs["default"] = default
+            if field.name in required:
+                kwargs["required"] = True
+                kwargs.pop("default")
+            elif default is not None and default != [] and not help_text.endswith(")"):
+                shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+                kwargs["help"] = f"{help_text} (default: {shown})".lstrip()
+            if bounds:
+                kwargs["help"] = f"{kwargs['help']}; {bounds}"
+        action = parser.add_argument(flag(field.name), **kwargs)
+        for alias in field.metadata.get("aliases", ()):
+            hidden = {k: v for k, v in kwargs.items() if k not in ("help", "required", "default")}
+            parser.add_argument(alias, **hidden, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        del action
+
+
+def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """``cls`` from the parsed CLI namespace (fields the command did not add keep their defaults).
+
+    Range errors name the CLI flag (``--max-steps must be >= 1, got 0``).
+    """
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if f.init and hasattr(args, f.name) and f.name not in fixed}
+    try:
+        instance = cls(**values, **fixed)
+    except UserError as exc:
+        raise _relabel(exc, cls, flag) from None
+    validate(instance, flag)
+    return instance
+
+
+def _relabel(exc: UserError, cls: type, label: Callable[[str], str]) -> UserError:
+    """A ``__post_init__`` message that starts with a field name (``max_steps ...``) names it as ``label`` does."""
+    text = str(exc)
+    for field in dataclasses.fields(cls):
+        if text.startswith(field.name + " ") or text.startswith(field.name + ":"):
+            return UserError(label(field.name) + text[len(field.name):])
+    return exc
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of ``cls`` (what the CLI, the YAML and Python all start from)."""
+    return {f.name: f.default if f.default is not _MISSING else f.default_factory()
+            for f in dataclasses.fields(cls) if f.default is not _MISSING or f.default_factory is not _MISSING}
