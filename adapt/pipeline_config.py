@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from langgraft.adapt.pretrain import FULL_LEARNING_RATE
+from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
+from langgraft.corpora.clean import CleanConfig
 from langgraft.adapt.pretrain import PretrainConfig as RunConfig
 from langgraft.errors import UserError
 
@@ -37,22 +39,11 @@ class CorpusSource:
 
 
 @dataclass
-class CleanOptions:
-    """Cleaning (``langgraft.corpora.clean.CleanConfig``); 0 disables a length filter."""
-
-    normalization: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = "NFC"
-    max_chars: int = 20_000
-    min_chars: int = 0
-    min_words: int = 0
-    dedup: bool = True
-
-
-@dataclass
 class CorporaConfig:
     target: CorpusSource = field(default_factory=CorpusSource)
     source: CorpusSource | None = None  # source-language text: head recovery, replay, aligned pairs
-    clean: CleanOptions = field(default_factory=CleanOptions)
-    ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/dev/test (by group)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    ratios: list[float] = field(default_factory=lambda: list(DEMO_SPLIT_RATIOS))  # train/dev/test (by group)
     max_documents: int | None = None  # keep at most this many documents per split (quick runs)
 
 

@@ -76,7 +76,6 @@ def model_stage(pipeline: "Pipeline") -> str:
 # ------------------------------------------------------------------------------------ stages
 def corpus_stage(ctx: "StageContext") -> dict:
     """Clean and split the target (and source) text; derive labelled task files and aligned pairs."""
-    from langgraft.corpora.clean import CleanConfig
     from langgraft.corpora.prepare import prepare_corpus
 
     corpora = ctx.settings.corpora
@@ -90,7 +89,7 @@ def corpus_stage(ctx: "StageContext") -> dict:
                 [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
                 fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
                 id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
-                clean=CleanConfig(**dataclasses.asdict(corpora.clean)), ratios=corpora.ratios,
+                clean=corpora.clean, ratios=corpora.ratios,
                 seed=ctx.settings.seed,
             )
         summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]

@@ -11,11 +11,10 @@ import dataclasses
 import hashlib
 import re
 import unicodedata
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Literal
 
 from langgraft.errors import UserError
-
-NORMALIZATIONS = ("NFC", "NFKC", "NFD", "NFKD", "none")
+from langgraft.options import Validated, option
 
 # Control characters (Cc; tab and newline too, since a document is one line) become spaces; invisible
 # format characters (Cf: BOM, soft hyphen, bidi marks) are removed, except the zero-width
@@ -24,24 +23,21 @@ _KEEP_FORMAT = {"\u200c", "\u200d"}
 _WHITESPACE = re.compile(r"\s+")
 
 
-@dataclasses.dataclass
-class CleanConfig:
-    """What :class:`Cleaner` keeps. ``max_chars``/``min_chars``/``min_words`` of 0 disable that filter."""
+Normalization = Literal["NFC", "NFKC", "NFD", "NFKD", "none"]
 
-    normalization: str = "NFC"
-    max_chars: int = 20_000
-    min_chars: int = 0
-    min_words: int = 0
-    dedup: bool = True
+
+@dataclasses.dataclass
+class CleanConfig(Validated):
+    """What :class:`Cleaner` keeps (``corpus prepare`` options and the pipeline's ``corpora.clean``)."""
+
+    normalization: Normalization = option("NFC", help="Unicode normalization of every document")
+    max_chars: int = option(20_000, help="drop longer documents (0: no limit)", ge=0)
+    min_chars: int = option(0, help="drop shorter documents (0: no limit)", ge=0)
+    min_words: int = option(0, help="drop documents with fewer words (0: no limit)", ge=0)
+    dedup: bool = option(True, help="drop exact duplicates (--no-dedup keeps them)")
 
     def __post_init__(self) -> None:
-        if self.normalization not in NORMALIZATIONS:
-            raise UserError(
-                f"unknown Unicode normalization {self.normalization!r}; choose one of {', '.join(NORMALIZATIONS)}"
-            )
-        for name in ("max_chars", "min_chars", "min_words"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        super().__post_init__()
         if self.max_chars and self.min_chars > self.max_chars:
             raise UserError(f"min_chars ({self.min_chars}) is larger than max_chars ({self.max_chars})")
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
+from langgraft.corpora.clean import CleanConfig
+from langgraft.options import add_options, from_args
+from langgraft.outputs import add_output_arguments
+
 
 def _column(value: str) -> int | str:
     """A TSV column: a 0-based index (``0``, ``-1``) or a header name."""
@@ -25,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("inputs", nargs="*", metavar="INPUT", help="corpus files or datasets directories")
     prepare.add_argument("--bible", metavar="LANG", help="use the built-in Bible instead: eng or nya")
-    prepare.add_argument("--out", required=True, help="output directory")
+    add_output_arguments(prepare, "output directory")
     source = prepare.add_argument_group("reading")
     source.add_argument("--format", dest="fmt", default="auto",
                         choices=("auto", "text", "jsonl", "tsv", "conllu", "datasets"))
@@ -38,18 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--split", dest="dataset_split", help="split of a saved DatasetDict (default: train)")
     source.add_argument("--on-decode-error", default="fail", choices=("fail", "skip", "replace"),
                         help="invalid UTF-8: stop (default), skip the line, or replace the bad bytes")
-    cleaning = prepare.add_argument_group("cleaning")
-    cleaning.add_argument("--normalization", default="NFC", choices=("NFC", "NFKC", "NFD", "NFKD", "none"))
-    cleaning.add_argument("--max-chars", type=int, default=20_000, help="drop longer documents (0: no limit)")
-    cleaning.add_argument("--min-chars", type=int, default=0, help="drop shorter documents")
-    cleaning.add_argument("--min-words", type=int, default=0, help="drop documents with fewer words")
-    cleaning.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
+    add_options(prepare.add_argument_group("cleaning"), CleanConfig)
     splitting = prepare.add_argument_group("splitting")
     splitting.add_argument("--group-key", default="document", choices=("document", "file", "id-prefix"),
                            help="unit kept whole in one split (default: document; the Bible: always book)")
     splitting.add_argument("--id-separator", default=".", help="id-prefix groups end at this separator")
-    splitting.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1),
-                           metavar=("TRAIN", "DEV", "TEST"), help="split ratios (default: 0.8 0.1 0.1)")
+    splitting.add_argument("--ratios", type=float, nargs=3, default=DEMO_SPLIT_RATIOS, metavar=("TRAIN", "DEV", "TEST"),
+                           help=f"split ratios, finite and >= 0, train > 0 (default: {' '.join(map(str, DEMO_SPLIT_RATIOS))})")
     splitting.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
     prepare.set_defaults(handler=_prepare)
@@ -62,7 +62,6 @@ def _missing_command(parser: argparse.ArgumentParser) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from langgraft.corpora.clean import CleanConfig
     from langgraft.corpora.prepare import prepare_corpus
 
     summary = prepare_corpus(
@@ -76,13 +75,13 @@ def _prepare(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         paragraphs=args.paragraphs,
         split=args.dataset_split,
-        clean=CleanConfig(args.normalization, args.max_chars, args.min_chars, args.min_words,
-                          dedup=not args.no_dedup),
+        clean=from_args(CleanConfig, args),
         group_key=args.group_key,
         id_separator=args.id_separator,
         ratios=args.ratios,
         seed=args.seed,
         on_decode_error=args.on_decode_error,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 from langgraft.atomic import atomic_dir
+from langgraft.outputs import check_output
 from langgraft.corpora.bible import BIBLE_BOOKS, DEMO_SPLIT_RATIOS, DEMO_SPLIT_SEED, bible_language, bible_verses
 from langgraft.corpora.clean import CleanConfig, Cleaner
 from langgraft.corpora.readers import iter_lines, join_on_id, read_records
@@ -88,14 +89,6 @@ def _file_documents(
 def _bible_documents(lang: str) -> Iterator[_Document]:
     for verse in bible_verses(lang):
         yield _Document(verse.id, verse.book_code, verse.genre, verse.text)
-
-
-def _check_output(out: Path) -> None:
-    """Refuse to replace a non-empty directory that is not an earlier prepared corpus."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY_FILE).is_file())):
-        raise UserError(
-            f"output {out} exists and is not a prepared corpus; choose a new --out or remove it"
-        )
 
 
 @dataclasses.dataclass
@@ -183,6 +176,7 @@ def prepare_corpus(
     ratios: Sequence[float] | None = None,
     seed: int = DEMO_SPLIT_SEED,
     on_decode_error: str = "fail",
+    overwrite: bool = False,
 ) -> dict:
     """Write cleaned ``train/dev/test`` files for ``inputs`` (or the built-in ``bible`` language) to ``out``.
 
@@ -200,7 +194,7 @@ def prepare_corpus(
     out = Path(out)
     clean = clean or CleanConfig()
     ratios = check_ratios(DEMO_SPLIT_RATIOS if ratios is None else ratios)
-    _check_output(out)
+    check_output(out, inputs=inputs, overwrite=overwrite)
     if bible:
         plan = _bible_plan(bible_language(bible), ratios, seed)
     else:
@@ -209,7 +203,7 @@ def prepare_corpus(
         plan = _files_plan([Path(path) for path in inputs], group_key or "document", id_separator, read_options,
                            ratios, seed)
     cleaner = Cleaner(clean)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         counts = _write_splits(tmp, plan, cleaner, ratios, seed)
         stats = cleaner.stats
         if stats.kept == 0:

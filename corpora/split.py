@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections import defaultdict
 from typing import Hashable, Iterable, Mapping, Sequence
 
@@ -20,8 +21,9 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     """Validate train/dev/test ratios (non-negative, train > 0) and scale them to sum to 1."""
     if len(ratios) != 3:
         raise UserError(f"split ratios need three numbers (train dev test), got {list(ratios)}")
-    if any(r < 0 for r in ratios) or ratios[0] <= 0:
-        raise UserError(f"split ratios must be >= 0 with train > 0, got {list(ratios)}")
+    if not all(isinstance(r, (int, float)) and math.isfinite(r) for r in ratios) or any(r < 0 for r in ratios) \
+            or ratios[0] <= 0:
+        raise UserError(f"split ratios must be finite numbers >= 0 with train > 0, got {list(ratios)}")
     total = float(sum(ratios))
     return tuple(r / total for r in ratios)  # type: ignore[return-value]
 

@@ -361,18 +361,22 @@ def test_decode_policies_through_prepare(tmp_path):
     assert skipped["documents_in"] == 2 and replaced["documents_in"] == 3
 
 
-def test_prepare_refuses_foreign_directory_and_replaces_own(tmp_path):
+def test_prepare_refuses_an_existing_output_unless_overwrite(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("one line\nanother line\n", encoding="utf-8")
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    with pytest.raises(UserError, match="not a prepared corpus"):
+    with pytest.raises(UserError, match="already exists and is not empty.*--overwrite"):
         prepare_corpus([corpus], foreign)
     assert (foreign / "precious.txt").read_text() == "keep me"
     prepare_corpus([corpus], tmp_path / "out")
-    prepare_corpus([corpus], tmp_path / "out", ratios=(1, 0, 0))
+    with pytest.raises(UserError, match="--overwrite"):
+        prepare_corpus([corpus], tmp_path / "out", ratios=(1, 0, 0))
+    prepare_corpus([corpus], tmp_path / "out", ratios=(1, 0, 0), overwrite=True)
     assert len(lines(tmp_path / "out" / "train.txt")) == 2
+    with pytest.raises(UserError, match="destroy"):
+        prepare_corpus([corpus], tmp_path, overwrite=True)  # the output holds the input: refused even so
 
 
 def test_prepare_needs_ids_for_id_prefix_and_one_source(tmp_path):

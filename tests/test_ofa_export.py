@@ -120,6 +120,6 @@ def test_bad_input_exits_2_and_writes_nothing(case, ofa_outputs, tiny_models, ta
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("langgraft: error:"), err
     assert {"no-factors": "not found", "rank-mismatch": "rank mismatch", "other-model": "input embeddings are",
-            "missing-tensor": "'primitives'", "out-is-model": "--model directory"}[case] in err[0]
+            "missing-tensor": "'primitives'", "out-is-model": "is the input"}[case] in err[0]
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     assert sorted(p.name for p in model_dir.iterdir()) == before

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from langgraft.atomic import atomic_dir
+from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import load_config, load_model, load_tokenizer
 
@@ -39,8 +40,8 @@ class LanguageTable:
     def vocab_size(self) -> int:
         return self.input_embeddings.shape[0]
 
-    def save(self, out: str | os.PathLike, model_type: str = "") -> Path:
-        """Write the artifact directory atomically."""
+    def save(self, out: str | os.PathLike, model_type: str = "", overwrite: bool = False) -> Path:
+        """Write the artifact directory atomically (an existing ``out`` only with ``overwrite``)."""
         from safetensors.torch import save_file
 
         tensors = {"input_embeddings": self.input_embeddings}
@@ -50,7 +51,7 @@ class LanguageTable:
             tensors["output_bias"] = self.output_bias
         info = {"language": self.language, "vocab_size": self.vocab_size, "hidden_size": self.input_embeddings.shape[1],
                 "model_type": model_type, "tensors": sorted(tensors)}
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / TABLE_FILE))
             self.tokenizer.save_pretrained(tmp)
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -141,28 +142,31 @@ class HydraModel:
         self.language = language
         return table.tokenizer
 
-    def save_language(self, language: str, out: str | os.PathLike) -> Path:
+    def save_language(self, language: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write one language's artifact (the active one is read from the live model)."""
         if language == self.language:
             self.tables[language] = table_from_model(self.model, self.tokenizer, language)
-        return self.tables[language].save(out, self.model.config.model_type)
+        return self.tables[language].save(out, self.model.config.model_type, overwrite=overwrite)
 
-    def export(self, language: str, out: str | os.PathLike) -> Path:
+    def export(self, language: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
         """Stock checkpoint of the body with ``language``'s table and tokenizer."""
         tokenizer = self.set_language(language)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
             self.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         return Path(out)
 
 
-def add_language(model_dir: str | os.PathLike, language: str, out: str | os.PathLike) -> Path:
+def add_language(model_dir: str | os.PathLike, language: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Extract ``language``'s table from a checkpoint (e.g. a ``langgraft init`` output) into ``out``."""
-    return HydraModel.from_pretrained(model_dir, language).save_language(language, out)
+    check_output(out, inputs=[model_dir], overwrite=overwrite)
+    return HydraModel.from_pretrained(model_dir, language).save_language(language, out, overwrite=overwrite)
 
 
-def export_language(body_dir: str | os.PathLike, table_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export_language(body_dir: str | os.PathLike, table_dir: str | os.PathLike, out: str | os.PathLike,
+                    overwrite: bool = False) -> Path:
     """Attach the table in ``table_dir`` to the body of ``body_dir`` and write a stock checkpoint."""
+    check_output(out, inputs=[body_dir, table_dir], overwrite=overwrite)
     table = LanguageTable.load(table_dir)  # a bad table fails before the body is loaded
     hydra = HydraModel.from_pretrained(body_dir, "__body__")
-    return hydra.export(hydra.add_language(table), out)
+    return hydra.export(hydra.add_language(table), out, overwrite=overwrite)

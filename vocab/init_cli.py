@@ -4,36 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from langgraft.options import parse_pairs
+from langgraft.outputs import add_output_arguments, check_output
+
 METHODS = ("random", "mean", "fvt", "wechsel", "focus", "ofa", "clp", "transtok")
-
-
-def _parse_options(pairs: list[str]) -> dict[str, str]:
-    from langgraft.errors import UserError
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option {pair!r}: expected key=value, e.g. --option k=10")
-        options[key.strip()] = value.strip()
-    return options
 
 
 def run_init(args: argparse.Namespace) -> int:
     from langgraft.vocab.init import TransferResources
     from langgraft.vocab.transfer import save_outcome, transfer
 
-    options = _parse_options(args.option)
+    options = parse_pairs(args.option, "--option", "k=10")
     if args.rank is not None:
-        options["rank"] = str(args.rank)
+        options["rank"] = args.rank
     resources = TransferResources(
         source_embeddings=args.source_embeddings, target_embeddings=args.target_embeddings,
         dictionary=args.dictionary, source_corpus=args.source_corpus, target_corpus=args.target_corpus,
         parallel=tuple(args.parallel) if args.parallel else None, helper=args.helper, workdir=args.workdir,
     )
+    inputs = [args.source, args.tokenizer, args.source_embeddings, args.target_embeddings, args.dictionary,
+              args.helper, args.workdir, *args.source_corpus, *args.target_corpus, *(args.parallel or ())]
+    check_output(args.out, inputs=inputs, overwrite=args.overwrite)
     outcome = transfer(args.source, args.tokenizer, args.method, mode=args.mode, resources=resources,
                        seed=args.seed, calibrate_bias=args.calibrate_bias, **options)
-    save_outcome(outcome, args.out)
+    save_outcome(outcome, args.out, overwrite=args.overwrite, inputs=inputs)
     summary = outcome.summary
     print(f"{args.method}: {summary['initialized_tokens']} rows initialized "
           f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items())}), coverage {summary['coverage']:.1%}, "
@@ -50,7 +44,7 @@ def run_init(args: argparse.Namespace) -> int:
 def run_ofa_export(args: argparse.Namespace) -> int:
     from langgraft.vocab.init.ofa import export_factorized
 
-    export_factorized(args.model, args.out, args.factorized)
+    export_factorized(args.model, args.out, args.factorized, overwrite=args.overwrite)
     print(f"stock checkpoint with multiplied-out factorized embeddings -> {args.out}")
     return 0
 
@@ -74,7 +68,7 @@ def run_head_recover(args: argparse.Namespace) -> int:
 def run_hydra_add(args: argparse.Namespace) -> int:
     from langgraft.vocab.hydra import add_language
 
-    add_language(args.model, args.language, args.out)
+    add_language(args.model, args.language, args.out, overwrite=args.overwrite)
     print(f"language table {args.language!r} -> {args.out}")
     return 0
 
@@ -82,7 +76,7 @@ def run_hydra_add(args: argparse.Namespace) -> int:
 def run_hydra_export(args: argparse.Namespace) -> int:
     from langgraft.vocab.hydra import export_language
 
-    export_language(args.model, args.table, args.out)
+    export_language(args.model, args.table, args.out, overwrite=args.overwrite)
     print(f"stock checkpoint with language table {args.table} -> {args.out}")
     return 0
 
@@ -95,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--source", required=True, help="source model (hub name, local dir or alias such as minilm)")
     init.add_argument("--tokenizer", required=True, help="target tokenizer directory")
     init.add_argument("--method", required=True, help=f"embedding initializer: {', '.join(METHODS)}")
-    init.add_argument("--out", required=True, help="output checkpoint directory")
+    add_output_arguments(init, "output checkpoint directory")
     init.add_argument("--mode", default="auto", choices=("auto", "replace", "extend"),
                       help="replace: new vocabulary; extend: source vocabulary + new pieces; auto: extend when the "
                            "tokenizer dir has langgraft_extension.json (default)")
@@ -108,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--helper", help="helper model that already uses the target tokenizer (clp)")
     init.add_argument("--rank", type=int, help="factorization rank (ofa; 0 = full)")
     init.add_argument("--workdir", help="cache directory for derived resources (trained fastText, dictionaries)")
-    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--seed", type=int, default=0, help="seed of every random draw (fallback rows, fastText)")
     init.add_argument("--calibrate-bias", action="store_true",
                       help="then shift the new rows' output bias so the mean prediction on --target-corpus matches its "
                            "token frequencies (MLM/CLM heads with a bias; recommended before full-model pretraining)")
@@ -124,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "factorized file; the output loads with stock transformers.")
     ofa_export.add_argument("--model", required=True,
                             help="checkpoint the factors belong to (e.g. a `langgraft init --method ofa` output)")
-    ofa_export.add_argument("--out", required=True, help="output checkpoint directory")
+    add_output_arguments(ofa_export, "output checkpoint directory")
     ofa_export.add_argument("--factorized", help="factors file (default: --model/factorized_embeddings.safetensors)")
     ofa_export.set_defaults(handler=run_ofa_export)
 
@@ -152,12 +146,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add = hydra.add_parser("add", help="save a checkpoint's embedding table + head rows + tokenizer as a language table")
     add.add_argument("--model", required=True, help="checkpoint holding the language (e.g. a langgraft init output)")
     add.add_argument("--language", required=True, help="language name, e.g. ny")
-    add.add_argument("--out", required=True, help="output language-table directory")
+    add_output_arguments(add, "output language-table directory")
     add.set_defaults(handler=run_hydra_add)
     export = hydra.add_parser("export", help="attach a language table to a body and write a stock checkpoint")
     export.add_argument("--model", required=True, help="checkpoint providing the body")
     export.add_argument("--table", required=True, help="language-table directory from `langgraft hydra add`")
-    export.add_argument("--out", required=True, help="output checkpoint directory")
+    add_output_arguments(export, "output checkpoint directory")
     export.set_defaults(handler=run_hydra_export)
 
 

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 from langgraft.corpora.readers import DECODE_ERROR_POLICIES, FORMATS
+from langgraft.options import add_options, from_args
+from langgraft.outputs import add_output_arguments
+from langgraft.vocab.tokenizers import TokenizerOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,10 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "pre-tokenizer, post-processor, decoder and special tokens.")
     train.add_argument("--source", required=True, help="source model or tokenizer: hub name, local dir or alias")
     _corpus_arguments(train)
-    train.add_argument("--vocab-size", type=int, required=True, help="size of the new vocabulary")
-    train.add_argument("--min-frequency", type=int, default=2,
-                       help="minimum pair frequency for WordPiece/BPE merges (default 2)")
-    train.add_argument("--out", required=True, help="output directory (AutoTokenizer.from_pretrained loads it)")
+    add_options(train, TokenizerOptions, skip=("new_tokens",), required=("vocab_size",))
+    add_output_arguments(train, "output directory (AutoTokenizer.from_pretrained loads it)")
     train.set_defaults(handler=_train)
 
     extend = commands.add_parser(
@@ -31,11 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "existing ids are unchanged and langgraft_extension.json records the original size.")
     extend.add_argument("--source", required=True, help="source model or tokenizer: hub name, local dir or alias")
     _corpus_arguments(extend)
-    size = extend.add_mutually_exclusive_group(required=True)
-    size.add_argument("--new-tokens", type=int, help="number of pieces to add")
-    size.add_argument("--vocab-size", type=int, help="grow the vocabulary to this total size")
-    extend.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency (default 2)")
-    extend.add_argument("--out", required=True, help="output directory")
+    add_options(extend, TokenizerOptions)
+    add_output_arguments(extend, "output directory")
     extend.set_defaults(handler=_extend)
 
     stats = commands.add_parser(
@@ -70,8 +68,9 @@ def _reader(args: argparse.Namespace) -> dict:
 def _train(args: argparse.Namespace) -> int:
     from langgraft.vocab.tokenizers import detect_family, train_tokenizer
 
-    tokenizer = train_tokenizer(args.source, args.corpus, args.vocab_size, args.out, min_frequency=args.min_frequency,
-                                **_reader(args))
+    options = from_args(TokenizerOptions, args)
+    tokenizer = train_tokenizer(args.source, args.corpus, options.vocab_size, args.out,
+                                min_frequency=options.min_frequency, overwrite=args.overwrite, **_reader(args))
     print(f"saved {detect_family(tokenizer).name} tokenizer {type(tokenizer).__name__} "
           f"({len(tokenizer)} tokens) to {args.out}")
     return 0
@@ -80,8 +79,9 @@ def _train(args: argparse.Namespace) -> int:
 def _extend(args: argparse.Namespace) -> int:
     from langgraft.vocab.tokenizers import extend_tokenizer, read_extension_info
 
-    extend_tokenizer(args.source, args.corpus, args.out, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
-                     min_frequency=args.min_frequency, **_reader(args))
+    options = from_args(TokenizerOptions, args)
+    extend_tokenizer(args.source, args.corpus, args.out, new_tokens=options.new_tokens, vocab_size=options.vocab_size,
+                     min_frequency=options.min_frequency, overwrite=args.overwrite, **_reader(args))
     info = read_extension_info(args.out)
     print(f"saved extended tokenizer to {args.out}: {info['original_vocab_size']} -> {info['new_vocab_size']} tokens "
           f"({info['new_tokens_used_on_corpus_sample']} of the new pieces used on a corpus sample)")

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
+from langgraft.outputs import check_output
 from langgraft.models import load_tokenizer
+from langgraft.options import Validated, option
 from langgraft.vocab.canonical import BYTE_PIECE
 
 if TYPE_CHECKING:
@@ -50,6 +52,18 @@ class TokenizerFamily:
 
 
 FAMILIES = ("wordpiece", "byte-level-bpe", "sentencepiece-unigram", "sentencepiece-bpe")
+# 4M pieces is 16x Gemma's 262k vocabulary; beyond it the trainers only exhaust memory (5e9 aborts in Rust)
+MAX_VOCAB_SIZE = 1 << 22
+
+
+@dataclass
+class TokenizerOptions(Validated):
+    """How big a trained or extended vocabulary is (``tokenizer train|extend`` and the Python API)."""
+
+    vocab_size: int | None = option(None, help="train: size of the new vocabulary; extend: grow the vocabulary "
+                                               "to this total size", ge=1, le=MAX_VOCAB_SIZE)
+    new_tokens: int | None = option(None, help="extend: number of pieces to add", ge=1, le=MAX_VOCAB_SIZE)
+    min_frequency: int = option(2, help="minimum pair frequency for WordPiece/BPE merges", ge=0, le=2**31 - 1)
 
 
 def detect_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
@@ -112,10 +126,11 @@ def train_tokenizer(
     vocab_size: int,
     out: str | os.PathLike,
     *,
-    min_frequency: int = 2,
+    min_frequency: int = TokenizerOptions.min_frequency,
     fmt: str = "auto",
     on_decode_error: str = "fail",
     reader_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
     **trainer_options: Any,
 ) -> PreTrainedTokenizerBase:
     """Train a ``vocab_size`` tokenizer on the corpus in the source's family; save it to ``out``.
@@ -124,13 +139,16 @@ def train_tokenizer(
     post-processor and decoder are the source's. ``fmt``, ``on_decode_error`` and
     ``reader_options`` (e.g. ``field``) go to :func:`langgraft.corpora.readers.read_documents`,
     ``trainer_options`` to the `tokenizers` trainer (e.g. ``limit_alphabet``). Returns the saved
-    tokenizer, loaded back from ``out``.
+    tokenizer, loaded back from ``out``. An existing ``out`` is refused unless ``overwrite``.
     """
+    TokenizerOptions(vocab_size=vocab_size, min_frequency=min_frequency)
+    inputs = [source, *corpus_files] if isinstance(source, (str, os.PathLike)) else corpus_files
+    check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
     spec = _train_backend(source_tok, family, corpus_files, vocab_size, min_frequency, reader, trainer_options)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         _save(source_tok, spec, tmp)
     return _reload(out)
 
@@ -142,10 +160,11 @@ def extend_tokenizer(
     *,
     new_tokens: int | None = None,
     vocab_size: int | None = None,
-    min_frequency: int = 2,
+    min_frequency: int = TokenizerOptions.min_frequency,
     fmt: str = "auto",
     on_decode_error: str = "fail",
     reader_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> PreTrainedTokenizerBase:
     """Append up to ``new_tokens`` target pieces (or grow to ``vocab_size``), keeping every old id.
 
@@ -153,8 +172,11 @@ def extend_tokenizer(
     (merge order for WordPiece/BPE, probability for Unigram), and go into the model vocabulary
     (BPE with their merges, Unigram with their scores). ``out`` also gets
     :data:`EXTENSION_FILE` recording the source and its original size, so embedding
-    initializers know which rows are new.
+    initializers know which rows are new. An existing ``out`` is refused unless ``overwrite``.
     """
+    TokenizerOptions(vocab_size=vocab_size, new_tokens=new_tokens, min_frequency=min_frequency)
+    inputs = [source, *corpus_files] if isinstance(source, (str, os.PathLike)) else corpus_files
+    check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
     original_size = len(source_tok)
@@ -184,7 +206,7 @@ def extend_tokenizer(
             break
         size *= 2
     extended_json = _append_pieces(source_json, target_json, pieces, original_size)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         tokenizer = _save(source_tok, extended_json, tmp)
         _check_ids_kept(source_tok, tokenizer)
         info = {

@@ -14,11 +14,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from langgraft.atomic import atomic_dir
+from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
 from langgraft.vocab.canonical import ROLE_TWINS, special_roles, tokenizer_family
@@ -246,11 +247,16 @@ class TransferOutcome:
     artifacts: dict[str, dict[str, torch.Tensor]]
 
 
-def save_outcome(outcome: TransferOutcome, out: str | Path) -> Path:
-    """Write checkpoint + tokenizer + provenance + summary (+ method artifacts) in one atomic rename."""
+def save_outcome(outcome: TransferOutcome, out: str | Path, *, overwrite: bool = False,
+                 inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Write checkpoint + tokenizer + provenance + summary (+ method artifacts) in one atomic rename.
+
+    An existing ``out`` is replaced only with ``overwrite``; one that is, holds or lies inside one of
+    ``inputs`` never is.
+    """
     from safetensors.torch import save_file
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         outcome.model.save_pretrained(tmp)
         outcome.tokenizer.save_pretrained(tmp)
         with open(tmp / PROVENANCE_FILE, "w", encoding="utf-8") as handle:
@@ -359,17 +365,21 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
 
 def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mode: str = "auto",
                           resources: TransferResources | None = None, seed: int = 0, out: str | Path | None = None,
-                          source_tokenizer: Any = None, calibrate_bias: bool = False, **method_options: Any) -> Any:
+                          source_tokenizer: Any = None, calibrate_bias: bool = False, overwrite: bool = False,
+                          **method_options: Any) -> Any:
     """Transfer ``source`` to ``target_tokenizer`` with ``method``; save to ``out`` when given.
 
     Returns the new model (same class as the source: MLM, CLM or headless body). ``out`` gets a
     ``save_pretrained`` checkpoint + the target tokenizer + ``provenance.jsonl`` +
     ``transfer_summary.json``, written atomically. Options are the method's config fields.
     """
+    inputs = [p for p in (source, target_tokenizer) if isinstance(p, (str, Path))]
+    if out is not None:
+        check_output(out, inputs=inputs, overwrite=overwrite)
     outcome = transfer(source, target_tokenizer, method, mode=mode, resources=resources, seed=seed,
                        source_tokenizer=source_tokenizer, calibrate_bias=calibrate_bias, **method_options)
     if out is not None:
-        save_outcome(outcome, out)
+        save_outcome(outcome, out, overwrite=overwrite, inputs=inputs)
     return outcome.model
 
 

@@ -6,9 +6,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from langgraft.errors import UserError
+from langgraft.outputs import check_output, disk_full
 
 
 def _current_umask() -> int:
@@ -50,34 +51,42 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, Exception) and disk_full(exc):
+            raise UserError(f"disk full while writing {path}: free some space and run the command again; "
+                            f"{path} was left as it was") from None
         raise
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
+               inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; on success it replaces ``path`` in one rename.
 
-    With ``overwrite=False`` an existing ``path`` is a :class:`UserError` (checked before any work).
+    ``path`` is checked first (:func:`langgraft.outputs.check_output`): an existing, non-empty
+    ``path`` is a :class:`UserError` unless ``overwrite``, and a ``path`` that is, holds or lies
+    inside one of ``inputs`` always is. A replaced ``path`` (folder or file) is removed only after
+    the new one is in place. A full disk is one :class:`UserError` line; nothing is left behind.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"output {path} already exists; choose another --out or remove it")
+    path = check_output(path, inputs=inputs, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     _chmod_like_umask(tmp, 0o777)
     try:
         yield tmp
         match_umask(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception) and disk_full(exc):
+            raise UserError(f"disk full while writing {path}: free some space (or choose another --out) and run the "
+                            "command again; nothing was written") from None
         raise

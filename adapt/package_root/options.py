@@ -157,7 +157,8 @@ def convert(tp: Any, value: Any, where: str) -> Any:
 
 def range_text(metadata: typing.Mapping[str, Any]) -> str:
     """``">= 1"``, ``"> 0 and <= 1"``: the allowed range of a numeric option, for messages and help."""
-    return " and ".join(f"{_BOUND_TEXT[b]} {metadata[b]:g}" for b in BOUNDS if b in metadata)
+    return " and ".join(f"{_BOUND_TEXT[b]} {metadata[b]:g}" if isinstance(metadata[b], float)
+                        else f"{_BOUND_TEXT[b]} {metadata[b]}" for b in BOUNDS if b in metadata)
 
 
 def _out_of_range(value: Any, metadata: typing.Mapping[str, Any]) -> bool:
@@ -308,7 +309,7 @@ def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), re
             if field.name in required:
                 kwargs["required"] = True
                 kwargs.pop("default")
-            elif default is not None and default != [] and not help_text.endswith(")"):
+            elif default is not None and default != [] and "default" not in help_text:
                 shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
                 kwargs["help"] = f"{help_text} (default: {shown})".lstrip()
             if bounds:

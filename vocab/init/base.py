@@ -44,7 +44,6 @@ Contract details:
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -54,6 +53,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from langgraft.errors import UserError
+from langgraft.options import from_mapping
 from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, exact_matches, special_ids,
                                        tokenizer_family)
 from langgraft.vocab.tokenizers import EXTENSION_FILE, read_extension_info
@@ -288,46 +288,13 @@ def get_method(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def _field_type(annotation: Any) -> Any:
-    """``int | None`` -> ``int``; other annotations unchanged."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0]
-    return annotation
-
-
-def _convert(value: Any, annotation: Any, key: str, method: str) -> Any:
-    """Turn a CLI string into the config field's type (int, float, bool, str, None)."""
-    if not isinstance(value, str):
-        return value
-    target = _field_type(annotation)
-    if value.lower() in ("none", "null") and type(None) in typing.get_args(annotation):
-        return None
-    booleans = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-    try:
-        if target is bool:
-            return booleans[value.lower()]
-        if target in (int, float, str):
-            return target(value)
-    except (KeyError, ValueError):
-        raise UserError(f"option {key}={value!r} for method {method!r} is not a valid "
-                        f"{getattr(target, '__name__', target)}") from None
-    return value
-
-
 def config_from_options(name: str, options: dict[str, Any] | None = None) -> MethodConfig:
-    """Build ``name``'s config from ``key -> value`` (strings converted to the field types)."""
+    """Build ``name``'s config from ``key -> value`` (YAML values or ``--option KEY=VALUE`` pairs)."""
     spec = get_method(name)
-    hints = typing.get_type_hints(spec.config_class)
-    fields = {f.name for f in dataclasses.fields(spec.config_class)}
-    kwargs = {}
-    for key, value in (options or {}).items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            allowed = ", ".join(sorted(fields)) or "none"
-            raise UserError(f"method {name!r} has no option {key!r}; its options are: {allowed}")
-        kwargs[key] = _convert(value, hints.get(key, str), key, name)
-    return spec.config_class(**kwargs)
+    if options is not None and not isinstance(options, dict):
+        raise UserError(f"options of method {name!r}: expected a mapping of option: value, got {options!r}")
+    return from_mapping(spec.config_class, {key.replace("-", "_"): value for key, value in (options or {}).items()},
+                        f"method {name!r} option")
 
 
 # --------------------------------------------------------------------------------------------

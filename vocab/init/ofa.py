@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
                                        register_method)
@@ -142,20 +143,19 @@ class FactorizedEmbedding(nn.Module):
         return self.primitives(self.coordinates.weight)
 
 
-def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | Path | None = None) -> Path:
+def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | Path | None = None,
+                      overwrite: bool = False) -> Path:
     """Write a stock checkpoint whose input embeddings are ``coordinates @ primitives`` of ``factorized``
     (default: the file beside ``model_dir``).
 
     Every other tensor and the tokenizer come from ``model_dir``; a tied head follows the new input
     rows, an untied head keeps its own rows. Nothing is written unless the factors fit the model.
     """
-    from langgraft.models import load_config, load_model, load_tokenizer
-    from langgraft.models import auto_class, head_kind
+    from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
     from langgraft.vocab.transfer import FACTORIZED_FILE
 
     factorized = Path(factorized or Path(model_dir) / FACTORIZED_FILE)
-    if Path(out).resolve() == Path(model_dir).resolve():
-        raise UserError(f"--out {out} is the --model directory; export to a new directory")
+    check_output(out, inputs=[model_dir, factorized], overwrite=overwrite)
     config = load_config(model_dir)  # a missing or broken model fails before any factor is read
     table = FactorizedEmbedding.from_file(factorized)
     text_config = config.get_text_config()
@@ -168,7 +168,7 @@ def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | 
         model = load_model(model_dir, auto_class(head_kind(config)))
         model.get_input_embeddings().weight.copy_(full)
     tokenizer = load_tokenizer(model_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[model_dir, factorized]) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out)

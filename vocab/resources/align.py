@@ -19,6 +19,7 @@ resources``) and pass the file to make every later step bit-reproducible.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections import Counter
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 
 from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
+from langgraft.options import Validated, option
 from langgraft.vocab.resources.text import WORD_PATTERN
 
 Link = tuple[int, int]
@@ -123,13 +125,23 @@ def align_words(source_lines: Sequence[str], target_lines: Sequence[str], *, low
     return WordAlignment([w for w, _ in src], [w for w, _ in tgt], [s for _, s in src], [s for _, s in tgt], links)
 
 
-def induce_dictionary(alignment: WordAlignment, *, min_count: int = 3, min_probability: float = 0.1,
-                      skip_identical_punctuation: bool = True) -> list[tuple[str, str]]:
+@dataclass
+class DictionaryOptions(Validated):
+    """Which aligned word pairs become dictionary entries (``resources dictionary --parallel``)."""
+
+    min_count: int = option(3, help="minimum aligned count of a pair", ge=1)
+    min_probability: float = option(0.1, help="minimum p(t|s) and p(s|t) of a pair", ge=0, le=1)
+
+
+def induce_dictionary(alignment: WordAlignment, options: DictionaryOptions | None = None, *,
+                      skip_identical_punctuation: bool = True, **fields: Any) -> list[tuple[str, str]]:
     """Word pairs aligned ``>= min_count`` times with p(t|s) and p(s|t) ``>= min_probability``.
 
-    Sorted by decreasing count (ties by the words). Punctuation-only pairs are dropped: they
-    carry no lexical signal for Procrustes.
+    ``options`` or its fields as keywords. Sorted by decreasing count (ties by the words).
+    Punctuation-only pairs are dropped: they carry no lexical signal for Procrustes.
     """
+    options = dataclasses.replace(options or DictionaryOptions(), **fields)
+    min_count, min_probability = options.min_count, options.min_probability
     counts = alignment.pair_counts()
     source_totals: Counter = Counter()
     target_totals: Counter = Counter()

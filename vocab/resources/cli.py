@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from langgraft.options import add_options, from_args
+from langgraft.outputs import add_output_arguments, check_output
+from langgraft.vocab.resources.align import DictionaryOptions
+from langgraft.vocab.resources.fasttext import FastTextOptions
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("resources", help="build fastText vectors, dictionaries, alignment tables",
@@ -18,17 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Train fastText (subword n-grams) on one or more text files. "
                                                "Deterministic with --threads 1 (default).")
     fasttext.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files (.gz allowed)")
-    fasttext.add_argument("--out", required=True, help="output .bin (a .bin.json sidecar records the options)")
-    fasttext.add_argument("--dim", type=int, default=100, help="vector dimension (default 100)")
-    fasttext.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    fasttext.add_argument("--min-count", type=int, default=3, help="minimum word count (default 3)")
-    fasttext.add_argument("--model", choices=("skipgram", "cbow"), default="skipgram")
-    fasttext.add_argument("--minn", type=int, default=3, help="shortest character n-gram (default 3)")
-    fasttext.add_argument("--maxn", type=int, default=6, help="longest character n-gram (default 6)")
-    fasttext.add_argument("--bucket", type=int, default=2_000_000, help="n-gram hash buckets (default 2M)")
-    fasttext.add_argument("--threads", type=int, default=1, help="threads; >1 is faster but not reproducible")
-    fasttext.add_argument("--seed", type=int, default=0)
-    fasttext.add_argument("--cased", action="store_true", help="keep case (default: lowercase the text)")
+    add_output_arguments(fasttext, "output .bin (a .bin.json sidecar records the options)")
+    add_options(fasttext, FastTextOptions)
     fasttext.add_argument("--tokenizer", help="token-level model for focus: tokenize the corpus with this "
                                               "tokenizer (dir or hub name) and keep its token strings; "
                                               "use FOCUS's settings, e.g. --model cbow --epochs 3 --min-count 10")
@@ -45,10 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="existing dictionary: TSV, MUSE, or dictd .index/.dict(.dz)")
     dictionary.add_argument("--format", default="auto", choices=("auto", "tsv", "muse", "dictd"),
                             help="format of --from (default: detect)")
-    dictionary.add_argument("--out", required=True, help="output TSV")
-    dictionary.add_argument("--min-count", type=int, default=3, help="minimum aligned count of a pair (default 3)")
-    dictionary.add_argument("--min-probability", type=float, default=0.1,
-                            help="minimum p(t|s) and p(s|t) of a pair (default 0.1)")
+    add_output_arguments(dictionary, "output TSV")
+    add_options(dictionary, DictionaryOptions)
     dictionary.add_argument("--symmetrization", choices=("grow-diag", "intersection"), default="grow-diag")
     dictionary.set_defaults(handler=_dictionary)
 
@@ -60,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="line- or id-aligned text (source language first)")
     align.add_argument("--source-tokenizer", required=True, help="source model/tokenizer: hub name, dir or alias")
     align.add_argument("--target-tokenizer", required=True, help="target tokenizer directory")
-    align.add_argument("--out", required=True, help="output table (TSV)")
+    add_output_arguments(align, "output table (TSV)")
     align.add_argument("--symmetrization", choices=("grow-diag", "intersection"), default="grow-diag")
     align.set_defaults(handler=_align)
 
@@ -68,17 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fasttext(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.fasttext import train_fasttext, train_token_fasttext
 
+    check_output(args.out, inputs=[*args.corpus, args.tokenizer], overwrite=args.overwrite)
+    options = from_args(FastTextOptions, args)
     if args.tokenizer:
         from langgraft.models import load_tokenizer
 
-        vectors = train_token_fasttext(args.corpus, load_tokenizer(args.tokenizer), args.out, dim=args.dim,
-                                       epochs=args.epochs, min_count=args.min_count, model=args.model,
-                                       bucket=args.bucket, threads=args.threads, seed=args.seed)
+        vectors = train_token_fasttext(args.corpus, load_tokenizer(args.tokenizer), args.out, options)
         print(f"wrote {args.out}: {len(vectors.words)} tokens, dim {vectors.dim}")
         return 0
-    vectors = train_fasttext(args.corpus, args.out, dim=args.dim, epochs=args.epochs, min_count=args.min_count,
-                             model=args.model, minn=args.minn, maxn=args.maxn, bucket=args.bucket,
-                             threads=args.threads, seed=args.seed, lowercase=not args.cased)
+    vectors = train_fasttext(args.corpus, args.out, options)
     print(f"wrote {args.out}: {len(vectors.words)} words, dim {vectors.dim}")
     return 0
 
@@ -86,6 +78,7 @@ def _fasttext(args: argparse.Namespace) -> int:
 def _dictionary(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 
+    check_output(args.out, inputs=[args.from_file, *(args.parallel or ())], overwrite=args.overwrite)
     if args.from_file:
         pairs = read_dictionary(args.from_file, format=args.format)
     else:
@@ -94,10 +87,11 @@ def _dictionary(args: argparse.Namespace) -> int:
         from langgraft.vocab.resources.text import read_parallel
 
         alignment = align_words(*read_parallel(*args.parallel), symmetrization=args.symmetrization)
-        pairs = induce_dictionary(alignment, min_count=args.min_count, min_probability=args.min_probability)
+        options = from_args(DictionaryOptions, args)
+        pairs = induce_dictionary(alignment, options)
         if not pairs:
-            raise UserError(f"no word pair reached --min-count {args.min_count} / --min-probability "
-                            f"{args.min_probability}; give more parallel text or lower the thresholds")
+            raise UserError(f"no word pair reached --min-count {options.min_count} / --min-probability "
+                            f"{options.min_probability}; give more parallel text or lower the thresholds")
     count = write_dictionary(pairs, args.out)
     print(f"wrote {args.out}: {count} pairs")
     return 0
@@ -108,6 +102,8 @@ def _align(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.align import align_words, token_alignment_counts, write_token_table
     from langgraft.vocab.resources.text import read_parallel
 
+    check_output(args.out, inputs=[*args.parallel, args.source_tokenizer, args.target_tokenizer],
+                 overwrite=args.overwrite)
     source_tokenizer = load_tokenizer(args.source_tokenizer)
     target_tokenizer = load_tokenizer(args.target_tokenizer)
     source_lines, target_lines = read_parallel(*args.parallel)

@@ -16,12 +16,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
+from langgraft.options import Validated, option
 from langgraft.vocab.resources.text import iter_lines, split_words
 
 # Below this many running words fastText's vectors are noise; the error says how to fix it.
@@ -29,25 +31,32 @@ MIN_CORPUS_WORDS = 200
 
 
 @dataclass
-class FastTextOptions:
+class FastTextOptions(Validated):
     """fastText hyper-parameters (fastText's own defaults except ``epochs`` and ``min_count``,
-    which suit Bible-sized corpora of about a million words)."""
+    which suit Bible-sized corpora of about a million words); ``resources fasttext`` options."""
 
-    dim: int = 100
-    epochs: int = 10
-    min_count: int = 3
-    model: str = "skipgram"
-    minn: int = 3
-    maxn: int = 6
-    bucket: int = 2_000_000  # n-gram hash buckets; the .bin holds bucket × dim floats
-    threads: int = 1
-    seed: int = 0
-    lowercase: bool = True
-    split: bool = True  # split punctuation off words; False for pre-tokenized text (token-level models)
+    dim: int = option(100, help="vector dimension", ge=1, le=10_000)
+    epochs: int = option(10, help="training epochs", ge=1, le=10_000)
+    min_count: int = option(3, help="minimum word count", ge=1)
+    model: Literal["skipgram", "cbow"] = option("skipgram", help="fastText model")
+    minn: int = option(3, help="shortest character n-gram (0: none)", ge=0, le=32)
+    maxn: int = option(6, help="longest character n-gram (0: none)", ge=0, le=32)
+    bucket: int = option(2_000_000, help="n-gram hash buckets; the .bin holds bucket x dim floats", ge=0,
+                         le=100_000_000)
+    threads: int = option(1, help="threads; more than 1 is faster but not reproducible", ge=1, le=1024)
+    seed: int = option(0, help="training seed", ge=0, le=2**31 - 2)
+    lowercase: bool = option(True, help="lowercase the text (--no-lowercase keeps case)")
+    split: bool = option(True, help="split punctuation off words; off for pre-tokenized text (token-level models)",
+                         cli=False)
     # Small corpora: lower min_count to max(1, words // RELAX_WORDS_PER_COUNT) so that a corpus under
     # min_count × 100k words still gives most of its vocabulary a vector (FOCUS's minCount 10
     # assumes corpora of millions of words).
-    relax_min_count: bool = False
+    relax_min_count: bool = option(False, help="lower min_count on small corpora", cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.maxn and self.minn > self.maxn:
+            raise UserError(f"minn ({self.minn}) is larger than maxn ({self.maxn}); give minn <= maxn")
 
 
 RELAX_WORDS_PER_COUNT = 100_000
@@ -146,18 +155,14 @@ def _train_to_file(arguments: dict[str, Any], out: Path) -> None:
             raise UserError(f"fastText training failed for {out.name}: {message}")
 
 
-def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.PathLike, *,
-                   dim: int = 100, epochs: int = 10, min_count: int = 3, model: str = "skipgram",
-                   minn: int = 3, maxn: int = 6, bucket: int = 2_000_000, threads: int = 1,
-                   seed: int = 0, lowercase: bool = True) -> "WordVectors":
+def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.PathLike,
+                   options: FastTextOptions | None = None, **fields: Any) -> "WordVectors":
     """Train word-level fastText on text files (streamed, punctuation split off) and save ``out_bin``.
 
-    Deterministic with ``threads=1`` (default). Too little text raises :class:`UserError`.
+    ``options`` (or its fields as keywords: ``dim=300``). Deterministic with ``threads=1`` (default).
+    Too little text raises :class:`UserError`.
     """
-    if model not in ("skipgram", "cbow"):
-        raise UserError(f"fastText model must be 'skipgram' or 'cbow', got {model!r}")
-    options = FastTextOptions(dim=dim, epochs=epochs, min_count=min_count, model=model, minn=minn,
-                              maxn=maxn, bucket=bucket, threads=threads, seed=seed, lowercase=lowercase)
+    options = dataclasses.replace(options or FastTextOptions(), **fields)
     return train_fasttext_on_lines(iter_lines(corpus_files), out_bin, options,
                                    {"corpus": [str(Path(p)) for p in corpus_files]})
 
@@ -175,15 +180,16 @@ def tokenized_lines(lines: Iterable[str], tokenizer: Any, batch: int = 1000) -> 
         yield from (" ".join(e.tokens) for e in backend.encode_batch(chunk, add_special_tokens=False))
 
 
-def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: Any, out_bin: str | os.PathLike, *,
-                         dim: int = 100, epochs: int = 3, min_count: int = 10, model: str = "cbow",
-                         bucket: int = 2_000_000, threads: int = 1, seed: int = 0,
-                         relax_min_count: bool = True) -> "WordVectors":
+FOCUS_TOKEN_OPTIONS = FastTextOptions(epochs=3, min_count=10, model="cbow", lowercase=False, split=False,
+                                      relax_min_count=True)  # FOCUS's settings: CBOW, dim 100, 3 epochs, minCount 10
+
+
+def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: Any, out_bin: str | os.PathLike,
+                         options: FastTextOptions | None = None, **fields: Any) -> "WordVectors":
     """Token-level fastText (FOCUS): the corpus tokenized by ``tokenizer``, its token strings as
-    fastText's words (case kept). Defaults are FOCUS's (CBOW, dim 100, 3 epochs, minCount 10)."""
-    options = FastTextOptions(dim=dim, epochs=epochs, min_count=min_count, model=model, bucket=bucket,
-                              threads=threads, seed=seed, lowercase=False, split=False,
-                              relax_min_count=relax_min_count)
+    fastText's words (case kept). Defaults are FOCUS's (:data:`FOCUS_TOKEN_OPTIONS`)."""
+    options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False,
+                                  relax_min_count=True)
     return train_fasttext_on_lines(tokenized_lines(iter_lines(corpus_files), tokenizer), out_bin, options,
                                    {"corpus": [str(p) for p in corpus_files],
                                     "tokenized_with": getattr(tokenizer, "name_or_path", "")})
