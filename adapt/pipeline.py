@@ -277,8 +277,8 @@ class Pipeline:
             if spec.name == stop_after:
                 return outputs
         if "report" in outputs:
-            with atomic_dir(self.run_dir / "report") as tmp:  # a stable path to the latest report
-                shutil.copytree(outputs["report"], tmp, dirs_exist_ok=True)
+            with atomic_dir(self.run_dir / "report", overwrite=True) as tmp:  # a stable path to the latest report
+                shutil.copytree(outputs["report"] / "report", tmp, dirs_exist_ok=True)
         if self.publish_dir is not None:
             self._publish(keys)
         return outputs

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
+from langgraft.outputs import add_output_arguments
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from langgraft.adapt.publish import publish
 
-    for folder in publish(args.run_dir, args.out, push=args.push):
+    for folder in publish(args.run_dir, args.out, push=args.push, overwrite=args.overwrite):
         print(f"published: {folder}")
     return 0
 
@@ -74,7 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Model + tokenizer, modules, model card with hub metadata and "
                                             "metrics, manifest.json with sha256 of every file.")
     pub.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (<output>/<name>) or a folder of runs")
-    pub.add_argument("--out", required=True, help="folder to create (must not exist); one sub-folder per run "
-                                                  "when RUN_DIR holds several")
+    add_output_arguments(pub, "folder to create; one sub-folder per run when RUN_DIR holds several")
     pub.add_argument("--push", metavar="REPO", help="also upload to this hub model repo (needs a network and a token)")
     pub.set_defaults(handler=_publish)

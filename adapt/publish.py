@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.outputs import check_output
 from langgraft.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -145,11 +146,9 @@ def write_manifest(folder: Path) -> dict[str, str]:
     return files
 
 
-def publish_run(run: Path, out: Path, repo: str | None = None) -> Path:
-    """Write the hub-ready folder of one run to ``out`` (which must not exist)."""
-    if out.exists():
-        raise UserError(f"publish folder {out} already exists; choose another --out (or publish.out) or remove it "
-                        "(nothing was overwritten)")
+def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool = False) -> Path:
+    """Write the hub-ready folder of one run to ``out`` (an existing one is replaced only with ``overwrite``)."""
+    check_output(out, inputs=[run], overwrite=overwrite)
     stages = finished_stages(run)
     model_dir = stages[next(s for s in MODEL_STAGES if s in stages)] / "model"
     config = _read_json(run / "pipeline.json")["config"]
@@ -161,7 +160,7 @@ def publish_run(run: Path, out: Path, repo: str | None = None) -> Path:
         if stage.startswith("module-"):
             info = _read_json(path / "stage.json")["config"]["module"]
             modules[info["name"]] = {"role": info["role"], "kind": info["kind"], "dir": path / "module"}
-    with atomic_dir(out, overwrite=False) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[run]) as tmp:
         for item in model_dir.iterdir():
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
@@ -176,7 +175,8 @@ def publish_run(run: Path, out: Path, repo: str | None = None) -> Path:
     return out
 
 
-def publish(run_dir: str | Path, out: str | Path, push: str | None = None, token: str | None = None) -> list[Path]:
+def publish(run_dir: str | Path, out: str | Path, push: str | None = None, token: str | None = None,
+            overwrite: bool = False) -> list[Path]:
     """Publish every run under ``run_dir``: one run -> ``out``; several -> ``out/<run name>``.
 
     With ``push`` (a hub repo id; ``{name}`` is replaced by the run name) each folder is uploaded
@@ -186,11 +186,9 @@ def publish(run_dir: str | Path, out: str | Path, push: str | None = None, token
     out = Path(out)
     targets = [out] if len(runs) == 1 else [out / run.name for run in runs]
     for target in targets:
-        if target.exists():
-            raise UserError(f"publish folder {target} already exists; choose another --out or remove it "
-                            "(nothing was overwritten)")
+        check_output(target, inputs=[run_dir], overwrite=overwrite)
     repos = [push.replace("{name}", run.name) if push else None for run in runs]
-    folders = [publish_run(run, target, repo) for run, target, repo in zip(runs, targets, repos)]
+    folders = [publish_run(run, target, repo, overwrite) for run, target, repo in zip(runs, targets, repos)]
     for folder, repo in zip(folders, repos):
         if repo:
             push_folder(folder, repo, token)

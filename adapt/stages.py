@@ -14,7 +14,7 @@ init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate
 pretrain   ``model/``, ``metrics.jsonl``, checkpoints while running
 module-X   ``module/`` — a langgraft module folder (PEFT dir / SFT safetensors / MAD-X)
 evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, dataset}``
-report     ``report.md`` + PNG plots
+report     ``report/report.md`` + PNG plots
 ========== ==========================================================================
 """
 from __future__ import annotations
@@ -466,7 +466,7 @@ def report_stage(ctx: "StageContext") -> dict:
     inputs: list[Any] = [ctx.input("evaluate") / "evaluation.json"]
     inputs += sorted(path for stage, folder in ctx.inputs.items() if stage != "evaluate"
                      for path in folder.rglob("metrics.jsonl"))
-    path = write_report(inputs, ctx.work_dir, title=f"langgraft: {ctx.settings.source_model} -> {ctx.settings.language}")
+    path = write_report(inputs, ctx.work_dir / "report", overwrite=True, title=f"langgraft: {ctx.settings.source_model} -> {ctx.settings.language}")
     return {"report": str(path)}
 
 

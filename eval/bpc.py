@@ -30,8 +30,8 @@ from typing import Any, Iterable, Iterator
 
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
-from langgraft.lm import ScoredWindow, clm_windows, mlm_windows, window_logits
 from langgraft.models import OBJECTIVES, default_max_length, model_objective
+from langgraft.options import Validated, option
 
 _DOCUMENTS_PER_CHUNK = 256
 
@@ -69,9 +69,21 @@ def iter_documents(texts_or_files: str | os.PathLike | Iterable[str | os.PathLik
 
 
 
-def _window_nll(model: Any, windows: list[ScoredWindow], pad_id: int) -> tuple[float, int]:
+@dataclass
+class BpcOptions(Validated):
+    """How bits per character are measured (``eval bpc`` options and :func:`compute_bpc` keywords)."""
+
+    mask_seed: int = option(0, help="seed of the fixed word masks (MLM)", ge=0)
+    mask_rate: float = option(0.15, help="share of words masked (MLM)", gt=0, le=1)
+    max_length: int | None = option(None, help="tokens per window (default: the model's limit)", ge=2)
+    batch_size: int = option(16, help="windows per forward pass", ge=1, le=1 << 20)
+
+
+def _window_nll(model: Any, windows: list[Any], pad_id: int) -> tuple[float, int]:
     """Summed NLL (nats) and count of the scored positions of ``windows`` in one padded batch."""
     import torch
+
+    from langgraft.lm import window_logits
 
     logits, targets = window_logits(model, windows, pad_id)
     nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
@@ -84,10 +96,10 @@ def compute_bpc(
     texts_or_files: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     objective: str = "auto",
-    mask_seed: int = 0,
-    mask_rate: float = 0.15,
-    max_length: int | None = None,
-    batch_size: int = 16,
+    mask_seed: int = BpcOptions.mask_seed,
+    mask_rate: float = BpcOptions.mask_rate,
+    max_length: int | None = BpcOptions.max_length,
+    batch_size: int = BpcOptions.batch_size,
 ) -> BpcResult:
     """Bits per character of ``model`` on documents (texts, or files read with ``read_documents``).
 
@@ -96,6 +108,9 @@ def compute_bpc(
     """
     import torch
 
+    from langgraft.lm import clm_windows, mlm_windows, special_token_frame  # torch: imported when scoring
+
+    BpcOptions(mask_seed=mask_seed, mask_rate=mask_rate, max_length=max_length, batch_size=batch_size)
     if objective not in ("auto", *OBJECTIVES):
         raise UserError(f"objective {objective!r} is not one of auto, {', '.join(OBJECTIVES)}")
     if objective == "auto":
@@ -104,9 +119,11 @@ def compute_bpc(
         raise UserError("model has no language-modelling head; add one with `langgraft head recover`")
     if objective == "mlm" and tokenizer.mask_token_id is None:
         raise UserError("tokenizer has no mask token, so it cannot be scored as a masked LM; use objective 'clm'")
-    if not 0.0 < mask_rate <= 1.0:
-        raise UserError(f"mask rate {mask_rate} must be in (0, 1]")
     max_length = max_length or default_max_length(model.config, tokenizer)
+    frame = sum(map(len, special_token_frame(tokenizer))) if objective == "mlm" else 1
+    if max_length <= frame:
+        raise UserError(f"max_length {max_length} leaves no room for text: this tokenizer adds {frame} special "
+                        f"token(s) around each window; give at least {frame + 1}")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     was_training = model.training

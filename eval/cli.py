@@ -9,11 +9,16 @@ The sub-command is optional: without one, ``eval`` runs the ``--task`` list.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from langgraft.errors import UserError
+from langgraft.eval.bpc import BpcOptions
+from langgraft.eval.harness import EvalOptions
 from langgraft.models import OBJECTIVES
+from langgraft.options import add_options, from_args
+from langgraft.outputs import add_output_arguments, check_output
 
 TASK_HELP = ("[NAME=]KIND:FILE[,FILE]; KIND is seq-cls (TSV/JSONL), token-cls (CoNLL-U or IOB), "
              "retrieval (two aligned files), bpc (text), fertility (text); repeatable")
@@ -29,11 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="language/task module directories composed onto --model")
     parser.add_argument("--task", nargs="+", action="extend", default=[], metavar="TASKSPEC", help=TASK_HELP)
     parser.add_argument("--source-model", help="model for the source side of retrieval (default: --model)")
-    parser.add_argument("--layer", type=int, help="hidden layer pooled for retrieval (default: the middle one)")
-    parser.add_argument("--max-pairs", type=int, help="use at most this many retrieval pairs")
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_options(parser, EvalOptions)
     parser.add_argument("--name", help="name of this run in reports (default: the model folder name)")
-    parser.add_argument("--out", type=Path, help="also write the results JSON here (input for `eval report`)")
+    add_output_arguments(parser, "also write the results JSON here (input for `eval report`)", required=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run_eval)
 
@@ -44,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compare runs: result JSON files (from `langgraft eval --out`), the pipeline's "
                     "evaluation.json, metrics.jsonl training logs, or run folders holding them.")
     report.add_argument("inputs", nargs="+", type=Path, metavar="RUN_OR_JSON")
-    report.add_argument("--out", type=Path, required=True, help="directory for report.md, report.json and plots")
+    add_output_arguments(report, "directory for report.md, report.json and plots")
     report.add_argument("--title", default="langgraft evaluation report")
     report.set_defaults(handler=_run_report)
 
@@ -58,10 +61,7 @@ def add_bpc_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--model", required=True, help="model directory (or hub name) with an LM head")
     parser.add_argument("--corpus", required=True, nargs="+", type=Path, help="held-out text file(s)")
     parser.add_argument("--objective", choices=("auto", *OBJECTIVES), default="auto")
-    parser.add_argument("--mask-seed", type=int, default=0, help="seed of the fixed word masks (MLM)")
-    parser.add_argument("--mask-rate", type=float, default=0.15, help="share of words masked (MLM)")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per window (default: model limit)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_options(parser, BpcOptions)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run_bpc)
     return parser
@@ -71,12 +71,12 @@ def _run_bpc(args: argparse.Namespace) -> int:
     from langgraft.eval.bpc import compute_bpc
     from langgraft.models import load_language_model, load_tokenizer
 
+    options = from_args(BpcOptions, args)  # checked before the model is loaded
     model, objective = load_language_model(args.model)
     if args.objective != "auto":
         objective = args.objective
     tokenizer = load_tokenizer(args.model)
-    result = compute_bpc(model, tokenizer, list(args.corpus), objective=objective, mask_seed=args.mask_seed,
-                         mask_rate=args.mask_rate, max_length=args.max_length, batch_size=args.batch_size)
+    result = compute_bpc(model, tokenizer, list(args.corpus), objective=objective, **dataclasses.asdict(options))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -101,9 +101,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     from langgraft.eval.harness import evaluate
 
     _quiet_transformers()
-
-    run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model, layer=args.layer,
-                   batch_size=args.batch_size, max_pairs=args.max_pairs, name=args.name)
+    options = from_args(EvalOptions, args)
+    if args.out:  # before the evaluation, not after it
+        check_output(args.out, inputs=[args.model, args.source_model, *args.modules], overwrite=args.overwrite,
+                     file=True)
+    run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model,
+                   name=args.name, **dataclasses.asdict(options))
     if args.out:
         with atomic_file(args.out) as handle:
             json.dump(run, handle, indent=2)
@@ -121,6 +124,6 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_report(args: argparse.Namespace) -> int:
     from langgraft.eval.report import write_report
 
-    path = write_report(args.inputs, args.out, title=args.title)
+    path = write_report(args.inputs, args.out, title=args.title, overwrite=args.overwrite)
     print(f"report written to {path}")
     return 0

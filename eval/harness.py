@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.errors import UserError
+from langgraft.options import Validated, option
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,20 @@ class ModelSource:
 
 
 @dataclass
-class EvalContext:
+class EvalOptions(Validated):
+    """Options shared by the tasks (``langgraft eval`` options and :func:`evaluate` keywords)."""
+
+    layer: int | None = option(None, help="hidden layer pooled for retrieval (default: the middle one; -1: the last)")
+    batch_size: int = option(32, help="examples per forward pass", ge=1, le=1 << 20)
+    max_pairs: int | None = option(None, help="use at most this many retrieval pairs", ge=1)
+
+
+@dataclass
+class EvalContext(EvalOptions):
     """What a task runner needs: the evaluated model, the retrieval source side, options."""
 
-    target: ModelSource
-    source: ModelSource
-    layer: int | None = None
-    batch_size: int = 32
-    max_pairs: int | None = None
+    target: ModelSource | None = None
+    source: ModelSource | None = None
 
 
 def _seq_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
@@ -212,9 +219,9 @@ def evaluate(
     *,
     modules: Sequence[str | Path] = (),
     source_model: str | Path | None = None,
-    layer: int | None = None,
-    batch_size: int = 32,
-    max_pairs: int | None = None,
+    layer: int | None = EvalOptions.layer,
+    batch_size: int = EvalOptions.batch_size,
+    max_pairs: int | None = EvalOptions.max_pairs,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (+ ``modules``) on every task; returns the run dict (see module docstring).
@@ -224,6 +231,7 @@ def evaluate(
     embeds the new language; it is also the reference vocabulary for fertility's ``overlap``.
     All task specs are parsed and their files checked before any model is loaded.
     """
+    EvalOptions(layer=layer, batch_size=batch_size, max_pairs=max_pairs)
     specs = [TaskSpec.parse(task) for task in tasks]
     if not specs:
         raise UserError("no evaluation task given; add --task KIND:FILE (kinds: " + ", ".join(TASKS) + ")")
@@ -232,7 +240,7 @@ def evaluate(
     target = ModelSource(model, modules)
     same_source = source_model is None or (str(source_model) == str(model) and not modules)
     source = target if same_source else ModelSource(source_model)  # an explicit source model: no modules
-    ctx = EvalContext(target, source, layer=layer, batch_size=batch_size, max_pairs=max_pairs)
+    ctx = EvalContext(layer=layer, batch_size=batch_size, max_pairs=max_pairs, target=target, source=source)
     results = [{"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": TASKS[spec.kind](spec, ctx)}
                for spec in specs]
     return {"name": name or Path(str(model)).name, "model": str(model), "modules": [str(m) for m in modules],

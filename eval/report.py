@@ -18,8 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from langgraft.atomic import atomic_file
+from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
+from langgraft.outputs import check_output
 
 # token-level numbers depend on the tokenizer: tabulated, never drawn side by side as a comparison
 NOT_PLOTTED = {"loss", "nll_bits"}
@@ -224,12 +225,20 @@ def _curve_plot(path: Path, curves: dict[str, list[dict[str, float]]]) -> None:
 
 # ----------------------------------------------------------------------------- report
 def write_report(runs: Sequence[dict[str, Any] | str | Path], out_dir: str | Path,
-                 title: str = "langgraft evaluation report") -> Path:
-    """Write ``report.md``, ``report.json`` and PNG plots comparing ``runs`` into ``out_dir``; returns report.md."""
+                 title: str = "langgraft evaluation report", overwrite: bool = False) -> Path:
+    """Write ``report.md``, ``report.json`` and PNG plots comparing ``runs`` into ``out_dir``; returns report.md.
+
+    The folder appears whole or not at all; an existing ``out_dir`` is replaced only with ``overwrite``.
+    """
+    inputs = [run for run in runs if isinstance(run, (str, Path))]
+    check_output(out_dir, inputs=inputs, overwrite=overwrite)
     runs = load_runs(runs)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"report output {out_dir} is a file; give a directory with --out")
+    with atomic_dir(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
+        _write_report_files(runs, tmp, title)
+    return Path(out_dir) / "report.md"
+
+
+def _write_report_files(runs: list[dict[str, Any]], out_dir: Path, title: str) -> None:
     lines = [f"# {title}", ""]
     names = [run["name"] for run in runs]
 
@@ -270,4 +279,3 @@ def write_report(runs: Sequence[dict[str, Any] | str | Path], out_dir: str | Pat
         handle.write("\n")
     with atomic_file(out_dir / "report.md") as handle:
         handle.write("\n".join(lines).rstrip() + "\n")
-    return out_dir / "report.md"

@@ -52,11 +52,12 @@ def _has_content(path: Path) -> bool:
 
 
 def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False,
-                 flag: str = "--out") -> Path:
+                 flag: str = "--out", file: bool = False) -> Path:
     """Refuse an output that would destroy data or cannot be written; return its absolute path.
 
     ``inputs``: every file or folder the command reads (hub names and ``None`` are skipped: only
-    paths that exist here can be destroyed).
+    paths that exist here can be destroyed). ``file``: the output is one file, so a folder there is
+    refused even with ``overwrite``.
     """
     target = _resolved(out)
     real_target = _real(target)
@@ -70,6 +71,8 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
             where = "is" if real_target == source else ("lies inside" if _is_within(real_target, source) else "holds")
             raise UserError(f"{flag} {out} {where} the input {given}; writing there would destroy it, so it is refused "
                             "even with --overwrite; choose another folder")
+    if file and target.is_dir():
+        raise UserError(f"{flag} {out} is a folder; give the path of a file to write")
     if target.is_dir() and not target.is_symlink():
         if _has_content(target) and not overwrite:
             raise UserError(f"{flag} {out} already exists and is not empty; choose another {flag} or pass "

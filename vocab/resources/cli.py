@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fasttext(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.fasttext import train_fasttext, train_token_fasttext
 
-    check_output(args.out, inputs=[*args.corpus, args.tokenizer], overwrite=args.overwrite)
+    check_output(args.out, inputs=[*args.corpus, args.tokenizer], overwrite=args.overwrite, file=True)
     options = from_args(FastTextOptions, args)
     if args.tokenizer:
         from langgraft.models import load_tokenizer
@@ -78,7 +78,7 @@ def _fasttext(args: argparse.Namespace) -> int:
 def _dictionary(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 
-    check_output(args.out, inputs=[args.from_file, *(args.parallel or ())], overwrite=args.overwrite)
+    check_output(args.out, inputs=[args.from_file, *(args.parallel or ())], overwrite=args.overwrite, file=True)
     if args.from_file:
         pairs = read_dictionary(args.from_file, format=args.format)
     else:
@@ -103,7 +103,7 @@ def _align(args: argparse.Namespace) -> int:
     from langgraft.vocab.resources.text import read_parallel
 
     check_output(args.out, inputs=[*args.parallel, args.source_tokenizer, args.target_tokenizer],
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, file=True)
     source_tokenizer = load_tokenizer(args.source_tokenizer)
     target_tokenizer = load_tokenizer(args.target_tokenizer)
     source_lines, target_lines = read_parallel(*args.parallel)
