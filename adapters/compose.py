@@ -358,7 +358,7 @@ def export_module(model: Any, tokenizer: Any, out: str | Path) -> Path:
 
 def _part_record(module: Module) -> dict[str, Any]:
     """What a composed module keeps of each part: which module, trained on which base, with which files."""
-    from langgraft.adapt.pipeline import sha256_path
+    from langgraft.digest import sha256_path
 
     meta = module.metadata
     return {"name": module.path.name, "path": str(module.path.resolve()), "kind": meta.kind, "role": meta.role,

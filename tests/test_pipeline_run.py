@@ -54,7 +54,7 @@ def test_changed_config_reruns_only_the_stages_it_reaches(finished):
     keys = rerun.keys()
     assert all(keys[s] == pipeline.keys()[s] for s in ("corpus", "tokenizer", "init"))
     assert keys["evaluate"] != pipeline.keys()["evaluate"] and keys["report"] != pipeline.keys()["report"]
-    with pytest.raises(UserError, match="publish folder .* already exists"):
+    with pytest.raises(UserError, match="publish.out .* already exists"):
         Pipeline.from_dict(changed, base_dir=pipeline.base_dir).run()  # publish never overwrites
 
 

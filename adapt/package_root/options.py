@@ -36,13 +36,15 @@ MAX_PAIR_VALUE = 10_000  # characters of one KEY=VALUE value: a YAML scalar or s
 
 def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING, ge: float | None = None,
            gt: float | None = None, le: float | None = None, lt: float | None = None,
-           aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True) -> Any:
+           aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, keyed: bool = True) -> Any:
     """A dataclass field with its help text and allowed range (the one place its default is written).
 
     ``aliases``: further CLI spellings (hidden from ``--help``), kept for existing scripts.
     ``cli=False``: a field of the Python API and YAML only (e.g. paths a stage fills in).
+    ``keyed=False``: the option changes no result (logging, checkpoint intervals), so a pipeline
+    stage's cache key leaves it out.
     """
-    metadata = {"help": help, "aliases": aliases, "metavar": metavar, "cli": cli,
+    metadata = {"help": help, "aliases": aliases, "metavar": metavar, "cli": cli, "keyed": keyed,
                 **{name: value for name, value in zip(BOUNDS, (ge, gt, le, lt)) if value is not None}}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 

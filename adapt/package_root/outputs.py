@@ -52,12 +52,13 @@ def _has_content(path: Path) -> bool:
 
 
 def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False,
-                 flag: str = "--out", file: bool = False) -> Path:
+                 flag: str = "--out", file: bool = False, replace_hint: str = "pass --overwrite to replace it") -> Path:
     """Refuse an output that would destroy data or cannot be written; return its absolute path.
 
     ``inputs``: every file or folder the command reads (hub names and ``None`` are skipped: only
     paths that exist here can be destroyed). ``file``: the output is one file, so a folder there is
-    refused even with ``overwrite``.
+    refused even with ``overwrite``. ``flag`` and ``replace_hint`` word the message for where the
+    output was named (``publish.out`` in a pipeline file, say).
     """
     target = _resolved(out)
     real_target = _real(target)
@@ -75,10 +76,9 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
         raise UserError(f"{flag} {out} is a folder; give the path of a file to write")
     if target.is_dir() and not target.is_symlink():
         if _has_content(target) and not overwrite:
-            raise UserError(f"{flag} {out} already exists and is not empty; choose another {flag} or pass "
-                            "--overwrite to replace it")
+            raise UserError(f"{flag} {out} already exists and is not empty; choose another {flag} or {replace_hint}")
     elif _has_content(target) and not overwrite:
-        raise UserError(f"{flag} {out} already exists (a file); choose another {flag} or pass --overwrite to replace it")
+        raise UserError(f"{flag} {out} already exists (a file); choose another {flag} or {replace_hint}")
     _check_writable(target, out, flag)
     return target
 
