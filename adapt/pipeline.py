@@ -23,14 +23,20 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, build, resolve_path
+from langgraft.adapt.pipeline_config import PipelineConfig, apply_overrides, is_plain_name, resolve_path
 from langgraft.adapt.stage import StageContext, StageSpec, plain
 from langgraft.adapt.stages import plan
 from langgraft.atomic import atomic_dir, atomic_file, match_umask
 from langgraft.errors import UserError
+from langgraft.options import from_mapping, load_yaml
 
 LEDGER = "stages.json"
 STAGE_RECORD = "stage.json"
+
+
+def _yaml_scalar(value: Any) -> str:
+    """YAML values JSON cannot copy (dates): kept as their text, for the validation to report."""
+    return str(value)
 
 
 def _alive(pid: int) -> bool:
@@ -58,6 +64,10 @@ class Pipeline:
         self.config = config
         self.base_dir = Path(base_dir)
         self.name = config.name or f"{Path(config.source_model).name}-{config.language}"
+        if not is_plain_name(self.name):
+            where = "name" if config.name else "the run name made of source_model and language"
+            raise UserError(f"{where}: {self.name!r} must be one plain folder name (letters, digits, '.', '_', '-'; "
+                            "no '/', not '..'): the run lives in <output>/<name>")
         self.run_dir = (Path(resolve_path(self.base_dir, config.output)) / self.name).resolve()
         self.stages: list[StageSpec] = plan(self)
         self._check_references()
@@ -66,21 +76,27 @@ class Pipeline:
     @classmethod
     def from_dict(cls, data: dict, base_dir: str | Path = ".", overrides: dict[str, Any] | None = None,
                   where: str = "") -> "Pipeline":
-        data = apply_overrides(json.loads(json.dumps(data)), overrides)
-        return cls(build(PipelineConfig, data, where), base_dir)
+        data = apply_overrides(json.loads(json.dumps(data if data is not None else {}, default=_yaml_scalar)),
+                               overrides)
+        return cls(from_mapping(PipelineConfig, data, where), base_dir)
 
     @classmethod
     def all_from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> list["Pipeline"]:
         """Every language in a YAML file: one mapping, or a list of mappings (a run per language)."""
-        import yaml
-
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"pipeline file {path} is a folder; give the YAML file itself")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"pipeline file {path} not found") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except OSError as exc:
+            raise UserError(f"pipeline file {path} cannot be read ({exc.strerror})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"pipeline file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        data = load_yaml(text, f"pipeline file {path}")
         items = data if isinstance(data, list) else [data]
         pipelines = []
         for index, item in enumerate(items):

@@ -5,21 +5,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from langgraft.errors import UserError
+from langgraft.options import parse_pairs
 from langgraft.outputs import add_output_arguments
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``--set pretrain.max_steps=100`` pairs; values are read as YAML scalars/lists."""
-    import yaml
-
-    overrides = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set pretrain.max_steps=100")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
+    return parse_pairs(items or (), "--set", "pretrain.max_steps=100")
 
 
 def _run(args: argparse.Namespace) -> int:

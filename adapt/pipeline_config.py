@@ -1,6 +1,6 @@
 """The per-language pipeline YAML, validated into dataclasses (never ``eval``).
 
-Every section is a dataclass; :func:`build` walks the YAML mapping against the dataclass fields,
+Every section is a dataclass; :func:`langgraft.options.from_mapping` walks the YAML mapping against the fields,
 so an unknown key, a wrong type or a value outside a ``Literal`` is one :class:`UserError` naming
 its YAML path (``pretrain.stages[1].train``) and the allowed keys or values. ``docs/pipeline.md``
 documents every key.
@@ -8,17 +8,20 @@ documents every key.
 from __future__ import annotations
 
 import dataclasses
-import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from langgraft.adapt.pretrain import FULL_LEARNING_RATE
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
 from langgraft.adapt.pretrain import PretrainConfig as RunConfig
+from langgraft.corpora.split import check_ratios
 from langgraft.errors import UserError
+from langgraft.options import Validated, option
+from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
 
 CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
 
@@ -43,14 +46,19 @@ class CorporaConfig:
     target: CorpusSource = field(default_factory=CorpusSource)
     source: CorpusSource | None = None  # source-language text: head recovery, replay, aligned pairs
     clean: CleanConfig = field(default_factory=CleanConfig)
-    ratios: list[float] = field(default_factory=lambda: list(DEMO_SPLIT_RATIOS))  # train/dev/test (by group)
-    max_documents: int | None = None  # keep at most this many documents per split (quick runs)
+    ratios: list[float] = option(default_factory=lambda: list(DEMO_SPLIT_RATIOS),
+                                 help="train/dev/test shares (split by group)")
+    max_documents: int | None = option(None, help="keep at most this many documents per split (quick runs)", ge=1)
+
+    def __post_init__(self) -> None:
+        check_ratios(self.ratios)
 
 
 @dataclass
-class TokenizerConfig:
-    mode: Literal["train", "extend"] = "train"
-    vocab_size: int = 16000  # train: vocabulary size; extend: number of pieces to add
+class TokenizerConfig(Validated):
+    mode: Literal["train", "extend"] = option("train", help="train a new tokenizer or extend the source's")
+    vocab_size: int = option(16000, help="train: vocabulary size; extend: number of pieces to add", ge=1,
+                             le=MAX_VOCAB_SIZE)
 
 
 @dataclass
@@ -84,7 +92,7 @@ class InitConfig:
     candidates: list[str] | None = None  # for auto; default: random, mean, fvt + those whose resources are given
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method name -> its options
     resources: InitResources = field(default_factory=InitResources)
-    dev_documents: int = 200  # dev documents for the step-0 bits per character of auto
+    dev_documents: int = option(200, help="dev documents for the step-0 bits per character of auto", ge=1)
     # shift the new rows' output bias to the target train split's token frequencies (langgraft.vocab.calibration)
     calibrate_bias: bool = False
 
@@ -145,7 +153,7 @@ class TaskConfig:
     bible: Literal["genre"] | None = None  # labels of the prepared Bible corpora (train: source, test: target)
     train: str | None = None  # source-language labelled file
     test: str | None = None  # target-language labelled file
-    max_examples: int | None = None
+    max_examples: int | None = option(None, help="a seeded sample of this many train and test examples", ge=1)
 
 
 @dataclass
@@ -153,13 +161,13 @@ class RetrievalConfig:
     pairs: Literal["corpus"] | list[str] = "corpus"  # corpus: test-split documents of corpora.source and
     # corpora.target sharing an id (the Bible's verses); or [source_file, target_file]
     layer: int | None = None  # hidden layer to pool; default: the middle one
-    max_pairs: int | None = 500
+    max_pairs: int | None = option(500, help="a seeded sample of this many pairs", ge=1)
 
 
 @dataclass
 class EvaluationConfig:
     bpc: bool = True
-    max_documents: int | None = 300  # test documents for bits per character
+    max_documents: int | None = option(300, help="test documents for bits per character", ge=1)
     retrieval: RetrievalConfig | None = None
     tasks: list[TaskConfig] = field(default_factory=list)
 
@@ -176,7 +184,7 @@ class PipelineConfig:
     source_model: str = ""
     name: str | None = None  # run name; default <source model>-<language>
     output: str = "runs"  # the run directory is <output>/<name>
-    seed: int = 0
+    seed: int = option(0, help="seed of every random choice of the run", ge=0, le=2**32 - 1)
     corpora: CorporaConfig = field(default_factory=CorporaConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -189,101 +197,9 @@ class PipelineConfig:
     REQUIRED = ("language", "source_model")
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(v) for v in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "mapping"
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    return {type(None): "null", str: "string", int: "integer", float: "number", bool: "true/false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _same_shape(tp: Any, value: Any) -> bool:
-    """Could ``value`` (from YAML) be meant as a ``tp``? (mapping, list or scalar)"""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) or origin is dict:
-        return isinstance(value, dict)
-    if origin is list:
-        return isinstance(value, list)
-    return not isinstance(value, (dict, list))
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise UserError(f"{where}: {value!r} is not allowed; allowed values: {_type_name(tp)}")
-    if origin in (Union, types.UnionType):
-        options = [o for o in typing.get_args(tp) if o is not type(None)]
-        if value is None and len(options) < len(typing.get_args(tp)):
-            return None
-        shaped = [o for o in options if _same_shape(o, value)]
-        if len(shaped) == 1:  # the only option of this shape: its own error names the bad key
-            return _convert(shaped[0], value, where)
-        for option in shaped:
-            try:
-                return _convert(option, value, where)
-            except UserError:
-                continue
-        raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is None:
-            return None
-    elif dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = typing.get_args(tp)
-            return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-3 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(value, tp):
-        return value
-    raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-
-
-def build(cls: type, data: Any, where: str = "") -> Any:
-    """Dataclass ``cls`` from a YAML mapping; every key checked, every error names its path."""
-    label = where or "the pipeline file"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{label}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in names:
-            raise UserError(f"unknown key {path!r}; allowed keys{' in ' + where if where else ''}: {', '.join(names)}")
-        kwargs[key] = _convert(hints[key], value, path)
-    for key in getattr(cls, "REQUIRED", ()):
-        if not kwargs.get(key):
-            raise UserError(f"missing key {(where + '.' if where else '') + key!r} (required)")
-    return cls(**kwargs)
+def is_plain_name(name: str) -> bool:
+    """A name that is one folder name everywhere (run, task): no separators, not ``.``/``..``, not hidden."""
+    return bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", name)) and name not in (".", "..")
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any] | None) -> dict:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, resolve_path
+from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, is_plain_name, resolve_path
 from langgraft.adapt.stage import StageContext, StageSpec, plain
 from langgraft.errors import UserError
 
@@ -634,7 +633,7 @@ def _check_tasks(config: PipelineConfig) -> None:
     names: set[str] = set()
     for index, task in enumerate(config.evaluation.tasks):
         where = f"evaluation.tasks[{index}]"
-        if not task.name or task.name in names or task.name in ("bpc", "retrieval") or not _is_plain_name(task.name):
+        if not task.name or task.name in names or task.name in ("bpc", "retrieval") or not is_plain_name(task.name):
             raise UserError(f"{where}.name: give each task a unique plain name (letters, digits, '.', '_', '-'; "
                             f"not bpc or retrieval), got {task.name!r}")
         names.add(task.name)
@@ -652,11 +651,6 @@ def _check_tasks(config: PipelineConfig) -> None:
     if retrieval is not None and retrieval.pairs == "corpus" and config.corpora.source is None:
         raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
                         "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
-
-
-def _is_plain_name(name: str) -> bool:
-    """A name that is one folder name everywhere: no separators, not ``.``/``..``, not hidden."""
-    return bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", name)) and name not in (".", "..")
 
 
 def _check_module_options(module: Any, where: str) -> None:

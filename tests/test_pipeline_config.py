@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from langgraft import Pipeline, UserError
-from langgraft.adapt.pipeline_config import PipelineConfig, build
+from langgraft.adapt.pipeline_config import PipelineConfig
+from langgraft.options import from_mapping as build
 
 
 def base(model, corpus) -> dict:

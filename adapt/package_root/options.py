@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import math
 import os
 import types
@@ -32,6 +33,7 @@ _MISSING: Any = dataclasses.MISSING
 BOUNDS = ("ge", "gt", "le", "lt")
 _BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 MAX_PAIR_VALUE = 10_000  # characters of one KEY=VALUE value: a YAML scalar or short list, never a document
+MAX_YAML_CHARACTERS = 1 << 20  # a pipeline file is a few KB; a megabyte is already far beyond any real one
 
 
 def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING, ge: float | None = None,
@@ -149,6 +151,8 @@ def convert(tp: Any, value: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, (str, os.PathLike)):
             return str(value)
+        if isinstance(value, (datetime.date, datetime.datetime)):
+            raise UserError(f"{where}: YAML read {value} as a date; quote it to keep it as text: '{value}'")
     elif isinstance(value, tp):
         return value
     raise UserError(f"{where}: expected {type_name(tp)}, got {value!r}")
@@ -225,13 +229,34 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
     return instance
 
 
-def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings as a mapping; each value read as a YAML scalar or flow list (``safe_load``).
+def load_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load`` of a bounded document without aliases; a :class:`UserError` naming ``what``.
 
-    ``KEY`` alone means ``KEY=true`` (a switch). One :class:`UserError` line for a malformed pair.
+    Aliases (``*name``) are refused before anything is built: a few hundred bytes of nested aliases
+    expand to gigabytes (a "billion laughs" document), and no langgraft file needs them.
     """
     import yaml
 
+    if len(text) > MAX_YAML_CHARACTERS:
+        raise UserError(f"{what}: {len(text)} characters is too long for a configuration (at most "
+                        f"{MAX_YAML_CHARACTERS}); check that this is the right file")
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise UserError(f"{what}: YAML aliases (*{event.anchor}) are not supported; write the value out")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise UserError(f"{what}: not valid YAML: {reason}{where}") from None
+
+
+def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a mapping; each value read as a YAML scalar or flow list (:func:`load_yaml`).
+
+    ``KEY`` alone means ``KEY=true`` (a switch). One :class:`UserError` line for a malformed pair.
+    """
     result: dict[str, Any] = {}
     for pair in pairs:
         key, has_value, text = pair.partition("=")
@@ -243,11 +268,7 @@ def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[st
             continue
         if len(text) > MAX_PAIR_VALUE:
             raise UserError(f"{what} {key}: the value is {len(text)} characters long; at most {MAX_PAIR_VALUE}")
-        try:
-            result[key] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
-            reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-            raise UserError(f"{what} {pair!r}: the value is not valid YAML ({reason}); quote it or fix it") from None
+        result[key] = load_yaml(text, f"{what} {pair!r}") if text.strip() else ""
         if isinstance(result[key], dict):
             raise UserError(f"{what} {pair!r}: give a scalar or a [list] as the value, not a mapping")
     return result
