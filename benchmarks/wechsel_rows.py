@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vocab_transfer import load_lm  # noqa: E402  (sibling benchmark script)
 
 
 def package_side(source_wv, target_wv, source_tokenizer, target_tokenizer, matrix, dictionary: str) -> dict:
@@ -49,7 +53,7 @@ def main() -> int:
     import fasttext
     import numpy as np
     import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from langgraft.vocab.init.base import TransferContext, TransferResources
     from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
@@ -61,7 +65,7 @@ def main() -> int:
     fasttext.FastText.eprint = lambda *a, **k: None
     source_tokenizer = AutoTokenizer.from_pretrained(args.source)
     target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    model = AutoModelForMaskedLM.from_pretrained(args.source)
+    model = load_lm(args.source)
     source_wv, target_wv = load_fasttext(args.source_embeddings), load_fasttext(args.target_embeddings)
     ctx = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
     matrix = ctx.source_embeddings

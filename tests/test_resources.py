@@ -33,6 +33,10 @@ def word_alignment(parallel_corpus):
 def test_split_words_separates_punctuation_in_any_script():
     assert text.split_words("Said, the LORD: «Mwana»!") == ["said", ",", "the", "lord", ":", "«", "mwana", "»", "!"]
     assert text.split_words("Ωμέγα, δύο", lowercase=False) == ["Ωμέγα", ",", "δύο"]
+    # combining marks are word characters: vowel signs and viramas, decomposed accents
+    assert text.split_words("नमस्ते दुनिया। ಕನ್ನಡ") == ["नमस्ते", "दुनिया", "।", "ಕನ್ನಡ"]
+    assert text.split_words("e\u0301te\u0301!") == ["e\u0301te\u0301", "!"]
+    assert [text.is_punctuation(w) for w in ("।", "«", "_", "ಕ", "7")] == [True, True, False, False, False]
 
 
 def test_read_parallel_by_line_and_by_id(tmp_path):
