@@ -8,9 +8,14 @@ word masks (:func:`langgraft.eval.bpc.compute_bpc`). The transfer computation al
 similarities, weighting, given loaded fastText models) is timed in-process for langgraft's
 ``wechsel`` and the package's.
 
-The packages return only an input-embedding matrix: their checkpoints get that matrix as the tied
-input/output embedding and an all-zero MLM output bias (a constant bias changes no prediction);
-special tokens are handled by the packages themselves.
+Like for like, the output bias: the packages return only an input-embedding matrix (used as the
+tied input/output embedding). Their checkpoints get the MLM output bias by the rule langgraft's
+engine applies to its own methods, with the package's own weights: ``wechsel``'s neighbours and
+softmax weights (``info.sources``), ``deepfocus``'s sparsemax weights (recorded by wrapping its
+per-token loop, the package's code unchanged) and its copies; specials by role; tokens a package
+drew at random get the mean bias. Every MLM checkpoint is also scored with its bias zeroed, a
+fixed bias that no rule touches. ``--calibrate-bias`` calibrates every checkpoint, packages
+included.
 
 Example (the demo case; build the inputs first, see docs/benchmarks.md):
 
@@ -19,7 +24,7 @@ Example (the demo case; build the inputs first, see docs/benchmarks.md):
         --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv \
         --token-embeddings runs/vt/ft/nya-tokens.bin \
         --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv --alignment-table runs/vt/align.tsv \
-        --eval runs/vt/nya/test.txt --eval-docs 2000 --out runs/vt/bench
+        --eval runs/vt/nya/test.txt --eval-docs 1000 --package-path .extra-site --out runs/vt/bench
 
 ``clp`` is not in the default methods: it needs ``--helper`` (``benchmarks/clp_helper.py``).
 Methods already in ``--out/results.json`` are skipped, so a later run adds rows without losing any.
@@ -39,15 +44,17 @@ from pathlib import Path
 LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa",
                      "focus:fvt_fallback=true", "transtok:fvt_fallback=true", "focus:transtok_share=0.5")
 PACKAGES = ("wechsel-package", "deepfocus-package")
+PACKAGE_SUMMARY = "package_summary.json"
+PACKAGE_MAPPING = "package_mapping.safetensors"  # the package's neighbours/weights (TokenMapping tensors)
 
 
-def timed_process(command: list[str], log: Path) -> dict:
+def timed_process(command: list[str], log: Path, env: dict | None = None) -> dict:
     """Run ``command`` under /usr/bin/time; wall seconds and peak RSS (MB) of the whole process."""
     stats = log.with_suffix(".time")
     started = time.perf_counter()
     with open(log, "w") as handle:
         result = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(stats), *command],
-                                stdout=handle, stderr=subprocess.STDOUT)
+                                stdout=handle, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}); see {log}")
@@ -82,22 +89,138 @@ def init_command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ packages
-def save_package_checkpoint(model, target_tokenizer, matrix, out: Path) -> None:
-    """Stock checkpoint from a package's input matrix: tied head, zero MLM bias."""
+def wechsel_package(args: argparse.Namespace, ctx) -> tuple:
+    """The ``wechsel`` package's matrix and its own neighbours/weights (``info.sources``) as a TokenMapping."""
+    import fasttext
     import torch
+    from wechsel import WECHSEL
 
-    model.resize_token_embeddings(len(target_tokenizer))
+    from langgraft.vocab.init.base import TokenMapping
+
+    source_ft, target_ft = fasttext.load_model(args.source_embeddings), fasttext.load_model(args.target_embeddings)
+    loaded = time.perf_counter()
+    aligner = WECHSEL(source_ft, target_ft, bilingual_dictionary=args.dictionary)
+    matrix, info = aligner.apply(ctx.source_tokenizer, ctx.target_tokenizer, ctx.source_embeddings.numpy())
+    source_vocab = ctx.source_tokenizer.get_vocab()
+    target_ids = ctx.new_token_ids
+    pieces = ctx.target_tokenizer.convert_ids_to_tokens(target_ids.tolist())
+    ids = torch.full((len(target_ids), 10), -1, dtype=torch.long)
+    weights = torch.zeros(len(target_ids), 10)
+    for row, piece in enumerate(pieces):
+        if piece in info.sources:  # tokens without a fastText vector are in info.not_found (random rows)
+            tokens, token_weights, _ = info.sources[piece]
+            ids[row, :len(tokens)] = torch.tensor([source_vocab[t] for t in tokens])
+            weights[row, :len(tokens)] = torch.tensor(token_weights, dtype=torch.float32)
+    return matrix, TokenMapping.from_neighbours(target_ids, ids, weights), loaded
+
+
+def deepfocus_package(args: argparse.Namespace, ctx) -> tuple:
+    """The ``deepfocus`` package's matrix and its own weights as a TokenMapping.
+
+    FOCUS returns only the matrix, so its sparsemax weights are recorded on the way: the
+    package's per-token loop is wrapped (the package's code runs unchanged) to keep, for each
+    new token, the sparsemax weights it applied over the overlapping tokens; overlapping tokens
+    are copies (weight 1 on the source token the package copied); tokens it drew at random are
+    fallback rows.
+    """
+    import types
+
+    import deepfocus.focus as package
+    import torch
+    from deepfocus import FOCUS
+
+    from langgraft.vocab.init.base import COPIED, TokenMapping
+
+    recorded: dict = {}
+    original_loop, original_entmax = package.focus_additional_token_initialization, package.entmax
+
+    def recording_loop(overlapping_tokens, new_tokens, target_embeddings, device=None):
+        recorded["anchors"] = [t.source[0].id for t in overlapping_tokens.values()]
+        recorded["targets"] = [t.target.id for t in new_tokens.values()]
+        recorded["weights"] = []
+
+        def sparsemax(scores, *a, **k):
+            out = original_entmax.sparsemax(scores, *a, **k)
+            recorded["weights"].append(out.detach().float().cpu())
+            return out
+
+        package.entmax = types.SimpleNamespace(sparsemax=sparsemax)
+        try:
+            return original_loop(overlapping_tokens, new_tokens, target_embeddings, device=device)
+        finally:
+            package.entmax = original_entmax
+
+    original_overlap = package.get_overlapping_tokens
+
+    def recording_overlap(**kwargs):
+        overlap, new = original_overlap(**kwargs)
+        recorded["copies"] = {t.target.id: t.source[0].id for t in overlap.values()}
+        return overlap, new
+
+    package.focus_additional_token_initialization = recording_loop
+    package.get_overlapping_tokens = recording_overlap
+    loaded = time.perf_counter()
+    try:
+        matrix = FOCUS(target_tokenizer=ctx.target_tokenizer, source_tokenizer=ctx.source_tokenizer,
+                       source_embeddings=ctx.source_embeddings, fasttext_model_path=args.token_embeddings,
+                       seed=0, verbosity="silent")
+    finally:
+        package.focus_additional_token_initialization = original_loop
+        package.get_overlapping_tokens = original_overlap
+    anchors = torch.tensor(recorded["anchors"], dtype=torch.long)
+    position = {target_id: row for row, target_id in enumerate(ctx.new_token_ids.tolist())}
+    width = max([int((w > 0).sum()) for w in recorded["weights"]] + [1])
+    ids = torch.full((len(position), width), -1, dtype=torch.long)
+    weights = torch.zeros(len(position), width)
+    for target_id, row_weights in zip(recorded["targets"], recorded["weights"]):
+        support = torch.nonzero(row_weights > 0).squeeze(1)
+        ids[position[target_id], :len(support)] = anchors[support]
+        weights[position[target_id], :len(support)] = row_weights[support]
+    mapping = TokenMapping.from_neighbours(ctx.new_token_ids, ids, weights)
+    copied = [(position[t], s) for t, s in recorded["copies"].items() if t in position]
+    if copied:
+        rows, sources = torch.tensor(copied).T
+        mapping.source_ids[rows] = -1
+        mapping.weights[rows] = 0.0
+        mapping.source_ids[rows, 0] = sources
+        mapping.weights[rows, 0] = 1.0
+        mapping.kinds[rows] = COPIED
+    return matrix, mapping, loaded
+
+
+def save_package_checkpoint(ctx, matrix, mapping, out: Path, calibrate: str | None) -> dict:
+    """Stock checkpoint from a package's input matrix (tied head), with the output bias made by the
+    rule langgraft's engine applies (the package's own neighbour weights on the source bias,
+    specials by role, fallback rows the mean bias), optionally calibrated as ``init --calibrate-bias``."""
+    import torch
+    from safetensors.torch import save_file
+
+    from langgraft.vocab.transfer import build_plan, combine_rows, set_special_ids
+
+    model, target_tokenizer = ctx.source_model, ctx.target_tokenizer
+    plan = build_plan(ctx, mapping)
+    output = model.get_output_embeddings()
+    old_bias = None if output is None or getattr(output, "bias", None) is None else output.bias.detach().clone()
+    model.resize_token_embeddings(len(target_tokenizer), mean_resizing=False)
+    summary = {"coverage": round(1.0 - mapping.counts()["fallback"] / len(mapping.target_ids), 6)}
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(torch.as_tensor(matrix, dtype=torch.float32))
-        output = model.get_output_embeddings()
-        if output is not None and getattr(output, "bias", None) is not None:
-            output.bias.zero_()
-    for role in ("pad", "bos", "eos", "sep", "cls"):
-        token_id = getattr(target_tokenizer, f"{role}_token_id", None)
-        if hasattr(model.config, f"{role}_token_id"):
-            setattr(model.config, f"{role}_token_id", token_id)
+        if old_bias is not None:
+            model.get_output_embeddings().bias.copy_(combine_rows(old_bias, plan, ctx.generator(3)))
+    model.config.vocab_size = len(target_tokenizer)
+    set_special_ids(model, target_tokenizer)
+    if calibrate:
+        from langgraft.vocab.calibration import calibrate_output_bias
+        from langgraft.vocab.transfer import head_kind
+
+        summary["bias_calibration"] = calibrate_output_bias(model, target_tokenizer, [calibrate], mapping.target_ids,
+                                                            objective=head_kind(model.config), seed=0)
     model.save_pretrained(out)
     target_tokenizer.save_pretrained(out)
+    (out / PACKAGE_SUMMARY).write_text(json.dumps(summary, indent=2))
+    save_file({"target_ids": mapping.target_ids, "source_ids": mapping.source_ids, "weights": mapping.weights,
+               "kinds": mapping.kinds}, out / PACKAGE_MAPPING)  # for row-by-row comparisons
+    return summary
 
 
 def load_lm(checkpoint: str):
@@ -114,28 +237,16 @@ def run_package(args: argparse.Namespace) -> int:
     import fasttext
     from transformers import AutoTokenizer
 
+    from langgraft.vocab.init.base import TransferContext
+
     fasttext.FastText.eprint = lambda *a, **k: None
     started = time.perf_counter()
-    source_tokenizer = AutoTokenizer.from_pretrained(args.source)
-    target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    model = load_lm(args.source)
-    source_matrix = model.get_input_embeddings().weight.detach()
-    if args.run_package == "wechsel-package":
-        from wechsel import WECHSEL
-
-        source_ft, target_ft = fasttext.load_model(args.source_embeddings), fasttext.load_model(args.target_embeddings)
-        loaded = time.perf_counter()
-        aligner = WECHSEL(source_ft, target_ft, bilingual_dictionary=args.dictionary)
-        matrix, _ = aligner.apply(source_tokenizer, target_tokenizer, source_matrix.numpy())
-    else:
-        from deepfocus import FOCUS
-
-        loaded = time.perf_counter()
-        matrix = FOCUS(target_tokenizer=target_tokenizer, source_tokenizer=source_tokenizer,
-                       source_embeddings=source_matrix, fasttext_model_path=args.token_embeddings,
-                       seed=0, verbosity="silent")
+    ctx = TransferContext(load_lm(args.source), AutoTokenizer.from_pretrained(args.source),
+                          AutoTokenizer.from_pretrained(args.tokenizer))
+    runner = wechsel_package if args.run_package == "wechsel-package" else deepfocus_package
+    matrix, mapping, loaded = runner(args, ctx)
     computed = time.perf_counter()
-    save_package_checkpoint(model, target_tokenizer, matrix, Path(args.out))
+    save_package_checkpoint(ctx, matrix, mapping, Path(args.out), args.calibrate_bias)
     print(json.dumps({"load_s": round(loaded - started, 2), "compute_s": round(computed - loaded, 2)}))
     return 0
 
@@ -191,6 +302,9 @@ def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
 
 # ---------------------------------------------------------------------------------- scoring
 def score(checkpoint: str, eval_texts: list[str]) -> dict:
+    """Step-0 MLM bits per character with the checkpoint's output bias, and again with the bias
+    zeroed (a fixed bias that no method's rule touches)."""
+    import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from langgraft.eval.bpc import compute_bpc
@@ -198,24 +312,37 @@ def score(checkpoint: str, eval_texts: list[str]) -> dict:
     model = AutoModelForMaskedLM.from_pretrained(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     result = compute_bpc(model, tokenizer, eval_texts, objective="mlm", mask_seed=0, mask_rate=0.15)
-    return {"bpc": round(result.bpc, 4), "masked_chars": result.characters}
+    scores = {"bpc": round(result.bpc, 4), "masked_chars": result.characters}
+    bias = getattr(model.get_output_embeddings(), "bias", None)
+    if bias is not None:
+        with torch.no_grad():
+            bias.zero_()
+        zeroed = compute_bpc(model, tokenizer, eval_texts, objective="mlm", mask_seed=0, mask_rate=0.15)
+        scores["bpc_zero_bias"] = round(zeroed.bpc, 4)
+    return scores
 
 
 def coverage(checkpoint: Path) -> float | None:
-    summary = checkpoint / "transfer_summary.json"
-    return json.loads(summary.read_text())["coverage"] if summary.is_file() else None
+    """Share of initialized tokens not drawn at random (langgraft's summary, or the package runner's)."""
+    for name in ("transfer_summary.json", PACKAGE_SUMMARY):
+        if (checkpoint / name).is_file():
+            return json.loads((checkpoint / name).read_text())["coverage"]
+    return None
 
 
 def markdown(results: dict) -> str:
     """The results as the table in docs/benchmarks.md."""
-    lines = ["| method | init wall s (whole process) | peak RSS MB | coverage | step-0 bpc |",
-             "| --- | --- | --- | --- | --- |"]
+    zero_bias = any("bpc_zero_bias" in entry for entry in results.values() if isinstance(entry, dict))
+    head = "| method | init wall s (whole process) | peak RSS MB | coverage | step-0 bpc"
+    lines = [head + (" (bias by the neighbour rule) | step-0 bpc (bias zeroed) |" if zero_bias else " |"),
+             "| --- | --- | --- | --- | --- |" + (" --- |" if zero_bias else "")]
     for name, entry in results.items():
         if name == "computation":
             continue
         cover = "" if entry.get("coverage") is None else f"{entry['coverage']:.3f}"
         wall, peak = entry.get("wall_s", ""), entry.get("peak_rss_mb", "")
-        lines.append(f"| {name} | {wall} | {peak} | {cover} | {entry['bpc']} |")
+        line = f"| {name} | {wall} | {peak} | {cover} | {entry['bpc']} |"
+        lines.append(line + (f" {entry.get('bpc_zero_bias', '')} |" if zero_bias else ""))
     if "computation" in results:
         c = results["computation"]
         lines += ["", f"WECHSEL computation given loaded fastText models: langgraft {c['langgraft']} s, "
@@ -225,10 +352,20 @@ def markdown(results: dict) -> str:
 
 def package_command(package: str, args: argparse.Namespace, out: Path) -> list[str]:
     """This script re-run in ``--run-package`` mode: the package's whole job in its own timed process."""
-    return [sys.executable, str(Path(__file__).resolve()), "--run-package", package,
-            "--source", args.source, "--tokenizer", args.tokenizer, "--source-embeddings", args.source_embeddings,
-            "--target-embeddings", args.target_embeddings, "--dictionary", args.dictionary,
-            "--token-embeddings", args.token_embeddings, "--parallel", *args.parallel, "--out", str(out)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--run-package", package,
+               "--source", args.source, "--tokenizer", args.tokenizer, "--source-embeddings", args.source_embeddings,
+               "--target-embeddings", args.target_embeddings, "--dictionary", args.dictionary,
+               "--token-embeddings", args.token_embeddings, "--parallel", *args.parallel, "--out", str(out)]
+    return command + (["--calibrate-bias", args.calibrate_bias] if args.calibrate_bias else [])
+
+
+def package_environment(args: argparse.Namespace) -> dict | None:
+    """The environment of a package process: ``--package-path`` first on its PYTHONPATH, so the
+    packages and their dependencies can live outside the environment langgraft runs in."""
+    if not args.package_path:
+        return None
+    paths = [str(Path(p).resolve()) for p in args.package_path] + [os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def first_documents(path: str, count: int) -> list[str]:
@@ -259,8 +396,11 @@ def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, token
     parser.add_argument("--eval-docs", type=int, default=eval_docs, help="score the first N documents")
     parser.add_argument("--methods", nargs="+", default=methods)
     parser.add_argument("--calibrate-bias", metavar="TARGET_TEXT",
-                        help="langgraft methods: also calibrate the output bias on this target text "
-                             "(init --calibrate-bias)")
+                        help="also calibrate the output bias on this target text, langgraft methods "
+                             "(init --calibrate-bias) and packages alike")
+    parser.add_argument("--package-path", nargs="+", default=[], metavar="DIR",
+                        help="directories put first on the package processes' PYTHONPATH (where `wechsel`, "
+                             "`deepfocus` and their dependencies are installed, e.g. with pip install --target)")
     parser.add_argument("--out", required=True)
 
 
@@ -284,7 +424,8 @@ def run_methods(args: argparse.Namespace, score: Callable[[str, list[str]], dict
         command = (package_command(method, args, checkpoint) if method in PACKAGES
                    else init_command(method, args, checkpoint))
         try:
-            process = timed_process(command, checkpoint.with_suffix(".log"))
+            process = timed_process(command, checkpoint.with_suffix(".log"),
+                                    package_environment(args) if method in PACKAGES else None)
         except RuntimeError as error:
             entry = {"method": method, "bpc": "failed", "error": str(error)}
         else:
@@ -314,6 +455,7 @@ def main() -> int:
 
     results, results_path = run_methods(args, score)
     if not args.skip_computation and "computation" not in results:
+        sys.path[:0] = [str(Path(p).resolve()) for p in args.package_path]
         results["computation"] = computation_only(args)
         results_path.write_text(json.dumps(results, indent=2))
         print(json.dumps(results["computation"]), flush=True)

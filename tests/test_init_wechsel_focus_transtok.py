@@ -107,6 +107,25 @@ def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parall
     assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
 
 
+def test_wechsel_token_words_are_split_like_the_fasttext_text():
+    """A token is looked up as the words its surface makes under the fastText text's split rule."""
+    from langgraft.vocab.canonical import CanonicalToken
+    from langgraft.vocab.init.wechsel import token_words
+
+    def words(text: str, initial: bool) -> list[tuple[str, bool]]:
+        return token_words(CanonicalToken(text.encode("utf-8"), initial))
+
+    assert words("ana", False) == [("ana", False)] and words("ana", True) == [("ana", True)]
+    # punctuation glued to a word (byte-level BPE's "," and ".”") is a word of its own there
+    assert words(",", False) == [(",", True)]
+    assert words(".\u201d", False) == [(".", True), ("\u201d", True)]
+    assert words("'s", False) == [("'", True), ("s", True)]  # after punctuation a word starts
+    assert words("a b", True) == [("a", True), ("b", True)]  # SentencePiece piece spanning a space
+    assert words("\u0932\u094d\u0932\u0940", False) == [("\u0932\u094d\u0932\u0940", False)]  # one Devanagari run
+    assert token_words(CanonicalToken(b"[CLS]", True, is_special=True)) == []
+    assert token_words(CanonicalToken(b"\xe2", False, is_byte=True)) == []
+
+
 def test_wechsel_neighbours_follow_the_dictionary(tiny_models, parallel_tokenizers, word_resources, parallel_corpus):
     outcome = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "wechsel",
                        resources=word_resources)

@@ -33,6 +33,10 @@ def word_alignment(parallel_corpus):
 def test_split_words_separates_punctuation_in_any_script():
     assert text.split_words("Said, the LORD: «Mwana»!") == ["said", ",", "the", "lord", ":", "«", "mwana", "»", "!"]
     assert text.split_words("Ωμέγα, δύο", lowercase=False) == ["Ωμέγα", ",", "δύο"]
+    # combining marks are word characters: vowel signs and viramas, decomposed accents
+    assert text.split_words("नमस्ते दुनिया। ಕನ್ನಡ") == ["नमस्ते", "दुनिया", "।", "ಕನ್ನಡ"]
+    assert text.split_words("e\u0301te\u0301!") == ["e\u0301te\u0301", "!"]
+    assert [text.is_punctuation(w) for w in ("।", "«", "_", "ಕ", "7")] == [True, True, False, False, False]
 
 
 def test_read_parallel_by_line_and_by_id(tmp_path):
@@ -68,8 +72,13 @@ def test_fasttext_vectors_respect_word_boundaries(source_vectors):
     initial, inside = source_vectors.vectors(["lord", "lord"], [True, False])
     assert initial.abs().sum() > 0 and inside.abs().sum() > 0
     assert not torch.allclose(initial, inside)  # "##lord" has no begin-of-word n-grams
-    short = source_vectors.vectors(["d"], [False])[0]
-    assert short.abs().sum() > 0  # too short for n-grams of "d>": looked up as a word
+    short, word = source_vectors.vectors(["the", "the"], [False, True])
+    assert word.abs().sum() > 0
+    assert short.abs().sum() > 0 and not torch.allclose(short, word)  # "##the": only the n-grams of "the>"
+    # a one-character continuation ("##." in WordPiece) has no n-gram of ".>" (minn 3): no vector,
+    # never the vector of the word "." that the model knows
+    piece, known_word = source_vectors.vectors([".", "."], [False, True])
+    assert known_word.abs().sum() > 0 and piece.abs().sum() == 0
     assert source_vectors.vectors([""])[0].abs().sum() == 0
     assert torch.equal(source_vectors.vectors(["LORD"])[0], source_vectors.vectors(["lord"])[0])  # lowercased model
 

@@ -6,7 +6,11 @@
    with eflomal) maps the target space onto the source space.
 3. Every token gets the fastText vector of its canonical surface, composed from character
    n-grams with its word boundary respected (word-initial pieces as words, continuation pieces
-   without the begin-of-word marker); a token with no known n-gram has no vector -> fallback.
+   without the begin-of-word marker). The surface is first split into words by the rule the
+   fastText text was split with (:data:`~langgraft.vocab.resources.text.WORD_PATTERN`): a
+   punctuation piece is a word of its own even when it is glued to the previous piece (BPE's
+   ``,`` or ``.”``), and a word after punctuation inside a piece starts a word; the token's
+   vector is the mean of its words'. A token with no known n-gram has no vector -> fallback.
 4. Each target token's top-``k`` source tokens by cosine, weights ``softmax(sim / temperature)``.
 
 Unlike the published package, both spaces must have the same dimension (a clear error instead
@@ -27,6 +31,7 @@ from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferConte
 from langgraft.vocab.resources import resolve
 from langgraft.vocab.resources.fasttext import FastTextOptions, WordVectors
 from langgraft.vocab.resources.procrustes import align_spaces
+from langgraft.vocab.resources.text import WORD_PATTERN, is_punctuation
 
 
 @dataclass
@@ -56,12 +61,31 @@ class WechselConfig(MethodConfig):
         return FastTextOptions(dim=self.dim, epochs=self.epochs, min_count=self.min_count, bucket=self.bucket)
 
 
+def token_words(token: CanonicalToken) -> list[tuple[str, bool]]:
+    """The words of a token's surface as the fastText text was split, each with whether it starts a word.
+
+    A run of word characters keeps the token's boundary when it comes first, and starts a word
+    after punctuation or a space; a punctuation character is always a word of its own. Specials,
+    byte pieces and partial UTF-8 have no words.
+    """
+    text = token.raw.decode("utf-8", errors="replace")
+    if token.is_special or token.is_byte or "\ufffd" in text:
+        return []
+    return [(part, index > 0 or token.word_initial or is_punctuation(part))
+            for index, part in enumerate(WORD_PATTERN.findall(text))]
+
+
 def token_vectors(tokens: Sequence[CanonicalToken], vectors: WordVectors) -> torch.Tensor:
-    """fastText vector of each token's canonical surface; zero rows for specials and byte pieces."""
-    usable = [not (t.is_special or t.is_byte) and bool(t.raw) for t in tokens]
-    surfaces = [t.raw.decode("utf-8", errors="replace") if ok else "" for t, ok in zip(tokens, usable)]
-    surfaces = ["" if "\ufffd" in s else s for s in surfaces]  # partial UTF-8: no meaningful n-grams
-    return vectors.vectors(surfaces, [t.word_initial for t in tokens])
+    """fastText vector of each token (the mean of its words' vectors); zero rows for tokens without words."""
+    words = [token_words(t) for t in tokens]
+    owner = torch.tensor([i for i, parts in enumerate(words) for _ in parts], dtype=torch.long)
+    flat = [part for parts in words for part in parts]
+    if not flat:
+        return torch.zeros(len(tokens), vectors.dim)
+    part_vectors = vectors.vectors([text for text, _ in flat], [initial for _, initial in flat])
+    out = torch.zeros(len(tokens), part_vectors.shape[1]).index_add_(0, owner, part_vectors)
+    counts = torch.bincount(owner, minlength=len(tokens)).clamp_min(1)
+    return out / counts[:, None]
 
 
 def aligned_token_vectors(ctx: TransferContext, config: WechselConfig) -> tuple[torch.Tensor, torch.Tensor, dict]:

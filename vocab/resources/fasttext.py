@@ -287,8 +287,9 @@ class WordVectors:
     ``vectors(surfaces, word_initial)`` composes a vector from character n-grams: word-initial
     strings are looked up as whole words (fastText's own rule, with ``<`` and ``>`` markers),
     continuation pieces (WordPiece ``##x``, BPE pieces without a space marker) from the n-grams
-    of ``x>`` — without the begin-of-word marker they never had (pieces too short for any such
-    n-gram are looked up as words). Empty strings get the zero vector.
+    of ``x>`` — without the begin-of-word marker they never had. A continuation too short for
+    any such n-gram (``##a`` when n-grams start at 3 characters) gets the zero vector, never the
+    vector of the word ``a``, as do empty strings.
 
     Built from a loaded fasttext ``model`` (after training) or from a :class:`StoredModel` read
     from ``path``; ``model`` (the fasttext library's object) is then loaded only if asked for.
@@ -366,8 +367,6 @@ class WordVectors:
         word_index = self._word_index()
         texts = [surface.lower() if apply_case else surface for surface in surfaces]
         initial = np.ones(len(texts), dtype=bool) if word_initial is None else np.asarray(word_initial, dtype=bool)
-        # a continuation piece too short for any n-gram of "x>" is looked up as a word
-        initial |= np.fromiter((len(t) + 1 < args.minn for t in texts), dtype=bool, count=len(texts))
         marked = [f"<{t}>" if first else f"{t}>" for t, first in zip(texts, initial.tolist())]
         if args.maxn:
             rows, hashes = ngram_hashes(marked, initial, args.minn, args.maxn)

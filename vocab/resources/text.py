@@ -1,26 +1,36 @@
 """Word splitting and corpus streaming shared by every resource builder.
 
-One rule everywhere (fastText corpora, dictionaries induced by alignment, alignment tables):
-words are maximal runs of Unicode word characters, and every other non-space character is a
-word of its own. So ``"said,"`` gives ``said`` and ``,`` in any script, and the dictionary entries
-found by the aligner are the same strings the fastText model was trained on.
+One rule everywhere (fastText corpora, dictionaries induced by alignment, alignment tables,
+WECHSEL's token surfaces): words are maximal runs of Unicode word characters, and every other
+non-space character is a word of its own. So ``"said,"`` gives ``said`` and ``,`` in any script,
+and the dictionary entries found by the aligner are the same strings the fastText model was
+trained on. Word characters are Unicode's (the ``regex`` module's ``\w``): letters, digits and
+combining marks, so Devanagari ``नमस्ते`` or a decomposed ``é`` stay one word (Python's ``re``
+would cut them at every vowel sign or accent).
 """
 from __future__ import annotations
 
 import gzip
 import os
-import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import regex
+
 from langgraft.errors import UserError
 
-WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
+WORD_PATTERN = regex.compile(r"\w+|[^\w\s]")
+_WORD_CHARACTER = regex.compile(r"\w")
 
 
 def split_words(line: str, lowercase: bool = True) -> list[str]:
     """Words of ``line`` (punctuation split off), lowercased unless ``lowercase=False``."""
     return WORD_PATTERN.findall(line.lower() if lowercase else line)
+
+
+def is_punctuation(word: str) -> bool:
+    """True for the one-character non-word "words" :func:`split_words` yields (``,`` ``«`` ``।``)."""
+    return _WORD_CHARACTER.match(word) is None
 
 
 def _open_text(path: Path):
