@@ -91,7 +91,7 @@ def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parall
 
     out = tmp_path / "wechsel"
     model = initialize_embeddings(str(tiny_models[family]), str(parallel_tokenizers[family]), "wechsel",
-                                  resources=word_resources, out=out)
+                                  resources=word_resources, out=out).model
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["notes"]["dictionary_pairs_used"] == len(parallel_corpus[2])
     # tokens spelling whole target words get neighbours; single bytes/letters never seen as an

@@ -27,8 +27,7 @@ import torch
 
 from langgraft.atomic import atomic_dir
 from langgraft.errors import UserError
-from langgraft.models import load_config, load_model, load_tokenizer
-from langgraft.vocab.transfer import head_kind
+from langgraft.models import head_kind, load_config, load_model, load_tokenizer
 
 SUMMARY_FILE = "head_recovery.json"
 
