@@ -60,11 +60,12 @@ def output_bias(model: Any) -> torch.nn.Parameter:
 
 
 def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.PathLike], config: BiasCalibrationConfig,
-                                  seed: int) -> tuple[torch.Tensor, list[str], int]:
-    """Smoothed token frequencies of the first ``count_documents`` documents, and a seeded sample of them."""
+                                  seed: int, rows: int) -> tuple[torch.Tensor, list[str], int]:
+    """Smoothed frequencies of the ``rows`` output ids (padding rows past the tokenizer only get the
+    smoothing) in the first ``count_documents`` documents, and a seeded sample of them."""
     from langgraft.eval.bpc import iter_documents
 
-    counts = torch.zeros(len(tokenizer), dtype=torch.float64)
+    counts = torch.zeros(max(rows, len(tokenizer)), dtype=torch.float64)
     chooser, sample, seen, batch = random.Random(seed), [], 0, []
 
     def count(texts: list[str]) -> None:
@@ -129,7 +130,7 @@ def calibrate_output_bias(model: Any, tokenizer: Any, corpus: Sequence[str | os.
     bias = output_bias(model)
     if objective == "mlm" and tokenizer.mask_token_id is None:
         raise UserError("bias calibration: the tokenizer has no mask token, so masked-LM predictions cannot be taken")
-    frequencies, sample, counted = _token_frequencies_and_sample(tokenizer, corpus, config, seed)
+    frequencies, sample, counted = _token_frequencies_and_sample(tokenizer, corpus, config, seed, bias.numel())
     ids = token_ids.to(torch.long).to(bias.device)
     was_training = model.training
     model.eval()

@@ -16,6 +16,7 @@ and :class:`ModelSource` (a model already in memory, the Python API's ``transfer
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import logging
@@ -203,14 +204,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def link_or_copy(source: Path, target: Path) -> str:
-    """Hard-link ``source`` to ``target`` (same filesystem), else copy its bytes; returns which."""
-    try:
-        os.link(source, target)
-        return "hard-linked"
-    except OSError:
-        shutil.copyfile(source, target)
-        return "copied"
+FICLONE = 0x40049409  # Linux ioctl: share the data blocks copy-on-write (btrfs, xfs, ...)
+
+
+def link_or_copy(source: Path, target: Path, copy: bool = False) -> str:
+    """Carry an unchanged file over without copying its bytes when the filesystem allows; returns how.
+
+    A copy-on-write clone (reflink) first, then a hard link (same filesystem; the two names then
+    share one file, so the output must not be rewritten in place), else a byte copy. ``copy``
+    skips both links.
+    """
+    if not copy:
+        try:
+            with open(source, "rb") as src, open(target, "wb") as dst:
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            return "reflinked"
+        except OSError:
+            target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+            return "hard-linked"
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
+    return "copied"
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,11 +297,13 @@ class Checkpoint:
     def read(self, name: str) -> torch.Tensor:
         return read_tensor(self.entries[name])
 
-    def write(self, out: Path, replacements: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+    def write(self, out: Path, replacements: dict[str, torch.Tensor],
+              copy_untouched: bool = False) -> dict[str, dict[str, Any]]:
         """Write every weight file (and the index) into directory ``out`` with ``replacements`` swapped in.
 
-        Files without a replaced tensor are hard-linked (copied across filesystems); the others are
-        rewritten tensor by tensor. Returns ``file -> {"bytes", "sha256", "written"}``.
+        Files without a replaced tensor are carried over by :func:`link_or_copy` (``copy_untouched``:
+        always as bytes); the others are rewritten tensor by tensor. Returns
+        ``file -> {"bytes", "sha256", "written"}``.
         """
         unknown = set(replacements) - set(self.entries)
         if unknown:
@@ -298,7 +317,7 @@ class Checkpoint:
                 written[renamed[name]] = {**write_safetensors(target, pairs, self.metadata[name] or {"format": "pt"}),
                                           "written": "rewritten"}
             else:
-                how = link_or_copy(self.path / name, target)
+                how = link_or_copy(self.path / name, target, copy_untouched)
                 written[renamed[name]] = {"bytes": target.stat().st_size, "sha256": file_sha256(target), "written": how}
         if self.index is not None:
             sizes = {entry.name: entry.nbytes for entry in self.entries.values()}
@@ -462,11 +481,11 @@ class CheckpointSource:
         set_special_ids(generation, tokenizer)
         return generation
 
-    def write(self, out: Path, tables: dict[str, torch.Tensor], config: Any,
-              generation_config: Any | None) -> dict[str, dict[str, Any]]:
+    def write(self, out: Path, tables: dict[str, torch.Tensor], config: Any, generation_config: Any | None,
+              copy_untouched: bool = False) -> dict[str, dict[str, Any]]:
         """The checkpoint with each role's table under all its keys (in the stored dtype), plus the configs."""
         replacements = {key: table.to(self.dtype(role)) for role, table in tables.items() for key in self.vocab.keys(role)}
-        files = self.checkpoint.write(out, replacements)
+        files = self.checkpoint.write(out, replacements, copy_untouched)
         config.save_pretrained(out)
         if generation_config is not None:
             generation_config.save_pretrained(out)

@@ -34,7 +34,7 @@ def run_init(args: argparse.Namespace) -> int:
     outcome = transfer(args.source, args.tokenizer, args.method, mode=args.mode, resources=resources,
                        seed=args.seed, calibrate_bias=args.calibrate_bias, device=args.device,
                        pad_to_multiple_of=args.pad_to_multiple_of, **options)
-    save_outcome(outcome, args.out)
+    save_outcome(outcome, args.out, copy_untouched=args.copy_untouched)
     summary = outcome.summary
     rows = summary["embedding_rows"]
     print(f"{args.method}: {summary['initialized_tokens']} rows initialized "
@@ -123,6 +123,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--pad-to-multiple-of", type=int, metavar="N",
                       help="round the new embedding rows up to a multiple of N (default: the source's own padding; "
                            "1 = none)")
+    init.add_argument("--copy-untouched", action="store_true",
+                      help="copy the shards that hold no vocabulary tensor instead of reflinking or hard-linking them "
+                           "to the source's files (use it when the output's files will be rewritten in place)")
     init.add_argument("--calibrate-bias", action="store_true",
                       help="then shift the new rows' output bias so the mean prediction on --target-corpus matches its "
                            "token frequencies (MLM/CLM heads with a bias; recommended before full-model pretraining; "

@@ -365,18 +365,19 @@ class TransferOutcome:
         return self.loaded_model
 
 
-def save_outcome(outcome: TransferOutcome, out: str | Path) -> Path:
+def save_outcome(outcome: TransferOutcome, out: str | Path, copy_untouched: bool = False) -> Path:
     """Write checkpoint + tokenizer + provenance + summary (+ method artifacts) in one atomic rename.
 
     From a checkpoint source the weights keep its files and shard layout: shards without a
-    vocabulary tensor are hard-linked (or copied), the others rewritten tensor by tensor.
-    ``summary["output_files"]`` records each weight file's size and sha256.
+    vocabulary tensor are reflinked or hard-linked when the filesystem allows (``copy_untouched``:
+    copied), the others rewritten tensor by tensor. ``summary["output_files"]`` records each
+    weight file's size, sha256 and how it was written.
     """
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:
         if isinstance(outcome.source, CheckpointSource):
-            files = outcome.source.write(tmp, outcome.tables, outcome.config, outcome.generation_config)
+            files = outcome.source.write(tmp, outcome.tables, outcome.config, outcome.generation_config, copy_untouched)
         else:
             outcome.model.save_pretrained(tmp)
             files = {path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path), "written": "save_pretrained"}
@@ -510,19 +511,20 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
 def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mode: str = "auto",
                           resources: TransferResources | None = None, seed: int = 0, out: str | Path | None = None,
                           source_tokenizer: Any = None, calibrate_bias: bool = False, device: str = "auto",
-                          pad_to_multiple_of: int | None = None, **method_options: Any) -> TransferOutcome:
+                          pad_to_multiple_of: int | None = None, copy_untouched: bool = False,
+                          **method_options: Any) -> TransferOutcome:
     """Transfer ``source`` to ``target_tokenizer`` with ``method``; save to ``out`` when given.
 
     Returns the :class:`TransferOutcome` (``.model`` loads the transferred model when asked for).
     ``out`` gets the checkpoint in the source's dtype and shard layout + the target tokenizer +
-    ``provenance.jsonl`` + ``transfer_summary.json``, written atomically. Options are the method's
-    config fields.
+    ``provenance.jsonl`` + ``transfer_summary.json``, written atomically (``copy_untouched``: see
+    :func:`save_outcome`). Options are the method's config fields.
     """
     outcome = transfer(source, target_tokenizer, method, mode=mode, resources=resources, seed=seed,
                        source_tokenizer=source_tokenizer, calibrate_bias=calibrate_bias, device=device,
                        pad_to_multiple_of=pad_to_multiple_of, **method_options)
     if out is not None:
-        save_outcome(outcome, out)
+        save_outcome(outcome, out, copy_untouched)
     return outcome
 
 
