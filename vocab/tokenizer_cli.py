@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--new-tokens", type=int, help="number of pieces to add")
     size.add_argument("--vocab-size", type=int, help="grow the vocabulary to this total size")
     extend.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency (default 2)")
+    extend.add_argument("--source-sample", nargs="+", metavar="FILE",
+                        help="source-language text that must tokenize exactly as before: new pieces that would "
+                             "change it are left out (the next candidates are taken instead)")
     extend.add_argument("--out", required=True, help="output directory")
     extend.set_defaults(handler=_extend)
 
@@ -81,10 +84,14 @@ def _extend(args: argparse.Namespace) -> int:
     from langgraft.vocab.tokenizers import extend_tokenizer, read_extension_info
 
     extend_tokenizer(args.source, args.corpus, args.out, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
-                     min_frequency=args.min_frequency, **_reader(args))
+                     min_frequency=args.min_frequency, source_sample=args.source_sample, **_reader(args))
     info = read_extension_info(args.out)
     print(f"saved extended tokenizer to {args.out}: {info['original_vocab_size']} -> {info['new_vocab_size']} tokens "
           f"({info['new_tokens_used_on_corpus_sample']} of the new pieces used on a corpus sample)")
+    if "source_sample" in info:
+        sample = info["source_sample"]
+        print(f"source sample: {sample['documents']} documents, {sample['documents_changed']} tokenized differently; "
+              f"{sample['rejected_pieces']} candidate pieces left out because they changed it")
     return 0
 
 
