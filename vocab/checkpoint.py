@@ -129,10 +129,15 @@ def read_tensor(entry: TensorEntry) -> torch.Tensor:
         raise UserError(f"{entry.file}: tensor {entry.name!r} is stored as {entry.dtype}, which torch cannot hold; "
                         "convert the checkpoint to bf16/fp16/fp32 first")
     buffer = torch.empty(entry.nbytes, dtype=torch.uint8)
-    with open(entry.file, "rb") as handle:
+    view = memoryview(buffer.numpy())
+    with open(entry.file, "rb", buffering=0) as handle:
         handle.seek(entry.start)
-        if handle.readinto(buffer.numpy()) != entry.nbytes:
-            raise UserError(f"{entry.file}: tensor {entry.name!r} is truncated; re-download the checkpoint")
+        filled = 0
+        while filled < entry.nbytes:  # one read returns at most ~2 GiB on Linux
+            got = handle.readinto(view[filled:])
+            if not got:
+                raise UserError(f"{entry.file}: tensor {entry.name!r} is truncated; re-download the checkpoint")
+            filled += got
     return buffer.view(TORCH_DTYPES[entry.dtype]).reshape(entry.shape)
 
 

@@ -97,6 +97,17 @@ class EmbeddingLayout:
     rows: int
     mode: str
 
+    @property
+    def kept_padding(self) -> slice:
+        """Rows past the target tokens that keep the source's padding rows (extension mode only)."""
+        end = min(self.source_rows, self.rows) if self.mode == "extend" else self.target_tokens
+        return slice(self.target_tokens, max(end, self.target_tokens))
+
+    @property
+    def new_padding(self) -> slice:
+        """Padding rows with no source row to keep: they get the mean source row."""
+        return slice(self.kept_padding.stop, self.rows)
+
     def as_dict(self) -> dict[str, int]:
         return {"source_rows": self.source_rows, "source_tokens": self.source_tokens, "rows": self.rows,
                 "tokens": self.target_tokens, "padding_rows": self.rows - self.target_tokens,
@@ -186,25 +197,27 @@ def build_plan(ctx: TransferContext, mapping: TokenMapping) -> Plan:
 # New rows, in blocks
 # --------------------------------------------------------------------------------------------
 def row_statistics(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and (unbiased) std of ``matrix``'s rows, accumulated in float64 blocks."""
+    """Per-dimension mean and (unbiased) std of ``matrix``'s rows, two passes over float32 blocks
+    whose sums are accumulated in float64."""
     matrix = matrix if matrix.dim() == 2 else matrix[:, None]
     n, width = matrix.shape
     block = max(1, ENTRY_BUDGET // max(width, 1))
     total = torch.zeros(width, dtype=torch.float64)
     for start in range(0, n, block):
-        total += matrix[start:start + block].double().sum(dim=0)
-    mean = total / max(n, 1)
+        total += matrix[start:start + block].float().sum(dim=0)
+    mean = (total / max(n, 1)).float()
     squares = torch.zeros(width, dtype=torch.float64)
     for start in range(0, n, block):
-        squares += ((matrix[start:start + block].double() - mean) ** 2).sum(dim=0)
-    std = (squares / (n - 1)).sqrt() if n > 1 else torch.zeros(width, dtype=torch.float64)
-    return mean.float(), std.float()
+        squares += ((matrix[start:start + block].float() - mean) ** 2).sum(dim=0)
+    std = (squares / (n - 1)).sqrt().float() if n > 1 else torch.zeros(width)
+    return mean, std
 
 
 def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: torch.Generator,
-              start: int = 0) -> None:
+              start: int = 0, statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """``out[i] = Σ w · source[neighbour]`` for plan rows ``start..V_t`` (float32 sums, stored in ``out``'s dtype);
-    fallback rows from the source rows' mean/std (the mean for a 1-D bias or ``fallback="mean"``)."""
+    fallback rows from the source rows' mean/std (``statistics``, computed when not given; the mean
+    for a 1-D bias or ``fallback="mean"``)."""
     flat = source.dim() == 1
     matrix = source[:, None] if flat else source
     target = out[:, None] if flat else out
@@ -219,7 +232,7 @@ def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: to
     fallback = torch.nonzero(plan.kinds[start:] == FALLBACK).squeeze(1) + start
     if not len(fallback):
         return
-    mean, std = row_statistics(matrix)
+    mean, std = statistics or row_statistics(matrix)
     if plan.fallback == "mean" or flat:
         target[fallback] = mean.to(out.dtype)
         return
@@ -229,21 +242,18 @@ def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: to
         target[rows] = (mean + noise * std).to(out.dtype)
 
 
-def fill_padding(out: torch.Tensor, source: torch.Tensor, layout: EmbeddingLayout, fill: torch.Tensor) -> None:
-    """Rows past the target tokens: the source's own padding rows where extension keeps them, else ``fill``."""
-    kept_end = min(layout.source_rows, layout.rows) if layout.mode == "extend" else layout.target_tokens
-    if kept_end > layout.target_tokens:
-        out[layout.target_tokens:kept_end] = source[layout.target_tokens:kept_end]
-    out[max(kept_end, layout.target_tokens):] = fill.to(out.dtype)
-
-
 def table_rows(source: torch.Tensor, plan: Plan, layout: EmbeddingLayout, generator: torch.Generator) -> torch.Tensor:
     """The new (padded) table for one vocabulary tensor, in the source tensor's dtype."""
     real = source[:layout.source_tokens]
     out = torch.empty((layout.rows, *source.shape[1:]), dtype=source.dtype)
-    fill_rows(out, real, plan, generator, start=plan.kept_rows)
+    new_padding = layout.new_padding.stop > layout.new_padding.start
+    fallback = bool((plan.kinds[plan.kept_rows:] == FALLBACK).any())
+    statistics = row_statistics(real) if new_padding or fallback else None
+    fill_rows(out, real, plan, generator, start=plan.kept_rows, statistics=statistics)
     out[:plan.kept_rows] = source[:plan.kept_rows]
-    fill_padding(out, source, layout, row_statistics(real)[0].reshape(source.shape[1:]))
+    out[layout.kept_padding] = source[layout.kept_padding]
+    if new_padding:
+        out[layout.new_padding] = statistics[0].reshape(source.shape[1:]).to(out.dtype)
     return out
 
 
@@ -253,16 +263,15 @@ def factorized_table(source: torch.Tensor, plan: Plan, layout: EmbeddingLayout, 
     coordinates) and rows = coordinates @ primitives; kept rows stay exact."""
     coordinates, primitives = plan.factorization
     target = torch.empty(layout.rows, coordinates.shape[1])
-    fill_rows(target, coordinates, plan, generator)
-    target[layout.target_tokens:] = row_statistics(coordinates)[0]
+    statistics = row_statistics(coordinates)
+    fill_rows(target, coordinates, plan, generator, statistics=statistics)
+    target[layout.target_tokens:] = statistics[0]
     out = torch.empty((layout.rows, source.shape[1]), dtype=source.dtype)
     block = max(1, ENTRY_BUDGET // source.shape[1])
     for begin in range(0, layout.rows, block):
         out[begin:begin + block] = (target[begin:begin + block] @ primitives.float()).to(source.dtype)
     out[:plan.kept_rows] = source[:plan.kept_rows]
-    if layout.mode == "extend":
-        kept_end = min(layout.source_rows, layout.rows)
-        out[layout.target_tokens:kept_end] = source[layout.target_tokens:kept_end]
+    out[layout.kept_padding] = source[layout.kept_padding]
     return out, {"coordinates": target.contiguous(), "primitives": primitives.float().contiguous()}
 
 

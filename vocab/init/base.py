@@ -13,13 +13,15 @@ How a method plugs in (PEFT ``tuners/<method>/`` style)::
     def foo(config: FooConfig, ctx: TransferContext) -> TokenMapping:
         ...
 
-A method receives a :class:`TransferContext` (models, tokenizers, canonical tokens, exact-match
-overlap, the ids it must initialize, the source input-embedding matrix) and returns a
+A method receives a :class:`TransferContext` (the source's config and vocabulary tensors read on
+demand, tokenizers, canonical tokens, exact-match overlap, the ids it must initialize, the source
+input-embedding matrix, the device for similarities) and returns a
 :class:`TokenMapping` for exactly ``ctx.new_token_ids``: for every target id, source neighbour ids
 and weights (row_t = Σ w · row_s). The engine (:mod:`langgraft.vocab.transfer`) applies the same
 weights to the input embeddings, to an untied output head and to the output bias, maps special
 tokens by role, keeps old rows in extension mode, draws fallback rows, writes provenance, and
-saves a stock-loadable checkpoint. Methods never touch the model's weights themselves.
+saves a stock-loadable checkpoint. Methods never touch the model's weights themselves, and never
+see the body.
 
 Contract details:
 
@@ -36,8 +38,11 @@ Contract details:
   ``factorized_embeddings.safetensors`` next to the checkpoint. ``notes`` is merged into
   ``transfer_summary.json``.
 - Use :func:`topk_similarities` and :func:`softmax_topk_weights` for the top-k rule (blocked
-  matmul + ``torch.topk``, memory bounded by ``block_size``); use ``ctx.generator()`` for any
-  randomness so the same seed gives bit-identical tensors.
+  matmul + ``torch.topk``, memory bounded by ``block_size``, on ``device=ctx.device``); use
+  ``ctx.generator()`` for any randomness so the same seed gives bit-identical tensors.
+- Read ``ctx.source_embeddings`` only when the rows' values are needed (it reads and converts
+  the whole matrix); use ``ctx.source_vocab_size`` for its size. Source rows at or past
+  ``source_vocab_size`` are padding and must not be neighbours (:meth:`TokenMapping.check`).
 - Raise :class:`langgraft.errors.UserError` for bad input (missing resources, no dictionary pair
   found, ...): the CLI prints one line and exits 2, nothing is written.
 """
