@@ -10,13 +10,15 @@
   8 KV heads, untied embeddings), body weights zero (norms one), embeddings and head random
   (seeded), rows padded to a multiple of 256 past the tokenizer, shards of at most ``--shard-gb``;
   ``src-2l``: its 2-layer twin with the same embeddings, written the same way;
-- a Chichewa target tokenizer (``langgraft tokenizer train``, ``--target-vocab`` pieces) and the
-  WECHSEL resources (``langgraft resources fasttext`` for both Bibles, ``resources dictionary``
-  induced from the aligned verses).
+- a Chichewa target tokenizer (``langgraft tokenizer train``, ``--target-vocab`` pieces) and each
+  method's resources, built once so the measured runs only read them: word-level fastText for
+  both Bibles and a dictionary induced from the aligned verses (wechsel, ofa), token-level
+  fastText on the Chichewa Bible (focus), a token alignment table (transtok), and a 2-layer
+  helper model that uses the target tokenizer (clp).
 
 ``run`` then measures, each as a fresh process under ``/usr/bin/time`` (wall, peak RSS), one at a
-time: ``langgraft init --method fvt`` and ``--method wechsel`` on both checkpoints, and the
-baseline a user would otherwise run (``AutoModelForCausalLM.from_pretrained`` +
+time: ``langgraft init --method fvt`` and ``--method wechsel`` (``--runs`` adds the other methods)
+on both checkpoints, and the baseline a user would otherwise run (``AutoModelForCausalLM.from_pretrained`` +
 ``resize_token_embeddings`` with mean init + ``save_pretrained``, one process). It reports bytes
 written (new bytes on disk; hard-linked shards are not new), verifies the 32-layer output (index
 against the shard headers, sha256 of every shard against transfer_summary.json and, for carried
@@ -217,12 +219,36 @@ def prepare(args: argparse.Namespace) -> None:
         (root / "dict.tsv",
          langgraft_command("resources", "dictionary", "--parallel", str(files["eng-aligned"]),
                            str(files["nya-aligned"]), "--out", str(root / "dict.tsv"))),
+        (root / "ft" / "nya-tokens.bin",
+         langgraft_command("resources", "fasttext", "--tokenizer", str(root / "tok-nya"), "--corpus",
+                           str(files["nya"]), "--out", str(root / "ft" / "nya-tokens.bin"), "--model", "cbow",
+                           "--epochs", "3", "--min-count", "10")),
+        (root / "align.tsv",
+         langgraft_command("resources", "align", "--parallel", str(files["eng-aligned"]), str(files["nya-aligned"]),
+                           "--source-tokenizer", str(root / "tok-src"), "--target-tokenizer", str(root / "tok-nya"),
+                           "--out", str(root / "align.tsv"))),
     ]
     for done, command in steps:
         if not done.is_file():
             started = time.perf_counter()
             subprocess.run(command, check=True)
             print(f"{done.relative_to(root)} ({time.perf_counter() - started:.0f} s)", flush=True)
+    write_helper(root / "helper-nya", root / "tok-nya")
+
+
+def write_helper(out: Path, tokenizer_dir: Path) -> None:
+    """clp's helper: a small random Llama that uses the target tokenizer (its embeddings are what clp reads)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    if (out / "config.json").is_file():
+        return
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 # ------------------------------------------------------------------------------------- run
@@ -333,8 +359,12 @@ def run(args: argparse.Namespace) -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, " \
                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GB:.0f} GiB, no GPU"
-    wechsel = ["--source-embeddings", str(root / "ft" / "eng.bin"), "--target-embeddings", str(root / "ft" / "nya.bin"),
-               "--dictionary", str(root / "dict.tsv")]
+    static = ["--source-embeddings", str(root / "ft" / "eng.bin"), "--target-embeddings", str(root / "ft" / "nya.bin"),
+              "--dictionary", str(root / "dict.tsv")]
+    method_inputs = {"wechsel": static, "ofa": static,
+                     "focus": ["--option", f"token_embeddings={root / 'ft' / 'nya-tokens.bin'}"],
+                     "transtok": ["--option", f"alignment_table={root / 'align.tsv'}"],
+                     "clp": ["--helper", str(root / "helper-nya")]}
     for layers in (2, 32):
         source = root / f"src-{layers}l"
         results.setdefault("changed_tensor_bytes", changed_tensor_bytes(source))
@@ -357,7 +387,7 @@ def run(args: argparse.Namespace) -> None:
             else:
                 command = ["nice", "-n", "10", *langgraft_command(
                     "init", "--source", str(source), "--tokenizer", str(root / "tok-nya"), "--method", run_name,
-                    "--out", str(target), *(wechsel if run_name == "wechsel" else []))]
+                    "--out", str(target), *method_inputs.get(run_name, []))]
             measured = timed_process(command, out / f"{key}.log")
             written, shared = new_bytes(target, source)
             record = {**measured, "bytes_written": written, "bytes_hard_linked": shared,
@@ -387,19 +417,24 @@ def markdown(results: dict) -> str:
     changed = results["changed_tensor_bytes"]
     lines = [f"changed tensors (input embeddings + head, bf16): {changed / GB:.2f} GiB; fvt goal: peak RSS <= "
              f"{(1.5 * changed + GB) / GB:.2f} GiB", "",
-             "| run | layers | source on disk GiB | wall s | peak RSS GiB | new bytes written GiB | hard-linked GiB |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for run_name in ("fvt", "wechsel", "baseline"):
+             "| run | layers | source on disk GiB | wall s | peak RSS GiB | RSS vs 2 layers | new bytes written GiB "
+             "| hard-linked GiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    runs = sorted({key.rsplit("-", 1)[0] for key in results if key.endswith(("-2l", "-32l"))},
+                  key=lambda name: (name == "baseline", name not in ("fvt", "wechsel"), name))
+    for run_name in runs:
         for layers in (2, 32):
             record = results.get(f"{run_name}-{layers}l")
             if record is None:
                 continue
             source = results[f"source_{layers}l_bytes"] / GB
             if "skipped" in record:
-                lines.append(f"| {run_name} | {layers} | {source:.1f} | not run: {record['skipped']} | | | |")
+                lines.append(f"| {run_name} | {layers} | {source:.1f} | not run: {record['skipped']} | | | | |")
                 continue
+            two = results.get(f"{run_name}-2l", {})
+            ratio = f"{record['peak_rss_mb'] / two['peak_rss_mb'] - 1:+.1%}" if layers == 32 and "peak_rss_mb" in two else ""
             lines.append(f"| {run_name} | {layers} | {source:.1f} | {record['wall_s']:.0f} | "
-                         f"{record['peak_rss_mb'] / 1024:.2f} | {record['bytes_written'] / GB:.2f} | "
+                         f"{record['peak_rss_mb'] / 1024:.2f} | {ratio} | {record['bytes_written'] / GB:.2f} | "
                          f"{record['bytes_hard_linked'] / GB:.2f} |")
     return "\n".join(lines)
 

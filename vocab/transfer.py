@@ -221,14 +221,20 @@ def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: to
     flat = source.dim() == 1
     matrix = source[:, None] if flat else source
     target = out[:, None] if flat else out
-    n, k = plan.source_ids.shape
-    width = matrix.shape[1]
-    block = max(1, ENTRY_BUDGET // max(1, k * width))
-    for begin in range(start, n, block):
-        ids = plan.source_ids[begin:begin + block]
-        weights = torch.where(ids >= 0, plan.weights[begin:begin + block], 0.0)
-        gathered = matrix[ids.clamp_min(0)].float()  # (rows, k, width)
-        target[begin:begin + len(ids)] = torch.bmm(weights[:, None, :], gathered)[:, 0].to(out.dtype)
+    n, width = plan.source_ids.shape[0], matrix.shape[1]
+    # blocks of target rows holding at most ENTRY_BUDGET / width neighbours (padding entries are skipped)
+    per_block = max(1, ENTRY_BUDGET // max(1, width))
+    filled = torch.cat([torch.zeros(1, dtype=torch.long), (plan.source_ids[start:] >= 0).sum(dim=1).cumsum(0)])
+    begin = start
+    while begin < n:
+        reach = int(torch.searchsorted(filled, filled[begin - start] + per_block, right=True)) - 1
+        end = min(n, max(begin + 1, start + reach))
+        ids, weights = plan.source_ids[begin:end], plan.weights[begin:end]
+        rows, columns = torch.nonzero(ids >= 0, as_tuple=True)
+        block = torch.zeros(end - begin, width)
+        block.index_add_(0, rows, matrix[ids[rows, columns]].float() * weights[rows, columns, None])
+        target[begin:end] = block.to(out.dtype)
+        begin = end
     fallback = torch.nonzero(plan.kinds[start:] == FALLBACK).squeeze(1) + start
     if not len(fallback):
         return
