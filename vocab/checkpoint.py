@@ -16,7 +16,6 @@ and :class:`ModelSource` (a model already in memory, the Python API's ``transfer
 from __future__ import annotations
 
 import copy
-import fcntl
 import hashlib
 import json
 import logging
@@ -32,6 +31,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
+
+try:
+    import fcntl  # reflinks (Linux); elsewhere untouched shards are hard-linked or copied
+except ImportError:
+    fcntl = None
 
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, resolve_model_path
@@ -219,13 +223,14 @@ def link_or_copy(source: Path, target: Path, copy: bool = False) -> str:
     share one file, so the output must not be rewritten in place), else a byte copy. ``copy``
     skips both links.
     """
-    if not copy:
+    if not copy and fcntl is not None:
         try:
             with open(source, "rb") as src, open(target, "wb") as dst:
                 fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
             return "reflinked"
         except OSError:
             target.unlink(missing_ok=True)
+    if not copy:
         try:
             os.link(source, target)
             return "hard-linked"
@@ -284,8 +289,9 @@ class Checkpoint:
                 files[shard], metadata[shard] = _pickle_entries(path / shard), None
             else:
                 metadata[shard], files[shard] = read_header(path / shard)
+        stored = {shard: {entry.name for entry in entries} for shard, entries in files.items()}
         for name, shard in weight_map.items():
-            if not any(entry.name == name for entry in files[shard]):
+            if name not in stored[shard]:
                 raise UserError(f"{index_path}: says tensor {name!r} is in {shard}, but that shard has no such tensor; "
                                 "re-download the checkpoint or fix the index")
         return cls(path, files, metadata, index, pickled)
@@ -295,8 +301,8 @@ class Checkpoint:
         """Tensor name -> entry (for a sharded checkpoint, the shard the index names)."""
         by_name = {entry.name: entry for entries in self.files.values() for entry in entries}
         if self.index is not None:
-            for name, shard in self.index["weight_map"].items():
-                by_name[name] = next(entry for entry in self.files[shard] if entry.name == name)
+            per_shard = {shard: {entry.name: entry for entry in entries} for shard, entries in self.files.items()}
+            by_name.update({name: per_shard[shard][name] for name, shard in self.index["weight_map"].items()})
         return by_name
 
     def read(self, name: str) -> torch.Tensor:
