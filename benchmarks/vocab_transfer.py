@@ -48,6 +48,15 @@ PACKAGE_SUMMARY = "package_summary.json"
 PACKAGE_MAPPING = "package_mapping.safetensors"  # the package's neighbours/weights (TokenMapping tensors)
 
 
+
+def planned_rows(fill_rows, matrix, plan, generator):
+    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them."""
+    import torch
+
+    out = torch.empty((plan.source_ids.shape[0], *matrix.shape[1:]), dtype=torch.float32)
+    fill_rows(out, matrix.detach().float(), plan, generator)
+    return out
+
 def timed_process(command: list[str], log: Path, env: dict | None = None) -> dict:
     """Run ``command`` under /usr/bin/time; wall seconds and peak RSS (MB) of the whole process."""
     stats = log.with_suffix(".time")
@@ -195,7 +204,7 @@ def save_package_checkpoint(ctx, matrix, mapping, out: Path, calibrate: str | No
     import torch
     from safetensors.torch import save_file
 
-    from langgraft.vocab.transfer import build_plan, combine_rows, set_special_ids
+    from langgraft.vocab.transfer import build_plan, fill_rows, set_special_ids
 
     model, target_tokenizer = ctx.source_model, ctx.target_tokenizer
     plan = build_plan(ctx, mapping)
@@ -206,7 +215,7 @@ def save_package_checkpoint(ctx, matrix, mapping, out: Path, calibrate: str | No
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(torch.as_tensor(matrix, dtype=torch.float32))
         if old_bias is not None:
-            model.get_output_embeddings().bias.copy_(combine_rows(old_bias, plan, ctx.generator(3)))
+            model.get_output_embeddings().bias.copy_(planned_rows(fill_rows, old_bias, plan, ctx.generator(3)))
     model.config.vocab_size = len(target_tokenizer)
     set_special_ids(model, target_tokenizer)
     if calibrate:

@@ -31,6 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vocab_transfer import timed_process  # sibling benchmark script
 
 
+
+def planned_rows(fill_rows, matrix, plan, generator):
+    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them."""
+    import torch
+
+    out = torch.empty((plan.source_ids.shape[0], *matrix.shape[1:]), dtype=torch.float32)
+    fill_rows(out, matrix.detach().float(), plan, generator)
+    return out
+
 def summary(runs: list[float]) -> dict:
     return {"min_s": round(min(runs), 3), "median_s": round(statistics.median(runs), 3),
             "runs": [round(r, 3) for r in runs]}
@@ -48,7 +57,7 @@ def computation(args: argparse.Namespace) -> dict:
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
-    from langgraft.vocab.transfer import build_plan, combine_rows
+    from langgraft.vocab.transfer import build_plan, fill_rows
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from wechsel import WECHSEL
 
@@ -75,7 +84,7 @@ def computation(args: argparse.Namespace) -> dict:
         mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature,
                                     config.block_size)
         marks.append(("cosine top-k + weights", time.perf_counter()))
-        _ = combine_rows(ctx.source_embeddings, build_plan(ctx, mapping), ctx.generator(1))  # init's own row step
+        _ = planned_rows(fill_rows, ctx.source_embeddings, build_plan(ctx, mapping), ctx.generator(1))  # init's own row step
         marks.append(("rows", time.perf_counter()))
         for (_, before), (name, after) in itertools.pairwise(marks):
             sections.setdefault(name, []).append(after - before)

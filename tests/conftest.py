@@ -104,6 +104,21 @@ def parallel_corpus(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def word_resources(tmp_path_factory, parallel_corpus):
+    """Word-level fastText for both sides of the parallel corpus (small) + the true dictionary (as TSV)."""
+    from langgraft.vocab.init import TransferResources
+    from langgraft.vocab.resources import fasttext
+
+    root = tmp_path_factory.mktemp("word_resources")
+    src, tgt, mapping = parallel_corpus
+    for side, path in (("src", src), ("tgt", tgt)):
+        fasttext.train_fasttext([path], root / f"{side}.bin", dim=12, epochs=3, bucket=20_000)
+    (root / "dict.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in mapping.items()), encoding="utf-8")
+    return TransferResources(source_embeddings=str(root / "src.bin"), target_embeddings=str(root / "tgt.bin"),
+                             dictionary=str(root / "dict.tsv"))
+
+
+@pytest.fixture(scope="session")
 def target_eval_corpus(tmp_path_factory) -> Path:
     """Held-out target-language text (20 sentences) for evaluation during training."""
     return _lines_file(tmp_path_factory.mktemp("eval") / "dev.txt", target_sentences(20, seed=99))

@@ -14,8 +14,6 @@ from langgraft.vocab.init.transtok import top_k_rows
 from langgraft.vocab.resources import fasttext
 from langgraft.vocab.transfer import initialize_embeddings, transfer
 
-SMALL = dict(dim=12, epochs=3, bucket=20_000)
-
 
 @pytest.fixture(scope="module")
 def parallel_tokenizers(tmp_path_factory, parallel_corpus):
@@ -27,18 +25,6 @@ def parallel_tokenizers(tmp_path_factory, parallel_corpus):
     for family in ("bert", "gpt2", "xlmr", "llama"):
         TOKENIZER_BUILDERS[family](root / family, lines)
     return {family: root / family for family in ("bert", "gpt2", "xlmr", "llama")}
-
-
-@pytest.fixture(scope="module")
-def word_resources(tmp_path_factory, parallel_corpus):
-    """Word-level fastText for both sides + the true dictionary (as TSV)."""
-    root = tmp_path_factory.mktemp("word_resources")
-    src, tgt, mapping = parallel_corpus
-    fasttext.train_fasttext([src], root / "src.bin", **SMALL)
-    fasttext.train_fasttext([tgt], root / "tgt.bin", **SMALL)
-    (root / "dict.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in mapping.items()), encoding="utf-8")
-    return TransferResources(source_embeddings=str(root / "src.bin"), target_embeddings=str(root / "tgt.bin"),
-                             dictionary=str(root / "dict.tsv"))
 
 
 def rows_follow_provenance(outcome, source_dir) -> None:
@@ -91,7 +77,7 @@ def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parall
 
     out = tmp_path / "wechsel"
     model = initialize_embeddings(str(tiny_models[family]), str(parallel_tokenizers[family]), "wechsel",
-                                  resources=word_resources, out=out)
+                                  resources=word_resources, out=out).model
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["notes"]["dictionary_pairs_used"] == len(parallel_corpus[2])
     # tokens spelling whole target words get neighbours; single bytes/letters never seen as an

@@ -84,6 +84,27 @@ def build_gpt2_tokenizer(out: Path, texts: list[str], vocab_size: int = 400) -> 
                    unk_token="<|endoftext|>")
 
 
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def build_llama3_tokenizer(out: Path, texts: list[str], vocab_size: int = 400) -> Path:
+    """Byte-level BPE the Llama-3 way: a regex ``Split`` before a ByteLevel step without its own regex,
+    ``ignore_merges`` (a whole pre-token in the vocabulary is emitted as is)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(ignore_merges=True))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    _wrap_and_save(tk, PreTrainedTokenizerFast, out, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>")
+    return out
+
+
 def build_xlmr_tokenizer(out: Path, texts: list[str], vocab_size: int = 300) -> None:
     from tokenizers import SentencePieceUnigramTokenizer, processors
     from transformers import XLMRobertaTokenizer

@@ -43,22 +43,28 @@ class BiasCalibrationConfig:
     batch_size: int = 16
 
 
+def require_output_bias(kind: str | None, has_bias: bool, model_type: str) -> None:
+    """A :class:`UserError` saying why there is no output bias to calibrate, if there is none."""
+    if kind is None:
+        raise UserError("bias calibration needs an LM head; this checkpoint has none (run `langgraft head recover`)")
+    if not has_bias:
+        raise UserError(f"bias calibration: the {model_type} LM head has no output bias to calibrate; "
+                        "leave calibration off for this model")
+
+
 def output_bias(model: Any) -> torch.nn.Parameter:
     """The LM head's bias, or a :class:`UserError` saying why there is none to calibrate."""
     output = model.get_output_embeddings()
-    if output is None:
-        raise UserError("bias calibration needs an LM head; this checkpoint has none (run `langgraft head recover`)")
-    bias = getattr(output, "bias", None)
-    if bias is None:
-        raise UserError(f"bias calibration: the {model.config.model_type} LM head has no output bias to calibrate; "
-                        "leave calibration off for this model")
+    bias = getattr(output, "bias", None) if output is not None else None
+    require_output_bias(None if output is None else "head", bias is not None, model.config.model_type)
     return bias
 
 
 def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.PathLike], config: BiasCalibrationConfig,
-                                  seed: int) -> tuple[torch.Tensor, list[str], int]:
-    """Smoothed token frequencies of the first ``count_documents`` documents, and a seeded sample of them."""
-    counts = torch.zeros(len(tokenizer), dtype=torch.float64)
+                                  seed: int, rows: int) -> tuple[torch.Tensor, list[str], int]:
+    """Smoothed frequencies of the ``rows`` output ids (padding rows past the tokenizer only get the
+    smoothing) in the first ``count_documents`` documents, and a seeded sample of them."""
+    counts = torch.zeros(max(rows, len(tokenizer)), dtype=torch.float64)
     chooser, sample, seen, batch = random.Random(seed), [], 0, []
 
     def count(texts: list[str]) -> None:
@@ -123,7 +129,7 @@ def calibrate_output_bias(model: Any, tokenizer: Any, corpus: Sequence[str | os.
     bias = output_bias(model)
     if objective == "mlm" and tokenizer.mask_token_id is None:
         raise UserError("bias calibration: the tokenizer has no mask token, so masked-LM predictions cannot be taken")
-    frequencies, sample, counted = _token_frequencies_and_sample(tokenizer, corpus, config, seed)
+    frequencies, sample, counted = _token_frequencies_and_sample(tokenizer, corpus, config, seed, bias.numel())
     ids = token_ids.to(torch.long).to(bias.device)
     was_training = model.training
     model.eval()
@@ -147,4 +153,4 @@ def calibrate_output_bias(model: Any, tokenizer: Any, corpus: Sequence[str | os.
             "kl_bits_per_round": [round(value, 4) for value in kl_bits]}
 
 
-__all__ = ["BiasCalibrationConfig", "calibrate_output_bias", "mean_prediction", "output_bias"]
+__all__ = ["BiasCalibrationConfig", "calibrate_output_bias", "mean_prediction", "output_bias", "require_output_bias"]

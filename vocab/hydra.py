@@ -4,8 +4,9 @@ A language is a small artifact directory: ``language_table.safetensors`` (input 
 the untied output embeddings and the output bias when the model has them), the language's
 tokenizer, and ``hydra_language.json``. :class:`HydraModel` keeps one body in memory and switches
 language with one call (``hydra.set_language("ny")``), keeping rows trained while a language was
-active. :func:`export_language` writes a stock checkpoint (body + one language) that vanilla
-transformers loads.
+active. :func:`add_language` and :func:`export_language` work on checkpoints without loading the
+body: they read or replace only the vocabulary tensors (:mod:`langgraft.vocab.checkpoint`), so the
+exported stock checkpoint keeps the body's files, shard layout and dtype.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import torch
 from langgraft.atomic import atomic_dir
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
-from langgraft.models import load_config, load_model, load_tokenizer
+from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
+from langgraft.vocab.checkpoint import ModelSource, open_source, output_config, set_special_ids
 
 TABLE_FILE = "language_table.safetensors"
 INFO_FILE = "hydra_language.json"
@@ -99,8 +101,6 @@ class HydraModel:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike, language: str) -> "HydraModel":
-        from langgraft.models import auto_class, head_kind
-
         model = load_model(model_dir, auto_class(head_kind(load_config(model_dir))))
         return cls(model, load_tokenizer(model_dir), language)
 
@@ -111,14 +111,7 @@ class HydraModel:
     def add_language(self, table: LanguageTable | str | os.PathLike) -> str:
         """Register a language (a :class:`LanguageTable` or its artifact directory); returns its name."""
         table = table if isinstance(table, LanguageTable) else LanguageTable.load(table)
-        hidden = self.model.get_input_embeddings().weight.shape[1]
-        if table.input_embeddings.shape[1] != hidden:
-            raise UserError(f"language {table.language!r}: embedding width {table.input_embeddings.shape[1]} "
-                            f"differs from the body's hidden size {hidden}; the table was made for another model")
-        tied = _is_tied(self.model)
-        if tied != (table.output_embeddings is None):
-            raise UserError(f"language {table.language!r}: the table is {'untied' if tied else 'tied'} but the body's "
-                            f"head is {'tied' if tied else 'untied'}; make tables from the same model family")
+        check_fits(table, self.model.get_input_embeddings().weight.shape[1], _is_tied(self.model))
         self.tables[table.language] = table
         return table.language
 
@@ -136,9 +129,9 @@ class HydraModel:
             output.weight.copy_(table.output_embeddings)
         if table.output_bias is not None and getattr(output, "bias", None) is not None:
             output.bias.copy_(table.output_bias)
-        from langgraft.vocab.transfer import set_special_ids
-
-        set_special_ids(self.model, table.tokenizer)
+        set_special_ids(self.model.config, table.tokenizer)
+        if getattr(self.model, "generation_config", None) is not None:
+            set_special_ids(self.model.generation_config, table.tokenizer)
         self.language = language
         return table.tokenizer
 
@@ -157,16 +150,52 @@ class HydraModel:
         return Path(out)
 
 
+def check_fits(table: LanguageTable, hidden: int, tied: bool) -> None:
+    """A :class:`UserError` when ``table`` was made for a body of another width or head tying."""
+    if table.input_embeddings.shape[1] != hidden:
+        raise UserError(f"language {table.language!r}: embedding width {table.input_embeddings.shape[1]} "
+                        f"differs from the body's hidden size {hidden}; the table was made for another model")
+    if tied != (table.output_embeddings is None):
+        raise UserError(f"language {table.language!r}: the table is {'untied' if tied else 'tied'} but the body's "
+                        f"head is {'tied' if tied else 'untied'}; make tables from the same model family")
+
+
 def add_language(model_dir: str | os.PathLike, language: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Extract ``language``'s table from a checkpoint (e.g. a ``langgraft init`` output) into ``out``."""
+    """Extract ``language``'s table from a checkpoint (e.g. a ``langgraft init`` output) into ``out``,
+    reading only its vocabulary tensors."""
     check_output(out, inputs=[model_dir], overwrite=overwrite)
-    return HydraModel.from_pretrained(model_dir, language).save_language(language, out, overwrite=overwrite)
+    source = open_source(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    if isinstance(source, ModelSource):
+        return table_from_model(source.model, tokenizer, language).save(out, source.config.model_type, overwrite=overwrite)
+    table = LanguageTable(language, source.read("input"), source.read("head") if source.has("head") else None,
+                          source.read("bias") if source.has("bias") else None, tokenizer)
+    return table.save(out, source.config.model_type, overwrite=overwrite)
 
 
 def export_language(body_dir: str | os.PathLike, table_dir: str | os.PathLike, out: str | os.PathLike,
                     overwrite: bool = False) -> Path:
-    """Attach the table in ``table_dir`` to the body of ``body_dir`` and write a stock checkpoint."""
+    """Attach the table in ``table_dir`` to the body of ``body_dir`` and write a stock checkpoint.
+
+    Only the vocabulary tensors are replaced; every other tensor is carried over from ``body_dir``.
+    """
     check_output(out, inputs=[body_dir, table_dir], overwrite=overwrite)
-    table = LanguageTable.load(table_dir)  # a bad table fails before the body is loaded
-    hydra = HydraModel.from_pretrained(body_dir, "__body__")
-    return hydra.export(hydra.add_language(table), out, overwrite=overwrite)
+    table = LanguageTable.load(table_dir)  # a bad table fails before the body is opened
+    source = open_source(body_dir)
+    if isinstance(source, ModelSource):
+        hydra = HydraModel(source.model, load_tokenizer(body_dir), "__body__")
+        return hydra.export(hydra.add_language(table), out, overwrite=overwrite)
+    check_fits(table, source.shape[1], source.vocab.tied)
+    if source.has("bias") and table.output_bias is None:
+        raise UserError(f"language {table.language!r}: the body's head has an output bias but the table has none; "
+                        "make tables from the same model family")
+    tables = {"input": table.input_embeddings}
+    if table.output_embeddings is not None:
+        tables["head"] = table.output_embeddings
+    if source.has("bias"):
+        tables["bias"] = table.output_bias
+    config = output_config(source.config, table.vocab_size, table.tokenizer)
+    with atomic_dir(out, overwrite=overwrite, inputs=[body_dir, table_dir]) as tmp:
+        source.write(tmp, tables, config, source.generation_config(config, table.tokenizer))
+        table.tokenizer.save_pretrained(tmp)
+    return Path(out)

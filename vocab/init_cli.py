@@ -26,12 +26,19 @@ def run_init(args: argparse.Namespace) -> int:
               args.helper, args.workdir, *args.source_corpus, *args.target_corpus, *(args.parallel or ())]
     check_output(args.out, inputs=inputs, overwrite=args.overwrite)
     outcome = transfer(args.source, args.tokenizer, args.method, mode=args.mode, resources=resources,
-                       seed=args.seed, calibrate_bias=args.calibrate_bias, **options)
-    save_outcome(outcome, args.out, overwrite=args.overwrite, inputs=inputs)
+                       seed=args.seed, calibrate_bias=args.calibrate_bias, device=args.device,
+                       pad_to_multiple_of=args.pad_to_multiple_of, **options)
+    save_outcome(outcome, args.out, copy_untouched=args.copy_untouched, overwrite=args.overwrite, inputs=inputs)
     summary = outcome.summary
+    rows = summary["embedding_rows"]
     print(f"{args.method}: {summary['initialized_tokens']} rows initialized "
           f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items())}), coverage {summary['coverage']:.1%}, "
           f"{summary['wall_seconds']:.1f} s -> {args.out}")
+    print(f"embedding rows {rows['source_rows']} -> {rows['rows']} ({rows['tokens']} tokens + {rows['padding_rows']} "
+          f"padding, multiple of {rows['padding_multiple']}), {summary['dtype']}, "
+          f"{len(summary['output_files'])} weight file(s)")
+    for reason in summary["whole_model_loaded"]:
+        print(f"note: the whole source model was loaded: {reason}")
     if "bias_calibration" in summary:
         kl = summary["bias_calibration"]["kl_bits_per_round"]
         print(f"output bias calibrated on the target corpus: KL(frequencies || mean prediction) {kl[0]:.3f} -> "
@@ -84,8 +91,9 @@ def run_hydra_export(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     init = subparsers.add_parser(
         "init", help="initialize a model's embeddings for a new tokenizer (vocabulary transfer)",
-        description="Transfer a source checkpoint to a target tokenizer. Writes a stock checkpoint plus "
-                    "provenance.jsonl and transfer_summary.json.")
+        description="Transfer a source checkpoint to a target tokenizer. Reads only the vocabulary tensors "
+                    "(input embeddings, an untied head, an output bias) and writes a stock checkpoint in the "
+                    "source's dtype and shard layout plus provenance.jsonl and transfer_summary.json.")
     init.add_argument("--source", required=True, help="source model (hub name, local dir or alias such as minilm)")
     init.add_argument("--tokenizer", required=True, help="target tokenizer directory")
     init.add_argument("--method", required=True, help=f"embedding initializer: {', '.join(METHODS)}")
@@ -103,9 +111,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--rank", type=int, help="factorization rank (ofa; 0 = full)")
     init.add_argument("--workdir", help="cache directory for derived resources (trained fastText, dictionaries)")
     init.add_argument("--seed", type=int, default=0, help="seed of every random draw (fallback rows, fastText)")
+    init.add_argument("--device", default="auto",
+                      help="where the similarity step of wechsel, focus, ofa, clp and transtok runs: auto (a CUDA GPU "
+                           "when one is visible, else cpu), cpu, cuda, cuda:N (default auto)")
+    init.add_argument("--pad-to-multiple-of", type=int, metavar="N",
+                      help="round the new embedding rows up to a multiple of N (default: the source's own padding; "
+                           "1 = none)")
+    init.add_argument("--copy-untouched", action="store_true",
+                      help="copy the shards that hold no vocabulary tensor instead of reflinking or hard-linking them "
+                           "to the source's files (use it when the output's files will be rewritten in place)")
     init.add_argument("--calibrate-bias", action="store_true",
                       help="then shift the new rows' output bias so the mean prediction on --target-corpus matches its "
-                           "token frequencies (MLM/CLM heads with a bias; recommended before full-model pretraining)")
+                           "token frequencies (MLM/CLM heads with a bias; recommended before full-model pretraining; "
+                           "runs, so loads, the whole model)")
     init.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="method option, e.g. --option k=10 (repeatable)")
     init.set_defaults(handler=run_init)

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extend.add_argument("--source", required=True, help="source model or tokenizer: hub name, local dir or alias")
     _corpus_arguments(extend)
     add_options(extend, TokenizerOptions)
+    extend.add_argument("--source-sample", nargs="+", metavar="FILE",
+                        help="source-language text that must tokenize exactly as before: new pieces that would "
+                             "change it are left out (the next candidates are taken instead)")
     add_output_arguments(extend, "output directory")
     extend.set_defaults(handler=_extend)
 
@@ -81,10 +84,15 @@ def _extend(args: argparse.Namespace) -> int:
 
     options = from_args(TokenizerOptions, args)
     extend_tokenizer(args.source, args.corpus, args.out, new_tokens=options.new_tokens, vocab_size=options.vocab_size,
-                     min_frequency=options.min_frequency, overwrite=args.overwrite, **_reader(args))
+                     min_frequency=options.min_frequency, source_sample=args.source_sample, overwrite=args.overwrite,
+                     **_reader(args))
     info = read_extension_info(args.out)
     print(f"saved extended tokenizer to {args.out}: {info['original_vocab_size']} -> {info['new_vocab_size']} tokens "
           f"({info['new_tokens_used_on_corpus_sample']} of the new pieces used on a corpus sample)")
+    if "source_sample" in info:
+        sample = info["source_sample"]
+        print(f"source sample: {sample['documents']} documents, {sample['documents_changed']} tokenized differently; "
+              f"{sample['rejected_pieces']} candidate pieces left out because they changed it")
     return 0
 
 

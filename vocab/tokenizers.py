@@ -7,7 +7,8 @@ pipeline with an emptied model and avoids what ``train_new_from_iterator`` gets 
 SentencePiece BPE merging across words, lost ``<0xNN>`` byte-fallback pieces, stale padding ids,
 post-processors nested in a sequence, and ids that change from run to run.
 ``extend_tokenizer`` appends target pieces to the source's own model vocabulary (never as
-AddedTokens, which would bypass word-internal segmentation) and keeps every existing id.
+AddedTokens, which would bypass word-internal segmentation) and keeps every existing id; given a
+source-language sample it also keeps that sample's tokenization exactly (:class:`SourceGuard`).
 
 Families (:data:`FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
 RoBERTa, ``Ġ`` word start), SentencePiece Unigram (XLM-R, T5, ``▁`` word start) and
@@ -142,7 +143,7 @@ def train_tokenizer(
     tokenizer, loaded back from ``out``. An existing ``out`` is refused unless ``overwrite``.
     """
     TokenizerOptions(vocab_size=vocab_size, min_frequency=min_frequency)
-    inputs = [source, *corpus_files] if isinstance(source, (str, os.PathLike)) else corpus_files
+    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
@@ -165,6 +166,7 @@ def extend_tokenizer(
     on_decode_error: str = "fail",
     reader_options: dict[str, Any] | None = None,
     overwrite: bool = False,
+    source_sample: Sequence[str | os.PathLike] | None = None,
 ) -> PreTrainedTokenizerBase:
     """Append up to ``new_tokens`` target pieces (or grow to ``vocab_size``), keeping every old id.
 
@@ -173,9 +175,17 @@ def extend_tokenizer(
     (BPE with their merges, Unigram with their scores). ``out`` also gets
     :data:`EXTENSION_FILE` recording the source and its original size, so embedding
     initializers know which rows are new. An existing ``out`` is refused unless ``overwrite``.
+
+    ``source_sample``: source-language text files (read like the corpus) whose tokenization must
+    not change. A new BPE merge fires on source text whenever its two parts end up side by side
+    after the old merges, so a few source words would otherwise get new ids; every piece that
+    shows up in a changed sample word is left out and the next candidate taken instead, until the
+    whole sample tokenizes exactly as before (checked on every document, and recorded). Source
+    text outside the sample is not covered by that guarantee (docs/tokenizers.md gives the
+    measured rate).
     """
     TokenizerOptions(vocab_size=vocab_size, new_tokens=new_tokens, min_frequency=min_frequency)
-    inputs = [source, *corpus_files] if isinstance(source, (str, os.PathLike)) else corpus_files
+    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
@@ -191,8 +201,10 @@ def extend_tokenizer(
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
     source_json = _backend_json(source_tok)
     known = set(source_tok.get_vocab())
+    guard = SourceGuard(source_tok, source_sample, reader) if source_sample else None
     base = _minimum_vocab_size(source_tok, family)
     size = base + 2 * wanted
+    rejected: set[str] = set()
     for attempt in range(4):  # many target pieces exist in the source already: train bigger until enough are new
         try:
             target_json = _train_backend(source_tok, family, corpus_files, size, min_frequency, reader, {})
@@ -201,11 +213,17 @@ def extend_tokenizer(
                 raise
             size *= 2
             continue
-        pieces = [piece for piece in _ranked_pieces(target_json, family) if piece not in known][:wanted]
+        candidates = [piece for piece in _ranked_pieces(target_json, family) if piece not in known]
+        while True:
+            pieces = [piece for piece in candidates if piece not in rejected][:wanted]
+            extended_json = _append_pieces(source_json, target_json, pieces, original_size)
+            changed = guard.changed_pieces(extended_json, original_size) if guard else set()
+            if not changed:
+                break
+            rejected |= changed
         if len(pieces) == wanted:
             break
         size *= 2
-    extended_json = _append_pieces(source_json, target_json, pieces, original_size)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         tokenizer = _save(source_tok, extended_json, tmp)
         _check_ids_kept(source_tok, tokenizer)
@@ -221,10 +239,65 @@ def extend_tokenizer(
                 (_token_counts(plain_backend(tokenizer), corpus_files, reader, sample_documents=2000)[original_size:]
                  > 0).sum()),
             "corpus": [str(path) for path in corpus_files],
+            **({"source_sample": guard.record(tokenizer, rejected)} if guard else {}),
         }
         with atomic_file(Path(tmp) / EXTENSION_FILE) as handle:
             json.dump(info, handle, indent=2, ensure_ascii=False)
     return _reload(out)
+
+
+class SourceGuard:
+    """The words of a source-language sample with their ids under the source tokenizer.
+
+    A word is a pre-tokenizer chunk (after the normalizer), the unit the model segments; the
+    model's segmentation of each distinct word is compared before and after extension, then the
+    whole documents are encoded again as the final check.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, files: Sequence[str | os.PathLike], reader: dict[str, Any]):
+        self.backend = plain_backend(tokenizer)
+        self.files = [str(path) for path in files]
+        self.documents = [text for batch in nonempty_batches(files, **reader) for text in batch]
+        words: set[str] = set()
+        for text in self.documents:
+            normalized = self.backend.normalizer.normalize_str(text) if self.backend.normalizer else text
+            chunks = self.backend.pre_tokenizer.pre_tokenize_str(normalized) if self.backend.pre_tokenizer else [(text, None)]
+            words.update(chunk for chunk, _ in chunks)
+        self.words = sorted(words)
+        self.ids = [[token.id for token in self.backend.model.tokenize(word)] for word in self.words]
+        self.encoded = [encoding.ids for encoding in self.backend.encode_batch(self.documents, add_special_tokens=False)]
+
+    def changed_pieces(self, spec: dict[str, Any], first_new_id: int) -> set[str]:
+        """New pieces the extended tokenizer ``spec`` uses where the sample's ids changed (empty: none changed)."""
+        from tokenizers import Tokenizer
+
+        extended = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+        changed: set[str] = set()
+        for word, old in zip(self.words, self.ids):
+            tokens = extended.model.tokenize(word)
+            if [token.id for token in tokens] != old:
+                changed.update(token.value for token in tokens if token.id >= first_new_id)
+        if changed:
+            return changed
+        changed_documents = self.changed_documents(extended)
+        for encoding in changed_documents:
+            changed.update(token for token, index in zip(encoding.tokens, encoding.ids) if index >= first_new_id)
+        if changed_documents and not changed:
+            raise RuntimeError("extension changed the source sample's ids without using a new piece")
+        return changed
+
+    def changed_documents(self, backend: Any) -> list[Any]:
+        """Encodings of the sample documents whose ids differ under ``backend`` (a `tokenizers` Tokenizer)."""
+        backend.no_truncation()
+        backend.no_padding()
+        new = backend.encode_batch(self.documents, add_special_tokens=False)
+        return [encoding for encoding, old in zip(new, self.encoded) if encoding.ids != old]
+
+    def record(self, tokenizer: PreTrainedTokenizerBase, rejected: set[str]) -> dict[str, Any]:
+        """What was checked, measured on the saved ``tokenizer``, for :data:`EXTENSION_FILE`."""
+        return {"files": self.files, "documents": len(self.documents), "distinct_words": len(self.words),
+                "rejected_pieces": len(rejected), "rejected_examples": sorted(rejected)[:20],
+                "documents_changed": len(self.changed_documents(plain_backend(tokenizer)))}
 
 
 def read_extension_info(tokenizer_dir: str | os.PathLike) -> dict[str, Any] | None:

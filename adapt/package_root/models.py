@@ -71,6 +71,33 @@ def load_config(name_or_path: str | Path, **kwargs: Any) -> Any:
     return _load(AutoConfig, name_or_path, "model config", **kwargs)
 
 
+def head_kind(config: Any) -> str | None:
+    """``"mlm"``, ``"clm"`` or ``None`` (headless, e.g. a sentence-transformers body)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    architectures = config.architectures or []
+    if getattr(config, "is_encoder_decoder", False):
+        raise UserError(f"model type {config.model_type!r} is an encoder-decoder; langgraft transfers encoders "
+                        "(MLM) and decoders (CLM) only")
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return "mlm"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "clm"
+    if architectures:
+        return None
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "clm"
+    return None
+
+
+def auto_class(kind: str | None) -> Any:
+    """The ``AutoModel*`` class for a :func:`head_kind` (``AutoModel`` for a headless body)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    return {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}.get(kind, AutoModel)
+
+
 def load_model(name_or_path: str | Path, auto_class: Any = None, **kwargs: Any) -> Any:
     """Load weights (safetensors preferred by transformers) with ``AutoModel`` or ``auto_class``.
 

@@ -13,13 +13,15 @@ How a method plugs in (PEFT ``tuners/<method>/`` style)::
     def foo(config: FooConfig, ctx: TransferContext) -> TokenMapping:
         ...
 
-A method receives a :class:`TransferContext` (models, tokenizers, canonical tokens, exact-match
-overlap, the ids it must initialize, the source input-embedding matrix) and returns a
+A method receives a :class:`TransferContext` (the source's config and vocabulary tensors read on
+demand, tokenizers, canonical tokens, exact-match overlap, the ids it must initialize, the source
+input-embedding matrix, the device for similarities) and returns a
 :class:`TokenMapping` for exactly ``ctx.new_token_ids``: for every target id, source neighbour ids
 and weights (row_t = Σ w · row_s). The engine (:mod:`langgraft.vocab.transfer`) applies the same
 weights to the input embeddings, to an untied output head and to the output bias, maps special
 tokens by role, keeps old rows in extension mode, draws fallback rows, writes provenance, and
-saves a stock-loadable checkpoint. Methods never touch the model's weights themselves.
+saves a stock-loadable checkpoint. Methods never touch the model's weights themselves, and never
+see the body.
 
 Contract details:
 
@@ -36,8 +38,11 @@ Contract details:
   ``factorized_embeddings.safetensors`` next to the checkpoint. ``notes`` is merged into
   ``transfer_summary.json``.
 - Use :func:`topk_similarities` and :func:`softmax_topk_weights` for the top-k rule (blocked
-  matmul + ``torch.topk``, memory bounded by ``block_size``); use ``ctx.generator()`` for any
-  randomness so the same seed gives bit-identical tensors.
+  matmul + ``torch.topk``, memory bounded by ``block_size``, on ``device=ctx.device``); use
+  ``ctx.generator()`` for any randomness so the same seed gives bit-identical tensors.
+- Read ``ctx.source_embeddings`` only when the rows' values are needed (it reads and converts
+  the whole matrix); use ``ctx.source_vocab_size`` for its size. Source rows at or past
+  ``source_vocab_size`` are padding and must not be neighbours (:meth:`TokenMapping.check`).
 - Raise :class:`langgraft.errors.UserError` for bad input (missing resources, no dictionary pair
   found, ...): the CLI prints one line and exits 2, nothing is written.
 """
@@ -59,6 +64,7 @@ from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, exact_m
 from langgraft.vocab.tokenizers import EXTENSION_FILE, read_extension_info
 
 COPIED, NEIGHBOURS, FALLBACK = 0, 1, 2
+FACTORIZED_FILE = "factorized_embeddings.safetensors"  # written beside the checkpoint for a factorized mapping
 KIND_NAMES = ("copied", "neighbours", "fallback")
 MODES = ("replace", "extend")
 
@@ -111,15 +117,22 @@ class MethodConfig:
 
 @dataclass
 class TransferContext:
-    """Everything a method may read. Derived views are computed once, on first access."""
+    """Everything a method may read. Derived views are computed once, on first access.
 
-    source_model: Any  # PreTrainedModel, with its LM head when it has one
+    ``source`` gives the source's config and its vocabulary tensors, read on demand
+    (:mod:`langgraft.vocab.checkpoint`): a method that never touches ``source_embeddings`` never
+    reads the embedding matrix, and no method ever sees the body. ``device`` is where the
+    similarity step runs (``"cpu"``, ``"cuda"``, ...; already resolved from ``--device``).
+    """
+
+    source: Any  # CheckpointSource | ModelSource
     source_tokenizer: Any
     target_tokenizer: Any
     mode: str = "replace"
     seed: int = 0
     resources: TransferResources = field(default_factory=TransferResources)
     original_vocab_size: int | None = None  # extension mode: ids below this keep their rows
+    device: str = "cpu"
 
     @cached_property
     def family(self) -> str:
@@ -135,9 +148,15 @@ class TransferContext:
         return canonical_tokens(self.target_tokenizer)
 
     @cached_property
+    def source_vocab_size(self) -> int:
+        """Source rows a method may use as neighbours: one per source token; padding rows past the
+        tokenizer (Qwen, Gemma) are never neighbours."""
+        return min(len(self.source_tokenizer), self.source.shape[0])
+
+    @cached_property
     def source_embeddings(self) -> torch.Tensor:
-        """E_s: the source input-embedding matrix, float32, detached (V_s × d)."""
-        return self.source_model.get_input_embeddings().weight.detach().float()
+        """E_s: the source input-embedding rows of the source tokens, float32 (V_s × d), read on first use."""
+        return self.source.read("input")[:self.source_vocab_size].float()
 
     @cached_property
     def target_vocab_size(self) -> int:
@@ -147,7 +166,7 @@ class TransferContext:
     def overlap(self) -> torch.Tensor:
         """(V_t,) long: source id of the exact canonical match of each target token, else -1."""
         overlap = torch.full((self.target_vocab_size,), -1, dtype=torch.long)
-        limit = self.source_embeddings.shape[0]
+        limit = self.source_vocab_size
         for target_id, source_id in exact_matches(self.target_tokens, self.source_tokens).items():
             if source_id < limit:
                 overlap[target_id] = source_id
@@ -230,7 +249,7 @@ class TokenMapping:
             raise ValueError("TokenMapping.target_ids must equal ctx.new_token_ids")
         if self.source_ids.shape != self.weights.shape or self.source_ids.shape[0] != n or self.kinds.shape != (n,):
             raise ValueError("TokenMapping shapes disagree")
-        if (self.source_ids >= ctx.source_embeddings.shape[0]).any() or (self.source_ids < -1).any():
+        if (self.source_ids >= ctx.source_vocab_size).any() or (self.source_ids < -1).any():
             raise ValueError("TokenMapping.source_ids out of range")
         if not torch.isfinite(self.weights).all():
             raise ValueError("TokenMapping.weights contain NaN/inf")
@@ -238,8 +257,8 @@ class TokenMapping:
             raise ValueError(f"unknown fallback {self.fallback!r}")
         if self.factorization is not None:
             coordinates, primitives = self.factorization
-            if coordinates.shape[0] != ctx.source_embeddings.shape[0] or \
-                    primitives.shape != (coordinates.shape[1], ctx.source_embeddings.shape[1]):
+            if coordinates.shape[0] != ctx.source_vocab_size or \
+                    primitives.shape != (coordinates.shape[1], ctx.source.shape[1]):
                 raise ValueError("TokenMapping.factorization must be (V_s × r, r × d)")
 
 
@@ -304,28 +323,55 @@ def _normalize_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def resolve_device(name: str | None = "auto") -> str:
+    """``--device``: ``auto`` is ``cuda`` when a GPU is visible, else ``cpu``; an unusable device is a UserError."""
+    name = (name or "auto").strip()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise UserError(f"--device {name}: no such device is usable here; use --device cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return str(device)
+
+
 def topk_similarities(queries: torch.Tensor, keys: torch.Tensor, k: int, block_size: int = 4096,
-                      cosine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                      cosine: bool = True, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` (cosine) similarities of every query row to all key rows.
 
-    Blocked over queries: peak extra memory is ``block_size × len(keys)`` floats. Zero rows get
-    similarity 0 (never NaN). Returns ``(values, indices)``, both ``(len(queries), min(k, len(keys)))``,
-    sorted descending; ties broken by ``torch.topk`` deterministically on CPU.
+    Blocked over queries: peak extra memory is ``block_size × len(keys)`` floats, on ``device``
+    (the keys live there once; each block of queries is moved there and its top-k back). Zero
+    rows get similarity 0 (never NaN). Returns CPU ``(values, indices)``, both
+    ``(len(queries), min(k, len(keys)))``, sorted descending; ties broken by ``torch.topk``
+    (deterministically on CPU; on a GPU, equal similarities may be ordered differently).
     """
+    device = torch.device(device)
     queries = queries.float()
-    keys = keys.float()
+    keys = keys.float().to(device)
     if cosine:
-        queries, keys = _normalize_rows(queries), _normalize_rows(keys)
+        keys = _normalize_rows(keys)
     k = min(k, keys.shape[0])
     values = torch.empty(queries.shape[0], k)
     indices = torch.empty(queries.shape[0], k, dtype=torch.long)
     keys_t = keys.T.contiguous()
     # one reused block buffer: a fresh block per step costs page faults comparable to the matmul
-    buffer = torch.empty(min(block_size, queries.shape[0]), keys.shape[0])
+    buffer = torch.empty(min(block_size, queries.shape[0]), keys.shape[0], device=device)
+    block_values = torch.empty(buffer.shape[0], k, device=device)
+    block_indices = torch.empty(buffer.shape[0], k, dtype=torch.long, device=device)
     for start in range(0, queries.shape[0], block_size):
-        chunk = queries[start:start + block_size]
-        block = torch.mm(chunk, keys_t, out=buffer[:chunk.shape[0]])
-        torch.topk(block, k, dim=1, out=(values[start:start + block_size], indices[start:start + block_size]))
+        chunk = queries[start:start + block_size].to(device)
+        if cosine:
+            chunk = _normalize_rows(chunk)
+        rows = chunk.shape[0]
+        block = torch.mm(chunk, keys_t, out=buffer[:rows])
+        torch.topk(block, k, dim=1, out=(block_values[:rows], block_indices[:rows]))
+        values[start:start + rows] = block_values[:rows]
+        indices[start:start + rows] = block_indices[:rows]
     return values, indices
 
 
@@ -346,8 +392,8 @@ def read_extension_size(tokenizer_dir: str | Path) -> int | None:
 
 
 __all__: Sequence[str] = (
-    "COPIED", "NEIGHBOURS", "FALLBACK", "KIND_NAMES", "MODES", "EXTENSION_FILE",
+    "COPIED", "NEIGHBOURS", "FALLBACK", "KIND_NAMES", "MODES", "EXTENSION_FILE", "FACTORIZED_FILE",
     "TransferResources", "MethodConfig", "TransferContext", "TokenMapping", "MethodSpec",
     "register_method", "get_method", "list_methods", "config_from_options",
-    "topk_similarities", "softmax_topk_weights", "read_extension_size",
+    "topk_similarities", "softmax_topk_weights", "read_extension_size", "resolve_device",
 )

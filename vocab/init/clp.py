@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from langgraft.errors import UserError
-from langgraft.models import load_model
+from langgraft.vocab.checkpoint import read_input_embeddings
 from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
                                        register_method, topk_similarities)
 
@@ -32,35 +32,31 @@ class CLPConfig(MethodConfig):
             raise UserError("clp needs --helper MODEL: a small model that already uses the target tokenizer")
 
 
-def helper_embeddings(ctx: TransferContext) -> torch.Tensor:
-    """The helper model's input embeddings; must cover the whole target vocabulary."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the helper's unused head weights are expected, not news
-    try:
-        helper = load_model(ctx.resources.helper)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    table = helper.get_input_embeddings().weight.detach().float()
+def helper_embeddings(ctx: TransferContext) -> tuple[torch.Tensor, bool]:
+    """The helper's input embeddings (read alone from its checkpoint when the stored names allow;
+    ``True`` second when the whole helper had to be loaded); must cover the target vocabulary."""
+    table, whole = read_input_embeddings(ctx.resources.helper)
+    table = table.float()
     if table.shape[0] < ctx.target_vocab_size:
         raise UserError(f"--helper {ctx.resources.helper} has {table.shape[0]} embedding rows but the target "
                         f"tokenizer has {ctx.target_vocab_size} tokens; the helper must use the target tokenizer")
-    return table
+    return table, whole
 
 
 @register_method("clp", CLPConfig, description="similarity-weighted overlap rows, similarities from a helper model")
 def clp(config: CLPConfig, ctx: TransferContext) -> TokenMapping:
-    helper = helper_embeddings(ctx)
+    helper, whole_helper_loaded = helper_embeddings(ctx)
     overlap = ctx.overlap.clone()
     overlap[list(ctx.target_special_ids)] = -1
     anchors = torch.nonzero(overlap >= 0).squeeze(1)  # target ids with an exact source match
     if len(anchors) == 0:
         raise UserError("clp: the source and target tokenizers share no token; use fvt, wechsel or focus instead")
     k = len(anchors) if config.top_k <= 0 else config.top_k
-    sims, idx = topk_similarities(helper[ctx.new_token_ids], helper[anchors], k, block_size=config.block_size)
+    sims, idx = topk_similarities(helper[ctx.new_token_ids], helper[anchors], k, block_size=config.block_size,
+                                  device=ctx.device)
     sims = sims.clamp_min(0.0)
     weights = sims / sims.sum(dim=1, keepdim=True).clamp_min(1e-12)
     mapping = TokenMapping.from_neighbours(ctx.new_token_ids, overlap[anchors][idx], weights)
     mapping.notes["overlapping_tokens"] = len(anchors)
+    mapping.notes["helper_read"] = "whole model loaded" if whole_helper_loaded else "input embeddings only"
     return mapping.copy_overlap(ctx)

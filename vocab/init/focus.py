@@ -70,21 +70,23 @@ def sparsemax(scores: torch.Tensor) -> torch.Tensor:
     return (scores - threshold).clamp_min(0)
 
 
-def sparsemax_neighbours(queries: torch.Tensor, keys: torch.Tensor,
-                         block_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def sparsemax_neighbours(queries: torch.Tensor, keys: torch.Tensor, block_size: int = 4096,
+                         device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """For each query row, the key columns with non-zero sparsemax(cosine) weight, padded with -1.
 
-    Memory is bounded by ``block_size × len(keys)``; returns ``(indices, weights)`` of width
-    equal to the largest support found.
+    Memory is bounded by ``block_size × len(keys)`` on ``device`` (keys moved there once, each
+    block of queries in turn, its support back to the CPU); returns CPU ``(indices, weights)`` of
+    width equal to the largest support found.
     """
     queries = queries / queries.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    keys = keys.to(device)
     keys = keys / keys.norm(dim=1, keepdim=True).clamp_min(1e-12)
     blocks = []
     for start in range(0, queries.shape[0], block_size):
-        weights = sparsemax(queries[start:start + block_size] @ keys.T)
+        weights = sparsemax(queries[start:start + block_size].to(device) @ keys.T)
         width = max(int((weights > 0).sum(dim=1).max()), 1) if len(weights) else 1
         top = torch.topk(weights, width, dim=1)
-        blocks.append((torch.where(top.values > 0, top.indices, -1), top.values))
+        blocks.append((torch.where(top.values > 0, top.indices, -1).cpu(), top.values.cpu()))
     width = max((b[0].shape[1] for b in blocks), default=1)
     indices = torch.full((queries.shape[0], width), -1, dtype=torch.long)
     weights = torch.zeros(queries.shape[0], width)
@@ -116,7 +118,8 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
         raise UserError("focus: no target token both overlaps the source vocabulary and has a fastText vector; "
                         "use more target text (--target-corpus) or another method")
     token_vectors = vectors.vectors([native[i] for i in torch.cat([keys, queries]).tolist()])
-    columns, weights = sparsemax_neighbours(token_vectors[len(keys):], token_vectors[:len(keys)], config.block_size)
+    columns, weights = sparsemax_neighbours(token_vectors[len(keys):], token_vectors[:len(keys)], config.block_size,
+                                            device=ctx.device)
     source_of_key = ctx.overlap[keys]
     position = torch.full((ctx.target_vocab_size,), -1, dtype=torch.long)
     position[queries] = torch.arange(len(queries))

@@ -36,7 +36,7 @@ def piece_table(pieces: list[list[int]], weights: list[list[float]] | None = Non
 
 def fvt_pieces(ctx: TransferContext) -> list[list[int]]:
     """Source-tokenizer ids of every token in ``ctx.new_token_ids`` (``[]`` when none)."""
-    limit = ctx.source_embeddings.shape[0]
+    limit = ctx.source_vocab_size
     tokens = [ctx.target_tokens[i] for i in ctx.new_token_ids.tolist()]
     return [[i for i in ids if i < limit] for ids in decompose(tokens, ctx.source_tokenizer)]
 

@@ -16,6 +16,7 @@ stock checkpoint.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from torch import nn
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
-from langgraft.vocab.init.base import (MethodConfig, TokenMapping, TransferContext, TransferResources,
-                                       register_method)
+from langgraft.models import load_tokenizer
+from langgraft.vocab.checkpoint import CheckpointSource, open_source
+from langgraft.vocab.init.base import (FACTORIZED_FILE, MethodConfig, TokenMapping, TransferContext,
+                                       TransferResources, register_method)
 from langgraft.vocab.init.fvt import fvt_pieces, piece_table
 
 
@@ -79,7 +82,8 @@ def ofa(config: OFAConfig, ctx: TransferContext) -> TokenMapping:
         vectors = WechselConfig(k=config.k, temperature=config.temperature, dim=config.dim, epochs=config.epochs,
                                 min_count=config.min_count, block_size=config.block_size)
         source, target, notes = aligned_token_vectors(ctx, vectors)
-        mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature, config.block_size)
+        mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature, config.block_size,
+                                    ctx.device)
         mapping.notes.update(notes, neighbours="aligned static vectors")
     else:
         ids, weights = piece_table(fvt_pieces(ctx))
@@ -105,8 +109,6 @@ class FactorizedEmbedding(nn.Module):
         """Read ``coordinates`` (V × r) and ``primitives`` (r × d); a malformed file is a :class:`UserError`."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-
-        from langgraft.vocab.transfer import FACTORIZED_FILE
 
         path = Path(path)
         if not path.is_file():
@@ -148,27 +150,29 @@ def export_factorized(model_dir: str | Path, out: str | Path, factorized: str | 
     """Write a stock checkpoint whose input embeddings are ``coordinates @ primitives`` of ``factorized``
     (default: the file beside ``model_dir``).
 
-    Every other tensor and the tokenizer come from ``model_dir``; a tied head follows the new input
-    rows, an untied head keeps its own rows. Nothing is written unless the factors fit the model.
+    Every other tensor (byte for byte, in ``model_dir``'s shard layout and dtype), the config and the
+    tokenizer come from ``model_dir``; a tied head follows the new input rows, an untied head keeps
+    its own rows. Nothing is written unless the factors fit the model.
     """
-    from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
-    from langgraft.vocab.transfer import FACTORIZED_FILE
-
     factorized = Path(factorized or Path(model_dir) / FACTORIZED_FILE)
     check_output(out, inputs=[model_dir, factorized], overwrite=overwrite)
-    config = load_config(model_dir)  # a missing or broken model fails before any factor is read
+    source = open_source(model_dir)  # a missing or broken model fails before any factor is read
     table = FactorizedEmbedding.from_file(factorized)
-    text_config = config.get_text_config()
-    expected = (text_config.vocab_size, getattr(text_config, "embedding_size", None) or text_config.hidden_size)
     with torch.no_grad():
         full = table.full_matrix()
-        if tuple(full.shape) != expected:  # checked on the config, before the weights are loaded
-            raise UserError(f"{factorized}: factors give {tuple(full.shape)} (rows, dims) but {model_dir}'s input "
-                            f"embeddings are {expected}; use the factors written or trained for this model")
-        model = load_model(model_dir, auto_class(head_kind(config)))
-        model.get_input_embeddings().weight.copy_(full)
+    if tuple(full.shape) != tuple(source.shape):  # checked on the stored shape, before any weight is read
+        raise UserError(f"{factorized}: factors give {tuple(full.shape)} (rows, dims) but {model_dir}'s input "
+                        f"embeddings are {tuple(source.shape)}; use the factors written or trained for this model")
     tokenizer = load_tokenizer(model_dir)
     with atomic_dir(out, overwrite=overwrite, inputs=[model_dir, factorized]) as tmp:
-        model.save_pretrained(tmp)
+        if isinstance(source, CheckpointSource):
+            source.checkpoint.write(tmp, {key: full.to(source.dtype("input")) for key in source.vocab.input})
+            for name in ("config.json", "generation_config.json"):
+                if (source.checkpoint.path / name).is_file():
+                    shutil.copyfile(source.checkpoint.path / name, tmp / name)
+        else:
+            with torch.no_grad():
+                source.model.get_input_embeddings().weight.copy_(full)
+            source.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(out)

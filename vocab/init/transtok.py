@@ -55,14 +55,16 @@ def alignment_counts(config: TranstokConfig, ctx: TransferContext) -> torch.Tens
 
 
 def top_k_rows(counts: torch.Tensor, min_count: float, top_k: int, n_rows: int,
-               limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               limit: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row: the ``top_k`` largest counts >= ``min_count`` (column < ``limit``) as padded
-    ``(ids, probabilities, row_totals)``; probabilities sum to 1 over each non-empty row."""
+    ``(ids, probabilities, row_totals)``; probabilities sum to 1 over each non-empty row. The two
+    sorts over every aligned pair run on ``device``; stable sorts give the same order anywhere."""
     index, values = counts.indices(), counts.values().float()
     keep = (values >= min_count) & (index[1] < limit)
     rows, cols, values = index[0][keep], index[1][keep], values[keep]
-    order = torch.argsort(-values, stable=True)
-    order = order[torch.argsort(rows[order], stable=True)]
+    on_device_rows, on_device_values = rows.to(device), values.to(device)
+    order = torch.argsort(-on_device_values, stable=True)
+    order = order[torch.argsort(on_device_rows[order], stable=True)].cpu()
     rows, cols, values = rows[order], cols[order], values[order]
     starts = torch.searchsorted(rows, torch.arange(n_rows))
     rank = torch.arange(len(rows)) - starts[rows]
@@ -118,7 +120,7 @@ def _is_number_or_symbol(raw: bytes) -> bool:
 def transtok(config: TranstokConfig, ctx: TransferContext) -> TokenMapping:
     counts = alignment_counts(config, ctx)
     ids, probs, totals = top_k_rows(counts, config.min_count, config.top_k, ctx.target_vocab_size,
-                                    ctx.source_embeddings.shape[0])
+                                    ctx.source_vocab_size, device=ctx.device)
     aligned_tokens = int((totals[ctx.new_token_ids] > 0).sum())
     inherited = inherit_from_longer(ctx, ids, probs, totals)
     new = ctx.new_token_ids

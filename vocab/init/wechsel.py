@@ -94,18 +94,18 @@ def aligned_token_vectors(ctx: TransferContext, config: WechselConfig) -> tuple[
     source_wv = resolve.word_vectors(ctx.resources, "source", options)
     target_wv = resolve.word_vectors(ctx.resources, "target", options)
     rotation, used = align_spaces(resolve.dictionary(ctx.resources), source_wv, target_wv)
-    limit = ctx.source_embeddings.shape[0]
+    limit = ctx.source_vocab_size
     source = token_vectors(ctx.source_tokens[:limit], source_wv)
     target = token_vectors(ctx.target_tokens, target_wv) @ rotation
     return source, target, {"dictionary_pairs_used": used, "fasttext_dim": source_wv.dim}
 
 
 def neighbour_mapping(target_ids: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor, k: int,
-                      temperature: float, block_size: int) -> TokenMapping:
-    """Top-k softmax neighbours of ``queries[target_ids]`` among the non-zero ``keys`` rows."""
+                      temperature: float, block_size: int, device: str = "cpu") -> TokenMapping:
+    """Top-k softmax neighbours of ``queries[target_ids]`` among the non-zero ``keys`` rows (similarities on ``device``)."""
     key_ids = torch.nonzero(keys.abs().sum(dim=1) > 0).squeeze(1)
     query = queries[target_ids]
-    sims, idx = topk_similarities(query, keys[key_ids], k, block_size=block_size)
+    sims, idx = topk_similarities(query, keys[key_ids], k, block_size=block_size, device=device)
     weights = softmax_topk_weights(sims, temperature)
     has_vector = query.abs().sum(dim=1) > 0
     weights = torch.where(has_vector[:, None], weights, 0.0)
@@ -116,6 +116,7 @@ def neighbour_mapping(target_ids: torch.Tensor, queries: torch.Tensor, keys: tor
                  description="top-k softmax neighbours in Procrustes-aligned fastText spaces (WECHSEL)")
 def wechsel(config: WechselConfig, ctx: TransferContext) -> TokenMapping:
     source, target, notes = aligned_token_vectors(ctx, config)
-    mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature, config.block_size)
+    mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature, config.block_size,
+                                ctx.device)
     mapping.notes.update(notes)
     return mapping.copy_overlap(ctx) if config.copy_overlap else mapping
