@@ -43,7 +43,7 @@ class HeadRecoveryOptions(TrainingOptions):
     max_steps: int = option(300, help="optimizer steps of the head", gt=0, group=SCHEDULE)
     learning_rate: float = option(1e-3, help="learning rate of the head", gt=0, group=SCHEDULE)
     per_device_train_batch_size: int = option(32, help="lines per device per optimizer step", ge=1,
-                                              aliases=("--batch-size",), group=SCHEDULE)
+                                              aliases=("--batch-size",), keys=("batch_size",), group=SCHEDULE)
     max_length: int = option(128, help="tokens per line (longer lines are cut)", gt=0, group=SCHEDULE)
     warmup_steps: float = option(0.1, help="linear warmup: steps, or a ratio of the steps when below 1", ge=0,
                                  group=SCHEDULE)

@@ -44,7 +44,7 @@ def seed_module(seed: int) -> None:
     """Module weights are initialised before the Trainer seeds itself: seed them too (determinism)."""
     from transformers import set_seed
 
-    setseed_module(seed)
+    set_seed(seed)
 
 
 def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:

@@ -36,7 +36,7 @@ class SftConfig(ModuleConfig):
     k: int = option(100_000, help="sft: number of entries in the ticket (paper: ~7.7M language, ~14.2M task on "
                     "base models)", gt=0)
     l1_weight: float = option(0.1, help="sft: L1 weight λ of the pull toward the start, λ·Σ|θ − θ0| / N (N maskable "
-                              "entries)", ge=0, aliases=("--l1",))
+                              "entries)", ge=0, aliases=("--l1",), keys=("l1",))
     include_layernorm: bool = option(False, help="sft: LayerNorm weights may enter the ticket")
     train_embeddings: bool | None = option(None, help="sft: embeddings may enter the ticket (default: yes for "
                                            "language modules, no for task modules)")

@@ -30,7 +30,7 @@ class TrainOptions(TrainingOptions):
     learning_rate: float | None = option(None, help="learning rate (default: the kind's)", gt=0, aliases=("--lr",),
                                          group=SCHEDULE)
     per_device_train_batch_size: int = option(16, help="examples per device per optimizer step", ge=1,
-                                              aliases=("--batch-size",), group=SCHEDULE)
+                                              aliases=("--batch-size",), keys=("batch_size",), group=SCHEDULE)
     max_length: int = option(128, help="tokens per example/block", gt=0, group=SCHEDULE)
     mlm_probability: float = option(0.15, help="share of tokens masked (MLM language modules)", gt=0, lt=1,
                                     group=SCHEDULE)

@@ -36,18 +36,18 @@ MAX_PAIR_VALUE = 10_000  # characters of one KEY=VALUE value: a YAML scalar or s
 
 def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING, ge: float | None = None,
            gt: float | None = None, le: float | None = None, lt: float | None = None,
-           aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, group: str | None = None,
-           result: bool = True) -> Any:
+           aliases: tuple[str, ...] = (), keys: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True,
+           group: str | None = None, result: bool = True) -> Any:
     """A dataclass field with its help text and allowed range (the one place its default is written).
 
-    ``aliases``: further CLI spellings (hidden from ``--help``), kept for existing scripts; as
-    ``--old-name`` they are also accepted as the YAML key ``old_name``.
+    ``aliases``: further CLI spellings (hidden from ``--help``), kept for existing scripts.
+    ``keys``: former names still accepted as YAML / ``KEY=VALUE`` keys (e.g. ``batch_size``).
     ``cli=False``: a field of the Python API and YAML only (e.g. paths a stage fills in).
     ``group``: the ``--help`` section the CLI argument is listed under.
     ``result=False``: the option never changes what a run computes (logging, checkpoint cadence),
     so a cache key may leave it out (:func:`result_values`).
     """
-    metadata = {"help": help, "aliases": aliases, "metavar": metavar, "cli": cli, "group": group, "result": result,
+    metadata = {"help": help, "aliases": aliases, "keys": keys, "metavar": metavar, "cli": cli, "group": group, "result": result,
                 **{name: value for name, value in zip(BOUNDS, (ge, gt, le, lt)) if value is not None}}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
@@ -231,9 +231,8 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
 
 
 def alias_names(cls: type) -> dict[str, str]:
-    """``{old_name: field}`` for the ``aliases`` of ``cls``'s options (``--batch-size`` -> ``batch_size``)."""
-    return {alias.lstrip("-").replace("-", "_"): f.name for f in dataclasses.fields(cls)
-            for alias in f.metadata.get("aliases", ())}
+    """``{former key: field}`` for the ``keys`` of ``cls``'s options (``batch_size`` -> ``per_device_train_batch_size``)."""
+    return {key: f.name for f in dataclasses.fields(cls) for key in f.metadata.get("keys", ())}
 
 
 def parse_pairs(pairs: typing.Iterable[str], what: str, example: str, cls: type | None = None) -> dict[str, Any]:
