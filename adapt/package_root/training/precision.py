@@ -36,9 +36,10 @@ def checkpoint_dtype(config: Any) -> torch.dtype:
 
 
 def load_dtype(options: Any, config: Any) -> torch.dtype:
-    """What ``from_pretrained`` gets: the checkpoint's low precision under ``bf16``/``fp16``, else fp32."""
+    """What ``from_pretrained`` gets: a low-precision checkpoint stays so under ``bf16``/``fp16`` and becomes
+    fp32 without them; fp32 and fp64 checkpoints load as they are."""
     stored = checkpoint_dtype(config)
-    return stored if (options.bf16 or options.fp16) and stored in LOW_PRECISION else torch.float32
+    return torch.float32 if stored in LOW_PRECISION and not (options.bf16 or options.fp16) else stored
 
 
 def upcast_trainable(model: Any) -> list[str]:
