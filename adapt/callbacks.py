@@ -1,4 +1,6 @@
-"""Trainer callbacks of the pretraining stage: metrics, held-out bpc, loss curve, sealed checkpoints.
+"""Trainer callbacks of the pretraining stage: metrics, held-out bpc, loss curve.
+
+(Sealed checkpoints belong to every training run: :mod:`langgraft.training.checkpoints`.)
 
 Each run stage (embeddings, full/module) is its own ``Trainer`` whose ``global_step`` starts at
 0, so every callback takes ``step_offset`` and reports run-level steps.
@@ -6,15 +8,13 @@ Each run stage (embeddings, full/module) is its own ``Trainer`` whose ``global_s
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from langgraft.atomic import atomic_file, match_umask
+from langgraft.atomic import atomic_file
 
-SEAL_FILE = "langgraft_complete.json"
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 TENSORBOARD_DIR = "runs"
@@ -94,7 +94,9 @@ class HeldOutEvalCallback(TrainerCallback):
     """Every ``eval_steps`` run steps (and at the end of the stage): loss and bpc on held-out text.
 
     Uses :func:`langgraft.eval.bpc.compute_bpc`, so MLM masks are the fixed word masks and the
-    numbers are comparable with ``langgraft eval bpc``. Computed by the main process only.
+    numbers are comparable with ``langgraft eval bpc``. Computed by the main process only; a
+    sharded model (FSDP, DeepSpeed ZeRO-3) needs every process in its forward pass, so there all
+    processes compute it and the main one writes it.
     """
 
     def __init__(self, log: MetricsLog, stage: str, step_offset: int, tokenizer: Any, corpus: Path,
@@ -111,9 +113,14 @@ class HeldOutEvalCallback(TrainerCallback):
         self.log.write({"step": step, "stage": self.stage, "eval_loss": result.loss, "eval_bpc": result.bpc})
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        from langgraft.training import autocast
+
         step = self.step_offset + state.global_step
-        if state.is_world_process_zero and (step % self.eval_steps == 0 or state.global_step == state.max_steps):
-            self.evaluate(model, step)
+        sharded = bool(args.fsdp) or args.deepspeed is not None
+        if (state.is_world_process_zero or sharded) and (step % self.eval_steps == 0
+                                                         or state.global_step == state.max_steps):
+            with autocast(args):  # fp32 master weights next to frozen bf16 ones
+                self.evaluate(model, step)
 
 
 class LossCurveCallback(TrainerCallback):
@@ -156,47 +163,3 @@ def plot_loss_curve(log: MetricsLog) -> None:
     with atomic_file(log.path.parent / CURVE_FILE, "wb") as handle:
         figure.savefig(handle, format="png", dpi=100)
     plt.close(figure)
-
-
-class SealCheckpointCallback(TrainerCallback):
-    """After Trainer finished writing ``checkpoint-N``, record its files and sizes in a seal file.
-
-    Trainer writes checkpoint folders in place; a run killed mid-save leaves a folder without a
-    seal (or with files whose sizes differ), and :func:`valid_checkpoints` never resumes from it.
-    """
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.is_world_process_zero:
-            seal_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-
-def seal_checkpoint(folder: Path) -> None:
-    match_umask(folder)
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != SEAL_FILE:
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-            files[str(path.relative_to(folder))] = path.stat().st_size
-    with atomic_file(folder / SEAL_FILE) as handle:
-        json.dump({"files": files}, handle)
-
-
-def is_sealed(folder: Path) -> bool:
-    """True when ``folder`` has a seal and every sealed file is present with its recorded size."""
-    try:
-        files = json.loads((folder / SEAL_FILE).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items())
-
-
-def checkpoint_step(folder: Path) -> int:
-    return int(folder.name.rsplit("-", 1)[1])
-
-
-def valid_checkpoints(stage_dir: Path) -> tuple[list[Path], list[Path]]:
-    """``(sealed, broken)`` checkpoint folders of a stage, sealed ones sorted by step."""
-    folders = [f for f in stage_dir.glob("checkpoint-*") if f.is_dir() and f.name.split("-")[-1].isdigit()]
-    sealed = sorted((f for f in folders if is_sealed(f)), key=checkpoint_step)
-    return sealed, [f for f in folders if f not in sealed]

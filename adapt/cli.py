@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "langgraft.vocab.tokenizer_cli",
     "langgraft.vocab.init_cli",
     "langgraft.vocab.resources.cli",
+    "langgraft.adapt.head_cli",
     "langgraft.adapt.pretrain_cli",
     "langgraft.adapters.cli",
     "langgraft.eval.cli",

@@ -32,6 +32,7 @@ import torch
 from langgraft.lm import LM_ROWS_KEY
 from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
 from langgraft.errors import UserError
+from langgraft.vocab.resources.text import iter_lines
 
 DOCUMENTS_PER_TOKENIZER_CALL = 256
 SHUFFLE_BUFFER = 10_000  # documents held per corpus for shuffling (0: read in file order)
@@ -279,3 +280,21 @@ class PackedLMCollator:
         masked = input_ids.masked_fill(chosen & (draw < 0.8), self.tokenizer.mask_token_id)
         masked = torch.where(chosen & (draw >= 0.8) & (draw < 0.9), random_ids, masked)
         return masked, labels
+
+
+def iter_text_lines(files: Sequence[str | os.PathLike]) -> Iterator[str]:
+    """Non-empty stripped lines of ``files``, streamed."""
+    return (line.strip() for line in iter_lines([str(f) for f in files]) if line.strip())
+
+
+class LineStream(torch.utils.data.IterableDataset):
+    """Tokenized lines of the corpus, cycled forever (the Trainer stops at ``max_steps``): head recovery's data."""
+
+    def __init__(self, files: Sequence[str], tokenizer: Any, max_length: int, skip: int):
+        self.files, self.tokenizer, self.max_length, self.skip = files, tokenizer, max_length, skip
+
+    def __iter__(self) -> Iterator[dict[str, list[int]]]:
+        while True:
+            for line in itertools.islice(iter_text_lines(self.files), self.skip, None):
+                yield self.tokenizer(line, truncation=True, max_length=self.max_length,
+                                     return_special_tokens_mask=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraft.adapt.head import HeadRecoveryOptions
 from langgraft.adapt.pretrain import FULL_LEARNING_RATE
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
@@ -22,6 +23,7 @@ from langgraft.corpora.split import check_ratios
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
+from langgraft.adapters.training import TrainOptions
 
 CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
 
@@ -61,17 +63,26 @@ class TokenizerConfig(Validated):
                              le=MAX_VOCAB_SIZE)
 
 
-@dataclass
-class HeadConfig:
-    """Fit an MLM/CLM head on source text for headless checkpoints (sentence-transformers)."""
+def section(options: type, name: str, doc: str, *, stage_set: tuple[str, ...] = (), defaults: dict[str, Any] | None = None,
+            before: list[tuple[str, Any, Any]] = (), after: list[tuple[str, Any, Any]] = ()) -> type:
+    """A YAML section made from an options dataclass: its fields (declarations and help kept) less the
+    ones the stage sets itself (``stage_set``), with the section's own ``defaults``, between the
+    pipeline-only keys ``before`` and ``after``. So a new option of a stage is a pipeline key at once."""
+    hints = typing.get_type_hints(options)
+    defaults = defaults or {}
+    fields = [(f.name, hints[f.name], field(default=defaults[f.name], metadata=f.metadata) if f.name in defaults
+               else field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+              for f in dataclasses.fields(options) if f.name not in stage_set]
+    return dataclasses.make_dataclass(name, [*before, *fields, *after],
+                                      namespace={"__doc__": doc, "__module__": __name__})
 
-    recover: Literal["auto", "always", "never"] = "auto"  # auto: only when the source has no head
-    max_steps: int = 300
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    body_steps: int = 0  # then train the whole source model on source text (a sentence-embedding body is a weak MLM)
-    body_learning_rate: float = 3e-4
-    eval_documents: int = 200  # source dev documents for the held-out bpc of the body steps
+
+# head recovery (langgraft.adapt.head.HeadRecoveryOptions); the stage sets the seed
+HeadConfig = section(
+    HeadRecoveryOptions, "HeadConfig", "Fit an MLM/CLM head on source text for headless checkpoints (sentence-transformers).",
+    stage_set=("seed",),
+    before=[("recover", Literal["auto", "always", "never"], field(default="auto"))],  # auto: only when the source has no head
+    after=[("eval_documents", int, field(default=200))])  # source dev documents for the held-out bpc of the body steps
 
 
 @dataclass
@@ -109,39 +120,24 @@ PRETRAIN_STAGE_FIELDS = [  # pipeline-only keys
 ]
 
 
-def _pretrain_section() -> type:
-    """:class:`RunConfig` less ``STAGE_SET_FIELDS``, with ``PRETRAIN_DEFAULTS``, plus the pipeline-only keys."""
-    hints = typing.get_type_hints(RunConfig)
-    fields = [(f.name, hints[f.name], field(default=PRETRAIN_DEFAULTS[f.name]) if f.name in PRETRAIN_DEFAULTS
-               else field(default=f.default, default_factory=f.default_factory))
-              for f in dataclasses.fields(RunConfig) if f.name not in STAGE_SET_FIELDS]
-    doc = """Continued pretraining (``langgraft.adapt.pretrain``; names as in ``TrainingArguments``).
+PretrainConfig = section(RunConfig, "PretrainConfig", """Continued pretraining (``langgraft.adapt.pretrain``; names as in ``TrainingArguments``).
 
     The first ``embedding_steps`` train only the embeddings (body frozen), the remaining
     ``max_steps - embedding_steps`` the full model.
-    """
-    return dataclasses.make_dataclass("PretrainConfig", fields + PRETRAIN_STAGE_FIELDS,
-                                      namespace={"__doc__": doc, "__module__": __name__})
+    """, stage_set=STAGE_SET_FIELDS, defaults=PRETRAIN_DEFAULTS, after=PRETRAIN_STAGE_FIELDS)
 
-
-PretrainConfig = _pretrain_section()
-
-
-@dataclass
-class ModuleConfig:
-    """A language module (MLM/CLM on one language's text, base frozen) or a task module (source labels)."""
-
-    name: str = ""
-    role: Literal["language", "task"] = "language"
-    kind: Literal["lora", "sft", "madx"] = "lora"
-    corpus: Literal["target", "source"] = "target"  # language modules: whose text (source: for task stacking)
-    task: str | None = None  # task modules: the evaluation task whose train file they learn
-    language_module: str | None = None  # task modules: an earlier source-language module to train on top of
-    max_steps: int = 200
-    learning_rate: float | None = None  # None: the kind's default
-    batch_size: int = 16
-    max_length: int = 128
-    options: dict[str, Any] = field(default_factory=dict)  # the kind's config: rank/alpha (lora), ...
+# A language module (MLM/CLM on one language's text, base frozen) or a task module (source labels):
+# the module training options (langgraft.adapters.training.TrainOptions) less the seed, which the stage sets.
+ModuleConfig = section(
+    TrainOptions, "ModuleConfig", "A language module (MLM/CLM on one language's text, base frozen) or a task "
+    "module (source labels).", stage_set=("seed",),
+    before=[("name", str, field(default="")),
+            ("role", Literal["language", "task"], field(default="language")),
+            ("kind", Literal["lora", "sft", "madx"], field(default="lora")),
+            ("corpus", Literal["target", "source"], field(default="target")),  # language modules: whose text
+            ("task", str | None, field(default=None)),  # task modules: the evaluation task whose train file they learn
+            ("language_module", str | None, field(default=None))],  # task modules: an earlier source-language module
+    after=[("options", dict[str, Any], field(default_factory=dict))])  # the kind's config: rank/alpha (lora), ...
 
 
 @dataclass

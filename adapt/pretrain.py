@@ -11,10 +11,10 @@ learning rate and schedule, and a distributed wrapper that sees exactly its trai
    a language module (LoRA, MAD-X, SFT from :mod:`langgraft.adapters`) trains instead, each of its
    phases (SFT has two) for ``max_steps - embedding_steps`` steps, without weight decay.
 
-Trainer is extended only through public arguments and callbacks: the packed stream
-(:mod:`langgraft.adapt.data`), ``compute_loss_func`` plus PyTorch hooks that compute the LM
-head on the scored rows only (:mod:`langgraft.lm`), and the callbacks of
-:mod:`langgraft.adapt.callbacks`. Layout of ``out``::
+Every stage trains through :func:`langgraft.training.train` (the one training path: precision,
+new-rows-only training, the chunked LM loss on the scored rows only, sealed checkpoints and
+resume, FSDP/DeepSpeed) with the packed stream of :mod:`langgraft.adapt.data` and the callbacks
+of :mod:`langgraft.adapt.callbacks`. Layout of ``out``::
 
     out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained); with a
                                                      language module: the base after stage 1, if it ran
@@ -25,20 +25,20 @@ head on the scored rows only (:mod:`langgraft.lm`), and the callbacks of
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.errors import UserError
+from langgraft.options import option
+from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
 
 RUN_FILE = "langgraft_pretrain.json"
 FULL_LEARNING_RATE = 5e-5  # stage 2 without a language module, when no learning rate is given
-# report_to values langgraft handles itself; the others are Trainer integrations (wandb, mlflow, ...)
-OWN_REPORTERS = ("auto", "tensorboard", "none")
+DATA = "data order and mixing"
 # fit(model, learning_rate, callbacks, stage) -> stats: the signature of langgraft.adapters.base.Fit
 Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 # language_module(model, fit) -> trained module: make the model trainable your way (base frozen),
@@ -47,53 +47,46 @@ Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 LanguageModuleStage = Callable[[Any, Fit], Any]
 
 
-@dataclass
-class PretrainConfig:
-    """Options of ``langgraft pretrain``; names follow ``TrainingArguments`` where one exists."""
+@dataclass(kw_only=True)
+class PretrainConfig(TrainingOptions):
+    """Options of ``langgraft pretrain``: :class:`~langgraft.training.TrainingOptions` plus the run's own."""
 
-    model: str
-    corpus: list[str]
-    out: str
-    eval_corpus: str | None = None
-    max_steps: int = 1000
-    embedding_steps: int = 0
-    learning_rate: float | None = None  # None: FULL_LEARNING_RATE, or the language module's own default
-    embedding_learning_rate: float = 1e-3
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_seq_length: int = 128
-    warmup_steps: float = 0.0
-    weight_decay: float = 0.01
-    lr_scheduler_type: str = "linear"
-    max_grad_norm: float = 1.0
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    eval_steps: int = 500
-    logging_steps: int = 10
-    seed: int = 42
-    mlm_probability: float = 0.15
-    corpus_alpha: float = 0.3
-    replay_corpus: str | None = None
-    replay_ratio: float = 0.0
-    shuffle_buffer: int = 10_000  # per corpus: chunk order + a buffer of this many documents; 0: file order
-    eval_batch_size: int = 16
-    resume: bool = False
-    use_cpu: bool = False
-    # "auto": TensorBoard in out/runs when installed; "tensorboard": the same, required; "none": off;
-    # anything else goes to Trainer's report_to (wandb, mlflow, ...)
-    report_to: list[str] = field(default_factory=lambda: ["auto"])
+    model: str = option(help="model directory or hub name, with an LM head")
+    corpus: list[str] = option(help="target-language training text file(s)")
+    out: str = option(help="run directory: final model, metrics, checkpoints")
+    eval_corpus: str | None = option(None, help="held-out text: loss and bits per character every --eval-steps")
+    resume: bool = option(False, help="continue the run in --out from its last checkpoint", result=False)
+    max_steps: int = option(1000, help="optimizer steps of the whole run (both stages)", gt=0, group=SCHEDULE)
+    embedding_steps: int = option(0, help="first steps train only embeddings and output bias (body frozen)", ge=0,
+                                  group=SCHEDULE)
+    learning_rate: float | None = option(None, help="learning rate of stage 2 (default: 5e-5 for the full model, "
+                                         "the kind's own for a module)", gt=0, group=SCHEDULE)
+    embedding_learning_rate: float = option(1e-3, help="learning rate of the embeddings stage", gt=0, group=SCHEDULE)
+    max_seq_length: int = option(128, help="tokens per packed sequence", gt=0, group=SCHEDULE)
+    mlm_probability: float = option(0.15, help="share of tokens masked (MLM)", gt=0, lt=1, group=SCHEDULE)
+    shuffle_buffer: int = option(10_000, help="shuffle each corpus anew at every pass, seeded by --seed: its 16 KiB "
+                                 "chunks in a random order, then a buffer of N documents (0: file order, no shuffling)",
+                                 ge=0, metavar="N", group=DATA)
+    corpus_alpha: float = option(0.3, help="temperature for several --corpus files: p_i ~ size_i ** alpha", ge=0,
+                                 group=DATA)
+    replay_corpus: str | None = option(None, help="source-language text replayed to limit forgetting", group=DATA)
+    replay_ratio: float = option(0.0, help="share of documents from --replay-corpus", ge=0, lt=1, group=DATA)
+    train_new_rows_only: bool = option(False, help="extended vocabularies: in the embeddings and the head only the "
+                                       "new rows train (and have optimizer state); the source rows stay bit-identical",
+                                       group=SCALE)
+    loss_chunk_tokens: int = option(1024, help="compute the LM loss this many scored tokens at a time, so the "
+                                    "tokens x vocabulary logits are never built at once (0: all at once)", ge=0,
+                                    group=SCALE, result=False)
+    eval_steps: int = option(500, help="held-out evaluation every N steps", gt=0, group=LOGGING, result=False)
+    eval_batch_size: int = option(16, help="held-out evaluation batch size", gt=0, group=LOGGING, result=False)
+    report_to: list[str] = option(default_factory=lambda: ["auto"], help="auto: TensorBoard logs in OUT/runs when "
+                                  "tensorboard is installed; tensorboard: the same, required; none: off; other names "
+                                  "are Trainer integrations (wandb, mlflow, ...)", group=LOGGING, result=False)
 
     def check(self) -> None:
-        if self.max_steps <= 0:
-            raise UserError(f"--max-steps must be positive, got {self.max_steps}")
-        if not 0 <= self.embedding_steps <= self.max_steps:
+        """Checks that look at the file system or at each other (ranges are checked when the config is built)."""
+        if self.embedding_steps > self.max_steps:
             raise UserError(f"--embedding-steps {self.embedding_steps} must be between 0 and --max-steps {self.max_steps}")
-        for name in ("save_steps", "eval_steps", "logging_steps", "per_device_train_batch_size",
-                     "gradient_accumulation_steps", "max_seq_length"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.shuffle_buffer < 0:
-            raise UserError(f"--shuffle-buffer must be 0 (no shuffling) or positive, got {self.shuffle_buffer}")
         if not self.corpus:
             raise UserError("give at least one --corpus file")
         for path in [*self.corpus, self.eval_corpus, self.replay_corpus]:
@@ -162,14 +155,6 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
     return None
 
 
-def _has_gpu() -> bool:
-    """Any accelerator; without one Trainer must be told ``use_cpu`` to run multi-process (gloo)."""
-    import torch
-
-    return torch.cuda.is_available() or torch.backends.mps.is_available() or (
-        hasattr(torch, "xpu") and torch.xpu.is_available())
-
-
 def _wait_for_everyone() -> None:
     """Barrier across processes (no-op in a single process)."""
     from accelerate import PartialState
@@ -177,32 +162,32 @@ def _wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
-def _is_disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+def new_rows_start(model_path: str) -> int:
+    """First new row of an extended vocabulary, for ``--train-new-rows-only``.
 
-
-def _load_finished_stage(model: Any, checkpoint: Path) -> dict[str, float]:
-    """Put the weights of a stage's last checkpoint into ``model``; its stats as ``fit`` reports them.
-
-    Reads what Trainer wrote: a PEFT adapter (``adapter_model.safetensors``) or the model's
-    safetensors shards. ``train_loss`` is the mean of the losses Trainer logged in that stage.
+    Read from the ``transfer_summary.json`` that ``langgraft init --mode extend`` writes (with the
+    ``langgraft_extension.json`` of the tokenizer it names), or from a ``langgraft_extension.json``
+    next to the model. A replaced vocabulary has no source rows to keep: refused.
     """
-    from safetensors.torch import load_file
+    from langgraft.vocab.tokenizers import read_extension_info
+    from langgraft.vocab.transfer import SUMMARY_FILE
 
-    adapter = checkpoint / "adapter_model.safetensors"
-    if adapter.is_file():
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_file(str(adapter)), adapter_name=model.active_adapter)
-    else:
-        for shard in sorted(checkpoint.glob("model*.safetensors")):
-            unexpected = model.load_state_dict(load_file(str(shard)), strict=False).unexpected_keys
-            if unexpected:
-                raise UserError(f"checkpoint {checkpoint} does not fit this model ({unexpected[0]}); "
-                                "resume with the model and module that started the run or choose another --out")
-    history = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
-    losses = [record["loss"] for record in history if "loss" in record]
-    return {"train_seconds": 0.0, "train_loss": round(sum(losses) / len(losses), 4) if losses else float("nan")}
+    summary_file = Path(model_path) / SUMMARY_FILE
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        if summary.get("mode") != "extend":
+            raise UserError(f"--train-new-rows-only: {model_path} has a replaced vocabulary (langgraft init --mode "
+                            f"{summary.get('mode')}): every row is new; drop the flag to train the embeddings fully")
+        tokenizer_dir = summary.get("target_tokenizer")
+        extension = read_extension_info(tokenizer_dir) if tokenizer_dir and Path(tokenizer_dir).is_dir() else None
+        source_rows = int(summary["source_vocab_size"])
+        return min(int(extension["original_vocab_size"]), source_rows) if extension else source_rows
+    extension = read_extension_info(model_path)
+    if extension is None:
+        raise UserError(f"--train-new-rows-only needs an extended vocabulary, but {model_path} has neither "
+                        "transfer_summary.json (langgraft init --mode extend) nor langgraft_extension.json; "
+                        "drop the flag or pretrain the output of `langgraft init --mode extend`")
+    return int(extension["original_vocab_size"])
 
 
 class _Run:
@@ -210,27 +195,33 @@ class _Run:
 
     def __init__(self, config: PretrainConfig, language_module: LanguageModuleStage | None,
                  callbacks: Sequence[Any] = ()):
+        import dataclasses
+
         from langgraft.adapt.callbacks import MetricsLog
-        from langgraft.models import default_max_length, objective_from_config
-        from langgraft.models import load_config, load_tokenizer, resolve_model_path
+        from langgraft.models import default_max_length, load_config, load_tokenizer, objective_from_config
+        from langgraft.models import resolve_model_path
+        from langgraft.training import check_options, checkpoint_dtype, training_arguments
 
         config.check()
+        check_options(config)
         self.config, self.language_module, self.user_callbacks = config, language_module, list(callbacks)
         self.out = Path(config.out)
         self.model_path = resolve_model_path(config.model)
-        model_config = load_config(self.model_path)
-        self.objective = objective_from_config(model_config)
+        self.model_config = load_config(self.model_path)
+        self.objective = objective_from_config(self.model_config)
         self.tokenizer = load_tokenizer(self.model_path)
         if self.objective == "mlm" and self.tokenizer.mask_token_id is None:
             raise UserError(f"tokenizer of {config.model} has no mask token, needed for masked-LM pretraining")
-        limit = default_max_length(model_config, self.tokenizer, cap=1 << 20)
+        limit = default_max_length(self.model_config, self.tokenizer, cap=1 << 20)
         if config.max_seq_length > limit:
             raise UserError(f"--max-seq-length {config.max_seq_length} exceeds what {config.model} supports ({limit})")
-        self.fingerprint = model_fingerprint(model_config, self.tokenizer)
-        self.args_probe = self._training_arguments(_Stage("probe", 1, FULL_LEARNING_RATE, 0))
-        self.is_main = self.args_probe.process_index == 0
-        self.global_batch = (config.per_device_train_batch_size * config.gradient_accumulation_steps
-                             * self.args_probe.world_size)
+        self.new_rows = new_rows_start(self.model_path) if config.train_new_rows_only else None
+        self.fingerprint = model_fingerprint(self.model_config, self.tokenizer)
+        self.save_dtype = checkpoint_dtype(self.model_config)
+        # TrainingArguments set up the (distributed) process state: which process this is, how many there are
+        probe = training_arguments(dataclasses.replace(config, learning_rate=FULL_LEARNING_RATE), self.out)
+        self.is_main = probe.process_index == 0
+        self.global_batch = config.per_device_train_batch_size * config.gradient_accumulation_steps * probe.world_size
         self.stages = self._plan()
         self.log = MetricsLog(self.out, enabled=self.is_main, tensorboard=self._tensorboard())
 
@@ -259,6 +250,8 @@ class _Run:
                      "replay_ratio": c.replay_ratio, "embedding_steps": c.embedding_steps,
                      "mlm_probability": c.mlm_probability, "shuffle_buffer": c.shuffle_buffer},
         }
+        if c.train_new_rows_only:  # the checkpoints hold separate new-row tensors: only such a run fits them
+            identity["data"]["train_new_rows_only"] = True
         if self.language_module is not None:  # kind and options, when the stage says (else only that there is one)
             identity["data"]["language_module"] = getattr(self.language_module, "identity", True)
         return identity
@@ -296,25 +289,6 @@ class _Run:
 
             check_corpus_fits(self.tokenizer, path, self.objective, self.config.max_seq_length)
 
-    def _training_arguments(self, stage: _Stage) -> Any:
-        from transformers import TrainingArguments
-
-        c = self.config
-        return TrainingArguments(
-            output_dir=str(self.stage_dir(stage)), max_steps=stage.steps, learning_rate=stage.learning_rate,
-            per_device_train_batch_size=c.per_device_train_batch_size,
-            gradient_accumulation_steps=c.gradient_accumulation_steps, warmup_steps=c.warmup_steps,
-            # a module's deltas are pulled toward the base by its own method (sft: L1 toward θ0), never toward 0
-            weight_decay=0.0 if stage.name.startswith("module") else c.weight_decay,
-            lr_scheduler_type=c.lr_scheduler_type, max_grad_norm=c.max_grad_norm,
-            save_strategy="steps", save_steps=c.save_steps, save_total_limit=c.save_total_limit,
-            logging_steps=c.logging_steps, seed=c.seed, data_seed=c.seed,
-            report_to=[r for r in c.report_to if r not in OWN_REPORTERS],
-            remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
-            use_cpu=c.use_cpu or not _has_gpu(), dataloader_pin_memory=not c.use_cpu and _has_gpu(),
-            ddp_find_unused_parameters=False,
-        )
-
     def _tensorboard(self) -> bool:
         """One TensorBoard log for the whole run (``out/runs``, run-level steps), written by :class:`MetricsLog`."""
         from langgraft.adapt.callbacks import tensorboard_installed
@@ -325,11 +299,19 @@ class _Run:
     def stage_dir(self, stage: _Stage) -> Path:
         return self.out / "checkpoints" / stage.name
 
+    def _load(self, source: str) -> Any:
+        """The LM in the dtype the precision options ask for, with the chosen attention kernel."""
+        from langgraft.models import load_language_model
+        from langgraft.training import load_dtype
+
+        extra = {"attn_implementation": self.config.attn_implementation} if self.config.attn_implementation else {}
+        model, _ = load_language_model(source, dtype=load_dtype(self.config, self.model_config), **extra)
+        return model
+
     # ---------------------------------------------------------------- stages
 
     def run(self) -> PretrainResult:
-        from langgraft.adapt.callbacks import is_sealed
-        from langgraft.models import load_language_model
+        from langgraft.training import is_sealed
 
         self.check_out()
         final_eval = None
@@ -343,20 +325,20 @@ class _Run:
                 model_source = str(final)  # stage 1 finished in an earlier invocation
                 self.steps_done = stage.steps
                 continue
-            model, _ = load_language_model(model_source)
+            model = self._load(model_source)
             if stage.name == "module":  # the base stays frozen; out/ holds it when stage 1 changed it
                 if model_source != self.model_path:
-                    self._save_model(model, self.out)
+                    self._save_model(model, self.out, None)
                 module = self.language_module(model, self._fit_for(stage))
-            else:
-                set_trainable(model, stage.name)
-                self._train(model, stage, self.user_callbacks)
+                final_eval = self._last_eval() or final_eval
+                continue
+            result = self._train(model, stage, self.user_callbacks)
             final_eval = self._last_eval() or final_eval
             if stage.name == "embeddings" and len(self.stages) > 1:
-                self._save_model(model, final)
+                self._save_model(model, final, result)
                 model_source = str(final)
-            elif stage.name != "module":
-                self._save_model(model, self.out)
+            else:
+                self._save_model(model, self.out, result)
         self._finish()
         return PretrainResult(self.out, self.objective, self.steps_done, final_eval, module, self.train_seconds)
 
@@ -374,7 +356,7 @@ class _Run:
             name = f"{stage.name}/{phase}" if phase else stage.name
             phase_stage = _Stage(name, stage.steps, stage.learning_rate or learning_rate, offset)
             offset += stage.steps
-            return self._train(model, phase_stage, [*self.user_callbacks, *callbacks])
+            return self._train(model, phase_stage, [*self.user_callbacks, *callbacks]).stats
 
         return fit
 
@@ -389,45 +371,40 @@ class _Run:
         evals = [r for r in self.log.records() if "eval_bpc" in r]
         return {k: evals[-1][k] for k in ("step", "eval_loss", "eval_bpc")} if evals else None
 
-    def _resume_checkpoint(self, stage: _Stage) -> Path | None:
-        """Latest sealed checkpoint of ``stage`` (unsealed, half-written ones are removed)."""
-        from langgraft.adapt.callbacks import valid_checkpoints
-
-        sealed, broken = valid_checkpoints(self.stage_dir(stage))
-        if self.is_main:
-            for folder in broken:
-                shutil.rmtree(folder, ignore_errors=True)
-        if not sealed:
-            return None
-        mismatch = _checkpoint_fingerprint_mismatch(sealed[-1], self.fingerprint)
+    def _check_checkpoint(self, checkpoint: Path) -> None:
+        mismatch = _checkpoint_fingerprint_mismatch(checkpoint, self.fingerprint)
         if mismatch:
-            raise UserError(f"checkpoint {sealed[-1]} belongs to another model ({mismatch}); "
+            raise UserError(f"checkpoint {checkpoint} belongs to another model ({mismatch}); "
                             "resume with the model that started the run or choose another --out")
-        return sealed[-1]
 
-    def _train(self, model: Any, stage: _Stage, extra_callbacks: list[Any]) -> dict[str, float]:
+    def _resume_step(self, stage: _Stage) -> int | None:
+        """Step of the checkpoint ``stage`` will resume from (half-written ones are removed), or None."""
+        from accelerate import PartialState
+
+        from langgraft.training import checkpoint_step, latest_checkpoint
+
+        with PartialState().main_process_first():
+            checkpoint = latest_checkpoint(self.stage_dir(stage), remove_broken=self.is_main)
+        if checkpoint is None:
+            return None
+        self._check_checkpoint(checkpoint)
+        return checkpoint_step(checkpoint)
+
+    def _train(self, model: Any, stage: _Stage, extra_callbacks: list[Any]) -> Any:
+        """One stage (or module phase) through :func:`langgraft.training.train`; its :class:`TrainResult`."""
+        import dataclasses
         import inspect
 
-        from transformers import Trainer
-
-        from langgraft.adapt.callbacks import (LossCurveCallback, MetricsCallback, SealCheckpointCallback,
-                                               checkpoint_step)
+        from langgraft.adapt.callbacks import LossCurveCallback, MetricsCallback
         from langgraft.adapt.data import PackedLMCollator, PackedLMStream
-        from langgraft.lm import SelectedRowsHead, selected_rows_loss
+        from langgraft.training import LMLoss, train
 
         c = self.config
-        args = self._training_arguments(stage)
-        with args.main_process_first(desc="checking checkpoints"):
-            checkpoint = self._resume_checkpoint(stage) if c.resume else None
+        done = self._resume_step(stage) if c.resume else None
         self.steps_done = stage.step_offset + stage.steps
-        if checkpoint is not None and checkpoint_step(checkpoint) >= stage.steps:
-            # finished in an earlier invocation (e.g. SFT's phase 1): Trainer resumed at max_steps on a
-            # stream without length would train one step more, so restore the weights without it
-            return _load_finished_stage(model, checkpoint)
-        if self.is_main:  # records past the checkpoint are recomputed; a fresh stage 1 starts an empty log
-            done = checkpoint_step(checkpoint) if checkpoint else 0
-            self.log.truncate_after(stage.step_offset + done if stage.step_offset or checkpoint else -1)
-            if checkpoint is None and stage.step_offset == 0 and c.eval_corpus:
+        if self.is_main and (done is None or done < stage.steps):  # records past the checkpoint are recomputed
+            self.log.truncate_after(stage.step_offset + (done or 0) if stage.step_offset or done else -1)
+            if done is None and stage.step_offset == 0 and c.eval_corpus:
                 self._eval_callback(stage.name, 0).evaluate(model, 0)  # step 0: quality of the initialisation
         dataset = PackedLMStream(self.tokenizer, c.corpus, self.objective, c.max_seq_length, seed=c.seed,
                                  alpha=c.corpus_alpha, replay_corpus=c.replay_corpus, replay_ratio=c.replay_ratio,
@@ -435,45 +412,43 @@ class _Run:
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         collator = PackedLMCollator(self.tokenizer, self.objective, c.mlm_probability, c.seed,
                                     position_ids="position_ids" in forward)
-        callbacks = [MetricsCallback(self.log, stage.name, stage.step_offset), SealCheckpointCallback(),
-                     LossCurveCallback(self.log), *extra_callbacks]
+        callbacks = [MetricsCallback(self.log, stage.name, stage.step_offset), LossCurveCallback(self.log),
+                     *extra_callbacks]
         if c.eval_corpus:
             callbacks.insert(1, self._eval_callback(stage.name, stage.step_offset))
-        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          compute_loss_func=selected_rows_loss(self.objective), callbacks=callbacks,
-                          processing_class=self.tokenizer)
-        with SelectedRowsHead(model):
-            try:
-                result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-            except OSError as exc:
-                if not _is_disk_full(exc):
-                    raise
-                self._resume_checkpoint(stage)  # removes the half-written checkpoint
-                raise UserError(f"disk full while writing to {self.out}: free space (or use another --out) "
-                                "and rerun with --resume to continue from the last complete checkpoint") from exc
-        self.train_seconds += result.metrics.get("train_runtime", 0.0)
-        return {"train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-                "train_loss": round(result.metrics.get("train_loss", float("nan")), 4)}
+        module = stage.name.startswith("module")
+        options = dataclasses.replace(
+            c, max_steps=stage.steps, learning_rate=stage.learning_rate,
+            # a module's deltas are pulled toward the base by its own method (sft: L1 toward θ0), never toward 0
+            weight_decay=0.0 if module else c.weight_decay)
+        result = train(model, dataset, collator, options, self.stage_dir(stage),
+                       loss=LMLoss(self.objective, c.loss_chunk_tokens),
+                       trainable=None if module else (lambda m: set_trainable(m, stage.name)),
+                       new_rows_from=None if module else self.new_rows, callbacks=callbacks, resume=c.resume,
+                       check_checkpoint=self._check_checkpoint, processing_class=self.tokenizer, progress_bar=True,
+                       disk_full_hint=f"free space (or use another --out) and rerun with --resume to continue")
+        self.train_seconds += result.train_seconds
+        return result
 
     # ---------------------------------------------------------------- outputs
 
-    def _save_model(self, model: Any, target: Path) -> None:
-        """``save_pretrained`` model + tokenizer into a temp folder inside ``target``, then rename the files in.
+    def _save_model(self, model: Any, target: Path, result: Any) -> None:
+        """Save model + tokenizer into a temp folder inside ``target``, then rename the files in.
 
-        ``target`` may hold other files (``out`` holds logs and checkpoints), so the files are
-        renamed one by one; a seal written last marks the set complete.
+        A stock checkpoint in the source checkpoint's dtype (new rows folded in). ``target`` may
+        hold other files (``out`` holds logs and checkpoints), so the files are renamed one by one;
+        a seal written last marks the set complete.
         """
         import tempfile
 
-        from langgraft.adapt.callbacks import seal_checkpoint
         from langgraft.atomic import match_umask
+        from langgraft.training import is_disk_full, save_trained, seal_checkpoint
 
         if self.is_main:
-            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
             target.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=target))
             try:
-                inner.save_pretrained(tmp)
+                save_trained(model, result, tmp, self.save_dtype)
                 self.tokenizer.save_pretrained(tmp)
                 match_umask(tmp)
                 for path in tmp.iterdir():
@@ -481,7 +456,7 @@ class _Run:
                 if target != self.out:
                     seal_checkpoint(target)
             except OSError as exc:
-                if _is_disk_full(exc):
+                if is_disk_full(exc):
                     raise UserError(f"disk full while saving the model to {target}: free space and rerun "
                                     "with --resume") from exc
                 raise
@@ -517,7 +492,7 @@ def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | N
     (``config.learning_rate``, when set, overrides the ``learning_rate`` given to ``fit``). It must
     freeze the base itself, call ``fit`` once per phase and return the module;
     :attr:`PretrainResult.module` is the returned object (the caller saves it) and ``out`` holds
-    the base model when stage 1 changed it. ``langgraft.adapters.compose.pretrain_language_module``
+    the base model when stage 1 changed it. :func:`langgraft.adapt.language_modules.pretrain_language_module`
     does all this for the module kinds of :mod:`langgraft.adapters`.
     """
     return _Run(config, language_module, callbacks).run()

@@ -1,7 +1,7 @@
 """What a pipeline stage is: its spec (function, config, inputs) and the context it runs in.
 
 A stage's key is the sha256 of its name, its config (exactly what it reads; options declared with
-``keyed=False``, such as logging intervals, left out), the keys of the stages it reads and the
+``result=False``, such as logging intervals, left out), the keys of the stages it reads and the
 content hashes of the files it reads.
 """
 from __future__ import annotations
@@ -35,18 +35,18 @@ def fingerprint(reference: str) -> str:
     return "name:" + reference
 
 
-def plain(value: Any, keyed_only: bool = False) -> Any:
+def plain(value: Any, results_only: bool = False) -> Any:
     """JSON-able copy of a config value (dataclasses, nested lists/dicts, paths).
 
-    ``keyed_only``: leave out dataclass fields declared ``keyed=False`` (they change no result).
+    ``results_only``: leave out dataclass fields declared ``result=False`` (they change no result).
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name), keyed_only) for f in dataclasses.fields(value)
-                if not keyed_only or f.metadata.get("keyed", True)}
+        return {f.name: plain(getattr(value, f.name), results_only) for f in dataclasses.fields(value)
+                if not results_only or f.metadata.get("result", True)}
     if isinstance(value, dict):
-        return {str(k): plain(v, keyed_only) for k, v in value.items()}
+        return {str(k): plain(v, results_only) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v, keyed_only) for v in value]
+        return [plain(v, results_only) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
@@ -65,7 +65,7 @@ class StageSpec:
     def key(self, upstream: dict[str, str]) -> str:
         payload = {
             "stage": self.name,
-            "config": plain(self.config, keyed_only=True),
+            "config": plain(self.config, results_only=True),
             "inputs": {name: upstream[name] for name in self.needs},
             "external": {ref: fingerprint(ref) for ref in self.external},
         }

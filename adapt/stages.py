@@ -223,14 +223,14 @@ def _dev_sample(ctx: StageContext, side: str, documents: int | None) -> Path:
 
 def head_stage(ctx: StageContext) -> dict:
     """Fit an LM head on source text for a headless source checkpoint (body frozen), then optionally the body."""
-    from langgraft.vocab.head import recover_head
+    from langgraft.adapt.head import HeadRecoveryOptions, recover_head
 
     cfg = ctx.config["head"]
     dev = _dev_sample(ctx, "source", cfg.eval_documents) if cfg.body_steps else None
+    options = HeadRecoveryOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(HeadRecoveryOptions)
+                                     if f.name != "seed"}, seed=ctx.config["seed"])
     result = recover_head(ctx.config["source_model"], [_split_file(ctx, "source", "train")],
-                          ctx.work_dir / "model", max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-                          batch_size=cfg.batch_size, seed=ctx.config["seed"], body_steps=cfg.body_steps,
-                          body_learning_rate=cfg.body_learning_rate, eval_corpus=dev)
+                          ctx.work_dir / "model", options, eval_corpus=dev)
     return plain(result)
 
 
@@ -386,12 +386,13 @@ def pretrain_stage(ctx: StageContext) -> dict:
 
 def module_stage(ctx: StageContext) -> dict:
     """Train one language module (its language's text, base frozen) or task module (source labels)."""
-    from langgraft.adapters.compose import train_language_module, train_task_module
+    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapters.compose import train_task_module
     from langgraft.adapters.training import TrainOptions
 
     cfg = ctx.config["module"]
-    options = TrainOptions(max_steps=cfg.max_steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                           max_length=cfg.max_length, seed=ctx.config["seed"])
+    options = TrainOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainOptions)
+                              if f.name != "seed"}, seed=ctx.config["seed"])
     out = ctx.work_dir / "module"
     if cfg.role == "language":
         if cfg.corpus == "target":

@@ -1,14 +1,15 @@
 """Composable language and task modules: LoRA, Lottery-Ticket sparse fine-tuning, MAD-X adapters.
 
-Train a task module once on the source language, a language module once per language, and
-compose them at inference. See ``docs/adapters.md``. Importing this package does not import
+Train a task module once on the source language, a language module once per language
+(:mod:`langgraft.adapt.language_modules`: language modules train through continued pretraining),
+and compose them at inference. See ``docs/adapters.md``. Importing this package does not import
 torch; the kinds import it when they run.
 """
 from __future__ import annotations
 
 from .base import MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind
-from .compose import (compose, export_merged, export_module, load_composed, module_info, revert, train_language_module,
-                      train_task_module, write_composition)
+from .compose import (compose, export_merged, export_module, load_composed, module_info, revert, train_task_module,
+                      write_composition)
 from .lora import LoraModuleConfig
 from .madx import MadxConfig
 from .metadata import ModuleMetadata
@@ -18,6 +19,5 @@ from .training import TrainOptions
 __all__ = [
     "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleConfig", "ModuleKind", "ModuleMetadata",
     "SftConfig", "TrainOptions", "compose", "export_merged", "export_module", "get_kind", "load_composed",
-    "load_module", "make_config", "module_info", "register_kind", "revert", "train_language_module",
-    "train_task_module", "write_composition",
+    "load_module", "make_config", "module_info", "register_kind", "revert", "train_task_module", "write_composition",
 ]

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from langgraft.errors import UserError
 from langgraft.models import unwrap
+from langgraft.options import validate
 
 from .metadata import ModelIdentity, ModuleMetadata
 
@@ -105,13 +106,15 @@ def get_kind(name: str) -> ModuleKind:
 
 
 def make_config(kind: str, **overrides: Any) -> ModuleConfig:
-    """The kind's config with ``overrides`` (unknown fields are a :class:`UserError`)."""
+    """The kind's config with ``overrides`` (unknown fields, wrong types and values out of range are a :class:`UserError`)."""
     config_class = get_kind(kind).config_class
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise UserError(f"module kind {kind!r} has no option {unknown[0]!r}; options: {', '.join(sorted(known))}")
-    return config_class(**overrides)
+    config = config_class(**overrides)
+    validate(config)
+    return config
 
 
 @dataclass

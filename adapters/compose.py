@@ -1,5 +1,6 @@
-"""The Python API: train language and task modules, compose them onto a model, revert, export.
+"""The Python API: train task modules, compose modules onto a model, revert, export.
 
+    from langgraft.adapt.language_modules import train_language_module   # trains through pretraining
     lang = train_language_module("sft", "english-model", ["ny.txt"], language="ny", out="ny-sft")
     task = train_task_module("sft", "english-model", "genre.tsv", task="seq-cls", out="genre-sft")
     model, tokenizer = load_composed("english-model", [lang, task])   # θ0 + φ_ny + φ_genre
@@ -16,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from langgraft.adapt.pretrain import PretrainConfig, PretrainResult
 from langgraft.errors import UserError
 
 from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
@@ -25,29 +25,29 @@ from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
 from .training import TrainOptions
 
 
-def _work_dir(out: Path) -> Path:
+def work_dir(out: Path) -> Path:
     """Checkpoints of an unfinished run live beside the output, so a rerun resumes from them."""
     return out.with_name(f".{out.name}.work")
 
 
-def _fit_with(dataset: Any, collator: Any, options: TrainOptions, work_dir: Path, callbacks: Sequence[Any]) -> Any:
+def _fit_with(dataset: Any, collator: Any, options: TrainOptions, folder: Path, callbacks: Sequence[Any]) -> Any:
     from .training import fit
 
     def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], stage: str) -> dict[str, float]:
-        return fit(model, dataset, collator, options, work_dir / stage, options.learning_rate or learning_rate,
+        return fit(model, dataset, collator, options, folder / stage, options.learning_rate or learning_rate,
                    [*kind_callbacks, *callbacks])
 
     return run
 
 
-def _seed(seed: int) -> None:
+def seed_module(seed: int) -> None:
     """Module weights are initialised before the Trainer seeds itself: seed them too (determinism)."""
     from transformers import set_seed
 
     set_seed(seed)
 
 
-def _resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:
+def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:
     if config is None:
         return make_config(kind)
     if isinstance(config, dict):
@@ -57,7 +57,7 @@ def _resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> 
     return config
 
 
-def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
+def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
                   identity: Any, tokenizer: Any, embedding_digest: str, training: dict[str, Any],
                   vocabulary: Any = None, logs: Sequence[Path] = (), **fields: Any) -> Path:
     from langgraft.atomic import atomic_dir
@@ -78,108 +78,7 @@ def _write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str,
             config=dataclasses.asdict(config), training={**training, **trained.stats},
             **saved, **fields,
         ).save(tmp)
-    shutil.rmtree(_work_dir(out), ignore_errors=True)
-    return out
-
-
-@dataclasses.dataclass
-class _LanguageModuleStage:
-    """Stage 2' of :func:`langgraft.adapt.pretrain.pretrain`: a kind's language module trains on the frozen base."""
-
-    kind: str
-    config: ModuleConfig
-    seed: int
-    carry_vocabulary: bool
-
-    @property
-    def identity(self) -> dict[str, Any]:
-        """Recorded in the run and compared on resume: checkpoints of another kind or config do not fit."""
-        return json.loads(json.dumps({"kind": self.kind, "config": dataclasses.asdict(self.config)}))
-
-    def __call__(self, model: Any, fit: Any) -> tuple[Any, Any, str, Any]:
-        from .metadata import embedding_digest
-
-        identity = composition_state(model).identity  # the base as it is after stage 1
-        digest = embedding_digest(model)
-        vocabulary = model.get_input_embeddings().weight.detach().clone() if self.carry_vocabulary else None
-        _seed(self.seed)
-        trained = get_kind(self.kind).train(model, self.config, "language", [], fit)
-        return trained, identity, digest, vocabulary
-
-
-def _run_options(run: PretrainConfig) -> dict[str, Any]:
-    """The pretraining options recorded in a module's metadata (no paths)."""
-    paths = {"model", "corpus", "out", "eval_corpus", "replay_corpus", "resume", "use_cpu", "report_to"}
-    return {key: value for key, value in dataclasses.asdict(run).items() if key not in paths}
-
-
-def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, out: str | Path,
-                             config: ModuleConfig | dict[str, Any] | None = None,
-                             training: dict[str, Any] | None = None, callbacks: Sequence[Any] = (),
-                             carry_vocabulary: bool = False, copy_logs: bool = False) -> PretrainResult:
-    """Continued pretraining whose stage 2 is a ``kind`` language module (base frozen); the module goes to ``out``.
-
-    ``run`` is a :class:`~langgraft.adapt.pretrain.PretrainConfig`: an optional embeddings-only
-    stage first (``embedding_steps``), then the module for ``max_steps - embedding_steps`` steps
-    per phase, with packing, dynamic masking, held-out bpc, sealed checkpoints and ``run.resume``.
-    ``run.learning_rate`` None means the kind's default. ``training`` is recorded in the module
-    metadata (default: the run's options); ``copy_logs`` copies the run's ``metrics.jsonl`` and
-    ``loss_curve.png`` into the module. Returns the run's result with ``module`` = ``out``.
-    """
-    from accelerate import PartialState
-
-    from langgraft.adapt.callbacks import CURVE_FILE, METRICS_FILE
-    from langgraft.adapt.pretrain import pretrain
-    from langgraft.models import load_tokenizer, resolve_model_path
-
-    config = _resolve_config(kind, config)
-    result = pretrain(run, language_module=_LanguageModuleStage(kind, config, run.seed, carry_vocabulary),
-                      callbacks=callbacks)
-    out = Path(out)
-    if PartialState().is_main_process:
-        trained, identity, digest, vocabulary = result.module
-        tokenizer = load_tokenizer(resolve_model_path(run.model))
-        logs = [Path(run.out) / METRICS_FILE, Path(run.out) / CURVE_FILE] if copy_logs else []
-        _write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest,
-                      _run_options(run) if training is None else training, vocabulary=vocabulary, logs=logs,
-                      language=language)
-    PartialState().wait_for_everyone()
-    return dataclasses.replace(result, module=out)
-
-
-def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | Path], *, language: str,
-                          out: str | Path, config: ModuleConfig | dict[str, Any] | None = None,
-                          options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
-                          carry_vocabulary: bool = False, eval_corpus: str | Path | None = None) -> Path:
-    """Train a language module by MLM/CLM on ``corpus`` with the base frozen; returns ``out``.
-
-    This is the pretraining stage (:func:`pretrain_language_module`) run in the hidden sibling
-    ``.<out>.work/``: a rerun resumes from its checkpoints, and the directory is removed once the
-    module is written. The module also gets the run's ``metrics.jsonl`` and ``loss_curve.png``
-    (with ``eval_corpus``: held-out loss and bpc every ``options.logging_steps`` steps).
-
-    ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
-    records that vocabulary, and modules touching embedding rows only compose onto it.
-    """
-    from langgraft.models import default_max_length
-    from langgraft.models import load_config, load_tokenizer, resolve_model_path
-
-    options = options or TrainOptions()
-    out = Path(out)
-    model_path = resolve_model_path(model)  # blocks no longer than the model's positions allow (HF run_mlm caps too)
-    max_length = default_max_length(load_config(model_path), load_tokenizer(model_path), cap=options.max_length)
-    run = PretrainConfig(
-        model=str(model), corpus=[str(path) for path in corpus], out=str(_work_dir(out)),
-        eval_corpus=str(eval_corpus) if eval_corpus is not None else None, max_steps=options.max_steps,
-        learning_rate=options.learning_rate, per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps, max_seq_length=max_length,
-        warmup_steps=int(options.warmup_ratio * options.max_steps), save_steps=options.save_steps,
-        eval_steps=options.logging_steps, logging_steps=options.logging_steps, seed=options.seed,
-        mlm_probability=options.mlm_probability, resume=True, report_to=["none"],
-    )
-    pretrain_language_module(kind, run, language=language, out=out, config=config,
-                             training=dataclasses.asdict(options), callbacks=callbacks,
-                             carry_vocabulary=carry_vocabulary, copy_logs=True)
+    shutil.rmtree(work_dir(out), ignore_errors=True)
     return out
 
 
@@ -192,17 +91,22 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
     With ``language_module`` (the source language's), it is composed first and stays frozen, so the
     task module learns on top of it (MAD-X stacking; LoRA/SFT additive composition).
     """
-    from langgraft.models import load_tokenizer, resolve_model_path
+    from langgraft.models import load_config, load_tokenizer, resolve_model_path
+    from langgraft.training import check_options, load_dtype
 
     from .metadata import embedding_digest
     from .tasks import collect_labels, load_task_model, task_collator, task_dataset
 
     options = options or TrainOptions()
-    config = _resolve_config(kind, config)
+    check_options(options)
+    config = resolve_config(kind, config)
     out = Path(out)
     labels = list(labels) if labels else collect_labels(task, train)
     tokenizer = load_tokenizer(resolve_model_path(model))
-    classifier, head_names = load_task_model(model, task, labels, seed=options.seed)
+    load = {"dtype": load_dtype(options, load_config(model))}
+    if options.attn_implementation:
+        load["attn_implementation"] = options.attn_implementation
+    classifier, head_names = load_task_model(model, task, labels, seed=options.seed, **load)
     classifier.langgraft_task = task
     identity = composition_state(classifier).identity
     digest = embedding_digest(classifier)
@@ -213,10 +117,10 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
         classifier = compose(classifier, [source])
         language = language or source.metadata.language
     dataset = task_dataset(task, train, tokenizer, labels, options.max_length)
-    fit = _fit_with(dataset, task_collator(task, tokenizer), options, _work_dir(out), callbacks)
-    _seed(options.seed)
+    fit = _fit_with(dataset, task_collator(task, tokenizer), options, work_dir(out), callbacks)
+    seed_module(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
-    return _write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest,
+    return write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest,
                          dataclasses.asdict(options), language=language, task=task, labels=labels)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
+from langgraft.options import option
 
 from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
 from .metadata import find_layer_stack
@@ -28,9 +29,9 @@ _PEFT_TASK_TYPES = {"seq-cls": "SEQ_CLS", "token-cls": "TOKEN_CLS"}
 
 @dataclass
 class LoraModuleConfig(ModuleConfig):
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
+    rank: int = option(8, help="lora: rank of the update matrices", gt=0)
+    alpha: int = option(16, help="lora: scaling numerator (update scaled by alpha / rank)", gt=0)
+    dropout: float = option(0.05, help="lora: dropout on the adapter input", ge=0, lt=1)
 
 
 def _is_linear(module: Any) -> bool:

@@ -19,11 +19,12 @@ and roles in ``config.stack`` (bottom first), their weights under ``stack.<j>.``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
+from langgraft.options import option
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
                    composition_state, make_config, unwrap, read_module_tensors, register_kind, revert_head,
@@ -37,13 +38,15 @@ _FFN_PATHS = ("mlp", "ffn", "feed_forward", "output.dense")
 
 @dataclass
 class MadxConfig(ModuleConfig):
-    reduction_factor: int | None = None  # None: 2 for language modules, 16 for task modules
-    invertible: bool | None = None  # None: yes for language modules
-    invertible_reduction_factor: int = 2
-    non_linearity: str = "relu"
+    reduction_factor: int | None = option(None, help="madx: bottleneck reduction (default: 2 for language "
+                                          "modules, 16 for task modules)", gt=0)
+    invertible: bool | None = option(None, help="madx: invertible embedding adapter (default: yes for language "
+                                     "modules)")
+    invertible_reduction_factor: int = option(2, help="madx: bottleneck reduction of the invertible adapter", gt=0)
+    non_linearity: str = option("relu", help="madx: activation of the bottlenecks (a transformers ACT2FN name)")
     # Set by ``compose`` for a stacked module: each stacked adapter set's config plus its "role", bottom
     # (language) first, weights under ``stack.<j>.`` in the file. Empty for a trained module.
-    stack: list[dict[str, Any]] = field(default_factory=list)
+    stack: list[dict[str, Any]] = option(default_factory=list, help="set by compose for a stacked module", cli=False)
 
 
 def _torch_modules() -> Any:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
+from langgraft.options import option
 
 from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
                    check_head, composition_state, unwrap, read_module_tensors, register_kind, relative_name,
@@ -32,10 +33,13 @@ SPARSE_FILE = "sft.safetensors"
 
 @dataclass
 class SftConfig(ModuleConfig):
-    k: int = 100_000  # number of entries in the ticket (paper: ~7.7M language, ~14.2M task on base models)
-    l1_weight: float = 0.1  # λ of the penalty λ·Σ|θ − θ0| / N (N maskable entries), as in the paper
-    include_layernorm: bool = False
-    train_embeddings: bool | None = None  # None: yes for language modules, no for task modules
+    k: int = option(100_000, help="sft: number of entries in the ticket (paper: ~7.7M language, ~14.2M task on "
+                    "base models)", gt=0)
+    l1_weight: float = option(0.1, help="sft: L1 weight λ of the pull toward the start, λ·Σ|θ − θ0| / N (N maskable "
+                              "entries)", ge=0, aliases=("--l1",), keys=("l1",))
+    include_layernorm: bool = option(False, help="sft: LayerNorm weights may enter the ticket")
+    train_embeddings: bool | None = option(None, help="sft: embeddings may enter the ticket (default: yes for "
+                                           "language modules, no for task modules)")
 
 
 def _is_norm(name: str, modules: dict[str, Any]) -> bool:

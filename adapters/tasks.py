@@ -113,10 +113,12 @@ def task_model_class(task: str) -> Any:
     return AutoModelForSequenceClassification if task == "seq-cls" else AutoModelForTokenClassification
 
 
-def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], seed: int = 0) -> tuple[Any, list[str]]:
+def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], seed: int = 0,
+                    **load: Any) -> tuple[Any, list[str]]:
     """The base checkpoint with a fresh task head; returns ``(model, head parameter names)``.
 
-    The head is seeded so the same inputs give the same initial head.
+    The head is seeded so the same inputs give the same initial head. ``load``: further
+    ``from_pretrained`` arguments (``dtype``, ``attn_implementation``).
     """
     import torch
 
@@ -125,7 +127,7 @@ def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], see
     torch.manual_seed(seed)
     id2label = dict(enumerate(labels))
     model, info = load_model(model_dir, auto_class=task_model_class(task), num_labels=len(labels), id2label=id2label,
-                             label2id={v: k for k, v in id2label.items()}, output_loading_info=True)
+                             label2id={v: k for k, v in id2label.items()}, output_loading_info=True, **load)
     if model.config.pad_token_id is None:  # decoder-only classifiers find the last token by padding
         from langgraft.models import load_tokenizer
 

@@ -1,64 +1,61 @@
-"""Training budget of every module kind, and the task-module loop: HF ``Trainer`` with public arguments only.
+"""Training options of every module kind, and the task-module ``fit`` through :func:`langgraft.training.train`.
 
-Task modules train here on labelled examples (see :mod:`langgraft.adapters.tasks`);
-checkpoints go to ``<work_dir>/checkpoint-*`` so an interrupted run resumes where it stopped.
-Language modules train through the pretraining stage instead (:func:`langgraft.adapt.pretrain.pretrain`,
-stage 2'), which streams, packs and masks their text; :class:`TrainOptions` maps onto its options.
+Task modules train here on labelled examples (see :mod:`langgraft.adapters.tasks`), with sealed
+checkpoints in ``<work_dir>/<phase>/checkpoint-*`` so an interrupted run resumes where it stopped.
+Language modules train through the pretraining stage instead
+(:func:`langgraft.adapt.language_modules.train_language_module`), which streams, packs and masks
+their text; :class:`TrainOptions` maps onto its options.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from langgraft.options import option
+from langgraft.training.options import LOGGING, SCHEDULE, TrainingOptions
 
-@dataclass
-class TrainOptions:
-    """Optimisation budget; the same for every kind so comparisons are fair."""
 
-    max_steps: int = 200
-    batch_size: int = 16
-    learning_rate: float | None = None  # None: the kind's default
-    max_length: int = 128
-    seed: int = 0
-    gradient_accumulation_steps: int = 1
-    mlm_probability: float = 0.15
-    save_steps: int = 100
-    logging_steps: int = 50
-    warmup_ratio: float = 0.0
+@dataclass(kw_only=True)
+class TrainOptions(TrainingOptions):
+    """Optimisation budget of a module; the same for every kind so comparisons are fair.
+
+    ``learning_rate`` None: the kind's default. Modules train without weight decay by default (their
+    method pulls them toward the base: SFT's L1 toward θ0; LoRA and MAD-X start at the identity).
+    """
+
+    max_steps: int = option(200, help="optimizer steps (per phase for sft)", gt=0, aliases=("--steps",),
+                            group=SCHEDULE)
+    learning_rate: float | None = option(None, help="learning rate (default: the kind's)", gt=0, aliases=("--lr",),
+                                         group=SCHEDULE)
+    per_device_train_batch_size: int = option(16, help="examples per device per optimizer step", ge=1,
+                                              aliases=("--batch-size",), keys=("batch_size",), group=SCHEDULE)
+    max_length: int = option(128, help="tokens per example/block", gt=0, group=SCHEDULE)
+    mlm_probability: float = option(0.15, help="share of tokens masked (MLM language modules)", gt=0, lt=1,
+                                    group=SCHEDULE)
+    weight_decay: float = option(0.0, help="AdamW weight decay", ge=0, group=SCHEDULE)
+    seed: int = option(0, help="seed of every random draw (module and head initialisation, data order)",
+                       group=SCHEDULE)
+    save_steps: int = option(100, help="checkpoint interval (resume point)", gt=0, group=LOGGING, result=False)
+    save_total_limit: int | None = option(1, help="checkpoints kept (null/None: all)", ge=1, group=LOGGING,
+                                          result=False)
+    logging_steps: int = option(50, help="log the training loss every N steps", gt=0, group=LOGGING, result=False)
 
 
 def fit(model: Any, dataset: Any, collator: Any, options: TrainOptions, work_dir: str | Path,
-        learning_rate: float, callbacks: Sequence[Any] = (), weight_decay: float = 0.0) -> dict[str, float]:
-    """Train ``model``'s trainable parameters with ``Trainer``; resume from ``work_dir`` checkpoints.
+        learning_rate: float, callbacks: Sequence[Any] = ()) -> dict[str, float]:
+    """Train ``model``'s trainable parameters on ``dataset``; resume from ``work_dir``'s sealed checkpoints.
 
     Returns ``{"train_seconds": ..., "train_loss": ...}``.
     """
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+    from langgraft.training import train
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    args = TrainingArguments(
-        output_dir=str(work_dir), max_steps=options.max_steps, per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=learning_rate,
-        weight_decay=weight_decay, warmup_steps=int(options.warmup_ratio * options.max_steps), seed=options.seed,
-        data_seed=options.seed, save_strategy="steps", save_steps=options.save_steps, save_total_limit=1,
-        logging_steps=options.logging_steps, report_to=[], use_cpu=not _has_accelerator(),
-        dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                      callbacks=list(callbacks))
-    last = get_last_checkpoint(str(work_dir)) if any(work_dir.glob("checkpoint-*")) else None
-    result = trainer.train(resume_from_checkpoint=last)
-    return {"train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-            "train_loss": round(result.metrics.get("train_loss", float("nan")), 4)}
-
-
-def _has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    result = train(model, dataset, collator, dataclasses.replace(options, learning_rate=learning_rate), work_dir,
+                   callbacks=callbacks, resume=True)
+    return result.stats
 
 
 def count_trainable(model: Any) -> int:

@@ -84,7 +84,8 @@ def main() -> int:
     import torch
     import transformers
 
-    from langgraft.adapters import TrainOptions, train_language_module, train_task_module
+    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapters import TrainOptions, train_task_module
     from langgraft.adapters.tasks import read_sequence_examples
 
     transformers.logging.set_verbosity_error()
@@ -111,9 +112,10 @@ def main() -> int:
     for kind in args.kinds:
         # sft runs both LT-SFT phases with the full step count, as in the paper: with half the steps
         # each, the classification head (reset to its start for phase 2) stayed near the class prior.
-        options = TrainOptions(max_steps=args.task_steps, batch_size=args.batch_size, max_length=args.max_length,
-                               save_steps=50, logging_steps=50, learning_rate=LEARNING_RATES[kind])
-        language_options = TrainOptions(max_steps=args.language_steps, batch_size=args.batch_size,
+        options = TrainOptions(max_steps=args.task_steps, per_device_train_batch_size=args.batch_size,
+                               max_length=args.max_length, save_steps=50, logging_steps=50,
+                               learning_rate=LEARNING_RATES[kind])
+        language_options = TrainOptions(max_steps=args.language_steps, per_device_train_batch_size=args.batch_size,
                                         max_length=args.max_length, save_steps=50, logging_steps=50,
                                         learning_rate=LEARNING_RATES[kind])
         task = out / f"{kind}-task"

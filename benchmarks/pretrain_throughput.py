@@ -130,7 +130,7 @@ def langgraft_run(model_dir: Path, corpus: Path, objective: str, steps: int, bat
 
     config = PretrainConfig(model=str(model_dir), corpus=[str(corpus)], out=str(out), max_steps=steps,
                             per_device_train_batch_size=batch, max_seq_length=SEQ_LEN, save_steps=10 * steps,
-                            logging_steps=steps, seed=0, use_cpu=True, report_to=[])
+                            logging_steps=steps, seed=0, use_cpu=True, report_to=["none"])
     clock = StepClock()
     pretrain(config, callbacks=[clock])
     tokenizer = load_tokenizer(model_dir)

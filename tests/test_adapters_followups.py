@@ -10,12 +10,13 @@ import torch
 
 from tiny import write_labelled_tsv
 
-from langgraft.adapters import TrainOptions, compose, load_module, revert, train_language_module, train_task_module
+from langgraft.adapt.language_modules import train_language_module
+from langgraft.adapters import TrainOptions, compose, load_module, revert, train_task_module
 from langgraft.adapters.metadata import METADATA_FILE
 from langgraft.adapters.tasks import load_task_model
 from langgraft.errors import UserError
 
-OPTIONS = TrainOptions(max_steps=2, batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3,
+OPTIONS = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3,
                        logging_steps=1000)
 TEXTS = ["the lord said unto the people", "water and bread"]
 LABELS = ["holy", "plain"]

@@ -266,7 +266,8 @@ def test_cli_json_and_bpc_subcommand(tiny_models, target_corpus, tmp_path, capsy
 @pytest.fixture(scope="module")
 def lora_modules(tiny_models, tmp_path_factory) -> tuple[Path, Path, Path]:
     """A LoRA language module and a LoRA genre task module on the tiny BERT (a couple of steps each)."""
-    from langgraft.adapters import TrainOptions, train_language_module, train_task_module
+    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapters import TrainOptions, train_task_module
 
     root = tmp_path_factory.mktemp("modules")
     train = root / "train.tsv"
@@ -274,7 +275,7 @@ def lora_modules(tiny_models, tmp_path_factory) -> tuple[Path, Path, Path]:
                              for s in source_sentences(40, seed=2)), encoding="utf-8")
     target = root / "target.txt"
     target.write_text("\n".join(target_sentences(40, seed=2)) + "\n", encoding="utf-8")
-    options = TrainOptions(max_steps=2, batch_size=8, save_steps=1000, logging_steps=1000)
+    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, save_steps=1000, logging_steps=1000)
     task = train_task_module("lora", tiny_models["bert"], train, task="seq-cls", out=root / "task", options=options)
     lang = train_language_module("lora", tiny_models["bert"], [target], language="xx", out=root / "lang",
                                  options=options)

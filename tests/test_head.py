@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.head import SUMMARY_FILE
+from langgraft.adapt.head import SUMMARY_FILE
 
 
 def test_recover_head_improves_mlm_loss_and_keeps_body(tiny_models, source_corpus, tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_recover_head_bad_input(tiny_models, tmp_path, capsys):
 def test_interrupted_recovery_resumes(tiny_models, source_corpus, tmp_path):
     from transformers import TrainerCallback
 
-    from langgraft.vocab.head import checkpoint_dir, recover_head
+    from langgraft.adapt.head import checkpoint_dir, recover_head
 
     class Interrupt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

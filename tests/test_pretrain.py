@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from tiny import source_sentences
 
 from langgraft.adapt.cli import main
-from langgraft.adapt.callbacks import is_sealed
+from langgraft.training import is_sealed
 from langgraft.adapt.data import PackedLMCollator, PackedLMStream, position_ids_from_starts
 from langgraft.lm import LM_ROWS_KEY, SelectedRowsHead, selected_rows_loss
 from langgraft.adapt.pretrain import PretrainConfig, embedding_parameters, pretrain

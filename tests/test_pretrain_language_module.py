@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from langgraft.adapt.cli import main
 from langgraft.adapt.pretrain import PretrainConfig, embedding_parameters
 from langgraft.adapters import compose, load_module, revert
-from langgraft.adapters.compose import pretrain_language_module
+from langgraft.adapt.language_modules import pretrain_language_module
 from langgraft.models import load_language_model
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]
@@ -103,7 +103,7 @@ def test_module_options_are_checked_before_anything_runs(tiny_models, target_cor
         (["--language-module", "lora", "--module-option", "language=tg", "--module-option", "k=5"],
          "does not apply to --language-module lora"),
         (["--language-module", "madx", "--module-option", "language=tg", "--module-option", "reduction-factor=two"],
-         "invalid int value"),
+         "expected integer"),
         (["--language-module", "sft", "--module-option", "k=5"], "language=CODE"),
         (["--module-option", "rank=4"], "needs --language-module"),
     ]

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from tiny import target_sentences
 
-from langgraft.adapt.callbacks import is_sealed
+from langgraft.training import is_sealed
 from langgraft.adapt.cli import main
 
 

@@ -1,5 +1,7 @@
-"""``langgraft init`` (embedding transfer), ``langgraft ofa export``, ``langgraft head recover`` and
-``langgraft hydra add|export``."""
+"""``langgraft init`` (embedding transfer), ``langgraft ofa export`` and ``langgraft hydra add|export``.
+
+(``langgraft head recover`` trains, so it lives with the training stages: :mod:`langgraft.adapt.head_cli`.)
+"""
 from __future__ import annotations
 
 import argparse
@@ -53,22 +55,6 @@ def run_ofa_export(args: argparse.Namespace) -> int:
 
     export_factorized(args.model, args.out, args.factorized, overwrite=args.overwrite)
     print(f"stock checkpoint with multiplied-out factorized embeddings -> {args.out}")
-    return 0
-
-
-def run_head_recover(args: argparse.Namespace) -> int:
-    from langgraft.vocab.head import recover_head
-
-    summary = recover_head(args.model, args.corpus, args.out, max_steps=args.max_steps, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, max_length=args.max_length, seed=args.seed,
-                           save_steps=args.save_steps, body_steps=args.body_steps,
-                           body_learning_rate=args.body_learning_rate, eval_corpus=args.eval_corpus)
-    print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "
-          f"{summary['held_out_mlm_loss_after']} -> {args.out}")
-    body = summary.get("body")
-    if body and "eval_bpc_after" in body:
-        print(f"body trained {body['steps']} steps: held-out bpc {body.get('eval_bpc_before')} -> "
-              f"{body['eval_bpc_after']}")
     return 0
 
 
@@ -139,25 +125,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_arguments(ofa_export, "output checkpoint directory")
     ofa_export.add_argument("--factorized", help="factors file (default: --model/factorized_embeddings.safetensors)")
     ofa_export.set_defaults(handler=run_ofa_export)
-
-    head = subparsers.add_parser("head", help="LM-head utilities").add_subparsers(dest="head_command", metavar="COMMAND")
-    recover = head.add_parser("recover", help="fit an MLM head on a frozen headless encoder (e.g. MiniLM)")
-    recover.add_argument("--model", required=True, help="headless encoder (hub name, local dir or alias)")
-    recover.add_argument("--corpus", required=True, nargs="+", metavar="FILE", help="source-language text")
-    recover.add_argument("--out", required=True, help="output MLM checkpoint directory")
-    recover.add_argument("--max-steps", type=int, default=300)
-    recover.add_argument("--batch-size", type=int, default=32)
-    recover.add_argument("--learning-rate", type=float, default=1e-3)
-    recover.add_argument("--max-length", type=int, default=128)
-    recover.add_argument("--save-steps", type=int, default=100,
-                         help="checkpoint interval; rerunning an interrupted command resumes from the last one")
-    recover.add_argument("--seed", type=int, default=0)
-    recover.add_argument("--body-steps", type=int, default=0,
-                         help="then train the whole model this many MLM steps on the same text (0: body untouched); "
-                              "a sentence-embedding body is a poor MLM until it is (docs/vocab-transfer.md)")
-    recover.add_argument("--body-learning-rate", type=float, default=3e-4)
-    recover.add_argument("--eval-corpus", help="held-out source text: bits per character during the body steps")
-    recover.set_defaults(handler=run_head_recover)
 
     hydra = subparsers.add_parser("hydra", help="one body, swappable per-language embedding tables").add_subparsers(
         dest="hydra_command", metavar="COMMAND")

@@ -38,15 +38,18 @@ MAX_YAML_CHARACTERS = 1 << 20  # a pipeline file is a few KB; a megabyte is alre
 
 def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING, ge: float | None = None,
            gt: float | None = None, le: float | None = None, lt: float | None = None,
-           aliases: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True, keyed: bool = True) -> Any:
+           aliases: tuple[str, ...] = (), keys: tuple[str, ...] = (), metavar: str | None = None, cli: bool = True,
+           group: str | None = None, result: bool = True) -> Any:
     """A dataclass field with its help text and allowed range (the one place its default is written).
 
     ``aliases``: further CLI spellings (hidden from ``--help``), kept for existing scripts.
+    ``keys``: former names still accepted as YAML / ``KEY=VALUE`` keys (e.g. ``batch_size``).
     ``cli=False``: a field of the Python API and YAML only (e.g. paths a stage fills in).
-    ``keyed=False``: the option changes no result (logging, checkpoint intervals), so a pipeline
-    stage's cache key leaves it out.
+    ``group``: the ``--help`` section the CLI argument is listed under.
+    ``result=False``: the option never changes what a run computes (logging, checkpoint cadence),
+    so a cache key may leave it out (:func:`result_values`).
     """
-    metadata = {"help": help, "aliases": aliases, "metavar": metavar, "cli": cli, "keyed": keyed,
+    metadata = {"help": help, "aliases": aliases, "keys": keys, "metavar": metavar, "cli": cli, "group": group, "result": result,
                 **{name: value for name, value in zip(BOUNDS, (ge, gt, le, lt)) if value is not None}}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
@@ -211,9 +214,12 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         raise UserError(f"{label}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
+    renamed = alias_names(cls)
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if key in renamed and renamed[key] not in data:
+            key = renamed[key]
         if key not in names:
             raise UserError(f"unknown key {path!r}; allowed keys{' in ' + where if where else ''}: {', '.join(names)}")
         kwargs[key] = convert(hints[key], value, path)
@@ -227,6 +233,11 @@ def from_mapping(cls: type, data: Any, where: str = "") -> Any:
         raise _relabel(exc, cls, key_path) from None
     validate(instance, key_path)
     return instance
+
+
+def alias_names(cls: type) -> dict[str, str]:
+    """``{former key: field}`` for the ``keys`` of ``cls``'s options (``batch_size`` -> ``per_device_train_batch_size``)."""
+    return {key: f.name for f in dataclasses.fields(cls) for key in f.metadata.get("keys", ())}
 
 
 def load_yaml(text: str, what: str) -> Any:
@@ -252,10 +263,12 @@ def load_yaml(text: str, what: str) -> Any:
         raise UserError(f"{what}: not valid YAML: {reason}{where}") from None
 
 
-def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[str, Any]:
+def parse_pairs(pairs: typing.Iterable[str], what: str, example: str, cls: type | None = None) -> dict[str, Any]:
     """``KEY=VALUE`` strings as a mapping; each value read as a YAML scalar or flow list (:func:`load_yaml`).
 
-    ``KEY`` alone means ``KEY=true`` (a switch). One :class:`UserError` line for a malformed pair.
+    ``KEY`` alone means ``KEY=true`` (a switch). With ``cls``, ``no-KEY`` alone sets the boolean
+    option ``KEY`` of ``cls`` to false (as ``--no-key`` does on the CLI). One :class:`UserError`
+    line for a malformed pair.
     """
     result: dict[str, Any] = {}
     for pair in pairs:
@@ -264,7 +277,12 @@ def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[st
         if not key:
             raise UserError(f"{what} {pair!r}: expected KEY=VALUE, e.g. {what} {example}")
         if not has_value:
-            result[key] = True
+            negated = key[3:] if key.startswith("no_") else None
+            switches = _switches(cls) if cls is not None else set()
+            if negated in switches and key not in switches:
+                result[negated] = False
+            else:
+                result[key] = True
             continue
         if len(text) > MAX_PAIR_VALUE:
             raise UserError(f"{what} {key}: the value is {len(text)} characters long; at most {MAX_PAIR_VALUE}")
@@ -272,6 +290,12 @@ def parse_pairs(pairs: typing.Iterable[str], what: str, example: str) -> dict[st
         if isinstance(result[key], dict):
             raise UserError(f"{what} {pair!r}: give a scalar or a [list] as the value, not a mapping")
     return result
+
+
+def _switches(cls: type) -> set[str]:
+    """Names of the boolean options of ``cls`` (``bool`` or ``bool | None``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name for f in dataclasses.fields(cls) if _optional(hints[f.name])[0] is bool}
 
 
 # --------------------------------------------------------------------------- argparse
@@ -294,19 +318,24 @@ def _argument_type(tp: Any, name: str) -> Callable[[str], Any]:
 
 
 def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), required: typing.Collection[str] = (),
-                defaults: dict[str, Any] | None = None) -> None:
+                defaults: dict[str, Any] | None = None, omit_defaults: bool = False) -> None:
     """Add one ``--field-name`` argument per field of ``cls`` (in field order) to ``parser`` (or a group).
 
-    ``required``: fields the command needs although the dataclass has no default for the CLI to
-    show; ``defaults``: a command's own defaults (rare: e.g. a quicker budget for one command).
-    Boolean fields are switches (``--x`` / ``--no-x`` when the default is true).
+    ``required``: fields the command needs although the dataclass has a default (a field without
+    a default is always required); ``defaults``: a command's own defaults (rare: e.g. a quicker
+    budget for one command). Boolean fields are switches (``--x`` / ``--no-x`` when the default is
+    true or None). Fields with a ``group`` go into an argument group of that title (created once per
+    parser). ``omit_defaults``: options the user does not give are absent from the namespace (to
+    tell what was given, e.g. the options of one of several module kinds).
     """
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
+    groups: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.metadata.get("cli", True) or not field.init:
             continue
         tp, optional = _optional(hints[field.name])
+        has_default = field.default is not _MISSING or field.default_factory is not _MISSING
         default = defaults.get(field.name, field.default if field.default is not _MISSING else (
             field.default_factory() if field.default_factory is not _MISSING else None))
         help_text = field.metadata.get("help", "")
@@ -316,7 +345,9 @@ def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), re
             kwargs["metavar"] = field.metadata["metavar"]
         origin = typing.get_origin(tp)
         if tp is bool:
-            kwargs.update(action=argparse.BooleanOptionalAction if default else "store_true", default=bool(default))
+            toggled = default or (default is None and optional)
+            kwargs.update(action=argparse.BooleanOptionalAction if toggled else "store_true",
+                          default=default if optional else bool(default))
         else:
             if origin in (list, tuple):
                 item = typing.get_args(tp)[0]
@@ -329,7 +360,7 @@ def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), re
             else:
                 kwargs["type"] = _argument_type(tp, field.name)
             kwargs["default"] = default
-            if field.name in required:
+            if field.name in required or not has_default:
                 kwargs["required"] = True
                 kwargs.pop("default")
             elif default is not None and default != [] and "default" not in help_text:
@@ -337,11 +368,19 @@ def add_options(parser: Any, cls: type, *, skip: typing.Collection[str] = (), re
                 kwargs["help"] = f"{help_text} (default: {shown})".lstrip()
             if bounds:
                 kwargs["help"] = f"{kwargs['help']}; {bounds}"
-        action = parser.add_argument(flag(field.name), **kwargs)
+        if omit_defaults and "default" in kwargs:
+            kwargs["default"] = argparse.SUPPRESS
+        title = field.metadata.get("group")
+        target = parser
+        if title:
+            if title not in groups:
+                groups[title] = next((g for g in getattr(parser, "_action_groups", ()) if g.title == title), None) \
+                    or parser.add_argument_group(title)
+            target = groups[title]
+        target.add_argument(flag(field.name), **kwargs)
         for alias in field.metadata.get("aliases", ()):
             hidden = {k: v for k, v in kwargs.items() if k not in ("help", "required", "default")}
-            parser.add_argument(alias, **hidden, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        del action
+            target.add_argument(alias, **hidden, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -372,3 +411,12 @@ def defaults(cls: type) -> dict[str, Any]:
     """``{field: default}`` of ``cls`` (what the CLI, the YAML and Python all start from)."""
     return {f.name: f.default if f.default is not _MISSING else f.default_factory()
             for f in dataclasses.fields(cls) if f.default is not _MISSING or f.default_factory is not _MISSING}
+
+
+def result_values(instance: Any) -> dict[str, Any]:
+    """``{field: value}`` of the options that change what a run computes (``result=True``, the default).
+
+    What a stage's cache key should hold of an options dataclass: precision and learning rate do
+    change the result, logging and checkpoint cadence do not.
+    """
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.metadata.get("result", True)}
