@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from langgraft.outputs import check_output, clear_output
+
 DEMO_FILE = "demo.yaml"
 
 
@@ -43,13 +45,21 @@ def demo_config(quick: bool = False) -> dict[str, Any]:
 
 
 def run_demo(out: str | Path = "langgraft-demo", quick: bool = False,
-             overrides: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Run the demo under ``out``; returns stage -> output folder and prints the report path."""
+             overrides: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """Run the demo under ``out``; returns stage -> output folder and prints the report path.
+
+    An ``out`` holding this demo's run continues it (finished stages are kept); any other
+    non-empty ``out`` is refused unless ``overwrite``, which starts afresh in an emptied ``out``.
+    """
     from langgraft.adapt.pipeline import Pipeline
 
     out = Path(out).resolve()
     started = time.time()
     pipeline = Pipeline.from_dict(demo_config(quick), base_dir=out, overrides=overrides)
+    resuming = pipeline.ledger_path.is_file() and not overwrite
+    check_output(out, overwrite=overwrite or resuming)
+    if overwrite:
+        clear_output(out)
     outputs = pipeline.run()
     minutes = (time.time() - started) / 60
     print(f"langgraft demo finished in {minutes:.1f} min", file=sys.stderr)

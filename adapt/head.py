@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from langgraft.atomic import atomic_dir
+from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import head_kind, load_config, load_model, load_tokenizer
 from langgraft.options import alias_names, option
@@ -83,6 +84,7 @@ def masked_lm_from_body(model_dir: str, **load: Any) -> Any:
 
     ``load``: further ``from_pretrained`` arguments (``dtype``, ``attn_implementation``).
     """
+    import torch
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
 
@@ -114,7 +116,7 @@ def freeze_body(model: Any) -> list[str]:
 
 
 def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathLike], out: str | os.PathLike,
-                 options: HeadRecoveryOptions | None = None, *, callbacks: Sequence[Any] = (), overwrite: bool = True,
+                 options: HeadRecoveryOptions | None = None, *, callbacks: Sequence[Any] = (), overwrite: bool = False,
                  eval_corpus: str | os.PathLike | None = None, **changes: Any) -> dict[str, Any]:
     """Train an MLM head on a frozen headless encoder; save a stock MLM checkpoint to ``out``.
 
@@ -127,6 +129,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     Returns (and saves as ``head_recovery.json``) that summary. Sealed Trainer checkpoints go to
     ``checkpoint_dir(out)`` every ``save_steps``; an interrupted run started again with the same
     arguments resumes from the last one, and the directory is removed once ``out`` is written.
+    An existing ``out`` is refused before any work unless ``overwrite``.
     """
     from transformers import DataCollatorForLanguageModeling, set_seed
 
@@ -137,6 +140,8 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     options = dataclasses.replace(options or HeadRecoveryOptions(), **{renamed.get(k, k): v for k, v in changes.items()})
     check_options(options)
     files = [str(f) for f in corpus_files]
+    inputs = [model, *files, eval_corpus]
+    check_output(out, inputs=inputs, overwrite=overwrite)
     for path in files:
         if not Path(path).is_file():
             raise UserError(f"--corpus {path}: file not found; check the path")
@@ -163,7 +168,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     loss_before = masked_lm_loss(mlm, tokenizer, held_out, options.seed)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=options.seed)
     checkpoints = checkpoint_dir(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         result = train(mlm, LineStream(files, tokenizer, options.max_length, skip), collator, options, checkpoints,
                        callbacks=callbacks, resume=True)
         as_checkpoint(mlm, result, dtype)

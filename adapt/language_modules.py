@@ -23,6 +23,7 @@ from langgraft.adapters.compose import resolve_config, seed_module, work_dir, wr
 from langgraft.adapters.training import TrainOptions
 from langgraft.errors import UserError
 from langgraft.options import Validated, alias_names, from_mapping, option, parse_pairs
+from langgraft.outputs import check_output
 from langgraft.training.options import TrainingOptions
 
 MODULE_DIR = "module"  # OUT/module: the language module of a `pretrain --language-module` run
@@ -71,7 +72,8 @@ def _run_options(run: PretrainConfig) -> dict[str, Any]:
 def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, out: str | Path,
                              config: ModuleConfig | dict[str, Any] | None = None,
                              training: dict[str, Any] | None = None, callbacks: Sequence[Any] = (),
-                             carry_vocabulary: bool = False, copy_logs: bool = False) -> PretrainResult:
+                             carry_vocabulary: bool = False, copy_logs: bool = False,
+                             overwrite: bool = False) -> PretrainResult:
     """Continued pretraining whose stage 2 is a ``kind`` language module (base frozen); the module goes to ``out``.
 
     ``run`` is a :class:`~langgraft.adapt.pretrain.PretrainConfig`: an optional embeddings-only
@@ -96,7 +98,7 @@ def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, o
         logs = [Path(run.out) / METRICS_FILE, Path(run.out) / CURVE_FILE] if copy_logs else []
         write_module(kind, trained, config, "language", [], out, identity, tokenizer, digest,
                      _run_options(run) if training is None else training, vocabulary=vocabulary, logs=logs,
-                     language=language)
+                     overwrite=overwrite, language=language)
     PartialState().wait_for_everyone()
     return dataclasses.replace(result, module=out)
 
@@ -104,7 +106,8 @@ def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, o
 def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | Path], *, language: str,
                           out: str | Path, config: ModuleConfig | dict[str, Any] | None = None,
                           options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
-                          carry_vocabulary: bool = False, eval_corpus: str | Path | None = None) -> Path:
+                          carry_vocabulary: bool = False, eval_corpus: str | Path | None = None,
+                          overwrite: bool = False) -> Path:
     """Train a language module by MLM/CLM on ``corpus`` with the base frozen; returns ``out``.
 
     This is the pretraining stage (:func:`pretrain_language_module`) run in the hidden sibling
@@ -116,12 +119,14 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
     ``max_seq_length`` (capped at what the model supports).
 
     ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
-    records that vocabulary, and modules touching embedding rows only compose onto it.
+    records that vocabulary, and modules touching embedding rows only compose onto it. An existing
+    ``out`` is refused before any work unless ``overwrite``.
     """
     from langgraft.models import default_max_length, load_config, load_tokenizer, resolve_model_path
 
     options = options or TrainOptions()
     out = Path(out)
+    check_output(out, inputs=[model, *corpus, eval_corpus], overwrite=overwrite)
     model_path = resolve_model_path(model)  # blocks no longer than the model's positions allow (HF run_mlm caps too)
     max_length = default_max_length(load_config(model_path), load_tokenizer(model_path), cap=options.max_length)
     shared = {f.name: getattr(options, f.name) for f in dataclasses.fields(TrainingOptions)}
@@ -132,7 +137,7 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
         resume=True)
     pretrain_language_module(kind, run, language=language, out=out, config=config,
                              training=dataclasses.asdict(options), callbacks=callbacks,
-                             carry_vocabulary=carry_vocabulary, copy_logs=True)
+                             carry_vocabulary=carry_vocabulary, copy_logs=True, overwrite=overwrite)
     return out
 
 

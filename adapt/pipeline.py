@@ -29,6 +29,7 @@ from langgraft.adapt.stages import plan
 from langgraft.atomic import atomic_dir, atomic_file, match_umask
 from langgraft.errors import UserError
 from langgraft.options import from_mapping, load_yaml
+from langgraft.sidecars import read_sidecar
 
 LEDGER = "stages.json"
 STAGE_RECORD = "stage.json"
@@ -129,10 +130,10 @@ class Pipeline:
         return self.run_dir / LEDGER
 
     def ledger(self) -> dict:
-        try:
-            return json.loads(self.ledger_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not self.ledger_path.exists():
             return {"pipeline": self.name, "language": self.config.language, "stages": {}}
+        return read_sidecar(self.ledger_path, "the run's stage ledger",
+                            f"restore it, or move {self.run_dir} aside and start the run afresh", {"stages": dict})
 
     def _record(self, stage: str, **entry: Any) -> None:
         ledger = self.ledger()
@@ -217,7 +218,8 @@ class Pipeline:
 
         folder = self.publish_dir
         previous = folder / "pipeline.json"
-        if previous.is_file() and json.loads(previous.read_text(encoding="utf-8")).get("stages") == keys:
+        if previous.is_file() and read_sidecar(previous, "the published run record",
+                                               "publish again with --overwrite").get("stages") == keys:
             print(f"[{self.config.language}:publish] up to date ({folder})", file=sys.stderr, flush=True)
         else:
             publish_run(self.run_dir, folder, self.config.publish.repo, flag="publish.out")

@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.print_config:
         print(demo_yaml(), end="")
         return 0
-    run_demo(Path(args.out), quick=args.quick, overrides=parse_overrides(args.set))
+    run_demo(Path(args.out), quick=args.quick, overrides=parse_overrides(args.set), overwrite=args.overwrite)
     return 0
 
 
@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  description="The embedded default pipeline (langgraft/adapt/demo.yaml): "
                                              "corpus, tokenizer, head recovery, init, pretraining, a language "
                                              "module, zero-shot genre task, retrieval, report, published folder.")
-    demo.add_argument("--out", default="langgraft-demo", help="output folder (default: ./langgraft-demo)")
+    add_output_arguments(demo, "output folder (default: ./langgraft-demo); a folder holding the demo's run "
+                               "continues it", required=False, default="langgraft-demo")
     demo.add_argument("--quick", action="store_true", help="a tiny version (minutes less; for smoke tests)")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     demo.add_argument("--print-config", action="store_true",

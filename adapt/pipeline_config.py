@@ -20,7 +20,6 @@ from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
 from langgraft.adapt.pretrain import PretrainConfig as RunConfig
 from langgraft.corpora.split import check_ratios
-from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
 from langgraft.adapters.training import TrainOptions
@@ -110,7 +109,7 @@ class InitConfig:
 
 # The pretrain section takes the options of ``langgraft.adapt.pretrain.PretrainConfig`` (so a new
 # pretraining option is a pipeline key at once), less the fields the stage fills in from the run:
-STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume",
+STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume", "overwrite",
                     "corpus_alpha")  # one target corpus: nothing to mix
 # Defaults sized for one language's few-hundred-step run; the others are the Python API's.
 PRETRAIN_DEFAULTS = {"max_steps": 300, "embedding_steps": 300, "learning_rate": FULL_LEARNING_RATE,

@@ -34,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 from langgraft.errors import UserError
 from langgraft.options import option
+from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output
+from langgraft.sidecars import read_sidecar
 from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
 
 RUN_FILE = "langgraft_pretrain.json"
@@ -56,6 +58,7 @@ class PretrainConfig(TrainingOptions):
     out: str = option(help="run directory: final model, metrics, checkpoints")
     eval_corpus: str | None = option(None, help="held-out text: loss and bits per character every --eval-steps")
     resume: bool = option(False, help="continue the run in --out from its last checkpoint", result=False)
+    overwrite: bool = option(False, help=OVERWRITE_HELP, result=False)
     max_steps: int = option(1000, help="optimizer steps of the whole run (both stages)", gt=0, group=SCHEDULE)
     embedding_steps: int = option(0, help="first steps train only embeddings and output bias (body frozen)", ge=0,
                                   group=SCHEDULE)
@@ -89,6 +92,10 @@ class PretrainConfig(TrainingOptions):
             raise UserError(f"--embedding-steps {self.embedding_steps} must be between 0 and --max-steps {self.max_steps}")
         if not self.corpus:
             raise UserError("give at least one --corpus file")
+        if self.resume and self.overwrite:
+            raise UserError("--resume continues the run in --out and --overwrite replaces it; choose one")
+        if self.replay_ratio > 0 and self.replay_corpus is None:
+            raise UserError("--replay-ratio needs --replay-corpus (source-language text)")
         for path in [*self.corpus, self.eval_corpus, self.replay_corpus]:
             if path is not None and not Path(path).exists():
                 raise UserError(f"corpus {path} not found; check the path")
@@ -148,7 +155,7 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
     config_file = folder / "config.json"
     if not config_file.exists():  # a PEFT checkpoint holds the adapter only
         return None
-    saved = json.loads(config_file.read_text(encoding="utf-8"))
+    saved = read_sidecar(config_file, "the checkpoint's model config", f"delete {folder} to start that stage afresh")
     for key, value in expected.items():
         if key in saved and saved[key] != value:
             return f"{key}={saved[key]} (this model has {value})"
@@ -174,20 +181,21 @@ def new_rows_start(model_path: str) -> int:
 
     summary_file = Path(model_path) / SUMMARY_FILE
     if summary_file.is_file():
-        summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        if summary.get("mode") != "extend":
+        summary = read_sidecar(summary_file, "the transfer summary", "re-run `langgraft init` for this model",
+                               {"mode": str, "source_vocab_size": int})
+        if summary["mode"] != "extend":
             raise UserError(f"--train-new-rows-only: {model_path} has a replaced vocabulary (langgraft init --mode "
                             f"{summary.get('mode')}): every row is new; drop the flag to train the embeddings fully")
         tokenizer_dir = summary.get("target_tokenizer")
         extension = read_extension_info(tokenizer_dir) if tokenizer_dir and Path(tokenizer_dir).is_dir() else None
-        source_rows = int(summary["source_vocab_size"])
-        return min(int(extension["original_vocab_size"]), source_rows) if extension else source_rows
+        source_rows = summary["source_vocab_size"]
+        return min(extension["original_vocab_size"], source_rows) if extension else source_rows
     extension = read_extension_info(model_path)
     if extension is None:
         raise UserError(f"--train-new-rows-only needs an extended vocabulary, but {model_path} has neither "
                         "transfer_summary.json (langgraft init --mode extend) nor langgraft_extension.json; "
                         "drop the flag or pretrain the output of `langgraft init --mode extend`")
-    return int(extension["original_vocab_size"])
+    return extension["original_vocab_size"]
 
 
 class _Run:
@@ -257,16 +265,24 @@ class _Run:
         return identity
 
     def check_out(self) -> None:
-        """A new run needs a new or empty ``--out``; ``--resume`` needs the same model and data."""
-        from langgraft.atomic import atomic_file
+        """A new run needs a new or empty ``--out``; ``--resume`` needs the same model and data.
 
+        Nothing is written here: the run record follows in :meth:`_start`, once the model has
+        loaded too, so a corrected rerun into the same ``--out`` is never blocked by a failed start."""
+        from langgraft.adapt.data import check_corpus_fits
+
+        c = self.config
         run_file = self.out / RUN_FILE
         identity = self._identity()
-        if run_file.exists():
-            saved = json.loads(run_file.read_text(encoding="utf-8"))
-            if not self.config.resume:
-                raise UserError(f"{self.out} already holds a pretraining run; pass --resume to continue it "
-                                "or choose another --out")
+        resuming = c.resume and run_file.exists()
+        hint = "pass --resume to continue its run or --overwrite to replace it" if run_file.exists() else \
+            "pass --overwrite to replace it"
+        check_output(self.out, inputs=[self.model_path, *c.corpus, c.eval_corpus, c.replay_corpus],
+                     overwrite=c.overwrite or resuming, replace_hint=hint)
+        if resuming:
+            saved = read_sidecar(run_file, "the pretraining run record",
+                                 "restore it from a backup, or start a new run in another --out",
+                                 {"fingerprint": dict, "data": dict, "model": str})
             if saved["fingerprint"] != identity["fingerprint"]:
                 raise UserError(f"checkpoints in {self.out} come from another model ({saved['model']}); "
                                 f"resume with --model {saved['model']} or choose another --out")
@@ -276,18 +292,25 @@ class _Run:
                 if saved["data"].get(key) != value:
                     raise UserError(f"cannot resume {self.out}: {key} was {saved['data'].get(key)!r}, now {value!r}; "
                                     "resume with the original data and module options (same order of examples)")
-        elif self.out.exists() and any(self.out.iterdir()):
-            raise UserError(f"--out {self.out} is not empty and holds no pretraining run; choose a new directory")
-        _wait_for_everyone()  # every process checked before the main one writes
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with atomic_file(run_file) as handle:
-                json.dump(identity, handle, indent=2)
-        _wait_for_everyone()
-        for path in [*self.config.corpus, *([self.config.replay_corpus] if self.config.replay_ratio else [])]:
-            from langgraft.adapt.data import check_corpus_fits
+        for path in [*c.corpus, *([c.replay_corpus] if c.replay_ratio else [])]:
+            check_corpus_fits(self.tokenizer, path, self.objective, c.max_seq_length)
+        self.identity = identity
 
-            check_corpus_fits(self.tokenizer, path, self.objective, self.config.max_seq_length)
+    def _start(self) -> None:
+        """Write the run record once the source model has loaded: the first write into ``--out``."""
+        from langgraft.atomic import atomic_file
+
+        if self.started:
+            return
+        _wait_for_everyone()  # every process checked and loaded before the main one writes
+        if self.is_main:
+            if self.config.overwrite:
+                clear_output(self.out)
+            self.out.mkdir(parents=True, exist_ok=True)
+            with atomic_file(self.out / RUN_FILE) as handle:
+                json.dump(self.identity, handle, indent=2)
+        _wait_for_everyone()
+        self.started = True
 
     def _tensorboard(self) -> bool:
         """One TensorBoard log for the whole run (``out/runs``, run-level steps), written by :class:`MetricsLog`."""
@@ -314,6 +337,7 @@ class _Run:
         from langgraft.training import is_sealed
 
         self.check_out()
+        self.started = False
         final_eval = None
         module = None
         model_source = self.model_path
@@ -326,6 +350,7 @@ class _Run:
                 self.steps_done = stage.steps
                 continue
             model = self._load(model_source)
+            self._start()
             if stage.name == "module":  # the base stays frozen; out/ holds it when stage 1 changed it
                 if model_source != self.model_path:
                     self._save_model(model, self.out, None)
@@ -339,6 +364,7 @@ class _Run:
                 model_source = str(final)
             else:
                 self._save_model(model, self.out, result)
+        self._start()  # every stage had finished in earlier invocations
         self._finish()
         return PretrainResult(self.out, self.objective, self.steps_done, final_eval, module, self.train_seconds)
 
@@ -426,7 +452,7 @@ class _Run:
                        trainable=None if module else (lambda m: set_trainable(m, stage.name)),
                        new_rows_from=None if module else self.new_rows, callbacks=callbacks, resume=c.resume,
                        check_checkpoint=self._check_checkpoint, processing_class=self.tokenizer, progress_bar=True,
-                       disk_full_hint=f"free space (or use another --out) and rerun with --resume to continue")
+                       disk_full_hint="free space (or use another --out) and rerun with --resume to continue")
         self.train_seconds += result.train_seconds
         return result
 
@@ -442,7 +468,8 @@ class _Run:
         import tempfile
 
         from langgraft.atomic import match_umask
-        from langgraft.training import is_disk_full, save_trained, seal_checkpoint
+        from langgraft.outputs import disk_full
+        from langgraft.training import save_trained, seal_checkpoint
 
         if self.is_main:
             target.mkdir(parents=True, exist_ok=True)
@@ -455,10 +482,10 @@ class _Run:
                     os.replace(path, target / path.name)
                 if target != self.out:
                     seal_checkpoint(target)
-            except OSError as exc:
-                if is_disk_full(exc):
+            except Exception as exc:  # safetensors' own error for a full disk is no OSError
+                if disk_full(exc, target):
                     raise UserError(f"disk full while saving the model to {target}: free space and rerun "
-                                    "with --resume") from exc
+                                    "with --resume") from None
                 raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -472,7 +499,7 @@ class _Run:
             return
         self.log.close()
         plot_loss_curve(self.log)
-        record = json.loads((self.out / RUN_FILE).read_text(encoding="utf-8"))
+        record = read_sidecar(self.out / RUN_FILE, "the pretraining run record", "start a new run in another --out")
         record.update(finished=True, config=asdict(self.config))
         with atomic_file(self.out / RUN_FILE) as handle:
             json.dump(record, handle, indent=2)

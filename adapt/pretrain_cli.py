@@ -80,6 +80,7 @@ def _train_language(args: argparse.Namespace) -> int:
     quiet()
     out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
                                 config=kind_config(args.kind, args), options=training_options(args),
-                                carry_vocabulary=args.carry_vocabulary, eval_corpus=args.eval_corpus)
+                                carry_vocabulary=args.carry_vocabulary, eval_corpus=args.eval_corpus,
+                                overwrite=args.overwrite)
     print(f"language module written to {out}")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
+from langgraft.sidecars import read_sidecar
 
 MANIFEST = "manifest.json"
 # installed-package aliases -> the hub id a model card should name as base_model
@@ -28,7 +29,7 @@ MODEL_STAGES = ("pretrain", "init")  # the latest of these holds the adapted mod
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_sidecar(path, f"the run's {path.name}", "re-run the pipeline stage that writes it")
 
 
 def find_runs(run_dir: str | Path) -> list[Path]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
+from langgraft.outputs import add_output_arguments
 
 MODULE_COMMAND = "module"
 
@@ -33,7 +34,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--kind", required=True, choices=tuple(kinds()), help="module method")
     parser.add_argument("--model", required=True, help="base checkpoint (directory or hub name)")
-    parser.add_argument("--out", required=True, help="output module directory")
+    add_output_arguments(parser, "output module directory")
     add_options(parser, TrainOptions)
     taken: set[str] = set()
     for name, config_class in kinds().items():
@@ -78,7 +79,8 @@ def _train_task(args: argparse.Namespace) -> int:
     quiet()
     out = train_task_module(args.kind, args.model, args.train, task=args.task, out=args.out,
                             language_module=args.language_module, language=args.language,
-                            config=kind_config(args.kind, args), options=training_options(args))
+                            config=kind_config(args.kind, args), options=training_options(args),
+                            overwrite=args.overwrite)
     print(f"task module written to {out}")
     return 0
 
@@ -87,7 +89,7 @@ def _compose(args: argparse.Namespace) -> int:
     from langgraft.adapters.compose import write_composition
 
     quiet()
-    out = write_composition(args.model, args.modules, args.out, merge=args.merge)
+    out = write_composition(args.model, args.modules, args.out, merge=args.merge, overwrite=args.overwrite)
     print(f"{'merged checkpoint' if args.merge else 'composed module'} written to {out}")
     return 0
 
@@ -130,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="base checkpoint the modules were trained on")
     compose.add_argument("--modules", "--module", dest="modules", required=True, nargs="+", action="extend",
                          metavar="DIR", help="module directories: language modules and at most one task module")
-    compose.add_argument("--out", required=True, metavar="DIR", help="output checkpoint or module directory")
+    add_output_arguments(compose, "output checkpoint or module directory")
     compose.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
                          help="fold the modules into the weights (default); --no-merge writes one combined module")
     compose.set_defaults(handler=_compose)

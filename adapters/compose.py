@@ -12,12 +12,12 @@ before anything changes, so a bad module leaves the model untouched.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 from langgraft.errors import UserError
+from langgraft.outputs import check_output
 
 from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
                    make_config, unwrap, restore_vocabulary, save_vocabulary, swap_vocabulary)
@@ -59,11 +59,12 @@ def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> M
 
 def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
                   identity: Any, tokenizer: Any, embedding_digest: str, training: dict[str, Any],
-                  vocabulary: Any = None, logs: Sequence[Path] = (), **fields: Any) -> Path:
+                  vocabulary: Any = None, logs: Sequence[Path] = (), overwrite: bool = False,
+                  inputs: Sequence[Any] = (), **fields: Any) -> Path:
     from langgraft.atomic import atomic_dir
 
     kind = get_kind(kind_name)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         saved = kind.save(trained, config, role, head_names, tmp)
         if vocabulary is not None:
             save_vocabulary(tokenizer, vocabulary, tmp)
@@ -85,11 +86,13 @@ def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, 
 def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: str, out: str | Path,
                       language_module: str | Path | Module | None = None, language: str | None = None,
                       labels: Sequence[str] | None = None, config: ModuleConfig | dict[str, Any] | None = None,
-                      options: TrainOptions | None = None, callbacks: Sequence[Any] = ()) -> Path:
+                      options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
+                      overwrite: bool = False) -> Path:
     """Train a task module (and its head) on labelled ``train`` data; returns ``out``.
 
     With ``language_module`` (the source language's), it is composed first and stays frozen, so the
-    task module learns on top of it (MAD-X stacking; LoRA/SFT additive composition).
+    task module learns on top of it (MAD-X stacking; LoRA/SFT additive composition). An existing
+    ``out`` is refused before any work unless ``overwrite``.
     """
     from langgraft.models import load_config, load_tokenizer, resolve_model_path
     from langgraft.training import check_options, load_dtype
@@ -101,6 +104,8 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
     check_options(options)
     config = resolve_config(kind, config)
     out = Path(out)
+    inputs = [model, train, language_module if not isinstance(language_module, Module) else language_module.path]
+    check_output(out, inputs=inputs, overwrite=overwrite)
     labels = list(labels) if labels else collect_labels(task, train)
     tokenizer = load_tokenizer(resolve_model_path(model))
     load = {"dtype": load_dtype(options, load_config(model))}
@@ -121,7 +126,8 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
     seed_module(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
     return write_module(kind, trained, config, "task", head_names, out, identity, tokenizer, digest,
-                         dataclasses.asdict(options), language=language, task=task, labels=labels)
+                         dataclasses.asdict(options), overwrite=overwrite, inputs=inputs, language=language, task=task,
+                         labels=labels)
 
 
 def _as_modules(modules: Sequence[str | Path | Module]) -> list[Module]:
@@ -203,7 +209,8 @@ def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> 
     return network, tokenizer
 
 
-def export_merged(model: Any, tokenizer: Any, out: str | Path) -> Path:
+def export_merged(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = False,
+                  inputs: Sequence[Any] = ()) -> Path:
     """Write a stock transformers checkpoint computing the composed function (lora and sft modules)."""
     from langgraft.atomic import atomic_dir
 
@@ -213,14 +220,15 @@ def export_merged(model: Any, tokenizer: Any, out: str | Path) -> Path:
     for kind in sorted(kinds):
         merged = get_kind(kind).merge(merged)
     merged = unwrap(merged)
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
         merged.save_pretrained(str(tmp))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
     return Path(out)
 
 
-def export_module(model: Any, tokenizer: Any, out: str | Path) -> Path:
+def export_module(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = False,
+                  inputs: Sequence[Any] = ()) -> Path:
     """Write the modules composed onto ``model`` as ONE module of their kind, loadable on the untouched base.
 
     lora: one PEFT adapter (ranks concatenated, PEFT's ``cat``); sft: one sparse file φ = Σ φ_i;
@@ -241,7 +249,7 @@ def export_module(model: Any, tokenizer: Any, out: str | Path) -> Path:
                         "write a merged checkpoint instead (--merge)")
     task = next((module for _, module in parts if module.metadata.role == "task"), None)
     languages = [m.metadata.language for _, m in parts if m.metadata.role == "language" and m.metadata.language]
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
         saved = get_kind(kinds[0]).combine(model, parts, tmp)
         if task is not None and (task.path / HEAD_FILE).is_file():
             shutil.copyfile(task.path / HEAD_FILE, tmp / HEAD_FILE)
@@ -273,14 +281,18 @@ def _part_record(module: Module) -> dict[str, Any]:
 
 
 def write_composition(model: str | Path, modules: Sequence[str | Path | Module], out: str | Path, *,
-                      merge: bool = True) -> Path:
+                      merge: bool = True, overwrite: bool = False) -> Path:
     """Compose ``modules`` onto ``model`` and write the result (what ``langgraft module compose`` runs).
 
     ``merge=True``: a stock transformers checkpoint with the modules folded in (lora, sft).
     ``merge=False``: one module of the modules' kind (:func:`export_module`) for the untouched base.
+    An existing ``out`` is refused before any work unless ``overwrite``.
     """
+    inputs = [model, *(module.path if isinstance(module, Module) else module for module in modules)]
+    check_output(out, inputs=inputs, overwrite=overwrite)
     network, tokenizer = load_composed(model, modules)
-    return export_merged(network, tokenizer, out) if merge else export_module(network, tokenizer, out)
+    export = export_merged if merge else export_module
+    return export(network, tokenizer, out, overwrite=overwrite, inputs=inputs)
 
 
 def module_info(path: str | Path) -> dict[str, Any]:

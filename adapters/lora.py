@@ -19,6 +19,7 @@ from typing import Any
 
 from langgraft.errors import UserError
 from langgraft.options import option
+from langgraft.sidecars import read_sidecar
 
 from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
 from .metadata import find_layer_stack
@@ -174,13 +175,11 @@ class LoraKind(ModuleKind):
 
     def _check_ranks(self, module: Module, model: Any) -> None:
         """Overlapping targets must agree on rank with any LoRA module already applied (PEFT merges per layer)."""
-        import json
-
-        config = json.loads((module.path / "adapter_config.json").read_text(encoding="utf-8"))
+        config = read_adapter_config(module.path)
         for name, other in composition_state(model).applied.items():
             if other.metadata.kind != "lora":
                 continue
-            other_config = json.loads((other.path / "adapter_config.json").read_text(encoding="utf-8"))
+            other_config = read_adapter_config(other.path)
             if other_config.get("target_modules") == config.get("target_modules") and \
                     other_config.get("use_dora", False) != config.get("use_dora", False):
                 raise UserError(f"lora module {module.path} and {other.path} target the same layers but one uses "
@@ -261,3 +260,9 @@ class LoraKind(ModuleKind):
         from peft import PeftModel
 
         return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def read_adapter_config(module_dir: Path) -> dict[str, Any]:
+    """The PEFT ``adapter_config.json`` of a LoRA module, or one line saying what is wrong with it."""
+    return read_sidecar(module_dir / "adapter_config.json", "the LoRA adapter config",
+                        "retrain the module with `langgraft module train-language/train-task`")

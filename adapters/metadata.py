@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.errors import UserError
+from langgraft.sidecars import read_sidecar
 
 METADATA_FILE = "langgraft_module.json"
 FORMAT_VERSION = 1
@@ -72,14 +73,14 @@ class ModuleMetadata:
         if not path.is_file():
             raise UserError(f"{directory} is not a langgraft module (no {METADATA_FILE}); "
                             "give a directory written by `langgraft module train-language/train-task`")
+        data = read_sidecar(path, "the module metadata", "retrain or restore the module")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
             known = {f.name for f in dataclasses.fields(cls)}
             metadata = cls(**{k: v for k, v in data.items() if k in known})
             if not isinstance(metadata.parts, list) or not all(isinstance(part, dict) for part in metadata.parts):
                 raise TypeError("'parts' must be a list of objects")
             return metadata
-        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        except (TypeError, AttributeError) as exc:
             raise UserError(f"{path}: corrupted module metadata ({exc}); retrain or restore the module") from None
 
 

@@ -25,6 +25,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import IO, Iterable, Iterator, NamedTuple, TypeVar
 
@@ -289,12 +290,19 @@ def _conllu_blocks(path: Path, on_decode_error: str) -> Iterator[tuple[int, list
         yield start, block
 
 
+# a word (1), a multiword token's range (1-2) or an empty node (0.1, 3.1)
+CONLLU_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*)?|(0|[1-9][0-9]*)\.[1-9][0-9]*")
+
+
 def _token_cells(path: Path, number: int, line: str) -> list[str]:
     cells = line.split("\t")
     if len(cells) != 10:
         raise UserError(
             f"{path}:{number}: CoNLL-U token lines need 10 tab-separated columns, found {len(cells)}"
         )
+    if not CONLLU_ID.fullmatch(cells[0]):
+        raise UserError(f"{path}:{number}: CoNLL-U token id {cells[0]!r} is not a word id (1), a range (1-2) "
+                        "or an empty node (1.1)")
     return cells
 
 

@@ -21,7 +21,6 @@ file, or what :func:`langgraft.corpora.read_documents` yields for other formats)
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass

@@ -22,6 +22,7 @@ from langgraft.atomic import atomic_dir
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
+from langgraft.sidecars import read_sidecar
 from langgraft.vocab.checkpoint import ModelSource, open_source, output_config, set_special_ids
 
 TABLE_FILE = "language_table.safetensors"
@@ -68,7 +69,8 @@ class LanguageTable:
             raise UserError(f"{path}: not a language table (missing {TABLE_FILE} or {INFO_FILE}); "
                             "create one with `langgraft hydra add`")
         tensors = load_file(str(path / TABLE_FILE))
-        info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
+        info = read_sidecar(path / INFO_FILE, "the language table record", "re-create it with `langgraft hydra add`",
+                            {"language": str})
         return cls(info["language"], tensors["input_embeddings"], tensors.get("output_embeddings"),
                    tensors.get("output_bias"), load_tokenizer(path))
 

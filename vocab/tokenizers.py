@@ -29,6 +29,7 @@ from langgraft.errors import UserError
 from langgraft.outputs import check_output
 from langgraft.models import load_tokenizer
 from langgraft.options import Validated, option
+from langgraft.sidecars import read_sidecar
 from langgraft.vocab.canonical import BYTE_PIECE
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def train_tokenizer(
     tokenizer, loaded back from ``out``. An existing ``out`` is refused unless ``overwrite``.
     """
     TokenizerOptions(vocab_size=vocab_size, min_frequency=min_frequency)
-    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
+    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
@@ -303,7 +304,10 @@ class SourceGuard:
 def read_extension_info(tokenizer_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The :data:`EXTENSION_FILE` record of an extended tokenizer directory, or None."""
     path = Path(tokenizer_dir) / EXTENSION_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return read_sidecar(path, "the tokenizer extension record", "re-run `langgraft tokenizer extend` for this folder",
+                        {"original_vocab_size": int, "new_vocab_size": int})
 
 
 # ----------------------------------------------------------------------------- training

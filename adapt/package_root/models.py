@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,11 @@ def _load(loader: Any, name_or_path: str | Path, what: str, **kwargs: Any) -> An
     path = resolve_model_path(name_or_path)
     try:
         return loader.from_pretrained(path, **kwargs)
+    except pickle.UnpicklingError:  # transformers loads .bin weights with torch.load(weights_only=True)
+        raise UserError(
+            f"cannot load {what} from {str(name_or_path)!r}: its pickle (.bin) weights hold more than tensors, so "
+            "they are not loaded (weights_only=True); convert the checkpoint to safetensors with the tool that "
+            "wrote it") from None
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
@@ -69,33 +75,6 @@ def load_config(name_or_path: str | Path, **kwargs: Any) -> Any:
     from transformers import AutoConfig
 
     return _load(AutoConfig, name_or_path, "model config", **kwargs)
-
-
-def head_kind(config: Any) -> str | None:
-    """``"mlm"``, ``"clm"`` or ``None`` (headless, e.g. a sentence-transformers body)."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
-
-    architectures = config.architectures or []
-    if getattr(config, "is_encoder_decoder", False):
-        raise UserError(f"model type {config.model_type!r} is an encoder-decoder; langgraft transfers encoders "
-                        "(MLM) and decoders (CLM) only")
-    if any(a.endswith("ForMaskedLM") for a in architectures):
-        return "mlm"
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return "clm"
-    if architectures:
-        return None
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return "clm"
-    return None
-
-
-def auto_class(kind: str | None) -> Any:
-    """The ``AutoModel*`` class for a :func:`head_kind` (``AutoModel`` for a headless body)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
-
-    return {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}.get(kind, AutoModel)
 
 
 def load_model(name_or_path: str | Path, auto_class: Any = None, **kwargs: Any) -> Any:

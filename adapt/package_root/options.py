@@ -87,7 +87,9 @@ def type_name(tp: Any) -> str:
 def _same_shape(tp: Any, value: Any) -> bool:
     """Could ``value`` be meant as a ``tp``? (mapping, list or scalar)"""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) or origin is dict:
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, (dict, tp))  # a mapping from YAML, or the section already built
+    if origin is dict:
         return isinstance(value, dict)
     if origin in (list, tuple):
         return isinstance(value, list)

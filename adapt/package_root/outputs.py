@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -83,6 +85,16 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike |
     return target
 
 
+def clear_output(target: str | os.PathLike) -> None:
+    """Remove an output the user asked to replace (``--overwrite``) for commands that write into it as
+    they go (training runs), after :func:`check_output` has passed and every other check with it."""
+    target = Path(target)
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+
+
 def _check_writable(target: Path, given: str | os.PathLike, flag: str) -> None:
     ancestor = target if target.exists() and target.is_dir() else target.parent
     while not ancestor.exists():
@@ -90,13 +102,44 @@ def _check_writable(target: Path, given: str | os.PathLike, flag: str) -> None:
     if not ancestor.is_dir():
         raise UserError(f"{flag} {given}: {ancestor} is a file, so no folder can be made inside it; choose another "
                         f"{flag}")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {given}: {ancestor} is not writable; choose a folder you can write to")
+    try:  # permissions alone can say yes where nothing can be made (/proc, read-only mounts, root's access())
+        os.rmdir(tempfile.mkdtemp(prefix=".langgraft-probe-", dir=ancestor))
+    except OSError:
+        raise UserError(f"{flag} {given}: nothing can be created in {ancestor}; choose a folder you can write to") \
+            from None
 
 
-def disk_full(exc: BaseException) -> bool:
-    """True when ``exc`` (from any writer: Python, safetensors, tokenizers) means the disk is full."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return True
-    text = str(exc)
-    return "No space left on device" in text or "StorageFull" in text or "os error 28" in text or "code: 28" in text
+FULL_BELOW_BYTES = 1 << 20  # a write that failed on a filesystem with less free space than this failed for want of it
+
+
+def disk_full(exc: BaseException, where: str | os.PathLike | None = None) -> bool:
+    """True when ``exc`` (from any writer: Python, safetensors, tokenizers, torch) means the disk is full.
+
+    Some writers say so (``ENOSPC``, "No space left on device"); torch's zip writer only reports a
+    stream error ("unexpected pos"), so with ``where`` (the folder written to) a failure on a
+    filesystem left with less than :data:`FULL_BELOW_BYTES` free counts as full too.
+    """
+    for cause in _chain(exc):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        text = str(cause)
+        if "No space left on device" in text or "StorageFull" in text or "os error 28" in text or "code: 28" in text:
+            return True
+    if where is None:
+        return False
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen

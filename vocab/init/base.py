@@ -383,12 +383,7 @@ def softmax_topk_weights(sim_values: torch.Tensor, tau: float = 0.1) -> torch.Te
 def read_extension_size(tokenizer_dir: str | Path) -> int | None:
     """Original vocabulary size recorded by ``langgraft tokenizer extend``, or None."""
     info = read_extension_info(tokenizer_dir)
-    if info is None:
-        return None
-    if "original_vocab_size" not in info:
-        raise UserError(f"{Path(tokenizer_dir) / EXTENSION_FILE}: no 'original_vocab_size' field; "
-                        "re-run `langgraft tokenizer extend`")
-    return int(info["original_vocab_size"])
+    return None if info is None else info["original_vocab_size"]
 
 
 __all__: Sequence[str] = (

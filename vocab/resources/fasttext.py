@@ -24,6 +24,7 @@ from typing import Any, Iterable, Literal, Sequence
 from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
+from langgraft.sidecars import read_sidecar
 from langgraft.vocab.resources.text import iter_lines, split_words
 
 # Below this many running words fastText's vectors are noise; the error says how to fix it.
@@ -211,12 +212,21 @@ def load_fasttext(path: str | os.PathLike, lowercase: bool | None = None) -> "Wo
         raise UserError(f"fastText model {path} does not exist; train one with `langgraft resources fasttext`")
     if lowercase is None:
         sidecar = _sidecar(path)
-        lowercase = bool(json.loads(sidecar.read_text())["options"]["lowercase"]) if sidecar.is_file() else False
+        lowercase = _sidecar_lowercase(sidecar) if sidecar.is_file() else False
     try:
         stored = read_fasttext_bin(path)
     except (ValueError, IndexError, struct.error) as exc:  # IndexError, struct.error: truncated file
         raise UserError(f"{path} is not a fastText .bin model: {exc}") from exc
     return WordVectors(lowercase=lowercase, path=path, stored=stored)
+
+
+def _sidecar_lowercase(sidecar: Path) -> bool:
+    """Whether the model in the sidecar's ``.bin`` was trained on lower-cased text."""
+    fix = "re-train the model with `langgraft resources fasttext` or delete the sidecar"
+    options = read_sidecar(sidecar, "the fastText training record", fix, {"options": dict})["options"]
+    if not isinstance(options.get("lowercase"), bool):
+        raise UserError(f"{sidecar}: the fastText training record: 'options.lowercase' must be true/false; {fix}")
+    return options["lowercase"]
 
 
 FASTTEXT_MAGIC, FASTTEXT_VERSION = 793712314, 12

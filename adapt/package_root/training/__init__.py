@@ -20,7 +20,7 @@ from typing import Any
 from .options import OWN_REPORTERS, TrainingOptions
 
 _LAZY = {
-    "train": "run", "save_trained": "run", "check_options": "run", "TrainResult": "run", "is_disk_full": "run",
+    "train": "run", "save_trained": "run", "check_options": "run", "TrainResult": "run",
     "world_size": "run", "training_arguments": "run", "as_checkpoint": "run", "autocast": "precision",
     "LMLoss": "loss", "NewRows": "rows",
     "has_accelerator": "precision", "checkpoint_dtype": "precision", "load_dtype": "precision",

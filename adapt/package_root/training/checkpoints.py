@@ -17,6 +17,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from langgraft.atomic import atomic_file, match_umask
+from langgraft.sidecars import read_sidecar
 
 SEAL_FILE = "langgraft_complete.json"
 
@@ -73,5 +74,6 @@ def latest_checkpoint(output_dir: Path, remove_broken: bool) -> Path | None:
 
 def logged_losses(checkpoint: Path) -> list[float]:
     """The training losses Trainer logged up to ``checkpoint`` (its ``trainer_state.json``)."""
-    history = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+    history = read_sidecar(checkpoint / "trainer_state.json", "Trainer's state", f"delete {checkpoint} to resume from "
+                           "the checkpoint before it", {"log_history": list})["log_history"]
     return [record["loss"] for record in history if "loss" in record]

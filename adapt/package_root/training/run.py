@@ -10,9 +10,7 @@ checkpoints and resume, and a full disk as one error line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib.util
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from langgraft.errors import UserError
+from langgraft.outputs import disk_full
 from langgraft.models import unwrap
+from langgraft.sidecars import read_sidecar
 
 from .checkpoints import SealCheckpointCallback, checkpoint_step, latest_checkpoint, logged_losses
 from .options import OWN_REPORTERS, TrainingOptions
@@ -43,10 +43,6 @@ class TrainResult:
     @property
     def stats(self) -> dict[str, float]:
         return {"train_seconds": round(self.train_seconds, 2), "train_loss": round(self.train_loss, 4)}
-
-
-def is_disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def world_size() -> int:
@@ -76,15 +72,7 @@ def check_options(options: TrainingOptions) -> None:
 
 
 def _read_json(path: str, flag: str) -> dict[str, Any]:
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError:
-        raise UserError(f"{flag} {path}: file not found or unreadable; check the path") from None
-    except ValueError as exc:
-        raise UserError(f"{flag} {path}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag} {path}: expected a JSON object of options")
-    return value
+    return read_sidecar(path, f"the {flag} file", f"give {flag} a JSON object of options")
 
 
 def _check_trainer_names(options: TrainingOptions) -> None:
@@ -200,8 +188,8 @@ def train(model: Any, dataset: Any, collator: Any, options: TrainingOptions, out
     with hooks:
         try:
             output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        except OSError as exc:
-            if not is_disk_full(exc):
+        except Exception as exc:  # safetensors' own error for a full disk is no OSError
+            if not disk_full(exc, output_dir):
                 raise
             latest_checkpoint(output_dir, remove_broken=args.process_index == 0)  # drops the half-written one
             raise UserError(f"disk full while writing to {output_dir}: {disk_full_hint} "

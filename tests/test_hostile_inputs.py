@@ -1,0 +1,315 @@
+"""Hostile and broken inputs across the commands: one line, exit status 2, nothing written, nothing changed.
+
+Each case builds its inputs under ``tmp_path``; the test snapshots every file there (bytes) before
+the command and compares after, so "nothing half-written, nothing pre-existing changed" is checked
+the same way for every case.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from langgraft.adapt.cli import build_parser, main
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file (and '<dir>' for every folder) under ``root``."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        state[key] = "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def run_refused(argv: list[str], root: Path, pattern: str, capsys) -> str:
+    """Run the CLI in-process; assert one ``langgraft: error:`` line matching ``pattern``, exit 2, ``root`` untouched."""
+    before = snapshot(root)
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own exit
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("langgraft: error:"), err
+    assert "Traceback" not in err and re.search(pattern, err), err
+    assert snapshot(root) == before, "the command wrote or changed files"
+    return err
+
+
+def lines_file(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def copied_model(source: Path, out: Path) -> Path:
+    shutil.copytree(source, out)
+    return out
+
+
+def pickle_only_model(source: Path, out: Path) -> Path:
+    """The tiny model with its weights as a pickle that holds more than tensors (weights_only refuses it)."""
+    shutil.copytree(source, out)
+    for weights in out.glob("*.safetensors"):
+        weights.unlink()
+    torch.save({"note": datetime.date(2024, 5, 1)}, out / "pytorch_model.bin")
+    return out
+
+
+# ----------------------------------------------------------------------------- numbers
+
+NUMBER_CASES = {
+    "vocab size written as a float": (["--vocab-size", "1e20"], "--vocab-size.*integer"),
+    "vocab size past the largest vocabulary": (["--vocab-size", "5000000000"], "--vocab-size must be .*<= 4194304"),
+    "negative minimum frequency": (["--vocab-size", "500", "--min-frequency", "-1"], "--min-frequency must be >= 0"),
+}
+
+
+@pytest.mark.parametrize("case", NUMBER_CASES, ids=list(NUMBER_CASES))
+def test_tokenizer_numbers_out_of_range_are_refused_up_front(case, tiny_models, target_corpus, tmp_path, capsys):
+    extra, pattern = NUMBER_CASES[case]
+    run_refused(["tokenizer", "train", "--source", tiny_models["bert"], "--corpus", target_corpus,
+                 "--out", tmp_path / "tok", *extra], tmp_path, pattern, capsys)
+
+
+def test_split_ratios_must_be_finite(target_corpus, tmp_path, capsys):
+    run_refused(["corpus", "prepare", target_corpus, "--out", tmp_path / "c", "--ratios", "nan", "0", "0"],
+                tmp_path, "ratio", capsys)
+
+
+PRETRAIN_OPTION_CASES = {
+    "unknown scheduler": (["--lr-scheduler-type", "bogus"], "lr-scheduler-type.*bogus"),
+    "masking probability above one": (["--mlm-probability", "1.5"], "--mlm-probability must be > 0 and < 1"),
+    "replay ratio without a replay corpus": (["--replay-ratio", "0.5"], "--replay-ratio needs --replay-corpus"),
+    "resume and overwrite together": (["--resume", "--overwrite"], "choose one"),
+}
+
+
+@pytest.mark.parametrize("case", PRETRAIN_OPTION_CASES, ids=list(PRETRAIN_OPTION_CASES))
+def test_pretrain_bad_options_write_nothing(case, tiny_models, target_corpus, tmp_path, capsys):
+    extra, pattern = PRETRAIN_OPTION_CASES[case]
+    run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", target_corpus, "--out", tmp_path / "run",
+                 "--max-steps", "2", "--max-seq-length", "32", *extra], tmp_path, pattern, capsys)
+
+
+def test_a_corpus_shorter_than_one_sequence_leaves_out_free_for_the_corrected_rerun(tiny_models, tmp_path, capsys):
+    short = lines_file(tmp_path / "short.txt", ["tiny"])
+    run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", short, "--out", tmp_path / "run",
+                 "--max-steps", "2", "--max-seq-length", "64"], tmp_path, "fewer than one sequence", capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bpc_advice_fits_the_cause(tiny_models, target_corpus, tmp_path, capsys):
+    for extra, pattern in ((["--max-length", "1"], "--max-length"), (["--batch-size", "0"], "--batch-size")):
+        err = run_refused(["eval", "bpc", "--model", tiny_models["bert"], "--corpus", target_corpus, *extra],
+                          tmp_path, pattern, capsys)
+        assert "more text" not in err and "--mask-rate" not in err
+
+
+# ----------------------------------------------------------------------------- sidecar files
+
+CORRUPT_SIDECARS = {"truncated": "{\"original_vocab_size\": ", "empty object": "{}", "a list": "[1, 2]",
+                    "wrong type": "{\"original_vocab_size\": \"many\", \"new_vocab_size\": 3}"}
+
+
+@pytest.mark.parametrize("content", CORRUPT_SIDECARS.values(), ids=list(CORRUPT_SIDECARS))
+def test_a_corrupt_extension_record_names_the_file(content, tiny_models, extended_tokenizers, tmp_path, capsys):
+    tokenizer = copied_model(extended_tokenizers["bert"], tmp_path / "tok")
+    (tokenizer / "langgraft_extension.json").write_text(content, encoding="utf-8")
+    run_refused(["init", "--source", tiny_models["bert"], "--tokenizer", tokenizer, "--method", "mean",
+                 "--mode", "extend", "--out", tmp_path / "out"], tmp_path, r"langgraft_extension\.json", capsys)
+
+
+@pytest.mark.parametrize("content", ["{", "{}", "[]"], ids=["truncated", "empty object", "a list"])
+def test_a_corrupt_pretraining_record_names_the_file_on_resume(content, tiny_models, target_corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "langgraft_pretrain.json").write_text(content, encoding="utf-8")
+    run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", target_corpus, "--out", run,
+                 "--max-steps", "2", "--max-seq-length", "32", "--resume"], tmp_path, r"langgraft_pretrain\.json",
+                capsys)
+
+
+def test_a_corrupt_fasttext_record_names_the_file(tiny_models, target_tokenizers, tmp_path, capsys):
+    vectors = tmp_path / "en.bin"
+    vectors.write_bytes(b"not read: the record beside it is read first")
+    (tmp_path / "en.bin.json").write_text("{\"options\": []}", encoding="utf-8")
+    run_refused(["init", "--source", tiny_models["bert"], "--tokenizer", target_tokenizers["bert"],
+                 "--method", "wechsel", "--source-embeddings", vectors, "--target-embeddings", vectors,
+                 "--dictionary", lines_file(tmp_path / "dict.tsv", ["a\tb"]), "--out", tmp_path / "out"],
+                tmp_path, r"en\.bin\.json", capsys)
+
+
+def test_a_corrupt_module_record_names_the_file(tiny_models, tmp_path, capsys):
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "langgraft_module.json").write_text("{\"kind\": ", encoding="utf-8")
+    run_refused(["module", "compose", "--base", tiny_models["bert"], "--modules", module, "--out", tmp_path / "out"],
+                tmp_path, r"langgraft_module\.json", capsys)
+
+
+def test_a_corrupt_run_record_names_the_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text("[]", encoding="utf-8")
+    run_refused(["publish", run, "--out", tmp_path / "published"], tmp_path, r"pipeline\.json", capsys)
+
+
+# ----------------------------------------------------------------------------- files and outputs
+
+@pytest.mark.parametrize("token_id", ["abc", "1-", "0", "1.x"])
+def test_conllu_token_ids_that_are_not_ids_name_the_line(token_id, tmp_path, capsys):
+    conllu = tmp_path / "t.conllu"
+    conllu.write_text("# sent_id = 1\n1\tA\ta\tX\t_\t_\t0\troot\t_\t_\n"
+                      f"{token_id}\tB\tb\tX\t_\t_\t1\tdep\t_\t_\n\n", encoding="utf-8")
+    run_refused(["corpus", "prepare", conllu, "--out", tmp_path / "c"], tmp_path, r"t\.conllu:3: .*token id", capsys)
+
+
+@pytest.mark.parametrize("where", ["/proc/langgraft-out", "a_file/sub"])
+def test_an_output_that_cannot_be_made_is_refused_before_the_work(where, target_corpus, tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    run_refused(["corpus", "prepare", target_corpus, "--out", where], tmp_path, "--out", capsys)
+
+
+def test_eval_out_that_is_a_folder_is_refused_before_evaluating(tiny_models, target_corpus, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    run_refused(["eval", "--model", tiny_models["bert"], "--task", f"bpc={target_corpus}", "--out",
+                 tmp_path / "results"], tmp_path, "is a folder", capsys)
+
+
+@pytest.mark.parametrize("command", ["pretrain", "init"])
+def test_pickle_weights_that_are_not_plain_tensors_get_one_line(command, tiny_models, target_tokenizers,
+                                                                target_corpus, tmp_path, capsys):
+    model = pickle_only_model(tiny_models["bert"], tmp_path / "pickled")
+    argv = {"pretrain": ["pretrain", "--model", model, "--corpus", target_corpus, "--max-steps", "1",
+                         "--max-seq-length", "32"],
+            "init": ["init", "--source", model, "--tokenizer", target_tokenizers["bert"], "--method", "mean"]}[command]
+    run_refused([*argv, "--out", tmp_path / "out"], tmp_path, "safetensors", capsys)
+
+
+# ----------------------------------------------------------------------------- pipeline files
+
+PIPELINE_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    "not UTF-8": (lambda d: [_file(d / "p.yaml", b"language: \xff\xfe\n")], "UTF-8"),
+    "a folder as the file": (lambda d: [str(_folder(d / "p.yaml"))], "folder"),
+    "an unclosed --set list": (lambda d: [_file(d / "p.yaml", b"language: nya\n"), "--set", "seed=[unclosed"],
+                               "--set"),
+    "--set on an empty file": (lambda d: [_file(d / "p.yaml", b""), "--set", "seed=1"], "missing key"),
+    "a name that climbs out of output": (lambda d: [_file(d / "p.yaml", b"language: nya\nsource_model: m\n"
+                                                    b"name: ../../x\n")], "name"),
+    "an absolute name": (lambda d: [_file(d / "p.yaml", b"language: nya\nsource_model: m\nname: /tmp/x\n")], "name"),
+    "NaN split ratios": (lambda d: [_file(d / "p.yaml", b"language: nya\nsource_model: m\n"
+                                    b"corpora: {ratios: [.nan, 0.1, 0.1]}\n")], "ratio"),
+    "options of a method that takes none": (lambda d: [_file(d / "p.yaml", b"language: nya\nsource_model: m\n"
+                                                         b"init: {method: random, options: {random: 5}}\n")],
+                                            "init.options"),
+    "an alias bomb": (lambda d: [_file(d / "p.yaml", b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+                                 b"b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                                 b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")], "alias"),
+}
+
+
+def _file(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("case", PIPELINE_CASES, ids=list(PIPELINE_CASES))
+def test_hostile_pipeline_files(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build, pattern = PIPELINE_CASES[case]
+    run_refused(["run", *build(tmp_path)], tmp_path, pattern, capsys)
+
+
+# ----------------------------------------------------------------------------- every --out
+
+def commands_with_out() -> dict[str, argparse.ArgumentParser]:
+    """``"tokenizer train"`` -> its parser, for every command that takes ``--out``."""
+    found = {}
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+        if any("--out" in action.option_strings for action in parser._actions):
+            found[" ".join(path)] = parser
+
+    walk(build_parser(), [])
+    return found
+
+
+def existing_out_argv(command: str, models: dict[str, Path], corpus: Path, tokenizers: dict[str, Path],
+                      tmp: Path) -> list[str]:
+    """The least a command needs to reach its output check (inputs exist; they are never read)."""
+    model, tok = models["bert"], tokenizers["bert"]
+    text = lines_file(tmp / "in.txt", ["a line"])
+    return {
+        "corpus prepare": [text],
+        "tokenizer train": ["--source", model, "--corpus", text, "--vocab-size", "500"],
+        "tokenizer extend": ["--source", model, "--corpus", text, "--new-tokens", "5"],
+        "init": ["--source", model, "--tokenizer", tok, "--method", "mean"],
+        "ofa export": ["--model", model],
+        "hydra add": ["--model", model, "--language", "nya"],
+        "hydra export": ["--model", model, "--table", tok],
+        "resources fasttext": ["--corpus", text],
+        "resources dictionary": ["--from", text],
+        "resources align": ["--parallel", text, text, "--source-tokenizer", tok, "--target-tokenizer", tok],
+        "head recover": ["--model", model, "--corpus", corpus],
+        "pretrain": ["--model", model, "--corpus", corpus, "--max-steps", "1", "--max-seq-length", "32"],
+        "module train-language": ["--kind", "lora", "--model", model, "--corpus", corpus, "--language", "nya"],
+        "module train-task": ["--kind", "lora", "--model", model, "--train", text, "--task", "seq-cls"],
+        "module compose": ["--base", model, "--modules", tok],
+        "eval": ["--model", model, "--task", f"bpc={corpus}"],
+        "eval report": [text],
+        "demo": [],
+        "publish": [_folder_with(tmp / "run", "pipeline.json")],
+    }[command]
+
+
+def _folder_with(folder: Path, name: str) -> Path:
+    folder.mkdir()
+    (folder / name).write_text("{}", encoding="utf-8")
+    return folder
+
+
+def test_the_table_below_covers_every_command_with_out():
+    assert set(commands_with_out()) == set(COMMANDS_WITH_OUT)
+
+
+FILE_OUTPUTS = ("eval", "resources fasttext", "resources align", "resources dictionary")  # one file, not a folder
+COMMANDS_WITH_OUT = ("corpus prepare", "tokenizer train", "tokenizer extend", "init", "ofa export", "hydra add",
+                     "hydra export", "resources fasttext", "resources dictionary", "resources align", "head recover",
+                     "pretrain", "module train-language", "module train-task", "module compose", "eval",
+                     "eval report", "demo", "publish")
+
+
+@pytest.mark.parametrize("command", COMMANDS_WITH_OUT)
+def test_every_command_refuses_an_existing_out_unless_overwrite(command, tiny_models, target_corpus,
+                                                                target_tokenizers, tmp_path, capsys):
+    assert "--overwrite" in commands_with_out()[command].format_help()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("the user's file", encoding="utf-8")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    argv = existing_out_argv(command, tiny_models, target_corpus, target_tokenizers, inputs)
+    if command in FILE_OUTPUTS:  # an existing file is what these refuse
+        out = tmp_path / "result"
+        out.write_text("the user's file", encoding="utf-8")
+    run_refused([*command.split(), *argv, "--out", out], tmp_path, "already exists", capsys)
