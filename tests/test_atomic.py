@@ -40,6 +40,7 @@ def test_atomic_dir_leaves_nothing_on_failure_and_honours_umask(tmp_path):
 def test_atomic_dir_refuses_existing_when_asked(tmp_path):
     out = tmp_path / "published"
     out.mkdir()
+    (out / "keep").write_text("the user's file")
     with pytest.raises(UserError, match="already exists"):
         with atomic_dir(out, overwrite=False):
             pass

@@ -12,7 +12,7 @@ from langgraft.adapters.cli import kind_config
 from langgraft.adapters.madx import MadxConfig
 from langgraft.adapters.sft import SftConfig
 from langgraft.adapters.training import TrainOptions
-from langgraft.options import defaults
+from langgraft.options import defaults, from_mapping
 
 REQUIRED = {
     "pretrain": (["pretrain", "--model", "m", "--corpus", "c.txt", "--out", "o"], PretrainConfig),
@@ -51,8 +51,8 @@ def test_yaml_sections_are_generated_from_the_options(section, options, stage_se
 
 
 def test_former_yaml_key_batch_size_still_reads():
-    module = pipeline_config.build(pipeline_config.ModuleConfig, {"name": "m", "batch_size": 4}, "modules[0]")
-    head = pipeline_config.build(pipeline_config.HeadConfig, {"batch_size": 8}, "head")
+    module = from_mapping(pipeline_config.ModuleConfig, {"name": "m", "batch_size": 4}, "modules[0]")
+    head = from_mapping(pipeline_config.HeadConfig, {"batch_size": 8}, "head")
     assert (module.per_device_train_batch_size, head.per_device_train_batch_size) == (4, 8)
 
 
