@@ -109,9 +109,8 @@ def test_metadata_without_parts_still_loads_and_bad_parts_are_refused(lora_parts
 
 
 def test_kinds_declare_combine_and_the_default_refuses():
-    from langgraft.adapters import MODULE_KINDS, ModuleKind, get_kind
+    from langgraft.adapters import MODULE_KINDS, ModuleKind
 
-    get_kind("lora")  # registers the built-in kinds
     assert all(kind.combine is not ModuleKind.combine for kind in MODULE_KINDS.values())
 
     class Plain(ModuleKind):
@@ -121,6 +120,20 @@ def test_kinds_declare_combine_and_the_default_refuses():
     with pytest.raises(UserError, match="plain modules cannot be combined") as raised:
         Plain().combine(None, [], Path("unused"))
     assert "\n" not in str(raised.value)
+
+
+def test_a_kind_name_registered_twice_is_refused():
+    from langgraft.adapters import MODULE_KINDS, register_kind
+    from langgraft.adapters.lora import LoraKind
+
+    before = dict(MODULE_KINDS)
+
+    class AnotherLora(LoraKind):
+        """A second kind under a taken name."""
+
+    with pytest.raises(ValueError, match="'lora' is registered twice"):
+        register_kind(AnotherLora)
+    assert MODULE_KINDS == before
 
 
 def test_lora_task_first_then_language_reverts_to_the_base(lora_parts, tiny_models):
