@@ -458,8 +458,3 @@ def ngram_hashes(strings: Sequence[str], begins_with_marker: "Any", minn: int, m
     if not out_rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(out_rows), np.concatenate(out_hashes)
-
-
-def char_ngrams(text: str, minn: int, maxn: int) -> list[str]:
-    """All character n-grams of ``text`` with ``minn <= n <= maxn`` (fastText's subword units)."""
-    return [text[i:i + n] for i in range(len(text)) for n in range(minn, maxn + 1) if i + n <= len(text)]
