@@ -14,8 +14,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from langgraft.atomic import atomic_file
+from langgraft.training import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 TENSORBOARD_DIR = "runs"
 

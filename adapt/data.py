@@ -32,7 +32,7 @@ import torch
 from langgraft.lm import LM_ROWS_KEY
 from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
 from langgraft.errors import UserError
-from langgraft.vocab.resources.text import iter_lines
+from langgraft.vocab.resources.text import resource_lines
 
 DOCUMENTS_PER_TOKENIZER_CALL = 256
 SHUFFLE_BUFFER = 10_000  # documents held per corpus for shuffling (0: read in file order)
@@ -284,7 +284,7 @@ class PackedLMCollator:
 
 def iter_text_lines(files: Sequence[str | os.PathLike]) -> Iterator[str]:
     """Non-empty stripped lines of ``files``, streamed."""
-    return (line.strip() for line in iter_lines([str(f) for f in files]) if line.strip())
+    return (line.strip() for line in resource_lines(files) if line.strip())
 
 
 class LineStream(torch.utils.data.IterableDataset):

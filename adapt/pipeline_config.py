@@ -19,6 +19,7 @@ from langgraft.adapt.pretrain import FULL_LEARNING_RATE
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
 from langgraft.adapt.pretrain import PretrainConfig as RunConfig
+from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
 from langgraft.options import Validated, option
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
@@ -132,7 +133,7 @@ ModuleConfig = section(
     "module (source labels).", stage_set=("seed",),
     before=[("name", str, field(default="")),
             ("role", Literal["language", "task"], field(default="language")),
-            ("kind", Literal["lora", "sft", "madx"], field(default="lora")),
+            ("kind", Literal[tuple(MODULE_KINDS)], field(default="lora")),  # the registered module kinds
             ("corpus", Literal["target", "source"], field(default="target")),  # language modules: whose text
             ("task", str | None, field(default=None)),  # task modules: the evaluation task whose train file they learn
             ("language_module", str | None, field(default=None))],  # task modules: an earlier source-language module

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from langgraft.adapters.base import Fit
 from langgraft.errors import UserError
 from langgraft.options import option
 from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output
@@ -41,8 +42,6 @@ from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
 RUN_FILE = "langgraft_pretrain.json"
 FULL_LEARNING_RATE = 5e-5  # stage 2 without a language module, when no learning rate is given
 DATA = "data order and mixing"
-# fit(model, learning_rate, callbacks, stage) -> stats: the signature of langgraft.adapters.base.Fit
-Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 # language_module(model, fit) -> trained module: make the model trainable your way (base frozen),
 # call fit(...) once per phase, return what the caller will save (e.g. ModuleKind.train(...)). An
 # ``identity`` attribute (JSON-able, e.g. kind + options), if present, is recorded and checked on resume.

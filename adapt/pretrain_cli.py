@@ -60,7 +60,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         options = language_module_options(args.language_module, args.module_option)
         result = pretrain_language_module(args.language_module, config, out=Path(config.out) / MODULE_DIR, **options)
     elif args.module_option:
-        raise UserError("--module-option needs --language-module KIND (lora, sft or madx)")
+        raise UserError(f"--module-option needs --language-module KIND ({', '.join(kinds())})")
     else:
         result = pretrain(config)
     if not PartialState().is_main_process:

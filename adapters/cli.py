@@ -13,6 +13,7 @@ import dataclasses
 import json
 from typing import Any
 
+from langgraft.adapters.base import MODULE_KINDS
 from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
@@ -22,9 +23,6 @@ MODULE_COMMAND = "module"
 
 def kinds() -> dict[str, type]:
     """Module kind name -> its config dataclass (the registry of :mod:`langgraft.adapters.base`)."""
-    from langgraft.adapters.base import MODULE_KINDS, get_kind
-
-    get_kind("lora")  # the built-in kinds register on import
     return {name: kind.config_class for name, kind in sorted(MODULE_KINDS.items())}
 
 
@@ -105,7 +103,7 @@ def module_commands(subparsers: argparse._SubParsersAction) -> argparse._SubPars
     """The sub-commands of ``langgraft module`` (created on first use, so other stages can add theirs)."""
     parser = subparsers.choices.get(MODULE_COMMAND)
     if parser is None:
-        parser = subparsers.add_parser(MODULE_COMMAND, help="language and task modules (lora, sft, madx)",
+        parser = subparsers.add_parser(MODULE_COMMAND, help=f"language and task modules ({', '.join(kinds())})",
                                        description="Train, compose and inspect language and task modules.")
         parser.set_defaults(module_commands=parser.add_subparsers(dest="module_command", metavar="SUBCOMMAND",
                                                                   required=True))

@@ -117,6 +117,7 @@ class LoraKind(ModuleKind):
     name = "lora"
     config_class = LoraModuleConfig
     default_learning_rate = 5e-4
+    parameter_markers = ("lora_", "modules_to_save")  # PEFT's adapter weights and its copies of task heads
 
     def train(self, model: Any, config: LoraModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
         from peft import LoraConfig, PeftModel, get_peft_model

@@ -246,11 +246,19 @@ def _expected_shapes(model: Any, config: MadxConfig, role: str) -> dict[str, tup
     return {key: tuple(value.shape) for key, value in _state(expected).items()}
 
 
+@dataclass(kw_only=True)
+class MadxTrainedModule(TrainedModule):
+    """A trained madx module: also the adapters it installed (what ``save`` writes)."""
+
+    parts: Any
+
+
 @register_kind
 class MadxKind(ModuleKind):
     name = "madx"
     config_class = MadxConfig
     default_learning_rate = 1e-3
+    parameter_markers = ("madx_",)  # the madx_adapters / madx_invertible child modules
 
     def train(self, model: Any, config: MadxConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
         from .training import count_trainable, freeze
@@ -264,15 +272,13 @@ class MadxKind(ModuleKind):
             parameters[name].requires_grad_(True)
         trainable = count_trainable(model)
         stats = fit(model, self.default_learning_rate, [], "train")
-        trained = TrainedModule(model, trainable, stats)
-        trained.parts = parts  # type: ignore[attr-defined]
-        return trained
+        return MadxTrainedModule(model, trainable, stats, parts=parts)
 
-    def save(self, trained: TrainedModule, config: MadxConfig, role: str, head_names: list[str],
+    def save(self, trained: MadxTrainedModule, config: MadxConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
-        save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})  # type: ignore[attr-defined]
+        save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})
         if head_names:
             save_head(unwrap(trained.model), head_names, directory)
         return {"size": _size(config, role), "touches_embeddings": False}

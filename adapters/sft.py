@@ -142,6 +142,15 @@ def sum_sparse(parts: list[dict[str, tuple[Any, Any, list[int]]]]) -> dict[str, 
     return total
 
 
+@dataclass(kw_only=True)
+class SftTrainedModule(TrainedModule):
+    """A trained sft module: also each selected parameter's (difference, mask), and the name of the
+    input embeddings among them (None when they were not maskable)."""
+
+    difference: dict[str, tuple[Any, Any]]
+    embeddings_name: str | None
+
+
 @register_kind
 class SftKind(ModuleKind):
     name = "sft"
@@ -192,25 +201,23 @@ class SftKind(ModuleKind):
         difference = {name: ((p.detach() - start[name]), masks[name]) for name, p in selected.items()}
         stats = {"train_seconds": round(phase1["train_seconds"] + phase2["train_seconds"], 2),
                  "train_loss": phase2["train_loss"]}
-        trained = TrainedModule(model, config.k + sum(p.numel() for p in heads.values()), stats)
-        trained.difference = difference  # type: ignore[attr-defined]
-        trained.embeddings = inner.get_input_embeddings().weight  # type: ignore[attr-defined]
-        trained.embeddings_name = next((n for n, p in maskable.items() if p is trained.embeddings), None)  # type: ignore[attr-defined]
-        return trained
+        embeddings = inner.get_input_embeddings().weight
+        return SftTrainedModule(model, config.k + sum(p.numel() for p in heads.values()), stats,
+                                difference=difference,
+                                embeddings_name=next((n for n, p in maskable.items() if p is embeddings), None))
 
-    def save(self, trained: TrainedModule, config: SftConfig, role: str, head_names: list[str],
+    def save(self, trained: SftTrainedModule, config: SftConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
         import torch
 
         entries = {}
-        for name, (delta, mask) in trained.difference.items():  # type: ignore[attr-defined]
+        for name, (delta, mask) in trained.difference.items():
             indices = mask.reshape(-1).nonzero().squeeze(1).to(torch.int64)
             entries[name] = (indices, delta.reshape(-1)[indices], list(delta.shape))
         write_sparse(entries, directory / SPARSE_FILE, config.k)
         if head_names:
             save_head(unwrap(trained.model), head_names, directory)
-        embeddings_name = trained.embeddings_name  # type: ignore[attr-defined]
-        return {"size": {"k": config.k}, "touches_embeddings": embeddings_name in trained.difference}  # type: ignore[attr-defined]
+        return {"size": {"k": config.k}, "touches_embeddings": trained.embeddings_name in trained.difference}
 
     def _read(self, module: Module, model: Any) -> dict[str, tuple[Any, Any, Any]]:
         """``name -> (parameter, flat indices, values)``, every index checked against the model."""

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from langgraft.errors import UserError
-from langgraft.models import unwrap
 
 TASKS = ("seq-cls", "token-cls")
 
@@ -184,26 +183,3 @@ def task_collator(task: str, tokenizer: Any) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return DataCollatorWithPadding(tokenizer) if task == "seq-cls" else DataCollatorForTokenClassification(tokenizer)
-
-
-def predict_sequences(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32,
-                      max_length: int = 128) -> list[str]:
-    """Predicted label strings for ``texts`` (batched, no gradients)."""
-    import torch
-
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    id2label = plain_config(model).id2label
-    predictions: list[str] = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[start:start + batch_size]), truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt")
-            logits = model(**batch).logits
-            predictions.extend(id2label[int(i)] for i in logits.argmax(-1))
-    return predictions
-
-
-def plain_config(model: Any) -> Any:
-    return unwrap(model).config

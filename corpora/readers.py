@@ -193,6 +193,13 @@ def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail",
         raise UserError(f"{path}: not a readable gzip file ({exc}); check the file") from None
 
 
+def iter_text(paths: Iterable[str | os.PathLike], on_decode_error: str = "fail") -> Iterator[str]:
+    """The lines of every file in ``paths``, in order (:func:`iter_lines` without the numbers)."""
+    for path in paths:
+        for _, line in iter_lines(path, on_decode_error):
+            yield line
+
+
 def _read_text(path: Path, paragraphs: bool, on_decode_error: str, span: LineSpan | None) -> Iterator[Record]:
     if not paragraphs:
         for _, line in iter_lines(path, on_decode_error, span):
@@ -483,18 +490,23 @@ def read_documents(
 
 
 def read_id_text(path: str | os.PathLike, on_decode_error: str = "fail") -> Iterator[tuple[str, str]]:
-    """Stream ``(id, text)`` from a file of ``id<TAB>text`` lines (blank lines skipped)."""
+    """Stream ``(id, text)`` from a file of ``id<TAB>text`` or ``id<TAB>...<TAB>text`` lines (blank
+    lines skipped): the first column is the id, the last the text, and a first line whose id is
+    ``id`` is a header — so the ``id, group, label, text`` tables of ``langgraft corpus prepare``
+    read as they are."""
     path = Path(path)
     for number, line in iter_lines(path, on_decode_error):
         if not line.strip():
             continue
-        key, tab, text = line.partition("\t")
+        key, tab, rest = line.partition("\t")
         if not tab or not key.strip():
             raise UserError(
                 f"{path}:{number}: expected 'id<TAB>text'; give every line an id or use "
                 "line-aligned files (fmt='lines')"
             )
-        yield key.strip(), text
+        if number == 1 and key.strip() == "id":
+            continue
+        yield key.strip(), rest.rpartition("\t")[2]
 
 
 def join_on_id(
@@ -540,6 +552,14 @@ def _has_ids(path: Path, on_decode_error: str) -> bool:
     return False
 
 
+def parallel_format(src_path: str | os.PathLike, tgt_path: str | os.PathLike, on_decode_error: str = "fail") -> str:
+    """``"ids"`` when the first non-blank line of both files contains a tab, else ``"lines"``."""
+    src_path, tgt_path = Path(src_path), Path(tgt_path)
+    for path in (src_path, tgt_path):
+        _check_file(path)
+    return "ids" if _has_ids(src_path, on_decode_error) and _has_ids(tgt_path, on_decode_error) else "lines"
+
+
 def read_parallel(
     src_path: str | os.PathLike,
     tgt_path: str | os.PathLike,
@@ -549,7 +569,8 @@ def read_parallel(
 ) -> Iterator[tuple[str, str, str]]:
     """Stream aligned ``(id, src, tgt)`` pairs from two files.
 
-    ``fmt="ids"``: both files hold ``id<TAB>text`` lines, joined on id (see :func:`join_on_id`).
+    ``fmt="ids"``: both files hold ``id<TAB>text`` lines (see :func:`read_id_text`), joined on id
+    (see :func:`join_on_id`).
     ``fmt="lines"``: line *i* of one file translates line *i* of the other; the id is the line
     number and the files must have the same number of lines. ``"auto"`` picks ``ids`` when the
     first non-blank line of both files contains a tab.
@@ -560,7 +581,7 @@ def read_parallel(
     for path in (src_path, tgt_path):
         _check_file(path)
     if fmt == "auto":
-        fmt = "ids" if _has_ids(src_path, on_decode_error) and _has_ids(tgt_path, on_decode_error) else "lines"
+        fmt = parallel_format(src_path, tgt_path, on_decode_error)
     if fmt == "ids":
         return join_on_id(read_id_text(src_path, on_decode_error), read_id_text(tgt_path, on_decode_error),
                           str(src_path), str(tgt_path))
@@ -579,7 +600,7 @@ def _read_line_aligned(src_path: Path, tgt_path: Path, on_decode_error: str) -> 
         if src is None or tgt is None:
             shorter = src_path if src is None else tgt_path
             raise UserError(
-                f"{shorter} has fewer lines than the other file; line-aligned parallel files must "
-                "have the same number of lines"
+                f"parallel files are not aligned: {shorter} has fewer lines than the other file; "
+                "give one sentence per line on both sides (the same number of lines), or id<TAB>text lines"
             )
         yield str(number), src, tgt

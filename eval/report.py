@@ -21,11 +21,11 @@ from typing import Any, Iterable, Sequence
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
 from langgraft.outputs import check_output
+from langgraft.training import METRICS_FILE
 
 # token-level numbers depend on the tokenizer: tabulated, never drawn side by side as a comparison
 NOT_PLOTTED = {"loss", "nll_bits"}
 CURVE_KEYS = ("loss", "eval_loss")  # plus every logged key containing "bpc"
-METRICS_LOG = "metrics.jsonl"
 REPORT_JSON = "report.json"
 
 
@@ -102,12 +102,12 @@ def _from_directory(path: Path) -> list[dict[str, Any]]:
         if isinstance(data, dict) and {"results", "rows", "runs"} & set(data):
             runs.extend(_from_json(data, str(file)))
     curves = {(str(log.parent.relative_to(path)) if log.parent != path else path.name): read_metrics_log(log)
-              for log in sorted(path.rglob(METRICS_LOG))}
+              for log in sorted(path.rglob(METRICS_FILE))}
     if curves:
         runs.append({"name": path.name, "results": [], "curves": curves, "comparisons": {}})
     if not runs:
         raise UserError(f"{path} holds no evaluation results (*.json with 'results' or 'rows') and no "
-                        f"{METRICS_LOG}; give result files written by `langgraft eval --out`")
+                        f"{METRICS_FILE}; give result files written by `langgraft eval --out`")
     return runs
 
 

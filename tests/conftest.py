@@ -1,6 +1,7 @@
 """Shared fixtures: tiny source models of every family, synthetic corpora on disk."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from tiny import build_source_model, source_sentences, target_sentences  # noqa: E402
+from tiny import build_source_model, source_sentences, target_sentences, write_labelled_tsv  # noqa: E402
 
 FAMILIES = ("bert", "gpt2", "xlmr", "llama")
 
@@ -137,3 +138,64 @@ def bert_with_target_words(tiny_models, tmp_path_factory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+KEYWORDS = {"lord", "god", "king", "spirit"}
+
+
+@pytest.fixture(scope="session")
+def labelled(tmp_path_factory) -> dict[str, Path]:
+    """Sequence labels (mentions a keyword or not) and IOB word tags (keyword or not)."""
+    root = tmp_path_factory.mktemp("labelled")
+    sentences = source_sentences(64, seed=5)
+    seq = root / "train.tsv"
+    seq.write_text("text\tlabel\n" + "".join(
+        f"{s}\t{'holy' if KEYWORDS & set(s.lower().rstrip('.').split()) else 'plain'}\n" for s in sentences))
+    iob = root / "train.iob"
+    iob.write_text("\n".join(
+        "".join(f"{w} {'B-K' if w.lower().rstrip('.') in KEYWORDS else 'O'}\n" for w in s.split()) for s in sentences))
+    return {"seq": seq, "iob": iob}
+
+
+@pytest.fixture(scope="session")
+def trained_modules(tiny_models, labelled, target_corpus, tmp_path_factory) -> dict[str, Path]:
+    """``<kind>-lang`` / ``<kind>-task`` for lora, sft and madx: a bert language module (MLM on the
+    target corpus) and a task module (sequence labels) stacked on it, trained once per session."""
+    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapters import TrainOptions, train_task_module
+
+    options = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000,
+                           learning_rate=5e-3, logging_steps=1000)
+    root = tmp_path_factory.mktemp("trained_modules")
+    built = {}
+    for kind, config in (("lora", {"rank": 4}), ("sft", {"k": 2000}), ("madx", {})):
+        built[f"{kind}-lang"] = train_language_module(kind, tiny_models["bert"], [target_corpus], language="tg",
+                                                      out=root / f"{kind}-lang", config=config, options=options)
+        built[f"{kind}-task"] = train_task_module(kind, tiny_models["bert"], labelled["seq"], task="seq-cls",
+                                                  out=root / f"{kind}-task", config=config, options=options,
+                                                  language_module=built[f"{kind}-lang"])
+    return built
+
+
+TASK_LABELS = ("holy", "plain")  # lora_parts' task module labels
+
+
+@pytest.fixture(scope="session")
+def lora_parts(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
+    """Two bert LoRA language modules (different seeds and ranks) and a LoRA task module with its head."""
+    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapters import TrainOptions, train_task_module
+
+    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000,
+                           learning_rate=5e-3, logging_steps=1000)
+    root = tmp_path_factory.mktemp("lora_parts")
+    train = root / "train.tsv"
+    write_labelled_tsv(train, 32, labels=TASK_LABELS)
+    parts = {}
+    for name, rank, seed in (("lang-a", 4, 0), ("lang-b", 2, 1)):
+        parts[name] = train_language_module("lora", tiny_models["bert"], [target_corpus], language=name[-1],
+                                            out=root / name, config={"rank": rank},
+                                            options=dataclasses.replace(options, seed=seed))
+    parts["task"] = train_task_module("lora", tiny_models["bert"], train, task="seq-cls", out=root / "task",
+                                      config={"rank": 4}, options=options, labels=list(TASK_LABELS))
+    return parts

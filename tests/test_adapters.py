@@ -6,12 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-from tiny import source_sentences
 
 from langgraft.adapt.language_modules import train_language_module
 from langgraft.adapters import TrainOptions, compose, load_composed, load_module, revert, \
@@ -21,35 +18,6 @@ from langgraft.errors import UserError
 
 OPTIONS = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3,
                        logging_steps=1000)
-KEYWORDS = {"lord", "god", "king", "spirit"}
-
-
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory) -> dict[str, Path]:
-    """Sequence labels (mentions a keyword or not) and IOB word tags (keyword or not)."""
-    root = tmp_path_factory.mktemp("labelled")
-    sentences = source_sentences(64, seed=5)
-    seq = root / "train.tsv"
-    seq.write_text("text\tlabel\n" + "".join(
-        f"{s}\t{'holy' if KEYWORDS & set(s.lower().rstrip('.').split()) else 'plain'}\n" for s in sentences))
-    iob = root / "train.iob"
-    iob.write_text("\n".join(
-        "".join(f"{w} {'B-K' if w.lower().rstrip('.') in KEYWORDS else 'O'}\n" for w in s.split()) for s in sentences))
-    return {"seq": seq, "iob": iob}
-
-
-@pytest.fixture(scope="module")
-def modules(tiny_models, labelled, target_corpus, tmp_path_factory) -> dict[str, Path]:
-    """One language module (bert MLM) and one task module per kind, the task stacked on the language module."""
-    root = tmp_path_factory.mktemp("modules")
-    built = {}
-    for kind, config in (("lora", {"rank": 4}), ("sft", {"k": 2000}), ("madx", {})):
-        built[f"{kind}-lang"] = train_language_module(kind, tiny_models["bert"], [target_corpus], language="tg",
-                                                      out=root / f"{kind}-lang", config=config, options=OPTIONS)
-        built[f"{kind}-task"] = train_task_module(kind, tiny_models["bert"], labelled["seq"], task="seq-cls",
-                                                  out=root / f"{kind}-task", config=config, options=OPTIONS,
-                                                  language_module=built[f"{kind}-lang"])
-    return built
 
 
 def _logits(model, tokenizer, texts=("the lord said unto the people", "water and bread")):
@@ -62,48 +30,48 @@ def _state(model):
 
 
 @pytest.mark.parametrize("kind", ["lora", "sft", "madx"])
-def test_compose_and_revert_exact(kind, modules, tiny_models):
-    base, tokenizer = load_composed(tiny_models["bert"], [modules[f"{kind}-task"]])
+def test_compose_and_revert_exact(kind, trained_modules, tiny_models):
+    base, tokenizer = load_composed(tiny_models["bert"], [trained_modules[f"{kind}-task"]])
     only_task = _logits(base, tokenizer)
-    model = compose(base, [modules[f"{kind}-lang"]])
+    model = compose(base, [trained_modules[f"{kind}-lang"]])
     both = _logits(model, tokenizer)
     assert not torch.allclose(both, only_task, atol=1e-6), "the language module changed nothing"
-    model = revert(model, modules[f"{kind}-lang"])
+    model = revert(model, trained_modules[f"{kind}-lang"])
     torch.testing.assert_close(_logits(model, tokenizer), only_task, atol=1e-5, rtol=0)
 
 
-def test_sft_file_format_and_exact_reversion(modules, tiny_models):
+def test_sft_file_format_and_exact_reversion(trained_modules, tiny_models):
     from safetensors.torch import load_file
     from transformers import AutoModelForMaskedLM
 
-    sparse = load_file(str(modules["sft-lang"] / "sft.safetensors"))
+    sparse = load_file(str(trained_modules["sft-lang"] / "sft.safetensors"))
     indices = [v for k, v in sparse.items() if k.startswith("indices/")]
     assert all(t.dtype == torch.int64 for t in indices)
     assert sum(t.numel() for t in indices) == 2000
-    meta = json.loads((modules["sft-lang"] / METADATA_FILE).read_text())
+    meta = json.loads((trained_modules["sft-lang"] / METADATA_FILE).read_text())
     assert meta["size"] == {"k": 2000} and meta["kind"] == "sft" and meta["language"] == "tg"
     assert meta["touches_embeddings"] is True  # embeddings are maskable for language modules
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"])
     before = _state(model)
-    model = compose(model, [modules["sft-lang"]])
+    model = compose(model, [trained_modules["sft-lang"]])
     changed = sum(int((before[k] != v).sum()) for k, v in model.named_parameters())  # tied weights once
     assert 0 < changed <= 2000
-    model = revert(model, modules["sft-lang"])
+    model = revert(model, trained_modules["sft-lang"])
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=0)
 
 
-def test_lora_loads_with_vanilla_peft(modules, tiny_models):
-    model, tokenizer = load_composed(tiny_models["bert"], [modules["lora-lang"], modules["lora-task"]])
+def test_lora_loads_with_vanilla_peft(trained_modules, tiny_models):
+    model, tokenizer = load_composed(tiny_models["bert"], [trained_modules["lora-lang"], trained_modules["lora-task"]])
     expected = _logits(model, tokenizer).tolist()
     script = f"""
 import json, sys, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from peft import PeftModel
 base = AutoModelForSequenceClassification.from_pretrained({str(tiny_models['bert'])!r}, num_labels=2)
-model = PeftModel.from_pretrained(base, {str(modules['lora-lang'])!r}, adapter_name="lang")
-model.load_adapter({str(modules['lora-task'])!r}, adapter_name="task")
+model = PeftModel.from_pretrained(base, {str(trained_modules['lora-lang'])!r}, adapter_name="lang")
+model.load_adapter({str(trained_modules['lora-task'])!r}, adapter_name="task")
 model.base_model.set_adapter(["lang", "task"])
 model.eval()
 tok = AutoTokenizer.from_pretrained({str(tiny_models['bert'])!r})
@@ -201,9 +169,9 @@ def _cli(capsys, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
-def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path, capsys):
+def test_cli_errors_leave_base_untouched(trained_modules, tiny_models, tmp_path, capsys):
     # Module for another base model.
-    done = _cli(capsys, "compose", "--model", str(tiny_models["gpt2"]), "--module", str(modules["sft-lang"]),
+    done = _cli(capsys, "compose", "--model", str(tiny_models["gpt2"]), "--module", str(trained_modules["sft-lang"]),
                 "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "different base architecture" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
@@ -211,7 +179,7 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path, capsys)
     from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "broken"
-    shutil.copytree(modules["sft-lang"], broken)
+    shutil.copytree(trained_modules["sft-lang"], broken)
     tensors = load_file(str(broken / "sft.safetensors"))
     key = next(k for k in tensors if k.startswith("indices/"))
     tensors[key][0] = 10**9
@@ -220,16 +188,16 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path, capsys)
     assert done.returncode == 2 and "index out of range" in done.stderr and not (tmp_path / "y").exists()
     # A task module without its head.
     headless = tmp_path / "headless"
-    shutil.copytree(modules["madx-task"], headless)
+    shutil.copytree(trained_modules["madx-task"], headless)
     (headless / "head.safetensors").unlink()
     with pytest.raises(UserError, match="head"):
         load_composed(tiny_models["bert"], [headless])
     # Overlapping LoRA targets whose updates do not add (DoRA) next to an applied LoRA module.
     dora = tmp_path / "dora"
-    shutil.copytree(modules["lora-task"], dora)
+    shutil.copytree(trained_modules["lora-task"], dora)
     config = json.loads((dora / "adapter_config.json").read_text())
     (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
-    composed, _ = load_composed(tiny_models["bert"], [modules["lora-lang"]])
+    composed, _ = load_composed(tiny_models["bert"], [trained_modules["lora-lang"]])
     with pytest.raises(UserError, match="DoRA"):
         compose(composed, [dora])
     # Other weights of the same architecture.
@@ -240,7 +208,7 @@ def test_cli_errors_leave_base_untouched(modules, tiny_models, tmp_path, capsys)
         other.bert.encoder.layer[0].output.dense.weight.add_(1.0)
     before = _state(other)
     with pytest.raises(UserError, match="other base weights"):
-        compose(other, [modules["sft-lang"]])
+        compose(other, [trained_modules["sft-lang"]])
     assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
 
 
@@ -288,12 +256,12 @@ def test_interrupted_training_resumes(tiny_models, target_corpus, tmp_path):
     assert not (tmp_path / ".cut.work").exists()
 
 
-def test_language_module_carries_its_vocabulary(tiny_models, modules, target_corpus, bert_with_target_words, tmp_path):
+def test_language_module_carries_its_vocabulary(tiny_models, trained_modules, target_corpus, bert_with_target_words, tmp_path):
     """English body + target embeddings + target module + English task module, from the English checkpoint."""
     language = train_language_module("sft", bert_with_target_words, [target_corpus], language="tg",
                                      out=tmp_path / "lang", config={"k": 500}, options=OPTIONS, carry_vocabulary=True)
     assert load_module(language).metadata.has_vocabulary
-    model, composed_tokenizer = load_composed(tiny_models["bert"], [language, modules["sft-task"]])
+    model, composed_tokenizer = load_composed(tiny_models["bert"], [language, trained_modules["sft-task"]])
     assert len(composed_tokenizer) == model.get_input_embeddings().num_embeddings
     assert {"ndaku", "mulira", "chizani"} <= composed_tokenizer.get_vocab().keys()
     with torch.no_grad():

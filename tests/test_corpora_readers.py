@@ -13,6 +13,7 @@ from langgraft.corpora import (
     read_conllu,
     read_documents,
     read_iob,
+    parallel_format,
     read_parallel,
     read_records,
 )
@@ -184,6 +185,16 @@ def test_parallel_ids_joined_in_any_order(tmp_path):
     noid = write(tmp_path / "n.tsv", "GEN.1.1\ta\nno id here\n")
     with pytest.raises(UserError, match=r"n\.tsv:2: expected 'id<TAB>text'"):
         list(read_parallel(noid, tgt, fmt="ids"))
+
+
+def test_parallel_ids_read_the_text_column_of_prepared_tables(tmp_path):
+    """``id<TAB>group<TAB>label<TAB>text`` tables with a header (``corpus prepare``'s .tsv): the header
+    is no pair and the text is the last column."""
+    src = write(tmp_path / "s.tsv", "id\tgroup\tlabel\ttext\nGEN.1.1\tGEN\tlaw\ta\nGEN.1.2\tGEN\tlaw\tb\n")
+    tgt = write(tmp_path / "t.tsv", "id\tgroup\tlabel\ttext\nGEN.1.2\tGEN\tlaw\tB\nGEN.1.1\tGEN\tlaw\tA\n")
+    assert sorted(read_parallel(src, tgt)) == [("GEN.1.1", "a", "A"), ("GEN.1.2", "b", "B")]
+    lines = write(tmp_path / "l.txt", "a\nb\n")
+    assert parallel_format(src, tgt) == "ids" and parallel_format(src, lines) == "lines"
 
 
 def test_parallel_line_aligned(tmp_path):

@@ -51,6 +51,26 @@ def test_registry_lists_all_methods():
     assert {"random", "mean", "fvt", "ofa", "clp"} <= set(list_methods())
 
 
+def test_a_method_name_registered_twice_is_refused():
+    from langgraft.vocab.init.base import MethodConfig, register_method
+
+    before = list_methods()
+
+    def another_fvt(config: MethodConfig, ctx) -> None:
+        """A second method under a taken name."""
+
+    with pytest.raises(ValueError, match="'fvt' is registered twice"):
+        register_method("fvt", MethodConfig)(another_fvt)
+    assert list_methods() == before
+
+
+def test_init_help_lists_the_registered_methods(capsys):
+    with pytest.raises(SystemExit):
+        main(["init", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"embedding initializer: {', '.join(list_methods())}" in help_text
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_canonical_boundaries(family, tiny_models):
     from transformers import AutoTokenizer

@@ -26,7 +26,7 @@ def target_vectors(tmp_path_factory, parallel_corpus):
 
 @pytest.fixture(scope="session")
 def word_alignment(parallel_corpus):
-    return align.align_words(*text.read_parallel(parallel_corpus[0], parallel_corpus[1]))
+    return align.align_words(*text.parallel_sentences(parallel_corpus[0], parallel_corpus[1]))
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -39,17 +39,22 @@ def test_split_words_separates_punctuation_in_any_script():
     assert [text.is_punctuation(w) for w in ("।", "«", "_", "ಕ", "7")] == [True, True, False, False, False]
 
 
-def test_read_parallel_by_line_and_by_id(tmp_path):
+def test_parallel_sentences_by_line_and_by_id(tmp_path):
     (tmp_path / "a").write_text("one\n\nthree\n")
     (tmp_path / "b").write_text("uno\ndos\ntres\n")
-    assert text.read_parallel(tmp_path / "a", tmp_path / "b") == (["one", "three"], ["uno", "tres"])
+    assert text.parallel_sentences(tmp_path / "a", tmp_path / "b") == (["one", "three"], ["uno", "tres"])
     (tmp_path / "c").write_text("GEN.1.1\tin the beginning\nGEN.1.2\tand the earth\n")
     (tmp_path / "d").write_text("GEN.1.2\tndi dziko\nGEN.1.1\tpachiyambi\nGEN.1.3\textra\n")
-    assert text.read_parallel(tmp_path / "c", tmp_path / "d") == (
+    assert text.parallel_sentences(tmp_path / "c", tmp_path / "d") == (
         ["in the beginning", "and the earth"], ["pachiyambi", "ndi dziko"])
     (tmp_path / "e").write_text("uno\n")
     with pytest.raises(UserError, match="not aligned"):
-        text.read_parallel(tmp_path / "a", tmp_path / "e")
+        text.parallel_sentences(tmp_path / "a", tmp_path / "e")
+    (tmp_path / "f").write_text("id\tgroup\tlabel\ttext\nGEN.1.2\tGEN\tlaw\tndi dziko\nGEN.1.1\tGEN\tlaw\tpachiyambi\n")
+    assert text.parallel_sentences(tmp_path / "c", tmp_path / "f") == (
+        ["in the beginning", "and the earth"], ["pachiyambi", "ndi dziko"])  # corpus prepare's tables
+    (tmp_path / "g").write_bytes(b"un\xff\n\ntres\n")
+    assert text.parallel_sentences(tmp_path / "g", tmp_path / "b") == (["un\ufffd", "tres"], ["uno", "tres"])
 
 
 # -------------------------------------------------------------------------------------- fastText
@@ -213,7 +218,7 @@ def test_token_table_roundtrip(tmp_path, tiny_models, word_alignment, parallel_c
 
     source_tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
     target_tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])  # any fast tokenizer works
-    lines = text.read_parallel(parallel_corpus[0], parallel_corpus[1])
+    lines = text.parallel_sentences(parallel_corpus[0], parallel_corpus[1])
     counts = align.token_alignment_counts(word_alignment, *lines, source_tok, target_tok)
     assert counts.shape == (len(target_tok), len(source_tok)) and counts.values().sum() > 0
     written = align.write_token_table(counts, tmp_path / "table.tsv", source_tok, target_tok)

@@ -9,7 +9,18 @@ import argparse
 from langgraft.options import parse_pairs
 from langgraft.outputs import add_output_arguments, check_output
 
-METHODS = ("random", "mean", "fvt", "wechsel", "focus", "ofa", "clp", "transtok")
+
+
+class MethodListHelp(argparse.HelpFormatter):
+    """``--method``'s help lists the registered methods, read from the registry only when help is
+    printed: the methods import torch, which building the parser (``langgraft --help``) must not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "--method" in action.option_strings:
+            from langgraft.vocab.init import list_methods
+
+            return f"embedding initializer: {', '.join(list_methods())}"
+        return super()._get_help_string(action)
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -79,10 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "init", help="initialize a model's embeddings for a new tokenizer (vocabulary transfer)",
         description="Transfer a source checkpoint to a target tokenizer. Reads only the vocabulary tensors "
                     "(input embeddings, an untied head, an output bias) and writes a stock checkpoint in the "
-                    "source's dtype and shard layout plus provenance.jsonl and transfer_summary.json.")
+                    "source's dtype and shard layout plus provenance.jsonl and transfer_summary.json.",
+        formatter_class=MethodListHelp)
     init.add_argument("--source", required=True, help="source model (hub name, local dir or alias such as minilm)")
     init.add_argument("--tokenizer", required=True, help="target tokenizer directory")
-    init.add_argument("--method", required=True, help=f"embedding initializer: {', '.join(METHODS)}")
+    init.add_argument("--method", required=True, help="embedding initializer (the registered methods)")
     add_output_arguments(init, "output checkpoint directory")
     init.add_argument("--mode", default="auto", choices=("auto", "replace", "extend"),
                       help="replace: new vocabulary; extend: source vocabulary + new pieces; auto: extend when the "

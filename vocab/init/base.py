@@ -279,10 +279,15 @@ _REGISTRY: dict[str, MethodSpec] = {}
 def register_method(name: str, config_class: type | None = None, *, description: str = "") -> Callable:
     """Decorator registering ``fn(config, ctx) -> TokenMapping`` under ``name``.
 
-    ``config_class`` defaults to the annotation of ``fn``'s first parameter.
+    ``config_class`` defaults to the annotation of ``fn``'s first parameter. A name registered
+    twice is a ``ValueError`` (a programming error: two methods would shadow each other).
     """
 
     def decorate(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            taken = _REGISTRY[name].fn
+            raise ValueError(f"init method {name!r} is registered twice: by {taken.__module__}.{taken.__qualname__} "
+                             f"and by {fn.__module__}.{fn.__qualname__}; give one of them another name")
         cls = config_class
         if cls is None:
             hints = typing.get_type_hints(fn)
@@ -295,15 +300,13 @@ def register_method(name: str, config_class: type | None = None, *, description:
 
 
 def list_methods() -> list[str]:
-    import langgraft.vocab.init  # noqa: F401  (imports every method module)
-
+    """Names of the registered methods (the package :mod:`langgraft.vocab.init` imports the built-in ones)."""
     return sorted(_REGISTRY)
 
 
 def get_method(name: str) -> MethodSpec:
-    methods = list_methods()
     if name not in _REGISTRY:
-        raise UserError(f"unknown method {name!r}; choose one of: {', '.join(methods)}")
+        raise UserError(f"unknown method {name!r}; choose one of: {', '.join(list_methods())}")
     return _REGISTRY[name]
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from langgraft.errors import UserError
-from langgraft.vocab.init.base import (FALLBACK, NEIGHBOURS, MethodConfig, TokenMapping, TransferContext,
+from langgraft.vocab.init.base import (NEIGHBOURS, MethodConfig, TokenMapping, TransferContext,
                                        TransferResources, register_method)
-from langgraft.vocab.init.fvt import fvt_pieces, piece_table
+from langgraft.vocab.init.fvt import with_fvt_fallback
+from langgraft.vocab.init.transtok import TranstokConfig, transtok
 from langgraft.vocab.resources import resolve
 from langgraft.vocab.resources.fasttext import FastTextOptions, load_fasttext
 
@@ -135,8 +136,6 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     if config.fvt_fallback:
         mapping = with_fvt_fallback(mapping, ctx)
     if config.transtok_share > 0:
-        from langgraft.vocab.init.transtok import TranstokConfig, transtok
-
         translated = transtok(TranstokConfig(alignment_table=config.alignment_table, fvt_fallback=True), ctx)
         mapping = mix_neighbours(mapping, translated, config.transtok_share)
     return mapping
@@ -151,24 +150,3 @@ def mix_neighbours(first: TokenMapping, second: TokenMapping, share: float) -> T
                          torch.where(both[:, None], second.weights * share, 0.0)], dim=1)
     notes = {**first.notes, "mixed_rows": int(both.sum()), "transtok_notes": second.notes}
     return dataclasses.replace(first, source_ids=ids, weights=weights, notes=notes)
-
-
-def with_fvt_fallback(mapping: TokenMapping, ctx: TransferContext) -> TokenMapping:
-    """Fallback rows replaced by the FVT decomposition of the token (mean of its source pieces),
-    where the source tokenizer can spell it; the others stay fallback."""
-    fallback = mapping.kinds == FALLBACK
-    pieces = fvt_pieces(ctx)
-    piece_ids, piece_weights = piece_table([p if f else [] for p, f in zip(pieces, fallback.tolist())])
-    width = max(mapping.source_ids.shape[1], piece_ids.shape[1])
-    ids = torch.full((len(fallback), width), -1, dtype=torch.long)
-    weights = torch.zeros(len(fallback), width)
-    ids[:, :mapping.source_ids.shape[1]] = mapping.source_ids
-    weights[:, :mapping.weights.shape[1]] = mapping.weights
-    filled = fallback & (piece_ids[:, 0] >= 0)
-    ids[filled] = -1
-    weights[filled] = 0.0
-    ids[filled, :piece_ids.shape[1]] = piece_ids[filled]
-    weights[filled, :piece_weights.shape[1]] = piece_weights[filled]
-    kinds = torch.where(filled, NEIGHBOURS, mapping.kinds.long()).to(torch.int8)
-    notes = {**mapping.notes, "fvt_fallback_tokens": int(filled.sum())}
-    return dataclasses.replace(mapping, source_ids=ids, weights=weights, kinds=kinds, notes=notes)

@@ -6,12 +6,14 @@ different decompositions. Exact canonical matches are copied; an empty decomposi
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from langgraft.vocab.canonical import decompose
-from langgraft.vocab.init.base import MethodConfig, TokenMapping, TransferContext, register_method
+from langgraft.vocab.init.base import (FALLBACK, NEIGHBOURS, MethodConfig, TokenMapping, TransferContext,
+                                       register_method)
 
 
 @dataclass
@@ -49,3 +51,24 @@ def fvt(config: FVTConfig, ctx: TransferContext) -> TokenMapping:
         weights = [[float(max(len(ctx.source_tokens[i].raw), 1)) for i in ids] for ids in pieces]
     ids, w = piece_table(pieces, weights)
     return TokenMapping.from_neighbours(ctx.new_token_ids, ids, w).copy_overlap(ctx)
+
+
+def with_fvt_fallback(mapping: TokenMapping, ctx: TransferContext) -> TokenMapping:
+    """Fallback rows replaced by the FVT decomposition of the token (mean of its source pieces),
+    where the source tokenizer can spell it; the others stay fallback."""
+    fallback = mapping.kinds == FALLBACK
+    pieces = fvt_pieces(ctx)
+    piece_ids, piece_weights = piece_table([p if f else [] for p, f in zip(pieces, fallback.tolist())])
+    width = max(mapping.source_ids.shape[1], piece_ids.shape[1])
+    ids = torch.full((len(fallback), width), -1, dtype=torch.long)
+    weights = torch.zeros(len(fallback), width)
+    ids[:, :mapping.source_ids.shape[1]] = mapping.source_ids
+    weights[:, :mapping.weights.shape[1]] = mapping.weights
+    filled = fallback & (piece_ids[:, 0] >= 0)
+    ids[filled] = -1
+    weights[filled] = 0.0
+    ids[filled, :piece_ids.shape[1]] = piece_ids[filled]
+    weights[filled, :piece_weights.shape[1]] = piece_weights[filled]
+    kinds = torch.where(filled, NEIGHBOURS, mapping.kinds.long()).to(torch.int8)
+    notes = {**mapping.notes, "fvt_fallback_tokens": int(filled.sum())}
+    return dataclasses.replace(mapping, source_ids=ids, weights=weights, kinds=kinds, notes=notes)

@@ -20,7 +20,7 @@ import torch
 from langgraft.errors import UserError
 from langgraft.vocab.init.base import (COPIED, FALLBACK, MethodConfig, TokenMapping, TransferContext,
                                        TransferResources, register_method)
-from langgraft.vocab.init.focus import with_fvt_fallback
+from langgraft.vocab.init.fvt import with_fvt_fallback
 from langgraft.vocab.resources import resolve
 from langgraft.vocab.resources.align import align_words, read_token_table, token_alignment_counts
 

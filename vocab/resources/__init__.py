@@ -20,7 +20,7 @@ _EXPORTS = {
     "align_words": "align", "induce_dictionary": "align", "token_alignment_counts": "align",
     "write_token_table": "align", "read_token_table": "align", "WordAlignment": "align",
     "align_spaces": "procrustes", "fit_procrustes": "procrustes",
-    "read_parallel": "text", "split_words": "text",
+    "parallel_sentences": "text", "split_words": "text",
 }
 
 __all__ = sorted(_EXPORTS)

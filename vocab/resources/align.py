@@ -184,7 +184,7 @@ def token_alignment_counts(alignment: WordAlignment, source_lines: Sequence[str]
     """Dense-free (target id, source id) -> count table as a torch sparse COO tensor (V_t × V_s).
 
     ``source_lines``/``target_lines`` must be the non-empty line pairs the alignment was made
-    from (as :func:`langgraft.vocab.resources.text.read_parallel` returns them).
+    from (as :func:`langgraft.vocab.resources.text.parallel_sentences` returns them).
     """
     import torch
 

@@ -84,9 +84,9 @@ def _dictionary(args: argparse.Namespace) -> int:
     else:
         from langgraft.errors import UserError
         from langgraft.vocab.resources.align import align_words, induce_dictionary
-        from langgraft.vocab.resources.text import read_parallel
+        from langgraft.vocab.resources.text import parallel_sentences
 
-        alignment = align_words(*read_parallel(*args.parallel), symmetrization=args.symmetrization)
+        alignment = align_words(*parallel_sentences(*args.parallel), symmetrization=args.symmetrization)
         options = from_args(DictionaryOptions, args)
         pairs = induce_dictionary(alignment, options)
         if not pairs:
@@ -100,13 +100,13 @@ def _dictionary(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace) -> int:
     from langgraft.models import load_tokenizer
     from langgraft.vocab.resources.align import align_words, token_alignment_counts, write_token_table
-    from langgraft.vocab.resources.text import read_parallel
+    from langgraft.vocab.resources.text import parallel_sentences
 
     check_output(args.out, inputs=[*args.parallel, args.source_tokenizer, args.target_tokenizer],
                  overwrite=args.overwrite, file=True)
     source_tokenizer = load_tokenizer(args.source_tokenizer)
     target_tokenizer = load_tokenizer(args.target_tokenizer)
-    source_lines, target_lines = read_parallel(*args.parallel)
+    source_lines, target_lines = parallel_sentences(*args.parallel)
     alignment = align_words(source_lines, target_lines, symmetrization=args.symmetrization)
     counts = token_alignment_counts(alignment, source_lines, target_lines, source_tokenizer, target_tokenizer)
     rows = write_token_table(counts, args.out, source_tokenizer, target_tokenizer)

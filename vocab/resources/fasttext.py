@@ -25,7 +25,7 @@ from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.sidecars import read_sidecar
-from langgraft.vocab.resources.text import iter_lines, split_words
+from langgraft.vocab.resources.text import resource_lines, split_words
 
 # Below this many running words fastText's vectors are noise; the error says how to fix it.
 MIN_CORPUS_WORDS = 200
@@ -164,7 +164,7 @@ def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.
     Too little text raises :class:`UserError`.
     """
     options = dataclasses.replace(options or FastTextOptions(), **fields)
-    return train_fasttext_on_lines(iter_lines(corpus_files), out_bin, options,
+    return train_fasttext_on_lines(resource_lines(corpus_files), out_bin, options,
                                    {"corpus": [str(Path(p)) for p in corpus_files]})
 
 
@@ -191,7 +191,7 @@ def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: A
     fastText's words (case kept). Defaults are FOCUS's (:data:`FOCUS_TOKEN_OPTIONS`)."""
     options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False,
                                   relax_min_count=True)
-    return train_fasttext_on_lines(tokenized_lines(iter_lines(corpus_files), tokenizer), out_bin, options,
+    return train_fasttext_on_lines(tokenized_lines(resource_lines(corpus_files), tokenizer), out_bin, options,
                                    {"corpus": [str(p) for p in corpus_files],
                                     "tokenized_with": getattr(tokenizer, "name_or_path", "")})
 
@@ -458,8 +458,3 @@ def ngram_hashes(strings: Sequence[str], begins_with_marker: "Any", minn: int, m
     if not out_rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(out_rows), np.concatenate(out_hashes)
-
-
-def char_ngrams(text: str, minn: int, maxn: int) -> list[str]:
-    """All character n-grams of ``text`` with ``minn <= n <= maxn`` (fastText's subword units)."""
-    return [text[i:i + n] for i in range(len(text)) for n in range(minn, maxn + 1) if i + n <= len(text)]

@@ -19,7 +19,7 @@ from langgraft.errors import UserError
 from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 from langgraft.vocab.resources.fasttext import (FastTextOptions, WordVectors, load_fasttext,
                                                 tokenized_lines, train_fasttext_on_lines)
-from langgraft.vocab.resources.text import iter_lines, read_parallel
+from langgraft.vocab.resources.text import parallel_sentences, resource_lines
 
 
 def _fingerprint(files: Iterable[str], extra: Any) -> str:
@@ -54,7 +54,7 @@ def word_vectors(resources: Any, side: str, options: FastTextOptions) -> WordVec
         raise UserError(f"need --{side}-embeddings (fastText .bin) or --{side}-corpus (text to train it on)")
     name = f"fasttext-{side}-{_fingerprint(corpus, dataclasses.asdict(options))}.bin"
     return _build_or_load(resources, name,
-                          lambda out: train_fasttext_on_lines(iter_lines(corpus), out, options, {"corpus": corpus}),
+                          lambda out: train_fasttext_on_lines(resource_lines(corpus), out, options, {"corpus": corpus}),
                           load_fasttext)
 
 
@@ -70,14 +70,14 @@ def token_vectors(resources: Any, tokenizer: Any, options: FastTextOptions) -> W
     description = {"corpus": corpus, "tokenized_with": getattr(tokenizer, "name_or_path", "")}
     return _build_or_load(
         resources, f"fasttext-tokens-{key}.bin",
-        lambda out: train_fasttext_on_lines(tokenized_lines(iter_lines(corpus), tokenizer), out, options, description),
+        lambda out: train_fasttext_on_lines(tokenized_lines(resource_lines(corpus), tokenizer), out, options, description),
         lambda path: load_fasttext(path, lowercase=False))
 
 
 def parallel_text(resources: Any) -> tuple[list[str], list[str]]:
     if not resources.parallel:
         raise UserError("need --parallel SOURCE_FILE TARGET_FILE (sentence- or id-aligned text)")
-    return read_parallel(*resources.parallel)
+    return parallel_sentences(*resources.parallel)
 
 
 def dictionary(resources: Any, *, min_count: int = 3, min_probability: float = 0.1) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Word splitting and corpus streaming shared by every resource builder.
+"""Word splitting shared by every resource builder, and how resource corpora are read.
 
 One rule everywhere (fastText corpora, dictionaries induced by alignment, alignment tables,
 WECHSEL's token surfaces): words are maximal runs of Unicode word characters, and every other
@@ -10,17 +10,19 @@ would cut them at every vowel sign or accent).
 """
 from __future__ import annotations
 
-import gzip
 import os
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import regex
 
+from langgraft.corpora.readers import iter_text, parallel_format, read_id_text, read_parallel
 from langgraft.errors import UserError
 
 WORD_PATTERN = regex.compile(r"\w+|[^\w\s]")
 _WORD_CHARACTER = regex.compile(r"\w")
+# Resource corpora (fastText, aligners) and pretraining text tolerate stray bad bytes, as they always
+# did: a U+FFFD costs those models nothing, while the corpus stage refuses them by default.
+RESOURCE_DECODE_ERRORS = "replace"
 
 
 def split_words(line: str, lowercase: bool = True) -> list[str]:
@@ -33,54 +35,26 @@ def is_punctuation(word: str) -> bool:
     return _WORD_CHARACTER.match(word) is None
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+def parallel_sentences(source_path: str | os.PathLike, target_path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Sentence pairs from two files, aligned by line or by id, as the aligner takes them.
 
-
-def iter_lines(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Stream the lines of every file in order (``.gz`` read transparently), newline stripped."""
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_file():
-            raise UserError(f"corpus file {path} does not exist; pass an existing text file")
-        with _open_text(path) as handle:
-            for line in handle:
-                yield line.rstrip("\n")
-
-
-def read_parallel(source_path: str | os.PathLike, target_path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Sentence pairs from two files, aligned by line or by id.
-
-    Id-aligned files have ``id<TAB>...<TAB>text`` on every line (first column the id, last the
-    text; a first line whose id is ``id`` is a header), as ``langgraft corpus prepare`` writes
-    its ``.tsv`` files; pairs are the ids present on both sides, in source order. Otherwise the
-    files must have the same number of lines. Pairs empty on either side are dropped (an aligner
-    cannot use them); no pair at all is a :class:`UserError`.
+    Read by :func:`langgraft.corpora.readers.read_parallel` (id-aligned ``id<TAB>...<TAB>text``
+    files such as ``langgraft corpus prepare``'s ``.tsv`` tables, else line-aligned files of the
+    same length; bad UTF-8 is replaced, as in every resource corpus). Id-joined pairs come in
+    source order; pairs empty on either side are dropped (an aligner cannot use them); no pair at
+    all is a :class:`UserError`.
     """
-    source = list(iter_lines([source_path]))
-    target = list(iter_lines([target_path]))
-    if _is_id_aligned(source) and _is_id_aligned(target):
-        by_id = dict(_id_and_text(line) for line in target)
-        pairs = [(text, by_id[key]) for key, text in map(_id_and_text, source) if key in by_id and key != "id"]
-    elif len(source) != len(target):
-        raise UserError(
-            f"parallel files are not aligned: {source_path} has {len(source)} lines, {target_path} "
-            f"has {len(target)}; give one sentence per line on both sides, or id<TAB>text lines"
-        )
-    else:
-        pairs = list(zip(source, target))
-    pairs = [(s, t) for s, t in pairs if s.strip() and t.strip()]
+    pairs = list(read_parallel(source_path, target_path, on_decode_error=RESOURCE_DECODE_ERRORS))
+    if pairs and parallel_format(source_path, target_path, RESOURCE_DECODE_ERRORS) == "ids":
+        order = {key: position for position, (key, _) in
+                 enumerate(read_id_text(source_path, on_decode_error=RESOURCE_DECODE_ERRORS))}
+        pairs.sort(key=lambda pair: order[pair[0]])
+    pairs = [(s, t) for _, s, t in pairs if s.strip() and t.strip()]
     if not pairs:
         raise UserError(f"parallel files {source_path} and {target_path} have no non-empty sentence pair")
     return [s for s, _ in pairs], [t for _, t in pairs]
 
 
-def _id_and_text(line: str) -> tuple[str, str]:
-    fields = line.split("\t")
-    return fields[0], fields[-1]
-
-
-def _is_id_aligned(lines: list[str]) -> bool:
-    return bool(lines) and all("\t" in line for line in lines if line)
+def resource_lines(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """The lines of resource corpora (fastText, pretraining text), bad UTF-8 replaced by U+FFFD."""
+    return iter_text(paths, on_decode_error=RESOURCE_DECODE_ERRORS)

@@ -19,6 +19,10 @@ from typing import Any
 
 from .options import OWN_REPORTERS, TrainingOptions
 
+# The training log every run writes (langgraft.adapt.callbacks.MetricsLog) and reports read
+# (langgraft.eval.report, the pipeline's report stage): one name for writer and readers.
+METRICS_FILE = "metrics.jsonl"
+
 _LAZY = {
     "train": "run", "save_trained": "run", "check_options": "run", "TrainResult": "run",
     "world_size": "run", "training_arguments": "run", "as_checkpoint": "run", "autocast": "precision",
@@ -29,7 +33,7 @@ _LAZY = {
     "checkpoint_step": "checkpoints",
 }
 
-__all__ = ["OWN_REPORTERS", "TrainingOptions", *_LAZY]
+__all__ = ["METRICS_FILE", "OWN_REPORTERS", "TrainingOptions", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
