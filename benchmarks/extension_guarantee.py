@@ -3,8 +3,9 @@
 An 8k Llama-3-style tokenizer (regex ``Split`` + ByteLevel, ``ignore_merges``) is trained on the
 English Bible's train books (the demo split); ``langgraft tokenizer extend`` adds 4,000 Chichewa
 pieces learned from the Chichewa train books, once plainly and once with ``--source-sample`` (the
-first N English train verses). English lines whose ids change are counted on that sample and on
-3,000 held-out English verses (test books, never seen by either step).
+first N English train verses). English lines whose ids change are counted on the whole sample,
+on the first 3,000 train verses (the plain run's sample-sized reference) and on 3,000 held-out
+English verses (test books, never seen by either step).
 
     nice -n 10 python benchmarks/extension_guarantee.py --out runs/extension
 """
@@ -83,7 +84,8 @@ def main() -> int:
         name = f"sample-{sample_lines}" if sample_lines else "plain"
         extended = args.out / name
         command = [sys.executable, "-m", "langgraft", "tokenizer", "extend", "--source", str(source), "--corpus",
-                   str(files["nya-train"]), "--new-tokens", str(args.new_tokens), "--out", str(extended)]
+                   str(files["nya-train"]), "--new-tokens", str(args.new_tokens), "--out", str(extended),
+                   "--overwrite"]  # a rerun replaces this script's own earlier outputs
         sample = english_train[:sample_lines]
         if sample_lines:
             (args.out / f"{name}.txt").write_text("\n".join(sample) + "\n", encoding="utf-8")
@@ -96,6 +98,8 @@ def main() -> int:
             "new_pieces": info["num_new_tokens"],
             "new_pieces_used_on_chichewa_sample": info["new_tokens_used_on_corpus_sample"],
             "rejected_pieces": info.get("source_sample", {}).get("rejected_pieces", 0),
+            "sample_lines_changed": changed_lines(source, extended, sample) if sample else None,
+            "sample_lines": len(sample),
             "first_3000_train_lines_changed": changed_lines(source, extended, english_train[:3000]),
             "held_out_lines_changed": changed_lines(source, extended, held_out),
             "held_out_lines": len(held_out),

@@ -329,7 +329,7 @@ def verify(out: Path, source: Path) -> dict:
             assert digest == sha256(source / shard), shard
         checked += 1
     assert total == index["metadata"]["total_size"]
-    assert index["weight_map"].keys() == source_index["weight_map"].keys()
+    assert index["weight_map"] == source_index["weight_map"]  # every tensor in the shard the source has it in
     with safe_open(str(out / index["weight_map"]["lm_head.weight"]), "pt") as handle:
         head = handle.get_slice("lm_head.weight")
         assert head.get_dtype() == "BF16"

@@ -248,6 +248,20 @@ def test_extend_with_a_source_sample_keeps_the_source_tokenization(target_corpus
     assert changed(guarded, held_out) < changed(plain, held_out)
 
 
+def test_extend_keeps_the_ids_of_special_tokens_stored_after_the_pieces(target_corpus, tmp_path):
+    """Llama-3 keeps its special tokens as added tokens after the learned pieces (ids 128000+), not in the model."""
+    trained = build_llama3_tokenizer(tmp_path / "trained", source_sentences(400, seed=0), vocab_size=290)
+    source = _auto(trained)
+    source.add_special_tokens({"additional_special_tokens": [f"<|reserved_special_token_{i}|>" for i in range(3)]})
+    source.save_pretrained(tmp_path / "source")
+    assert source.convert_tokens_to_ids("<|reserved_special_token_0|>") not in _backend(source)["model"]["vocab"].values()
+    extended = extend_tokenizer(tmp_path / "source", [target_corpus], tmp_path / "extended", new_tokens=40)
+    assert len(extended) == len(source) + 40
+    assert all(extended.get_vocab()[token] == index for token, index in source.get_vocab().items())
+    text = "<|begin_of_text|>kale<|reserved_special_token_2|>"
+    assert extended(text, add_special_tokens=False)["input_ids"] == source(text, add_special_tokens=False)["input_ids"]
+
+
 # ----------------------------------------------------------------------------- CLI and errors
 
 

@@ -252,6 +252,45 @@ def test_pickle_weights_are_read_safely_and_written_as_safetensors(sharded, targ
     assert all(torch.equal(written[k], v) for k, v in model.state_dict().items() if k not in VOCAB_KEYS["llama"])
 
 
+@pytest.mark.parametrize("unsafe", [False, True], ids=["state-dicts", "unsafe-object-in-one-shard"])
+def test_sharded_pickle_weights_through_the_cli(unsafe, sharded, target_tokenizers, tmp_path, capsys):
+    """``pytorch_model-0000i-of-0000n.bin`` + index: each shard read with weights_only=True and written as the
+    safetensors shard of the same number; one refused object in any shard is one line, exit 2, nothing written."""
+    source = tmp_path / "pickled"
+    shutil.copytree(sharded["llama"], source, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    index = json.loads((sharded["llama"] / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 2
+    weight_map = {}
+    for shard in shards:
+        state = load_file(sharded["llama"] / shard)
+        name = shard.replace("model", "pytorch_model", 1).replace(".safetensors", ".bin")
+        weight_map.update({key: name for key in state})
+        if unsafe and shard == shards[-1]:
+            state["extra"] = NotATensor()
+            weight_map["extra"] = name
+        torch.save(state, source / name)
+    (source / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    out = tmp_path / "out"
+    code = main(["init", "--source", str(source), "--tokenizer", str(target_tokenizers["llama"]), "--method", "fvt",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    if unsafe:
+        assert code == 2 and len(err) == 1 and "weights_only" in err[0] and weight_map["extra"] in err[0]
+        assert not out.exists() and not list(tmp_path.glob(".out*"))
+        return
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*.safetensors")) == shards and not list(out.glob("*.bin"))
+    assert json.loads((out / "model.safetensors.index.json").read_text())["weight_map"] == index["weight_map"]
+    before = {k: v for shard in shards for k, v in load_file(sharded["llama"] / shard).items()}
+    after = {k: v for shard in shards for k, v in load_file(out / shard).items()}
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in VOCAB_KEYS["llama"])
+    reference = transfer(str(sharded["llama"]), str(target_tokenizers["llama"]), "fvt")
+    assert torch.equal(after["model.embed_tokens.weight"], reference.tables["input"])
+    assert torch.equal(after["lm_head.weight"], reference.tables["head"])
+
+
 class NotATensor:
     """A pickled object a weights_only load must refuse."""
 

@@ -588,13 +588,18 @@ def _append_pieces(source: dict[str, Any], target: dict[str, Any], pieces: list[
     """Source backend JSON with ``pieces`` appended to the model at ids ``first_id``, ``first_id+1``..."""
     extended = copy.deepcopy(source)
     model = extended["model"]
+    by_id = {token["id"]: token["content"] for token in extended["added_tokens"]}
+    # ids between the model vocab and first_id belong to added tokens (Llama-3's specials follow its
+    # pieces): mirror them into the model, since the loader gives an added token that is not a model
+    # piece the id after the model's last, which the new pieces now hold
     if model["type"] == "Unigram":
         scores = dict((piece, score) for piece, score in target["model"]["vocab"])
-        by_id = {token["id"]: token["content"] for token in extended["added_tokens"]}
-        # ids between the model vocab and first_id belong to added tokens: mirror them so ids stay aligned
         model["vocab"].extend([by_id[index], 0.0] for index in range(len(model["vocab"]), first_id))
         model["vocab"].extend([piece, scores[piece]] for piece in pieces)
         return extended
+    used = set(model["vocab"].values())
+    model["vocab"].update({content: index for index, content in by_id.items()
+                           if index < first_id and index not in used and content not in model["vocab"]})
     model["vocab"].update({piece: first_id + offset for offset, piece in enumerate(pieces)})
     if model["type"] == "BPE":
         new = set(pieces)
