@@ -60,6 +60,8 @@ CONFIGS: dict[str, tuple[str, str, dict]] = {
     "fp32 embeddings (extended)": ("extended", "embeddings", {"loss_chunk_tokens": CHUNK}),
     "fp32 new rows only (extended)": ("extended", "embeddings", {"loss_chunk_tokens": CHUNK,
                                                                  "train_new_rows_only": True}),
+    "fp32 new rows only, full logits (extended)": ("extended", "embeddings", {"loss_chunk_tokens": 0,
+                                                                             "train_new_rows_only": True}),
     "bf16 mixed embeddings": ("base", "embeddings", {"loss_chunk_tokens": CHUNK, "bf16": True}),
 }
 
@@ -225,7 +227,8 @@ def table(results: list[dict]) -> str:
              "| fwd+bwd peak over step start | optimizer state | s/step |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['name']} | {r['trainable_parameters'] / 1e6:,.1f}M | {r['tokens_per_s']:.1f} "
+        speed = f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "(1 step only)"
+        lines.append(f"| {r['name']} | {r['trainable_parameters'] / 1e6:,.1f}M | {speed} "
                      f"| {_gib(r['process_peak_rss'])} | {_gib(r['step_start_rss'])} | {_gib(r['activation_memory'])} "
                      f"| {_gib(r['forward_backward_over_start'])} | {_gib(r['optimizer_state_bytes'])} "
                      f"| {' / '.join(str(s) for s in r['seconds_per_step'])} |")
