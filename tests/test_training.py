@@ -14,6 +14,7 @@ from langgraft.adapt.data import PackedLMCollator, PackedLMStream
 from langgraft.lm import LM_ROWS_KEY, head_module
 from langgraft.models import load_language_model, load_tokenizer
 from langgraft.training import LMLoss
+from langgraft.training.loss import LinearCrossEntropy
 
 FAST = ["--max-seq-length", "32", "--per-device-train-batch-size", "2", "--logging-steps", "1"]
 BF16_HALF_ULP = 2.0 ** -9  # half the spacing of bf16 numbers in [0.5, 1): 8 significant bits, spacing 2^-8
@@ -149,7 +150,7 @@ def test_new_rows_only_trains_new_rows_and_keeps_source_rows_bit_identical(famil
 
 @pytest.mark.parametrize("family,objective", [("llama", "clm"), ("bert", "mlm")])
 def test_chunked_lm_loss_equals_the_full_loss_without_building_all_logits(family, objective, tiny_models,
-                                                                          target_corpus):
+                                                                          target_corpus, monkeypatch):
     model, _ = load_language_model(tiny_models[family])
     model.train()
     for module in model.modules():  # dropout off: the runs below must see the same function
@@ -162,7 +163,7 @@ def test_chunked_lm_loss_equals_the_full_loss_without_building_all_logits(family
     rows = int(batch[LM_ROWS_KEY].sum())
     inputs = {k: v for k, v in batch.items() if k != LM_ROWS_KEY}
 
-    def loss_and_grads(chunk: int | None) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+    def loss_and_grads(chunk: int | None, probed: bool = True) -> tuple[torch.Tensor, list[torch.Tensor], int]:
         model.zero_grad()
         widest = [0]  # most positions the head projected at once
 
@@ -175,10 +176,12 @@ def test_chunked_lm_loss_equals_the_full_loss_without_building_all_logits(family
             return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], 0
         lm_loss = LMLoss(objective, chunk)
         with lm_loss.attached(model):
-            handle = head_module(model).register_forward_pre_hook(probe)  # after LMLoss's own hook: sees its rows
+            # after LMLoss's own hook: sees its rows; a foreign hook on the head keeps the checkpointed path
+            handle = head_module(model).register_forward_pre_hook(probe) if probed else None
             loss = lm_loss(model(**batch), labels)
             loss.backward()  # recomputes each chunk's logits
-            handle.remove()
+            if handle is not None:
+                handle.remove()
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], widest[0]
 
     reference, reference_grads, _ = loss_and_grads(None)
@@ -190,6 +193,17 @@ def test_chunked_lm_loss_equals_the_full_loss_without_building_all_logits(family
             torch.testing.assert_close(got, want, rtol=rows * torch.finfo(torch.float32).eps, atol=1e-7)
         if chunk:
             assert widest <= chunk < rows  # the head never saw more rows than one chunk
+    # an unhooked nn.Linear head takes the fused path: gradients from each chunk's logits, one weight buffer
+    fused = []
+    original = LinearCrossEntropy.forward
+    monkeypatch.setattr(LinearCrossEntropy, "forward", staticmethod(
+        lambda ctx, hidden, weight, *rest: fused.append(weight.shape) or original(ctx, hidden, weight, *rest)))
+    loss, grads, _ = loss_and_grads(5, probed=False)
+    head = head_module(model)  # Llama's lm_head is an nn.Linear; BERT's MLM head transforms first (checkpointed)
+    assert fused == ([head.weight.shape] if isinstance(head, torch.nn.Linear) else [])
+    assert loss.item() == pytest.approx(reference.item(), rel=rows * torch.finfo(torch.float32).eps)
+    for got, want in zip(grads, reference_grads):
+        torch.testing.assert_close(got, want, rtol=rows * torch.finfo(torch.float32).eps, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------- resume

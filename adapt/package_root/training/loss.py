@@ -10,6 +10,12 @@ gradient) exist at once: at a 128k vocabulary the ``batch × sequence × vocabul
 tensor (4.2 GB for 8,192 tokens) is never built. With ``chunk_tokens=0`` (or fewer scored rows
 than a chunk) the head runs once over all scored rows, as before chunking existed.
 
+A plain ``nn.Linear`` head that nothing else hooks (no new-rows hook, no FSDP sharding) takes a
+fused path instead (:class:`LinearCrossEntropy`): each chunk's logits give their gradients at once,
+the head's weight gradient is accumulated in place in one float32 buffer, and nothing is recomputed
+in the backward pass. Through autograd, every chunk's weight gradient would be a separate
+``vocab × hidden`` tensor summed into the last, which at batch 1 costs more than the logits saved.
+
 Models that post-process logits after their head (Gemma-2's ``final_logit_softcapping``,
 Cohere's ``logit_scale``) keep the plain selected-rows head (:class:`langgraft.lm.SelectedRowsHead`):
 their logits are only right as the model computes them.
@@ -65,6 +71,11 @@ class _ScoredRows:
         if not self.select_only:
             self.hidden, selected = selected, selected[:0]
         return ((selected, *args[1:]), kwargs) if args else (args, {**kwargs, name: selected})
+
+    def plain_linear(self) -> bool:
+        """The head is an ``nn.Linear`` on a plain weight that no hook but ours changes (fused path)."""
+        return (type(self.head) is torch.nn.Linear and not self.head._forward_hooks
+                and len(self.head._forward_pre_hooks) == 1 and type(self.head.weight.data) is torch.Tensor)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The head on ``hidden`` (its other hooks, e.g. new rows, still apply)."""
@@ -124,11 +135,59 @@ class LMLoss:
         size = self.chunk_tokens if 0 < self.chunk_tokens < hidden.shape[0] else hidden.shape[0]
         if size == hidden.shape[0]:
             return _cross_entropy_sum(self.rows, hidden, targets)
+        if self.rows.plain_linear():
+            head = self.rows.head
+            return LinearCrossEntropy.apply(hidden, head.weight, head.bias, targets, size)
         total = hidden.new_zeros((), dtype=torch.float32)
         for begin in range(0, hidden.shape[0], size):
             total = total + checkpoint(_cross_entropy_sum, self.rows, hidden[begin:begin + size],
                                        targets[begin:begin + size], use_reentrant=False)
         return total
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Σ cross-entropy of ``hidden @ weight.T + bias`` against ``targets``, ``chunk`` rows at a time.
+
+    The forward pass computes the gradients too (softmax minus one-hot, per chunk, in float32):
+    the hidden rows' gradient chunk by chunk, the weight's and bias's accumulated in place, so at
+    most one chunk's logits and one weight-sized float32 (float64 for a float64 head) buffer exist.
+    Backward only scales them.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        wide = torch.promote_types(weight.dtype, torch.float32)  # float32, or float64 for a float64 head
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros(weight.shape, dtype=wide, device=weight.device) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros(bias.shape, dtype=wide, device=bias.device) \
+            if bias is not None and ctx.needs_input_grad[2] else None
+        total = torch.zeros((), dtype=wide, device=hidden.device)
+        for begin in range(0, hidden.shape[0], chunk):
+            rows, wanted = hidden[begin:begin + chunk], targets[begin:begin + chunk]
+            picked = torch.arange(len(wanted), device=wanted.device)
+            log_probabilities = torch.nn.functional.linear(rows, weight, bias).to(wide).log_softmax(dim=-1)
+            total -= log_probabilities[picked, wanted].sum()
+            probabilities = log_probabilities.exp_()  # d(Σ cross-entropy)/d logits = softmax - one-hot, in place
+            probabilities[picked, wanted] -= 1
+            if grad_hidden is not None:
+                grad_hidden[begin:begin + chunk] = (probabilities.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight.addmm_(probabilities.T, rows.to(wide))
+            if grad_bias is not None:
+                grad_bias += probabilities.sum(dim=0)
+        ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight, grad_bias) if g is not None))
+        ctx.present = (grad_hidden is not None, grad_weight is not None, grad_bias is not None)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, scale: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = iter(ctx.saved_tensors)
+        grad_hidden, grad_weight, grad_bias = (next(saved) if present else None for present in ctx.present)
+        return (None if grad_hidden is None else grad_hidden * scale.to(grad_hidden.dtype),
+                None if grad_weight is None else grad_weight.mul_(scale).to(ctx.dtypes[0]),
+                None if grad_bias is None else grad_bias.mul_(scale).to(ctx.dtypes[1]), None, None)
 
 
 def _cross_entropy_sum(rows: _ScoredRows, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
