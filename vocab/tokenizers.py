@@ -143,7 +143,7 @@ def train_tokenizer(
     tokenizer, loaded back from ``out``. An existing ``out`` is refused unless ``overwrite``.
     """
     TokenizerOptions(vocab_size=vocab_size, min_frequency=min_frequency)
-    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
+    inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
     family = detect_family(source_tok)
