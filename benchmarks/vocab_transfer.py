@@ -47,11 +47,12 @@ PACKAGES = ("wechsel-package", "deepfocus-package")
 PACKAGE_SUMMARY = "package_summary.json"
 PACKAGE_MAPPING = "package_mapping.safetensors"  # the package's neighbours/weights (TokenMapping tensors)
 
-
-
-def planned_rows(fill_rows, matrix, plan, generator):
-    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them."""
+def planned_rows(matrix, plan, generator):
+    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them
+    (``fill_rows``: neighbour sums, specials by role, fallback rows; the mean for a 1-D bias)."""
     import torch
+
+    from langgraft.vocab.transfer import fill_rows
 
     out = torch.empty((plan.source_ids.shape[0], *matrix.shape[1:]), dtype=torch.float32)
     fill_rows(out, matrix.detach().float(), plan, generator)
@@ -204,9 +205,9 @@ def save_package_checkpoint(ctx, matrix, mapping, out: Path, calibrate: str | No
     import torch
     from safetensors.torch import save_file
 
-    from langgraft.vocab.transfer import build_plan, fill_rows, set_special_ids
+    from langgraft.vocab.transfer import build_plan, set_special_ids
 
-    model, target_tokenizer = ctx.source_model, ctx.target_tokenizer
+    model, target_tokenizer = ctx.source.model, ctx.target_tokenizer
     plan = build_plan(ctx, mapping)
     output = model.get_output_embeddings()
     old_bias = None if output is None or getattr(output, "bias", None) is None else output.bias.detach().clone()
@@ -215,7 +216,7 @@ def save_package_checkpoint(ctx, matrix, mapping, out: Path, calibrate: str | No
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(torch.as_tensor(matrix, dtype=torch.float32))
         if old_bias is not None:
-            model.get_output_embeddings().bias.copy_(planned_rows(fill_rows, old_bias, plan, ctx.generator(3)))
+            model.get_output_embeddings().bias.copy_(planned_rows(old_bias, plan, ctx.generator(3)))
     model.config.vocab_size = len(target_tokenizer)
     set_special_ids(model, target_tokenizer)
     if calibrate:
@@ -246,11 +247,12 @@ def run_package(args: argparse.Namespace) -> int:
     import fasttext
     from transformers import AutoTokenizer
 
+    from langgraft.vocab.checkpoint import ModelSource
     from langgraft.vocab.init.base import TransferContext
 
     fasttext.FastText.eprint = lambda *a, **k: None
     started = time.perf_counter()
-    ctx = TransferContext(load_lm(args.source), AutoTokenizer.from_pretrained(args.source),
+    ctx = TransferContext(ModelSource(load_lm(args.source)), AutoTokenizer.from_pretrained(args.source),
                           AutoTokenizer.from_pretrained(args.tokenizer))
     runner = wechsel_package if args.run_package == "wechsel-package" else deepfocus_package
     matrix, mapping, loaded = runner(args, ctx)
@@ -268,6 +270,7 @@ def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from wechsel import WECHSEL
 
+    from langgraft.vocab.checkpoint import ModelSource
     from langgraft.vocab.init.base import TransferContext, TransferResources
     from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
     from langgraft.vocab.resources.dictionary import read_dictionary
@@ -279,11 +282,11 @@ def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
     target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = AutoModelForMaskedLM.from_pretrained(args.source)
     source_wv, target_wv = load_fasttext(args.source_embeddings), load_fasttext(args.target_embeddings)
-    ctx = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+    ctx = TransferContext(ModelSource(model), source_tokenizer, target_tokenizer, resources=TransferResources())
     config = WechselConfig()
 
     def ours() -> None:
-        fresh = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+        fresh = TransferContext(ModelSource(model), source_tokenizer, target_tokenizer, resources=TransferResources())
         rotation, _ = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv)
         source = token_vectors(fresh.source_tokens, source_wv)
         target = token_vectors(fresh.target_tokens, target_wv) @ rotation

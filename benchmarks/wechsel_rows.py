@@ -20,17 +20,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import load_lm  # noqa: E402  (sibling benchmark script)
+from vocab_transfer import load_lm, planned_rows  # noqa: E402  (sibling benchmark script)
 
-
-
-def planned_rows(fill_rows, matrix, plan, generator):
-    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them."""
-    import torch
-
-    out = torch.empty((plan.source_ids.shape[0], *matrix.shape[1:]), dtype=torch.float32)
-    fill_rows(out, matrix.detach().float(), plan, generator)
-    return out
 
 def package_side(source_wv, target_wv, source_tokenizer, target_tokenizer, matrix, dictionary: str) -> dict:
     """The package's intermediate results: token vectors, rotation, neighbours, rows."""
@@ -64,19 +55,20 @@ def main() -> int:
     import torch
     from transformers import AutoTokenizer
 
+    from langgraft.vocab.checkpoint import ModelSource
     from langgraft.vocab.init.base import TransferContext, TransferResources
     from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
-    from langgraft.vocab.transfer import build_plan, fill_rows
+    from langgraft.vocab.transfer import build_plan
 
     fasttext.FastText.eprint = lambda *a, **k: None
     source_tokenizer = AutoTokenizer.from_pretrained(args.source)
     target_tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = load_lm(args.source)
     source_wv, target_wv = load_fasttext(args.source_embeddings), load_fasttext(args.target_embeddings)
-    ctx = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+    ctx = TransferContext(ModelSource(model), source_tokenizer, target_tokenizer, resources=TransferResources())
     matrix = ctx.source_embeddings
     config = WechselConfig()
 
@@ -89,7 +81,7 @@ def main() -> int:
     def run(source_vectors, target_vectors, rotation_matrix):
         mapping = neighbour_mapping(ctx.new_token_ids, target_vectors @ rotation_matrix, source_vectors, config.k,
                                     config.temperature, config.block_size)
-        rows = planned_rows(fill_rows, matrix, build_plan(ctx, mapping), ctx.generator(1))
+        rows = planned_rows(matrix, build_plan(ctx, mapping), ctx.generator(1))
         return mapping, rows
 
     # the package maps source -> target with R; langgraft target -> source with W: W should be R^T

@@ -28,17 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import timed_process  # sibling benchmark script
+from vocab_transfer import planned_rows, timed_process  # noqa: E402  (sibling benchmark script)
 
-
-
-def planned_rows(fill_rows, matrix, plan, generator):
-    """Every target row of ``plan`` from ``matrix`` (float32), as ``langgraft init`` fills them."""
-    import torch
-
-    out = torch.empty((plan.source_ids.shape[0], *matrix.shape[1:]), dtype=torch.float32)
-    fill_rows(out, matrix.detach().float(), plan, generator)
-    return out
 
 def summary(runs: list[float]) -> dict:
     return {"min_s": round(min(runs), 3), "median_s": round(statistics.median(runs), 3),
@@ -48,6 +39,7 @@ def summary(runs: list[float]) -> dict:
 def computation(args: argparse.Namespace) -> dict:
     """Interleaved in-process timing of the two transfer computations on identical loaded inputs."""
     import fasttext
+    from langgraft.vocab.checkpoint import ModelSource
     from langgraft.vocab.init.base import TransferContext, TransferResources
     from langgraft.vocab.init.wechsel import (
         WechselConfig,
@@ -57,7 +49,7 @@ def computation(args: argparse.Namespace) -> dict:
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
-    from langgraft.vocab.transfer import build_plan, fill_rows
+    from langgraft.vocab.transfer import build_plan
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from wechsel import WECHSEL
 
@@ -73,7 +65,7 @@ def computation(args: argparse.Namespace) -> dict:
 
     def ours() -> None:
         marks = [("start", time.perf_counter())]
-        ctx = TransferContext(model, source_tokenizer, target_tokenizer, resources=TransferResources())
+        ctx = TransferContext(ModelSource(model), source_tokenizer, target_tokenizer, resources=TransferResources())
         _ = ctx.source_tokens, ctx.target_tokens, ctx.new_token_ids
         marks.append(("canonical tokens", time.perf_counter()))
         rotation, _ = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv)
@@ -84,7 +76,7 @@ def computation(args: argparse.Namespace) -> dict:
         mapping = neighbour_mapping(ctx.new_token_ids, target, source, config.k, config.temperature,
                                     config.block_size)
         marks.append(("cosine top-k + weights", time.perf_counter()))
-        _ = planned_rows(fill_rows, ctx.source_embeddings, build_plan(ctx, mapping), ctx.generator(1))  # init's own row step
+        _ = planned_rows(ctx.source_embeddings, build_plan(ctx, mapping), ctx.generator(1))  # init's own row step
         marks.append(("rows", time.perf_counter()))
         for (_, before), (name, after) in itertools.pairwise(marks):
             sections.setdefault(name, []).append(after - before)
