@@ -176,15 +176,13 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad_weight.addmm_(probabilities.T, rows.to(wide))
             if grad_bias is not None:
                 grad_bias += probabilities.sum(dim=0)
-        ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight, grad_bias) if g is not None))
-        ctx.present = (grad_hidden is not None, grad_weight is not None, grad_bias is not None)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total
 
     @staticmethod
     def backward(ctx: Any, scale: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        saved = iter(ctx.saved_tensors)
-        grad_hidden, grad_weight, grad_bias = (next(saved) if present else None for present in ctx.present)
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         return (None if grad_hidden is None else grad_hidden * scale.to(grad_hidden.dtype),
                 None if grad_weight is None else grad_weight.mul_(scale).to(ctx.dtypes[0]),
                 None if grad_bias is None else grad_bias.mul_(scale).to(ctx.dtypes[1]), None, None)
