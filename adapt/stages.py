@@ -15,7 +15,7 @@ tokenizer  ``tokenizer/``
 init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
 pretrain   ``model/``, ``metrics.jsonl``, checkpoints while running
 module-X   ``module/`` — a langgraft module folder (PEFT dir / SFT safetensors / MAD-X)
-evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, dataset}``
+evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, low, high}`` (low/high: 95% interval)
 report     ``report/report.md`` + PNG plots
 ========== ==========================================================================
 """
@@ -477,6 +477,7 @@ def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
 def evaluate_stage(ctx: StageContext) -> dict:
     """Source model vs adapted model: bpc on held-out text, retrieval, zero-shot tasks (eval harness)."""
     from langgraft.eval.harness import evaluate
+    from langgraft.eval.report import to_rows
 
     retrieval = ctx.config["evaluation"].retrieval
     source = _initial_model(ctx)
@@ -486,9 +487,7 @@ def evaluate_stage(ctx: StageContext) -> dict:
         ctx.log(f"evaluating {job['setup']}: {', '.join(t.split('=')[0] for t in job['tasks'])}")
         run = evaluate(job["model"], job["tasks"], modules=job["modules"], source_model=source,
                        layer=retrieval.layer if retrieval else None, name=job["setup"])
-        rows += [{"setup": job["setup"], "task": result["name"], "metric": metric, "value": value}
-                 for result in run["results"] for metric, value in result["metrics"].items()
-                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        rows += to_rows([run])  # with each score's 95% interval (low, high)
     record: dict[str, Any] = {"language": ctx.config["language"], "rows": rows, "jobs": jobs}
     comparison = ctx.input("init") / "comparison.json"
     if comparison.is_file():

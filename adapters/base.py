@@ -13,6 +13,7 @@ replaced heads) lives on the underlying transformers model as ``model.langgraft_
 from __future__ import annotations
 
 import dataclasses
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from .metadata import ModelIdentity, ModuleMetadata
 HEAD_FILE = "head.safetensors"
 VOCABULARY_DIR = "vocabulary"  # a language module's own tokenizer + input-embedding table
 ROLES = ("language", "task")
+SEEDS_FILE = "langgraft_seeds.json"  # a seed set: the same module trained once per seed, in seed-<n>/ folders
 
 
 @dataclass
@@ -146,6 +148,22 @@ class Module:
     @property
     def label(self) -> str:
         return f"{self.path} ({self.metadata.kind} {self.metadata.role} module)"
+
+
+def seed_set_members(path: str | Path) -> list[tuple[int, Path]] | None:
+    """``[(seed, member directory), ...]`` of a seed set written by ``train-task --seeds``; None for one module."""
+    manifest = Path(path) / SEEDS_FILE
+    if not manifest.is_file():
+        return None
+    try:
+        seeds = json.loads(manifest.read_text(encoding="utf-8"))["seeds"]
+        members = [(int(seed), Path(path) / f"seed-{int(seed)}") for seed in seeds]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{manifest} is not a seed-set manifest ({{\"seeds\": [0, 1, ...]}}); retrain with "
+                        "`langgraft module train-task --seeds N`") from None
+    if not members:
+        raise UserError(f"{manifest} lists no seeds; retrain with `langgraft module train-task --seeds N`")
+    return members
 
 
 def load_module(path: str | Path) -> Module:

@@ -72,14 +72,17 @@ def quiet() -> None:
 
 
 def _train_task(args: argparse.Namespace) -> int:
-    from langgraft.adapters.compose import train_task_module
+    from langgraft.adapters.compose import train_task_module, train_task_module_seeds
 
     quiet()
-    out = train_task_module(args.kind, args.model, args.train, task=args.task, out=args.out,
-                            language_module=args.language_module, language=args.language,
-                            config=kind_config(args.kind, args), options=training_options(args),
-                            overwrite=args.overwrite)
-    print(f"task module written to {out}")
+    common = dict(task=args.task, out=args.out, language_module=args.language_module, language=args.language,
+                  config=kind_config(args.kind, args), options=training_options(args), overwrite=args.overwrite)
+    if args.seeds is None:
+        out = train_task_module(args.kind, args.model, args.train, **common)
+        print(f"task module written to {out}")
+    else:
+        out = train_task_module_seeds(args.kind, args.model, args.train, seeds=args.seeds, **common)
+        print(f"{args.seeds} task modules (seeds from --seed on) written to {out}/seed-*")
     return 0
 
 
@@ -119,6 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     task.add_argument("--task", required=True, choices=("seq-cls", "token-cls"))
     task.add_argument("--language-module", help="source-language module to stack under (kept frozen)")
     task.add_argument("--language", help="language of the training data (default: the language module's)")
+    task.add_argument("--seeds", type=int, metavar="N",
+                      help="train N modules (seeds --seed, --seed+1, ...) into OUT/seed-*; "
+                           "`langgraft eval --modules OUT` reports mean ± sd over them")
     task.set_defaults(handler=_train_task)
 
     compose = commands.add_parser(

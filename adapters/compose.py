@@ -12,6 +12,7 @@ before anything changes, so a bad module leaves the model untouched.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 from langgraft.errors import UserError
 from langgraft.outputs import check_output
 
-from .base import (ROLES, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
+from .base import (ROLES, SEEDS_FILE, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
                    make_config, unwrap, restore_vocabulary, save_vocabulary, swap_vocabulary)
 from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
 from .training import TrainOptions
@@ -130,6 +131,29 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
                          labels=labels)
 
 
+def train_task_module_seeds(kind: str, model: str | Path, train: str | Path, *, seeds: int, out: str | Path,
+                            options: TrainOptions | None = None, overwrite: bool = False, **kwargs: Any) -> Path:
+    """Train the same task module ``seeds`` times (seeds ``options.seed``, ``+1``, ...) into one seed set.
+
+    ``out/seed-<n>/`` holds each module and ``out/langgraft_seeds.json`` lists the seeds; ``langgraft
+    eval --modules out`` scores every member and reports mean ± sd. The set appears whole or not at all.
+    Other keywords as :func:`train_task_module`.
+    """
+    from langgraft.atomic import atomic_dir
+
+    options = options or TrainOptions()
+    if not 1 <= seeds <= 1000:
+        raise UserError(f"--seeds {seeds}: give 1 to 1000 training seeds")
+    inputs = [i for i in (model, train, kwargs.get("language_module")) if isinstance(i, (str, Path))]
+    chosen = [options.seed + i for i in range(seeds)]
+    with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
+        for seed in chosen:
+            train_task_module(kind, model, train, out=Path(tmp) / f"seed-{seed}",
+                              options=dataclasses.replace(options, seed=seed), **kwargs)
+        (Path(tmp) / SEEDS_FILE).write_text(json.dumps({"seeds": chosen}) + "\n", encoding="utf-8")
+    return Path(out)
+
+
 def _as_modules(modules: Sequence[str | Path | Module]) -> list[Module]:
     return [m if isinstance(m, Module) else load_module(m) for m in modules]
 
@@ -209,17 +233,20 @@ def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> 
     return network, tokenizer
 
 
+def merge_composed(model: Any) -> Any:
+    """The plain transformers model computing what ``model`` with its composed modules computes."""
+    kinds = {m.metadata.kind for m in composition_state(model).applied.values()}
+    for kind in sorted(kinds):
+        model = get_kind(kind).merge(model)
+    return unwrap(model)
+
+
 def export_merged(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = False,
                   inputs: Sequence[Any] = ()) -> Path:
     """Write a stock transformers checkpoint computing the composed function (lora and sft modules)."""
     from langgraft.atomic import atomic_dir
 
-    state = composition_state(model)
-    kinds = {m.metadata.kind for m in state.applied.values()}
-    merged = model
-    for kind in sorted(kinds):
-        merged = get_kind(kind).merge(merged)
-    merged = unwrap(merged)
+    merged = merge_composed(model)
     with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
         merged.save_pretrained(str(tmp))
         if tokenizer is not None:

@@ -15,6 +15,9 @@ information they need per *character* of the original text:
   Long documents are scored in windows of ``max_length`` tokens that overlap by half a window,
   each token predicted exactly once.
 
+``intervals["bpc"]`` is a bootstrap 95% interval resampling documents (ratio of the resampled
+bits and characters sums, :func:`langgraft.eval.intervals.ratio_interval`).
+
 ``loss`` is the mean NLL per scored token in nats (the number Trainer reports); compare it only
 between models that share a tokenizer. A document is one item of the input (a line of a text
 file, or what :func:`langgraft.corpora.read_documents` yields for other formats).
@@ -23,12 +26,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
+from langgraft.eval.intervals import IntervalOptions, ratio_interval
 from langgraft.models import OBJECTIVES, default_max_length, model_objective
 from langgraft.options import Validated, option
 
@@ -46,6 +52,7 @@ class BpcResult:
     documents: int
     objective: str
     nll_bits: float
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,15 +85,18 @@ class BpcOptions(Validated):
     batch_size: int = option(16, help="windows per forward pass", ge=1, le=1 << 20)
 
 
-def _window_nll(model: Any, windows: list[Any], pad_id: int) -> tuple[float, int]:
-    """Summed NLL (nats) and count of the scored positions of ``windows`` in one padded batch."""
+def _window_nll(model: Any, windows: list[Any], pad_id: int) -> tuple[np.ndarray, int]:
+    """NLL (nats) summed per window, and the count of scored positions, of ``windows`` in one padded batch."""
     import torch
 
     from langgraft.lm import window_logits
 
     logits, targets = window_logits(model, windows, pad_id)
-    nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-    return float(nll), len(targets)
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    owner = torch.repeat_interleave(torch.arange(len(windows), device=nll.device),
+                                    torch.tensor([len(w.targets) for w in windows], device=nll.device))
+    per_window = torch.zeros(len(windows), dtype=torch.float64, device=nll.device).index_add_(0, owner, nll.double())
+    return per_window.cpu().numpy(), len(targets)
 
 
 def compute_bpc(
@@ -99,11 +109,14 @@ def compute_bpc(
     mask_rate: float = BpcOptions.mask_rate,
     max_length: int | None = BpcOptions.max_length,
     batch_size: int = BpcOptions.batch_size,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
 ) -> BpcResult:
     """Bits per character of ``model`` on documents (texts, or files read with ``read_documents``).
 
     Streams the input in chunks, so corpora of any size fit in memory. The model is put in eval
     mode for the call and restored afterwards. See the module docstring for the definitions.
+    Keeps two numbers per document (bits, characters) for the interval (``bootstrap`` resamples; 0: none).
     """
     import torch
 
@@ -127,29 +140,43 @@ def compute_bpc(
 
     was_training = model.training
     model.eval()
-    total_nll, total_tokens, total_chars, documents = 0.0, 0, 0, 0
+    total_tokens, documents = 0, 0
+    document_nll: list[np.ndarray] = []  # nats per document
+    document_chars: list[np.ndarray] = []
     try:
         with torch.inference_mode():
             for texts in batched(iter_documents(texts_or_files), _DOCUMENTS_PER_CHUNK):
-                if objective == "mlm":
-                    windows, chars = mlm_windows(tokenizer, texts, documents, mask_seed, mask_rate, max_length)
-                else:
-                    windows, chars = clm_windows(tokenizer, texts, max_length)
-                documents += len(texts)
-                total_chars += chars
-                windows.sort(key=lambda w: len(w.input_ids))  # less padding per batch
-                for batch in batched(windows, batch_size):
-                    nll, count = _window_nll(model, batch, pad_id)
-                    total_nll += nll
+                windows, owners, chars = [], [], np.zeros(len(texts), dtype=np.int64)
+                for offset, text in enumerate(texts):  # one call per document: windows stay with their document
+                    if objective == "mlm":
+                        found, chars[offset] = mlm_windows(tokenizer, [text], documents + offset, mask_seed, mask_rate,
+                                                           max_length)
+                    else:
+                        found, chars[offset] = clm_windows(tokenizer, [text], max_length)
+                    windows += found
+                    owners += [offset] * len(found)
+                order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))  # less padding
+                nll = np.zeros(len(texts), dtype=np.float64)
+                for batch in batched(order, batch_size):
+                    per_window, count = _window_nll(model, [windows[i] for i in batch], pad_id)
+                    np.add.at(nll, [owners[i] for i in batch], per_window)
                     total_tokens += count
+                documents += len(texts)
+                document_nll.append(nll)
+                document_chars.append(chars)
     finally:
         model.train(was_training)
+    nll_per_document = np.concatenate(document_nll) if document_nll else np.zeros(0)
+    chars_per_document = np.concatenate(document_chars) if document_chars else np.zeros(0, dtype=np.int64)
+    total_nll, total_chars = float(nll_per_document.sum()), int(chars_per_document.sum())
     if total_tokens == 0 or total_chars == 0:
         raise UserError(f"nothing to score in {_describe(texts_or_files)}: no documents"
                         + (" with a masked word; use more text or a higher --mask-rate" if objective == "mlm" else ""))
     bits = total_nll / math.log(2)
+    interval = ratio_interval(nll_per_document / math.log(2), chars_per_document, bootstrap, bootstrap_seed)
     return BpcResult(bpc=bits / total_chars, loss=total_nll / total_tokens, tokens=total_tokens,
-                     characters=total_chars, documents=documents, objective=objective, nll_bits=bits)
+                     characters=total_chars, documents=documents, objective=objective, nll_bits=bits,
+                     intervals={"bpc": interval} if interval is not None else {})
 
 
 def _describe(texts_or_files: Any) -> str:

@@ -1,6 +1,7 @@
 """``langgraft eval``: zero-shot tasks and intrinsic scores, plus ``eval bpc`` and ``eval report``.
 
     langgraft eval --model DIR [--modules M ...] --task KIND:FILE ... [--json] [--out results.json]
+    langgraft eval --model DIR --harness lm-eval|mteb --tasks NAME ... [--include-path DIR]
     langgraft eval bpc --model DIR --corpus FILE ...
     langgraft eval report RESULTS_OR_RUN_DIR ... --out DIR
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from langgraft.errors import UserError
 from langgraft.eval.bpc import BpcOptions
+from langgraft.eval.external import HARNESSES, HarnessOptions
 from langgraft.eval.harness import EvalOptions
+from langgraft.eval.intervals import IntervalOptions
 from langgraft.models import OBJECTIVES
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments, check_output
@@ -34,7 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="language/task module directories composed onto --model")
     parser.add_argument("--task", nargs="+", action="extend", default=[], metavar="TASKSPEC", help=TASK_HELP)
     parser.add_argument("--source-model", help="model for the source side of retrieval (default: --model)")
+    parser.add_argument("--harness", choices=tuple(HARNESSES),
+                        help="also run the field's harness on --model: lm-eval (decoders, modules merged) or mteb "
+                             f"(encoders); optional extra: {'pip install langgraft[bench]'}")
+    parser.add_argument("--tasks", nargs="+", action="extend", default=[], metavar="NAME",
+                        help="--harness tasks: lm-eval task names (with --include-path for your own YAML), MTEB "
+                             "task names or [NAME=]bitext-mining:SRC,TGT on local aligned files")
     add_options(parser, EvalOptions)
+    add_options(parser, HarnessOptions)
     parser.add_argument("--name", help="name of this run in reports (default: the model folder name)")
     add_output_arguments(parser, "also write the results JSON here (input for `eval report`)", required=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -62,6 +72,7 @@ def add_bpc_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--corpus", required=True, nargs="+", type=Path, help="held-out text file(s)")
     parser.add_argument("--objective", choices=("auto", *OBJECTIVES), default="auto")
     add_options(parser, BpcOptions)
+    add_options(parser, IntervalOptions)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run_bpc)
     return parser
@@ -72,15 +83,19 @@ def _run_bpc(args: argparse.Namespace) -> int:
     from langgraft.models import load_language_model, load_tokenizer
 
     options = from_args(BpcOptions, args)  # checked before the model is loaded
+    intervals = from_args(IntervalOptions, args)
     model, objective = load_language_model(args.model)
     if args.objective != "auto":
         objective = args.objective
     tokenizer = load_tokenizer(args.model)
-    result = compute_bpc(model, tokenizer, list(args.corpus), objective=objective, **dataclasses.asdict(options))
+    result = compute_bpc(model, tokenizer, list(args.corpus), objective=objective, **dataclasses.asdict(options),
+                         **dataclasses.asdict(intervals))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        print(f"bpc {result.bpc:.4f}  loss {result.loss:.4f}  ({result.objective}, {result.tokens} tokens, "
+        interval = result.intervals.get("bpc")
+        print(f"bpc {result.bpc:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
+              + f"  loss {result.loss:.4f}  ({result.objective}, {result.tokens} tokens, "
               f"{result.characters} characters, {result.documents} documents)")
     return 0
 
@@ -94,19 +109,34 @@ def _quiet_transformers() -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    if not args.model or not args.task:
-        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE (or a sub-command: bpc, report); "
-                        "see `langgraft eval --help`")
+    if not args.model or not (args.task or args.harness):
+        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE or --harness lm-eval|mteb --tasks NAME "
+                        "(or a sub-command: bpc, report); see `langgraft eval --help`")
+    if bool(args.harness) != bool(args.tasks):
+        raise UserError("--harness and --tasks go together: --harness lm-eval|mteb --tasks NAME ... "
+                        "(langgraft's own tasks are --task KIND:FILE)")
     from langgraft.atomic import atomic_file
+    from langgraft.eval.external import require, run_harness
     from langgraft.eval.harness import evaluate
 
     _quiet_transformers()
     options = from_args(EvalOptions, args)
+    harness_options = from_args(HarnessOptions, args)
+    if args.harness:  # a missing extra is refused before any model is loaded
+        require({"lm-eval": "lm_eval", "mteb": "mteb"}[args.harness], args.harness)
     if args.out:  # before the evaluation, not after it
         check_output(args.out, inputs=[args.model, args.source_model, *args.modules], overwrite=args.overwrite,
                      file=True)
-    run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model,
-                   name=args.name, **dataclasses.asdict(options))
+    if args.task:
+        run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model,
+                       name=args.name, **dataclasses.asdict(options))
+    else:
+        run = {"name": args.name or Path(str(args.model)).name, "model": str(args.model),
+               "modules": [str(m) for m in args.modules], "source_model": args.source_model, "results": []}
+    if args.harness:
+        run["results"] += run_harness(args.harness, args.model, args.tasks, modules=args.modules,
+                                      options=harness_options, batch_size=options.batch_size, layer=options.layer,
+                                      bootstrap=options.bootstrap, bootstrap_seed=options.bootstrap_seed)
     if args.out:
         with atomic_file(args.out) as handle:
             json.dump(run, handle, indent=2)
@@ -115,10 +145,25 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(run))
         return 0
     for result in run["results"]:
-        numbers = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in result["metrics"].items() if not isinstance(v, (list, dict)))
-        print(f"{result['name']}: {numbers}")
+        print(f"{result['name']}: {format_metrics(result)}")
     return 0
+
+
+def format_metrics(result: dict) -> str:
+    """``accuracy 0.6100 [0.5700, 0.6500]`` (95% interval) or ``accuracy 0.6100 ± 0.0200`` (sd over seeds)."""
+    intervals, sd = result.get("intervals", {}), result.get("sd", {})
+    parts = []
+    for key, value in result["metrics"].items():
+        if isinstance(value, (list, dict)):
+            continue
+        text = f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
+        if key in sd:
+            text += f" ± {sd[key]:.4f}"
+        elif key in intervals:
+            text += f" [{intervals[key][0]:.4f}, {intervals[key][1]:.4f}]"
+        parts.append(text)
+    seeds = f"  ({len(result['seeds'])} seeds)" if result.get("seeds") else ""
+    return "  ".join(parts) + seeds
 
 
 def _run_report(args: argparse.Namespace) -> int:

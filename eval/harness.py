@@ -11,7 +11,13 @@ tables and plots::
 
     {"name": ..., "model": ..., "modules": [...], "source_model": ...,
      "results": [{"name": "seq-cls:test.tsv", "task": "seq-cls", "files": [...],
-                  "metrics": {"accuracy": 0.61, "macro_f1": 0.58, "examples": 300}}, ...]}
+                  "metrics": {"accuracy": 0.61, "macro_f1": 0.58, "examples": 300},
+                  "intervals": {"accuracy": [0.57, 0.65], "macro_f1": [0.53, 0.62]}}, ...]}
+
+``intervals`` are bootstrap 95% intervals over the test examples (:mod:`langgraft.eval.intervals`).
+A module directory may be a *seed set* (``langgraft module train-task --seeds N``): every task that
+uses it is scored once per seed, ``metrics`` holds the mean, ``sd`` the standard deviation and
+``seeds`` each seed's own metrics and intervals.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.errors import UserError
-from langgraft.options import Validated, option
+from langgraft.eval.intervals import IntervalOptions, seed_summary
+from langgraft.options import option
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,7 @@ class ModelSource:
 
 
 @dataclass
-class EvalOptions(Validated):
+class EvalOptions(IntervalOptions):
     """Options shared by the tasks (``langgraft eval`` options and :func:`evaluate` keywords)."""
 
     layer: int | None = option(None, help="hidden layer pooled for retrieval (default: the middle one; -1: the last)")
@@ -150,13 +157,16 @@ class EvalContext(EvalOptions):
     target: ModelSource | None = None
     source: ModelSource | None = None
 
+    def interval_options(self) -> dict[str, int]:
+        return {"bootstrap": self.bootstrap, "bootstrap_seed": self.bootstrap_seed}
+
 
 def _seq_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
     from langgraft.eval.tasks import evaluate_sequence_classification
 
     _check_files(spec)
     return evaluate_sequence_classification(ctx.target.classifier("seq-cls"), ctx.target.tokenizer, spec.files[0],
-                                            batch_size=ctx.batch_size)
+                                            batch_size=ctx.batch_size, **ctx.interval_options())
 
 
 def _token_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
@@ -164,7 +174,7 @@ def _token_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
     _check_files(spec)
     return evaluate_token_classification(ctx.target.classifier("token-cls"), ctx.target.tokenizer, spec.files[0],
-                                         batch_size=ctx.batch_size)
+                                         batch_size=ctx.batch_size, **ctx.interval_options())
 
 
 def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
@@ -174,7 +184,7 @@ def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
     source = (ctx.source.encoder(), ctx.source.tokenizer)
     target = (ctx.target.encoder(), ctx.target.tokenizer)
     return evaluate_retrieval(source, target, (spec.files[0], spec.files[1]), layer=ctx.layer,
-                              batch_size=ctx.batch_size, max_pairs=ctx.max_pairs)
+                              batch_size=ctx.batch_size, max_pairs=ctx.max_pairs, **ctx.interval_options())
 
 
 def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
@@ -182,7 +192,7 @@ def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
     _check_files(spec)
     return compute_bpc(ctx.target.language_model(), ctx.target.tokenizer, Path(spec.files[0]),
-                       batch_size=ctx.batch_size).to_dict()
+                       batch_size=ctx.batch_size, **ctx.interval_options()).to_dict()
 
 
 def _fertility(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
@@ -213,6 +223,51 @@ def _check_files(spec: TaskSpec) -> None:
             raise UserError(f"task {spec.name}: file {file} not found; check the path after '{spec.kind}:'")
 
 
+MODULE_FREE_KINDS = {"fertility"}  # task kinds that never compose modules (a seed set does not repeat them)
+
+
+def _uses_module(kind: str, metadata: Any) -> bool:
+    """Whether a task of ``kind`` composes a module: language modules always, a task module for its own task."""
+    if kind in MODULE_FREE_KINDS:
+        return False
+    return metadata.role == "language" or metadata.task == kind
+
+
+def _result(spec: TaskSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's result entry: the runner's numbers, with its ``intervals`` lifted beside them."""
+    metrics = dict(metrics)
+    intervals = metrics.pop("intervals", None) or {}
+    result = {"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": metrics}
+    return {**result, "intervals": intervals} if intervals else result
+
+
+def _seed_result(spec: TaskSpec, seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    mean, sd = seed_summary([r["metrics"] for r in per_seed])
+    return {"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": mean, "sd": sd,
+            "seeds": [{"seed": seed, "metrics": r["metrics"], "intervals": r.get("intervals", {})}
+                      for seed, r in zip(seeds, per_seed)]}
+
+
+def module_variants(modules: Sequence[str | Path]) -> tuple[list[int] | None, list[list[str]], list[bool]]:
+    """Expand seed sets: (their seeds, one module list per seed, which positions are seed sets).
+
+    Seed sets given together must hold the same seeds (their i-th members are composed together).
+    """
+    from langgraft.adapters.base import seed_set_members
+
+    sets = [seed_set_members(m) for m in modules]
+    seed_lists = {tuple(seed for seed, _ in members) for members in sets if members}
+    if len(seed_lists) > 1:
+        raise UserError(f"seed sets with different seeds given together: {sorted(seed_lists)}; "
+                        "train them with the same --seed and --seeds")
+    if not seed_lists:
+        return None, [[str(m) for m in modules]], [False] * len(modules)
+    seeds = list(seed_lists.pop())
+    variants = [[str(members[i][1]) if members else str(m) for m, members in zip(modules, sets)]
+                for i in range(len(seeds))]
+    return seeds, variants, [members is not None for members in sets]
+
+
 def evaluate(
     model: str | Path,
     tasks: Sequence[str | TaskSpec],
@@ -222,6 +277,8 @@ def evaluate(
     layer: int | None = EvalOptions.layer,
     batch_size: int = EvalOptions.batch_size,
     max_pairs: int | None = EvalOptions.max_pairs,
+    bootstrap: int = EvalOptions.bootstrap,
+    bootstrap_seed: int = EvalOptions.bootstrap_seed,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (+ ``modules``) on every task; returns the run dict (see module docstring).
@@ -229,19 +286,33 @@ def evaluate(
     ``source_model`` embeds the source side of retrieval tasks, without modules (default: ``model``
     with the modules), e.g. the English source checkpoint for English while the adapted model
     embeds the new language; it is also the reference vocabulary for fertility's ``overlap``.
-    All task specs are parsed and their files checked before any model is loaded.
+    All task specs are parsed and their files checked before any model is loaded. A seed set
+    among ``modules`` repeats the tasks that compose it once per seed (one seed's models in memory
+    at a time) and reports mean and sd.
     """
-    EvalOptions(layer=layer, batch_size=batch_size, max_pairs=max_pairs)
+    from langgraft.adapters.base import load_module
+
+    options = EvalOptions(layer=layer, batch_size=batch_size, max_pairs=max_pairs, bootstrap=bootstrap,
+                          bootstrap_seed=bootstrap_seed)
     specs = [TaskSpec.parse(task) for task in tasks]
     if not specs:
         raise UserError("no evaluation task given; add --task KIND:FILE (kinds: " + ", ".join(TASKS) + ")")
     for spec in specs:
         _check_files(spec)
-    target = ModelSource(model, modules)
-    same_source = source_model is None or (str(source_model) == str(model) and not modules)
-    source = target if same_source else ModelSource(source_model)  # an explicit source model: no modules
-    ctx = EvalContext(layer=layer, batch_size=batch_size, max_pairs=max_pairs, target=target, source=source)
-    results = [{"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": TASKS[spec.kind](spec, ctx)}
-               for spec in specs]
+    seeds, variants, is_set = module_variants(modules)
+    metadata = [load_module(path).metadata for path in variants[0]]
+    seeded = [seeds is not None and any(s and _uses_module(spec.kind, m) for s, m in zip(is_set, metadata))
+              for spec in specs]
+    per_spec: list[list[dict[str, Any]]] = [[] for _ in specs]
+    for index, variant in enumerate(variants):
+        target = ModelSource(model, variant)
+        same_source = source_model is None or (str(source_model) == str(model) and not modules)
+        source = target if same_source else ModelSource(source_model)  # an explicit source model: no modules
+        ctx = EvalContext(**vars(options), target=target, source=source)
+        for position, spec in enumerate(specs):
+            if index == 0 or seeded[position]:
+                per_spec[position].append(_result(spec, TASKS[spec.kind](spec, ctx)))
+    results = [_seed_result(spec, seeds, runs) if seeded[position] else runs[0]
+               for position, (spec, runs) in enumerate(zip(specs, per_spec))]
     return {"name": name or Path(str(model)).name, "model": str(model), "modules": [str(m) for m in modules],
             "source_model": str(source_model) if source_model is not None else None, "results": results}

@@ -5,6 +5,11 @@ JSON files holding one run, a list of runs, ``{"runs": [...]}`` (a previous repo
 ``{"rows": [{"setup", "task", "metric", "value"}, ...]}`` (the pipeline's ``evaluation.json``),
 ``metrics.jsonl`` training logs, and run directories (every such file found inside).
 
+A row may carry ``low``/``high`` (the bootstrap 95% interval of its value) and ``sd`` / ``seeds``
+(standard deviation over training seeds, the value being their mean); tables print them as
+``0.6100 [0.5700, 0.6500]`` or ``0.6100 ± 0.0200 (n=3)`` and bar charts draw them as error bars
+(the interval; the sd where there are seeds).
+
 Outputs in ``out_dir``, each file written atomically: ``report.md``, ``report.json`` (``rows`` in
 the long format above plus the normalised ``runs``), ``loss_curves.png`` when training logs are
 given, one grouped bar chart per task (``<task>.png``) and one per named comparison
@@ -58,7 +63,14 @@ def _runs_from_rows(rows: Iterable[dict[str, Any]], source: str) -> list[dict[st
         if result is None:
             result = {"name": str(row["task"]), "task": str(row["task"]), "metrics": {}}
             run["results"].append(result)
-        result["metrics"][str(row["metric"])] = row["value"]
+        metric = str(row["metric"])
+        result["metrics"][metric] = row["value"]
+        if _is_number(row.get("low")) and _is_number(row.get("high")):
+            result.setdefault("intervals", {})[metric] = [row["low"], row["high"]]
+        if _is_number(row.get("sd")):
+            result.setdefault("sd", {})[metric] = row["sd"]
+            if isinstance(row.get("seeds"), int):
+                result["seeds"] = [{}] * row["seeds"]
     return list(runs.values())
 
 
@@ -144,20 +156,33 @@ def _is_number(value: Any) -> bool:
 
 
 def to_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Long format: one ``{"setup", "task", "metric", "value"}`` per number."""
-    return [{"setup": run["name"], "task": result["name"], "metric": metric, "value": value}
+    """Long format: one ``{"setup", "task", "metric", "value"}`` per number, plus ``low``/``high`` (95%
+    interval) and ``sd``/``seeds`` (over training seeds) where the result has them."""
+    return [{"setup": run["name"], "task": result["name"], "metric": metric, "value": value,
+             **_spread(result, metric)}
             for run in runs for result in run["results"]
             for metric, value in result.get("metrics", {}).items() if _is_number(value)]
 
 
+def _spread(result: dict[str, Any], metric: str) -> dict[str, Any]:
+    """``{"sd", "seeds"}`` over training seeds, else ``{"low", "high"}`` of the bootstrap interval, else ``{}``."""
+    sd = (result.get("sd") or {}).get(metric)
+    if _is_number(sd):
+        return {"sd": sd, "seeds": len(result.get("seeds") or ())}
+    interval = (result.get("intervals") or {}).get(metric)
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and all(map(_is_number, interval)):
+        return {"low": interval[0], "high": interval[1]}
+    return {}
+
+
 def _task_tables(runs: Sequence[dict[str, Any]]) -> dict[str, tuple[list[str], dict[str, dict[str, Any]]]]:
-    """task name -> (metric names in first-seen order, {run name: {metric: value}})."""
+    """task name -> (metric names in first-seen order, {run name: {metric: row}})."""
     tables: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {}
     for row in to_rows(runs):
         metrics, cells = tables.setdefault(row["task"], ([], {}))
         if row["metric"] not in metrics:
             metrics.append(row["metric"])
-        cells.setdefault(row["setup"], {})[row["metric"]] = row["value"]
+        cells.setdefault(row["setup"], {})[row["metric"]] = row
     return tables
 
 
@@ -165,6 +190,28 @@ def _format(value: Any) -> str:
     if value is None:
         return "–"
     return str(value) if isinstance(value, int) else f"{value:.4f}"
+
+
+def _format_row(row: dict[str, Any] | None) -> str:
+    """A table cell: the value with its sd over seeds or its 95% interval."""
+    if row is None:
+        return "–"
+    if "sd" in row:
+        return f"{_format(row['value'])} ± {row['sd']:.4f} (n={row['seeds']})"
+    if "low" in row:
+        return f"{_format(row['value'])} [{row['low']:.4f}, {row['high']:.4f}]"
+    return _format(row["value"])
+
+
+def _error(row: dict[str, Any] | None) -> tuple[float, float]:
+    """(below, above) error-bar lengths: the sd over seeds, else the interval's distance from the value."""
+    if row is None:
+        return 0.0, 0.0
+    if "sd" in row:
+        return row["sd"], row["sd"]
+    if "low" in row:
+        return max(0.0, row["value"] - row["low"]), max(0.0, row["high"] - row["value"])
+    return 0.0, 0.0
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -185,8 +232,9 @@ def _save_png(figure: Any, path: Path) -> None:
         figure.savefig(handle, format="png", dpi=110)
 
 
-def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list[float | None]], ylabel: str) -> None:
-    """Grouped bars: one group per entry of ``groups``, one bar per series (run)."""
+def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list[float | None]], ylabel: str,
+               errors: dict[str, list[tuple[float, float]]] | None = None) -> None:
+    """Grouped bars: one group per entry of ``groups``, one bar per series (run); ``errors``: (below, above) bars."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(max(4.0, 1.2 * len(groups) * max(1, len(series)) ** 0.5 + 2), 3.6))
@@ -195,7 +243,9 @@ def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list
     for index, (label, values) in enumerate(series.items()):
         positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
         heights = [v if v is not None else 0.0 for v in values]
-        bars = axes.bar(positions, heights, width, label=label)
+        spread = (errors or {}).get(label)
+        yerr = [[e[0] for e in spread], [e[1] for e in spread]] if spread and any(any(e) for e in spread) else None
+        bars = axes.bar(positions, heights, width, label=label, yerr=yerr, capsize=3 if yerr else 0)
         axes.bar_label(bars, labels=[_format(v) if v is not None else "" for v in values], fontsize=7)
     axes.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 3 else 0)
     axes.set_title(title)
@@ -245,14 +295,18 @@ def _write_report_files(runs: list[dict[str, Any]], out_dir: Path, title: str) -
     for task, (metrics, cells) in _task_tables(runs).items():
         setups = [n for n in dict.fromkeys(names) if n in cells]
         lines += [f"## {task}", ""]
-        body = [[s] + [_format(cells[s].get(m)) for m in metrics] for s in setups]
+        body = [[s] + [_format_row(cells[s].get(m)) for m in metrics] for s in setups]
         lines += _markdown_table(["setup"] + metrics, body)
-        plotted = [m for m in metrics
-                   if m not in NOT_PLOTTED and any(isinstance(cells[s].get(m), float) for s in setups)]
+        plotted = [m for m in metrics if m not in NOT_PLOTTED
+                   and any(isinstance(cells[s].get(m, {}).get("value"), float) for s in setups)]
         if plotted:
             png = f"{_slug(task)}.png"
-            _bar_chart(out_dir / png, task, plotted, {s: [cells[s].get(m) for m in plotted] for s in setups}, "score")
+            values = {s: [cells[s][m]["value"] if m in cells[s] else None for m in plotted] for s in setups}
+            errors = {s: [_error(cells[s].get(m)) for m in plotted] for s in setups}
+            _bar_chart(out_dir / png, task, plotted, values, "score", errors)
             lines += ["", f"![{task}]({png})"]
+        if any("low" in row or "sd" in row for row in (r for c in cells.values() for r in c.values())):
+            lines += ["", "[low, high]: bootstrap 95% interval over the test examples; ± sd (n=…): over training seeds."]
         lines.append("")
 
     comparisons: dict[str, dict[str, float]] = {}

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from langgraft.corpora.readers import read_parallel
+import numpy as np
+
 from langgraft.errors import UserError
+from langgraft.eval.intervals import IntervalOptions, mean_interval
 from langgraft.models import default_max_length
 from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_batch, pad_id
 
@@ -78,10 +81,10 @@ def mean_pooled_embeddings(
     return out if out is not None else torch.empty((0, 0))
 
 
-def retrieval_accuracy(
+def retrieval_hits(
     queries: "torch.Tensor", keys: "torch.Tensor", ks: Sequence[int] = TOP_K, block_size: int = 1024
-) -> dict[int, float]:
-    """Share of queries whose aligned key (same row index) is among their k most cosine-similar keys.
+) -> dict[int, np.ndarray]:
+    """Per query (bool array), whether its aligned key (same row index) is among its k most cosine-similar keys.
 
     Similarities are computed one block of queries at a time (memory ``block_size x len(keys)``).
     """
@@ -90,15 +93,23 @@ def retrieval_accuracy(
     queries = torch.nn.functional.normalize(queries.float(), dim=-1)
     keys = torch.nn.functional.normalize(keys.float(), dim=-1)
     depth = min(max(ks), len(keys))
-    hits = {k: 0 for k in ks}
+    hits = {k: np.zeros(len(queries), dtype=bool) for k in ks}
     for start in range(0, len(queries), block_size):
         block = queries[start : start + block_size]
         top = (block @ keys.T).topk(depth, dim=-1).indices
         gold = torch.arange(start, start + len(block)).unsqueeze(-1)
         found = top == gold
         for k in ks:
-            hits[k] += int(found[:, :k].any(-1).sum())
-    return {k: hits[k] / len(queries) if len(queries) else 0.0 for k in ks}
+            hits[k][start : start + len(block)] = found[:, :k].any(-1).numpy()
+    return hits
+
+
+def retrieval_accuracy(
+    queries: "torch.Tensor", keys: "torch.Tensor", ks: Sequence[int] = TOP_K, block_size: int = 1024
+) -> dict[int, float]:
+    """Share of queries whose aligned key (same row index) is among their k most cosine-similar keys."""
+    return {k: float(hit.mean()) if hit.size else 0.0
+            for k, hit in retrieval_hits(queries, keys, ks, block_size).items()}
 
 
 def read_pairs(src_path: str | Path, tgt_path: str | Path, fmt: str = "auto",
@@ -123,13 +134,16 @@ def evaluate_retrieval(
     layer: int | None = None,
     batch_size: int = 32,
     max_pairs: int | None = None,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
 ) -> dict[str, Any]:
     """SR-B retrieval scores for aligned sentence pairs.
 
     ``source`` and ``target`` are ``(model, tokenizer)`` pairs (the same pair twice for one
     multilingual model). ``pairs`` is an iterable of ``(source_text, target_text)`` or a
     ``(source_file, target_file)`` tuple of paths (see :func:`read_pairs`). ``layer`` indexes
-    ``hidden_states`` of both models (``None``: each model's middle layer).
+    ``hidden_states`` of both models (``None``: each model's middle layer). ``intervals``: bootstrap
+    95% intervals resampling the pairs (both directions of a pair together; 0 ``bootstrap``: none).
     """
     if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, (str, Path)) for p in pairs):
         sources, targets = read_pairs(pairs[0], pairs[1], max_pairs=max_pairs)
@@ -142,13 +156,17 @@ def evaluate_retrieval(
         raise UserError(f"sentence retrieval needs at least 2 aligned non-empty pairs, {where} has {len(sources)}")
     src_emb = mean_pooled_embeddings(*source, sources, layer=layer, batch_size=batch_size)
     tgt_emb = mean_pooled_embeddings(*target, targets, layer=layer, batch_size=batch_size)
-    forward = retrieval_accuracy(src_emb, tgt_emb)
-    backward = retrieval_accuracy(tgt_emb, src_emb)
+    forward = retrieval_hits(src_emb, tgt_emb)
+    backward = retrieval_hits(tgt_emb, src_emb)
     result: dict[str, Any] = {}
+    per_pair: dict[str, np.ndarray] = {}
     for k in TOP_K:
-        result[f"top{k}_src2tgt"] = forward[k]
-        result[f"top{k}_tgt2src"] = backward[k]
-        result[f"top{k}"] = (forward[k] + backward[k]) / 2
+        per_pair[f"top{k}_src2tgt"] = forward[k].astype(np.float64)
+        per_pair[f"top{k}_tgt2src"] = backward[k].astype(np.float64)
+        per_pair[f"top{k}"] = (per_pair[f"top{k}_src2tgt"] + per_pair[f"top{k}_tgt2src"]) / 2
+    result.update({name: float(values.mean()) for name, values in per_pair.items()})
     result["pairs"] = len(sources)
     result["layer"] = [resolve_layer(source[0], layer), resolve_layer(target[0], layer)]
+    intervals = {name: mean_interval(values, bootstrap, bootstrap_seed) for name, values in per_pair.items()}
+    result["intervals"] = {k: v for k, v in intervals.items() if v is not None}
     return result

@@ -21,6 +21,7 @@ import numpy as np
 from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
+from langgraft.eval.intervals import IntervalOptions, macro_f1_interval, mean_interval, ratio_interval
 from langgraft.models import default_max_length
 
 if TYPE_CHECKING:
@@ -51,6 +52,42 @@ def classification_metrics(gold: Sequence[int] | np.ndarray, pred: Sequence[int]
     denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # predicted + gold = 2TP + FP + FN
     f1 = np.divide(2 * true_pos, denominator, out=np.zeros_like(true_pos), where=denominator > 0)
     return {"accuracy": float(true_pos.sum() / gold.size), "macro_f1": float(f1.mean())}
+
+
+def classification_intervals(gold: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray,
+                             resamples: int = IntervalOptions.bootstrap,
+                             seed: int = IntervalOptions.bootstrap_seed) -> dict[str, list[float]]:
+    """Bootstrap 95% intervals of accuracy and macro-F1, resampling examples."""
+    gold = np.asarray(gold, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    intervals = {"accuracy": mean_interval(gold == pred, resamples, seed),
+                 "macro_f1": macro_f1_interval(gold, pred, resamples, seed)}
+    return {k: v for k, v in intervals.items() if v is not None}
+
+
+def sentence_entity_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
+    """(sentences, 3) true-positive, predicted and gold entity counts per sentence (seqeval's entity rules).
+
+    Their column sums give seqeval's micro scores: precision = TP / predicted, recall = TP / gold,
+    F1 = 2 TP / (predicted + gold).
+    """
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    counts = np.zeros((len(gold), 3), dtype=np.int64)
+    for row, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+        gold_entities, pred_entities = set(get_entities(gold_tags)), set(get_entities(pred_tags))
+        counts[row] = (len(gold_entities & pred_entities), len(pred_entities), len(gold_entities))
+    return counts
+
+
+def entity_intervals(gold: list[list[str]], pred: list[list[str]], resamples: int = IntervalOptions.bootstrap,
+                     seed: int = IntervalOptions.bootstrap_seed) -> dict[str, list[float]]:
+    """Bootstrap 95% intervals of entity F1, precision and recall, resampling whole sentences."""
+    true_pos, predicted, gold_count = sentence_entity_counts(gold, pred).T
+    intervals = {"f1": ratio_interval(2 * true_pos, predicted + gold_count, resamples, seed),
+                 "precision": ratio_interval(true_pos, predicted, resamples, seed),
+                 "recall": ratio_interval(true_pos, gold_count, resamples, seed)}
+    return {k: v for k, v in intervals.items() if v is not None}
 
 
 def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
@@ -144,11 +181,14 @@ def evaluate_sequence_classification(
     *,
     batch_size: int = 32,
     max_length: int | None = None,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 of a sequence classifier on (text, label) examples or a TSV/JSONL file.
 
     ``model`` is any ``*ForSequenceClassification`` (stock, PEFT-wrapped or composed); its
-    ``config.label2id`` names the classes. Examples are streamed in chunks.
+    ``config.label2id`` names the classes. Examples are streamed in chunks. ``intervals`` holds
+    the bootstrap 95% interval of each score (``bootstrap`` resamples of the examples; 0: none).
     """
     source = str(data) if isinstance(data, (str, Path)) else "evaluation data"
     examples = read_sequence_examples(data) if isinstance(data, (str, Path)) else iter(data)
@@ -173,7 +213,8 @@ def evaluate_sequence_classification(
         pred.extend(chunk_pred.tolist())
     if not gold:
         raise UserError(f"{source} has no examples; expected text<TAB>label lines or JSON lines")
-    return {**classification_metrics(gold, pred), "examples": len(gold)}
+    return {**classification_metrics(gold, pred), "examples": len(gold),
+            "intervals": classification_intervals(gold, pred, bootstrap, bootstrap_seed)}
 
 
 # ----------------------------------------------------------------------------- token classification
@@ -237,12 +278,15 @@ def evaluate_token_classification(
     *,
     batch_size: int = 32,
     max_length: int | None = None,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
 ) -> dict[str, Any]:
     """Score a ``*ForTokenClassification`` model on (words, labels) sentences or a CoNLL-U / IOB file.
 
     Word accuracy always (UPOS accuracy for CoNLL-U); entity-level precision/recall/F1 (seqeval)
     as well when the labels are IOB/BIO/IOBES tags. Words the model cannot see (truncated away, or
     producing no token) count as wrong (``O`` for seqeval) and are reported as ``unaligned_words``.
+    ``intervals``: bootstrap 95% intervals resampling whole sentences (``bootstrap`` resamples; 0: none).
     """
     source = str(data) if isinstance(data, (str, Path)) else "evaluation data"
     sentences = read_token_examples(data) if isinstance(data, (str, Path)) else iter(data)
@@ -261,7 +305,13 @@ def evaluate_token_classification(
     gold_flat = [label for labels in gold_all for label in labels]
     pred_flat = [label for labels in pred_all for label in labels]
     result: dict[str, Any] = {"accuracy": sum(g == p for g, p in zip(gold_flat, pred_flat)) / len(gold_flat)}
+    correct = np.fromiter((sum(g == p for g, p in zip(gs, ps)) for gs, ps in zip(gold_all, pred_all)), dtype=np.int64)
+    words = np.fromiter((len(gs) for gs in gold_all), dtype=np.int64)
+    intervals = {"accuracy": ratio_interval(correct, words, bootstrap, bootstrap_seed)}
     if is_iob_scheme(gold_flat):
-        result.update(entity_metrics(gold_all, [[p or "O" for p in ps] for ps in pred_all]))
+        pred_tags = [[p or "O" for p in ps] for ps in pred_all]
+        result.update(entity_metrics(gold_all, pred_tags))
+        intervals.update(entity_intervals(gold_all, pred_tags, bootstrap, bootstrap_seed))
     return {**result, "sentences": len(gold_all), "words": len(gold_flat),
-            "unaligned_words": sum(p is None for p in pred_flat)}
+            "unaligned_words": sum(p is None for p in pred_flat),
+            "intervals": {k: v for k, v in intervals.items() if v is not None}}

@@ -291,7 +291,7 @@ def test_modules_are_composed_like_load_composed(tiny_models, lora_modules, tmp_
     pairs[0].write_text("\n".join(source_sentences(20, seed=4)) + "\n", encoding="utf-8")
     pairs[1].write_text("\n".join(target_sentences(20, seed=4)) + "\n", encoding="utf-8")
     run = evaluate(tiny_models["bert"], [f"seq-cls:{train}", f"retrieval:{pairs[0]},{pairs[1]}"], modules=[lang, task])
-    seq_cls, retrieval = (result["metrics"] for result in run["results"])
+    seq_cls, retrieval = ({**result["metrics"], "intervals": result["intervals"]} for result in run["results"])
 
     model, tok = load_composed(tiny_models["bert"], [lang, task])
     assert seq_cls == evaluate_sequence_classification(model, tok, train)
