@@ -56,12 +56,17 @@ def _metadata(task_type: str, name: str, main_score: str, description: str) -> T
 
 
 class LocalBitextMining(AbsTaskBitextMining):
-    """Bitext mining on two aligned local files (line-aligned, or ``id<TAB>text`` joined on id)."""
+    """Bitext mining on two aligned local files (line-aligned, or ``id<TAB>text`` joined on id).
 
-    def __init__(self, name: str, source: str, target: str) -> None:
-        self.metadata = _metadata("BitextMining", name, "f1", f"aligned sentences of {source} and {target}")
-        self.files = (source, target)
-        super().__init__()
+    MTEB reads ``metadata`` from the class, so each task is a subclass made by :meth:`for_files`.
+    """
+
+    files: tuple[str, str]
+
+    @classmethod
+    def for_files(cls, name: str, source: str, target: str) -> "LocalBitextMining":
+        metadata = _metadata("BitextMining", name, "f1", f"aligned sentences of {source} and {target}")
+        return type(cls.__name__, (cls,), {"metadata": metadata, "files": (source, target)})()
 
     def load_data(self, num_proc: int | None = None, **_: Any) -> None:
         sources, targets = read_pairs(*self.files)
@@ -81,7 +86,7 @@ def local_task(spec: str) -> Any:
     for file in files:
         if not Path(file).is_file():
             raise UserError(f"MTEB task {spec!r}: file {file} not found")
-    return LocalBitextMining(name.strip() or f"bitext-mining:{Path(files[0]).name},{Path(files[1]).name}", *files)
+    return LocalBitextMining.for_files(name.strip() or f"bitext-mining:{Path(files[0]).name},{Path(files[1]).name}", *files)
 
 
 def bitext_correct(folder: Path, task: str) -> dict[tuple[str, str], np.ndarray]:
