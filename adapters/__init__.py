@@ -7,9 +7,10 @@ torch; the kinds import it when they run.
 """
 from __future__ import annotations
 
-from .base import MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind
-from .compose import (compose, export_merged, export_module, load_composed, module_info, revert, train_task_module,
-                      write_composition)
+from .base import (MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind,
+                   seed_set_members)
+from .compose import (compose, export_merged, export_module, load_composed, merge_composed, module_info, revert,
+                      train_task_module, train_task_module_seeds, write_composition)
 # The edge: each kind's module registers the kind when imported; base.py never imports a kind.
 # Adding a kind: one new module beside these that subclasses ModuleKind under @register_kind, imported here.
 from .lora import LoraModuleConfig
@@ -21,5 +22,6 @@ from .training import TrainOptions
 __all__ = [
     "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleConfig", "ModuleKind", "ModuleMetadata",
     "SftConfig", "TrainOptions", "compose", "export_merged", "export_module", "get_kind", "load_composed",
-    "load_module", "make_config", "module_info", "register_kind", "revert", "train_task_module", "write_composition",
+    "load_module", "make_config", "merge_composed", "module_info", "register_kind", "revert", "seed_set_members",
+    "train_task_module", "train_task_module_seeds", "write_composition",
 ]

@@ -1,4 +1,5 @@
-"""Evaluation: bits per character, tokenizer fertility, zero-shot tasks, sentence retrieval, reports.
+"""Evaluation: bits per character, tokenizer fertility, zero-shot tasks, sentence retrieval, reports,
+bootstrap intervals, seed sets, and the lm-eval / MTEB harnesses.
 
     from langgraft.eval import evaluate, write_report
     run = evaluate("adapted-model", ["genre=seq-cls:genre.tsv", "retrieval:en.txt,ny.txt", "bpc:dev.txt"],
@@ -18,6 +19,8 @@ _API = {
     "evaluate_retrieval": "retrieval", "mean_pooled_embeddings": "retrieval", "retrieval_accuracy": "retrieval",
     "compute_bpc": "bpc", "BpcResult": "bpc",
     "write_report": "report", "load_runs": "report", "to_rows": "report",
+    "mean_interval": "intervals", "ratio_interval": "intervals", "macro_f1_interval": "intervals",
+    "run_harness": "external", "HarnessOptions": "external",
 }
 
 __all__ = sorted(_API)

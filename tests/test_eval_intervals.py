@@ -107,3 +107,36 @@ def test_seed_summary_is_mean_and_sample_sd():
     mean, sd = seed_summary(runs)
     assert mean == {"accuracy": pytest.approx(0.6), "examples": 10}
     assert sd == {"accuracy": pytest.approx(np.std([0.5, 0.7, 0.6], ddof=1))}
+
+
+def test_bpc_interval_resamples_documents(tiny_models, target_corpus):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from langgraft.eval.bpc import compute_bpc
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    texts = target_corpus.read_text(encoding="utf-8").splitlines()[:60]
+    result = compute_bpc(model, tokenizer, texts, bootstrap=400)
+    low, high = result.intervals["bpc"]
+    assert low <= result.bpc <= high and low < high
+    # every document the same: every resample has the same bits/characters ratio
+    same = compute_bpc(model, tokenizer, [texts[0]] * 12, bootstrap=400)
+    assert same.intervals["bpc"] == pytest.approx([same.bpc, same.bpc])
+    assert compute_bpc(model, tokenizer, texts, bootstrap=0).intervals == {}
+
+
+def test_retrieval_intervals_resample_pairs(tiny_models):
+    from transformers import AutoModel, AutoTokenizer
+
+    from langgraft.eval.retrieval import evaluate_retrieval
+    from tiny import source_sentences, target_sentences
+
+    side = (AutoModel.from_pretrained(tiny_models["bert"]), AutoTokenizer.from_pretrained(tiny_models["bert"]))
+    pairs = list(zip(source_sentences(50, seed=2), target_sentences(50, seed=2)))
+    result = evaluate_retrieval(side, side, pairs, bootstrap=300)
+    names = [f"top{k}{d}" for k in (1, 10) for d in ("_src2tgt", "_tgt2src", "")]
+    assert sorted(result["intervals"]) == sorted(names)
+    for name in names:
+        low, high = result["intervals"][name]
+        assert low <= result[name] <= high

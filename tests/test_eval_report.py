@@ -95,3 +95,27 @@ def test_read_metrics_log_keeps_numeric_fields(tmp_path):
     log.write_text('{"step": 0, "loss": 1.0, "phase": "mlm"}\n\n{"no_step": 1}\n{"step": 5, "eval_bpc": 2.5}\n',
                    encoding="utf-8")
     assert read_metrics_log(log) == [{"step": 0.0, "loss": 1.0}, {"step": 5.0, "eval_bpc": 2.5}]
+
+
+def test_intervals_and_seed_sd_in_tables_rows_and_error_bars(tmp_path):
+    with_spread = {"name": "adapted", "results": [
+        {"name": "genre", "task": "seq-cls", "metrics": {"accuracy": 0.61, "examples": 120},
+         "intervals": {"accuracy": [0.52, 0.70]}},
+        {"name": "pos", "task": "token-cls", "metrics": {"accuracy": 0.8}, "sd": {"accuracy": 0.03},
+         "seeds": [{"seed": 0}, {"seed": 1}, {"seed": 2}]}]}
+    bare = {"name": "adapted", "results": [{"name": "genre", "task": "seq-cls",
+                                            "metrics": {"accuracy": 0.61, "examples": 120}}]}
+    write_report([with_spread], tmp_path / "r")
+    text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "0.6100 [0.5200, 0.7000]" in text and "0.8000 ± 0.0300 (n=3)" in text
+    rows = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))["rows"]
+    assert {"setup": "adapted", "task": "genre", "metric": "accuracy", "value": 0.61, "low": 0.52,
+            "high": 0.70} in rows
+    assert {"setup": "adapted", "task": "pos", "metric": "accuracy", "value": 0.8, "sd": 0.03, "seeds": 3} in rows
+    # the pipeline's long rows carry the spread back into a report
+    (tmp_path / "evaluation.json").write_text(json.dumps({"rows": rows}), encoding="utf-8")
+    write_report([tmp_path / "evaluation.json"], tmp_path / "again")
+    assert (tmp_path / "again" / "report.md").read_text(encoding="utf-8") == text
+    # error bars change the drawing
+    write_report([bare], tmp_path / "bare")
+    assert (tmp_path / "r" / "genre.png").read_bytes() != (tmp_path / "bare" / "genre.png").read_bytes()
