@@ -1,6 +1,7 @@
 """``langgraft eval``: zero-shot tasks and intrinsic scores, plus ``eval bpc`` and ``eval report``.
 
     langgraft eval --model DIR [--modules M ...] --task KIND:FILE ... [--json] [--out results.json]
+    langgraft eval --model DIR --source-model SRC --benchmark sib200 belebele --language nya_Latn
     langgraft eval bpc --model DIR --corpus FILE ...
     langgraft eval report RESULTS_OR_RUN_DIR ... --out DIR
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from langgraft.errors import UserError
 from langgraft.eval.bpc import BpcOptions
-from langgraft.eval.harness import EvalOptions
+from langgraft.eval.benchmarks import BENCHMARKS
+from langgraft.eval.harness import BenchmarkOptions, EvalOptions
 from langgraft.models import OBJECTIVES
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments, check_output
@@ -35,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", nargs="+", action="extend", default=[], metavar="TASKSPEC", help=TASK_HELP)
     parser.add_argument("--source-model", help="model for the source side of retrieval (default: --model)")
     add_options(parser, EvalOptions)
+    parser.add_argument("--benchmark", nargs="+", action="extend", default=[], metavar="NAME[:LANGUAGE]",
+                        help=f"named benchmarks scored zero-shot on --language: {', '.join(sorted(BENCHMARKS))}; "
+                             "repeatable (see docs/evaluation.md)")
+    add_options(parser, BenchmarkOptions)
     parser.add_argument("--name", help="name of this run in reports (default: the model folder name)")
     add_output_arguments(parser, "also write the results JSON here (input for `eval report`)", required=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -87,26 +93,31 @@ def _run_bpc(args: argparse.Namespace) -> int:
 
 def _quiet_transformers() -> None:
     """No loading bars or load reports: langgraft checks heads itself and errors must stay one line."""
+    import datasets
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    if not args.model or not args.task:
-        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE (or a sub-command: bpc, report); "
-                        "see `langgraft eval --help`")
+    if not args.model or not (args.task or args.benchmark):
+        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE or --benchmark NAME (or a "
+                        "sub-command: bpc, report); see `langgraft eval --help`")
     from langgraft.atomic import atomic_file
     from langgraft.eval.harness import evaluate
 
     _quiet_transformers()
     options = from_args(EvalOptions, args)
+    bench_options = from_args(BenchmarkOptions, args)
     if args.out:  # before the evaluation, not after it
-        check_output(args.out, inputs=[args.model, args.source_model, *args.modules], overwrite=args.overwrite,
-                     file=True)
+        check_output(args.out, inputs=[args.model, args.source_model, *args.modules, bench_options.data_dir],
+                     overwrite=args.overwrite, file=True)
     run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model,
-                   name=args.name, **dataclasses.asdict(options))
+                   name=args.name, benchmarks=args.benchmark, **dataclasses.asdict(options),
+                   **dataclasses.asdict(bench_options))
     if args.out:
         with atomic_file(args.out) as handle:
             json.dump(run, handle, indent=2)
