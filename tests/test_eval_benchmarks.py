@@ -186,3 +186,53 @@ def test_choice_likelihood_is_the_summed_log_probability_of_each_answer(tiny_mod
     assert result["examples"] == 4 and result["accuracy"] == 0.25  # exactly the example whose label is `best`
     only_best = evaluate_choice_likelihood(model, tokenizer, [examples[best]], batch_size=3)
     assert only_best["accuracy"] == 1.0
+
+
+def _pipeline_with_benchmarks(tiny_models, source_corpus, target_corpus, out: Path, family: str, **evaluation) -> dict:
+    from pipeline_tiny import tiny_pipeline
+
+    config = tiny_pipeline(tiny_models[family], source_corpus, target_corpus, out)
+    config["init"] = {"method": "mean"}
+    config["pretrain"] = {**config["pretrain"], "max_steps": 2, "embedding_steps": 2, "eval_steps": 2, "save_steps": 2}  # body kept: modules compose
+    config["evaluation"] = {"bpc": False, **evaluation}
+    config.pop("publish")
+    return config
+
+
+def test_pipeline_plans_a_default_task_module_for_benchmarks_that_need_one(tiny_models, source_corpus, target_corpus,
+                                                                           tmp_path):
+    from langgraft import Pipeline
+
+    benchmarks = [{"name": "sib200", "language": "nya_Latn"}, {"name": "belebele", "language": "nya_Latn"},
+                  {"name": "flores200", "language": "nya_Latn"}]
+    names = {}
+    for family in ("bert", "gpt2"):
+        config = _pipeline_with_benchmarks(tiny_models, source_corpus, target_corpus, tmp_path / family, family,
+                                           benchmarks=benchmarks)
+        names[family] = [s.name for s in Pipeline.from_dict(config, base_dir=tmp_path).stages]
+    assert [n for n in names["bert"] if n.startswith("module-")] == ["module-sib200-task", "module-belebele-task"]
+    assert [n for n in names["gpt2"] if n.startswith("module-")] == ["module-sib200-task"]  # likelihood, no head
+    assert "eval-data" in names["bert"]
+    config["evaluation"]["benchmarks"] = [{"name": "sib200"}, {"name": "sib200"}]
+    with pytest.raises(UserError, match=r"evaluation.benchmarks\[1\]"):
+        Pipeline.from_dict(config, base_dir=tmp_path).stages
+
+
+def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus, target_corpus, offline_cache,
+                                                     tmp_path):
+    from langgraft import Pipeline
+
+    config = _pipeline_with_benchmarks(
+        tiny_models, source_corpus, target_corpus, tmp_path, "bert",
+        benchmarks=[{"name": "sib200", "language": "nya_Latn"}, {"name": "flores200", "language": "nya_Latn"}])
+    config["modules"] = [{"name": "xx-lang", "role": "language", "kind": "lora", "max_steps": 2},
+                         {"name": "sib", "role": "task", "kind": "lora", "task": "sib200", "max_steps": 3}]
+    pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
+    outputs = pipeline.run()
+    rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
+    table = {(r["setup"], r["task"], r["metric"]): r["value"] for r in rows}
+    for setup in ("source", "adapted", "adapted+language"):
+        assert table[(setup, "sib200", "examples")] == _size("sib200")
+        assert table[(setup, "flores200", "pairs")] == _size("flores200")
+    report = (pipeline.run_dir / "report" / "report.md").read_text()
+    assert "sib200" in report and "flores200" in report and "adapted+language" in report
