@@ -675,6 +675,7 @@ def _check_files(config: PipelineConfig, base: Path) -> None:
     retrieval = config.evaluation.retrieval
     if retrieval is not None and retrieval.pairs != "corpus":
         named += [(f"evaluation.retrieval.pairs[{i}]", f) for i, f in enumerate(retrieval.pairs)]
+    named += [(f"evaluation.benchmarks[{i}].data_dir", b.data_dir) for i, b in enumerate(config.evaluation.benchmarks)]
     for key, value in named:
         if value and not Path(resolve_path(base, value)).exists():
             raise UserError(f"{key}: {resolve_path(base, value)} not found; check the path (relative paths are "

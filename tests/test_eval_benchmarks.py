@@ -235,4 +235,9 @@ def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus,
         assert table[(setup, "sib200", "examples")] == _size("sib200")
         assert table[(setup, "flores200", "pairs")] == _size("flores200")
     report = (pipeline.run_dir / "report" / "report.md").read_text()
-    assert "sib200" in report and "flores200" in report and "adapted+language" in report
+    paper = report.split("## Benchmarks")[1].split("\n## ")[0]  # one row per setup, the headline metrics
+    assert "| setup | sib200 (accuracy) | flores200 (top1) |" in paper
+    for setup in ("source", "adapted", "adapted+language"):
+        row = next(line for line in paper.splitlines() if line.startswith(f"| {setup} |"))
+        assert row == (f"| {setup} | {table[(setup, 'sib200', 'accuracy')]:.4f} | "
+                       f"{table[(setup, 'flores200', 'top1')]:.4f} |")

@@ -56,6 +56,7 @@ class Benchmark:
     test_split: str
     train_split: str | None
     columns: dict[str, Any]
+    metric: str  # the number a paper prints (the report's benchmark table)
     description: str
     citation: str
     license: str

@@ -7,7 +7,7 @@ BELEBELE = register_benchmark(Benchmark(
     columns={"context": "flores_passage", "question": "question", "label": "correct_answer_num",
              "choices": ["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]},
     first_choice=1, group="link", held_out=0.5,
-    description="4-way multiple choice (900 questions per language); accuracy",
+    metric="accuracy", description="4-way multiple choice (900 questions per language); accuracy",
     citation="Bandarkar et al. 2024, The Belebele Benchmark: a Parallel Reading Comprehension Dataset in 122 "
              "Language Variants (ACL)",
     license="CC BY-SA 4.0", languages_note="FLORES-200 codes: nya_Latn, ..."))

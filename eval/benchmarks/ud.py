@@ -6,7 +6,7 @@ UD = register_benchmark(Benchmark(
     source_language="en_ewt", train_split="train", test_split="test", columns={"tokens": "tokens", "tags": "upos"},
     labels=("NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ", "PROPN", "PRON", "X", "_",
             "ADV", "INTJ", "VERB", "AUX"),
-    description="UPOS tagging; word accuracy",
+    metric="accuracy", description="UPOS tagging; word accuracy",
     citation="Nivre et al. 2020, Universal Dependencies v2: An Evergrowing Multilingual Treebank Collection (LREC)",
     license="per treebank (see each treebank's LICENSE)",
     languages_note="treebank names: en_ewt, pcm_nsc, ...; or local CoNLL-U files (--data-dir)"))
