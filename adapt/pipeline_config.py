@@ -24,6 +24,7 @@ from langgraft.corpora.split import check_ratios
 from langgraft.options import Validated, option
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
 from langgraft.adapters.training import TrainOptions
+from langgraft.eval.benchmarks import BENCHMARKS
 
 CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
 
@@ -135,7 +136,7 @@ ModuleConfig = section(
             ("role", Literal["language", "task"], field(default="language")),
             ("kind", Literal[tuple(MODULE_KINDS)], field(default="lora")),  # the registered module kinds
             ("corpus", Literal["target", "source"], field(default="target")),  # language modules: whose text
-            ("task", str | None, field(default=None)),  # task modules: the evaluation task whose train file they learn
+            ("task", str | None, field(default=None)),  # task modules: the evaluation task or benchmark they learn
             ("language_module", str | None, field(default=None))],  # task modules: an earlier source-language module
     after=[("options", dict[str, Any], field(default_factory=dict))])  # the kind's config: rank/alpha (lora), ...
 
@@ -161,11 +162,23 @@ class RetrievalConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """A named benchmark (``langgraft.eval.benchmarks``) scored zero-shot in every setup."""
+
+    name: Literal[tuple(BENCHMARKS)] = "sib200"  # a registered benchmark
+    language: str | None = None  # the benchmark's config for the target language; default: the pipeline's language
+    source_language: str | None = None  # the task module's training language; default: the benchmark's English
+    data_dir: str | None = None  # local <config>/<split>*.parquet|jsonl folder instead of the hub / HF cache
+    max_examples: int | None = option(None, help="a seeded sample of this many examples per split", ge=1)
+
+
+@dataclass
 class EvaluationConfig:
     bpc: bool = True
     max_documents: int | None = option(300, help="test documents for bits per character", ge=1)
     retrieval: RetrievalConfig | None = None
     tasks: list[TaskConfig] = field(default_factory=list)
+    benchmarks: list[BenchmarkConfig] = field(default_factory=list)
 
 
 @dataclass

@@ -9,7 +9,8 @@ the outputs, which later stages and ``langgraft publish`` read:
 ========== ==========================================================================
 corpus     ``target/{train,dev,test}.txt``, ``source/...`` (when given), ``summary.json``
 eval-data  ``tasks/<name>/{train,test}.*`` (Bible tasks; file tasks capped by ``max_examples``),
-           ``retrieval/{source,target}.txt`` (aligned test-split documents)
+           ``retrieval/{source,target}.txt`` (aligned test-split documents),
+           ``benchmarks/<name>/`` (named benchmarks: ``{train,test}.jsonl`` or ``{source,target}.txt``)
 head       ``model/`` — the source model with a recovered LM head
 tokenizer  ``tokenizer/``
 init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
@@ -27,10 +28,12 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from langgraft.adapt.pipeline_config import CorpusSource, PipelineConfig, is_plain_name, resolve_path
+from langgraft.adapt.pipeline_config import (BenchmarkConfig, CorpusSource, ModuleConfig, PipelineConfig, is_plain_name,
+                                             resolve_path)
 from langgraft.adapt.stage import StageContext, StageSpec, plain
 from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.errors import UserError
+from langgraft.eval.benchmarks import BENCHMARKS
 from langgraft.training import METRICS_FILE
 
 if TYPE_CHECKING:
@@ -153,7 +156,19 @@ def eval_data_stage(ctx: StageContext) -> dict:
             _sampled_task_files(ctx, task)
     if ctx.config["retrieval_pairs"] == "corpus":
         _retrieval_pairs(ctx)
+    for bench in ctx.config.get("benchmarks", []):
+        _benchmark_files(ctx, bench)
     return {"tasks": [t.name for t in ctx.config["tasks"]]}
+
+
+def _benchmark_files(ctx: StageContext, bench: BenchmarkConfig) -> None:
+    """``benchmarks/<name>/``: the benchmark's source-language train split and target test split, as task files."""
+    from langgraft.eval.benchmarks import prepare_benchmark
+
+    data_dir = resolve_path(ctx.pipeline.base_dir, bench.data_dir) if bench.data_dir else None
+    prepare_benchmark(bench.name, bench.language or ctx.config["language"], ctx.work_dir / "benchmarks" / bench.name,
+                      source_language=bench.source_language, data_dir=data_dir, max_examples=bench.max_examples,
+                      seed=ctx.config["seed"])
 
 
 def _bible_task_files(ctx: StageContext, task: Any) -> None:
@@ -406,18 +421,29 @@ def module_stage(ctx: StageContext) -> dict:
     else:
         task = ctx.config["task"]
         stacked = ctx.input(f"module-{cfg.language_module}") / "module" if cfg.language_module else None
-        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task)[0], task=TASK_KINDS[task.type],
+        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task)[0], task=task_kind(task),
                           out=out, language_module=stacked, config=cfg.options, options=options)
     info = json.loads((out / "langgraft_module.json").read_text(encoding="utf-8")) \
         if (out / "langgraft_module.json").is_file() else {}
     return {key: info[key] for key in ("kind", "role", "trainable_parameters") if key in info}
 
 
-def task_files(ctx: StageContext, task: Any) -> tuple[str, str]:
-    """(source-language train file, target-language test file) of evaluation task ``task``.
+def task_kind(task: Any) -> str:
+    """The eval harness's kind of an evaluation task or benchmark (seq-cls, token-cls, multiple-choice, retrieval)."""
+    return BENCHMARKS[task.name].kind if isinstance(task, BenchmarkConfig) else TASK_KINDS[task.type]
 
-    Bible tasks and file tasks with ``max_examples`` read what the eval-data stage wrote.
+
+def task_files(ctx: StageContext, task: Any) -> tuple[str, str]:
+    """(source-language train file, target-language test file) of evaluation task or benchmark ``task``.
+
+    Bible tasks, file tasks with ``max_examples`` and benchmarks read what the eval-data stage wrote
+    (retrieval benchmarks: the source and target sentence files).
     """
+    if isinstance(task, BenchmarkConfig):
+        folder = ctx.input("eval-data") / "benchmarks" / task.name
+        if task_kind(task) == "retrieval":
+            return str(folder / "source.txt"), str(folder / "target.txt")
+        return str(folder / "train.jsonl"), str(folder / "test.jsonl")
     if task.bible or task.max_examples is not None:
         folder = ctx.input("eval-data") / "tasks" / task.name
         suffix = ".jsonl" if task.type == "sequence_classification" else ".iob"
@@ -467,10 +493,15 @@ def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
         wanted = intrinsic if setup != "init" else intrinsic[:1] if evaluation.bpc else []
         if wanted:
             jobs.append({"setup": setup, "model": model, "tasks": wanted, "modules": lm_modules})
-        for task in evaluation.tasks if task_language_modules is not None else []:
+        for task in [*evaluation.tasks, *evaluation.benchmarks] if task_language_modules is not None else []:
+            kind = task_kind(task)
+            if kind == "retrieval":  # the source model embeds the source side, as for evaluation.retrieval
+                jobs.append({"setup": setup, "model": model, "modules": lm_modules,
+                             "tasks": [f"{task.name}=retrieval:{','.join(task_files(ctx, task))}"]})
+                continue
             task_modules = [modules[m.name] for m in configs.values() if m.role == "task" and m.task == task.name]
             jobs.append({"setup": setup, "model": model, "modules": task_language_modules + task_modules[:1],
-                         "tasks": [f"{task.name}={TASK_KINDS[task.type]}:{task_files(ctx, task)[1]}"]})
+                         "tasks": [f"{task.name}={kind}:{task_files(ctx, task)[1]}"]})
     return jobs
 
 
@@ -550,17 +581,21 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
     evaluation = config.evaluation
     retrieval = evaluation.retrieval
     derived_tasks = [t for t in evaluation.tasks if t.bible or t.max_examples is not None]
-    eval_data = bool(derived_tasks) or (retrieval is not None and retrieval.pairs == "corpus")
+    eval_data = bool(derived_tasks) or (retrieval is not None and retrieval.pairs == "corpus") or bool(evaluation.benchmarks)
     if eval_data:
-        specs.append(StageSpec("eval-data", eval_data_stage, {
-            "tasks": derived_tasks, "retrieval_pairs": retrieval.pairs if retrieval else None,
-            "max_pairs": retrieval.max_pairs if retrieval else None, "seed": seed},
+        data_config = {"tasks": derived_tasks, "retrieval_pairs": retrieval.pairs if retrieval else None,
+                       "max_pairs": retrieval.max_pairs if retrieval else None, "seed": seed}
+        if evaluation.benchmarks:  # keyed only when present: runs without benchmarks keep their keys
+            data_config.update(benchmarks=evaluation.benchmarks, language=config.language)
+        specs.append(StageSpec("eval-data", eval_data_stage, data_config,
             needs=("corpus",), external=tuple(resolve_path(base, f) for t in derived_tasks if not t.bible
-                                              for f in (t.train, t.test))))
+                                              for f in (t.train, t.test))
+            + tuple(resolve_path(base, b.data_dir) for b in evaluation.benchmarks if b.data_dir)))
     adapted_stage = model_stage(pipeline)
-    task_names = [t.name for t in evaluation.tasks]
+    task_names = [t.name for t in evaluation.tasks] + [b.name for b in evaluation.benchmarks]
+    all_modules = list(config.modules) + _default_benchmark_modules(config, model)
     earlier: dict[str, Any] = {}
-    for index, module in enumerate(config.modules):
+    for index, module in enumerate(all_modules):
         where = f"modules[{index}]"
         if not module.name:
             raise UserError(f"{where}.name is missing; every module needs a name")
@@ -581,8 +616,8 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
         if module.language_module:
             needs += (f"module-{module.language_module}",)
         _check_module_options(module, where)
-        task = next((t for t in evaluation.tasks if t.name == module.task), None)
-        if task is not None and (task.bible or task.max_examples is not None):
+        task = next((t for t in [*evaluation.tasks, *evaluation.benchmarks] if t.name == module.task), None)
+        if isinstance(task, BenchmarkConfig) or task is not None and (task.bible or task.max_examples is not None):
             needs += ("eval-data",)
         elif task is not None:
             external += (resolve_path(base, task.train),)
@@ -603,11 +638,25 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
         evaluation_files += [resolve_path(base, p) for p in retrieval.pairs]
     specs.append(StageSpec("evaluate", evaluate_stage, {
         "evaluation": evaluation, "seed": seed, "language": config.language, "source_model": model,
-        "modules": config.modules}, needs=evaluate_needs, external=(model, *evaluation_files)))
+        "modules": all_modules}, needs=evaluate_needs, external=(model, *evaluation_files)))
     report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
     specs.append(StageSpec("report", report_stage, {"language": config.language, "source_model": config.source_model},
                            needs=report_needs))
     return specs
+
+
+def _default_benchmark_modules(config: PipelineConfig, model: str) -> list[Any]:
+    """A LoRA task module (default options) for every benchmark that needs one and has none in ``modules:``.
+
+    Retrieval needs none; neither does multiple choice on a decoder (answers are scored by likelihood).
+    """
+    from langgraft.models import head_kind, load_config
+
+    declared = {m.task for m in config.modules if m.role == "task"}
+    wanted = [b for b in config.evaluation.benchmarks if b.name not in declared and BENCHMARKS[b.name].kind != "retrieval"]
+    if any(BENCHMARKS[b.name].kind == "multiple-choice" for b in wanted) and head_kind(load_config(model)) == "clm":
+        wanted = [b for b in wanted if BENCHMARKS[b.name].kind != "multiple-choice"]
+    return [ModuleConfig(name=f"{b.name}-task", role="task", task=b.name) for b in wanted]
 
 
 def _check_files(config: PipelineConfig, base: Path) -> None:
@@ -625,6 +674,7 @@ def _check_files(config: PipelineConfig, base: Path) -> None:
     retrieval = config.evaluation.retrieval
     if retrieval is not None and retrieval.pairs != "corpus":
         named += [(f"evaluation.retrieval.pairs[{i}]", f) for i, f in enumerate(retrieval.pairs)]
+    named += [(f"evaluation.benchmarks[{i}].data_dir", b.data_dir) for i, b in enumerate(config.evaluation.benchmarks)]
     for key, value in named:
         if value and not Path(resolve_path(base, value)).exists():
             raise UserError(f"{key}: {resolve_path(base, value)} not found; check the path (relative paths are "
@@ -647,6 +697,10 @@ def _check_tasks(config: PipelineConfig) -> None:
         if task.bible and not (config.corpora.target.bible and config.corpora.source and config.corpora.source.bible):
             raise UserError(f"{where} (bible: {task.bible}) needs corpora.source.bible and corpora.target.bible; "
                             "give train/test files otherwise")
+    for index, bench in enumerate(config.evaluation.benchmarks):
+        if bench.name in names:
+            raise UserError(f"evaluation.benchmarks[{index}].name: {bench.name!r} is listed twice or is also a task name")
+        names.add(bench.name)
     retrieval = config.evaluation.retrieval
     if retrieval is not None and retrieval.pairs != "corpus" and len(retrieval.pairs) != 2:
         raise UserError("evaluation.retrieval.pairs: give corpus or [source_file, target_file]")

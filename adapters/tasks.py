@@ -1,10 +1,13 @@
-"""Task heads and labelled data for task modules: sequence and token classification.
+"""Task heads and labelled data for task modules: sequence and token classification, multiple choice.
 
 Labelled files:
 - ``seq-cls``: TSV ``text<TAB>label`` (an optional ``text<TAB>label`` header is skipped) or JSONL
   objects with ``text`` and ``label``.
-- ``token-cls``: CoNLL-U (the UPOS column) or IOB/CoNLL files (``token ... tag`` per line, the tag
-  in the last column, sentences separated by blank lines).
+- ``token-cls``: CoNLL-U (the UPOS column), IOB/CoNLL files (``token ... tag`` per line, the tag
+  in the last column, sentences separated by blank lines) or JSONL objects with ``tokens`` and
+  ``tags`` (lists of equal length; tokens may contain spaces).
+- ``multiple-choice``: JSONL objects with ``context`` (may be empty), ``question``, ``choices`` (a
+  list, the same length on every line) and ``label`` (the index of the right choice).
 
 The head is whatever the task model has that the base checkpoint lacks (``missing_keys`` when
 loading), so BERT's freshly created pooler travels with the classifier and nothing is guessed
@@ -18,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 from langgraft.errors import UserError
 
-TASKS = ("seq-cls", "token-cls")
+TASKS = ("seq-cls", "token-cls", "multiple-choice")
 
 
 def _check_task(task: str) -> None:
@@ -37,7 +40,7 @@ def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"labelled file {path} not found; check --train")
-    is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson") or path.name.endswith((".jsonl.gz", ".ndjson.gz"))
+    is_jsonl = _is_jsonl(path)
     columns: tuple[int, int] | None = None
     for number, line in iter_lines(path):
         if not line.strip():
@@ -65,6 +68,45 @@ def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
         yield text, label.strip()
 
 
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".ndjson") or path.name.endswith((".jsonl.gz", ".ndjson.gz"))
+
+
+def _json_records(path: Path, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank JSON line; anything else is a :class:`UserError`."""
+    from langgraft.corpora.readers import iter_lines
+
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object with {expected}")
+        yield number, record
+
+
+def read_choice_examples(path: str | Path) -> Iterator[tuple[str, str, list[str], int]]:
+    """Stream ``(context, question, choices, label)`` from a multiple-choice JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labelled file {path} not found; check --train")
+    expected = "'context', 'question', 'choices' (a list) and 'label' (the right choice's index)"
+    width = None
+    for number, record in _json_records(path, expected):
+        choices, label = record.get("choices"), record.get("label")
+        if not isinstance(choices, list) or len(choices) < 2 or isinstance(label, bool) or not isinstance(label, int) \
+                or not 0 <= label < len(choices) or not isinstance(record.get("question"), str):
+            raise UserError(f"{path}:{number}: expected a JSON object with {expected}")
+        if width is not None and len(choices) != width:
+            raise UserError(f"{path}:{number}: {len(choices)} choices where earlier lines have {width}; "
+                            "every question needs the same number of choices")
+        width = len(choices)
+        yield str(record.get("context") or ""), record["question"], [str(c) for c in choices], label
+
+
 def read_token_examples(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
     """Stream ``(words, tags)`` sentences from CoNLL-U (UPOS) or IOB/CoNLL files."""
     from langgraft.corpora.readers import iter_lines, read_conllu
@@ -72,6 +114,13 @@ def read_token_examples(path: str | Path) -> Iterator[tuple[list[str], list[str]
     path = Path(path)
     if not path.is_file():
         raise UserError(f"labelled file {path} not found; check --train")
+    if _is_jsonl(path):
+        for number, record in _json_records(path, "'tokens' and 'tags' lists of equal length"):
+            tokens, tags = record.get("tokens"), record.get("tags")
+            if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags) or not tokens:
+                raise UserError(f"{path}:{number}: expected a JSON object with 'tokens' and 'tags' lists of equal length")
+            yield [str(t) for t in tokens], [str(t) for t in tags]
+        return
     if path.suffix.lower() == ".conllu" or path.name.endswith(".conllu.gz"):
         for sentence in read_conllu(path):
             yield [token.form for token in sentence], [token.upos for token in sentence]
@@ -96,6 +145,11 @@ def read_token_examples(path: str | Path) -> Iterator[tuple[list[str], list[str]
 def collect_labels(task: str, path: str | Path) -> list[str]:
     """Sorted label inventory of a training file (deterministic label ids)."""
     _check_task(task)
+    if task == "multiple-choice":
+        first = next(read_choice_examples(path), None)
+        if first is None:
+            raise UserError(f"{path}: no examples; expected JSON lines with context, question, choices and label")
+        return [str(i) for i in range(len(first[2]))]  # choice positions
     if task == "seq-cls":
         labels = {label for _, label in read_sequence_examples(path)}
     else:
@@ -106,10 +160,23 @@ def collect_labels(task: str, path: str | Path) -> list[str]:
 
 
 def task_model_class(task: str) -> Any:
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import (AutoModelForMultipleChoice, AutoModelForSequenceClassification,
+                              AutoModelForTokenClassification)
 
     _check_task(task)
-    return AutoModelForSequenceClassification if task == "seq-cls" else AutoModelForTokenClassification
+    return {"seq-cls": AutoModelForSequenceClassification, "token-cls": AutoModelForTokenClassification,
+            "multiple-choice": AutoModelForMultipleChoice}[task]
+
+
+def choice_prompt(context: str, question: str) -> str:
+    """The first segment of every (prompt, choice) pair: passage and question."""
+    return f"{context}\n{question}" if context else question
+
+
+def encode_choices(tokenizer: Any, context: str, question: str, choices: Sequence[str], max_length: int) -> dict[str, Any]:
+    """One (prompt, choice) pair per choice; the prompt is truncated first, so every choice stays whole."""
+    prompt = choice_prompt(context, question)
+    return tokenizer([prompt] * len(choices), list(choices), truncation="only_first", max_length=max_length)
 
 
 def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], seed: int = 0,
@@ -149,7 +216,13 @@ def task_dataset(task: str, path: str | Path, tokenizer: Any, labels: Sequence[s
         return UserError(f"{path}: label {label!r} is not among the module's labels {list(labels)}")
 
     def rows() -> Iterator[dict[str, Any]]:
-        if task == "seq-cls":
+        if task == "multiple-choice":
+            for context, question, choices, label in read_choice_examples(path):
+                if len(choices) != len(labels):
+                    raise UserError(f"{path}: {len(choices)} choices per question, the module has {len(labels)}")
+                encoded = encode_choices(tokenizer, context, question, choices, max_length)
+                yield {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": label}
+        elif task == "seq-cls":
             for text, label in read_sequence_examples(path):
                 if label not in label_ids:
                     raise unknown(label)
@@ -177,9 +250,34 @@ def align_word_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]
     return aligned
 
 
+class MultipleChoiceCollator:
+    """Pads ``(choices, tokens)`` examples into ``(batch, choices, length)`` tensors for ``*ForMultipleChoice``."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(row) for f in features for row in f["input_ids"])
+        choices = len(features[0]["input_ids"])
+        ids = torch.full((len(features), choices, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(features), choices, width), dtype=torch.long)
+        for i, feature in enumerate(features):
+            for j, row in enumerate(feature["input_ids"]):
+                ids[i, j, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[i, j, : len(row)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        return batch
+
+
 def task_collator(task: str, tokenizer: Any) -> Any:
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if task == "multiple-choice":
+        return MultipleChoiceCollator(tokenizer)
     return DataCollatorWithPadding(tokenizer) if task == "seq-cls" else DataCollatorForTokenClassification(tokenizer)

@@ -1,5 +1,5 @@
-"""Evaluation: bits per character, tokenizer fertility, zero-shot tasks, sentence retrieval, reports,
-bootstrap intervals, seed sets, and the lm-eval / MTEB harnesses.
+"""Evaluation: bits per character, tokenizer fertility, zero-shot tasks and named benchmarks, sentence retrieval,
+reports, bootstrap intervals, seed sets, and the lm-eval / MTEB harnesses.
 
     from langgraft.eval import evaluate, write_report
     run = evaluate("adapted-model", ["genre=seq-cls:genre.tsv", "retrieval:en.txt,ny.txt", "bpc:dev.txt"],
@@ -16,6 +16,8 @@ _API = {
     "evaluate": "harness", "TaskSpec": "harness", "TASKS": "harness", "ModelSource": "harness",
     "evaluate_sequence_classification": "tasks", "evaluate_token_classification": "tasks",
     "classification_metrics": "tasks", "entity_metrics": "tasks",
+    "evaluate_multiple_choice": "tasks", "evaluate_choice_likelihood": "tasks",
+    "BENCHMARKS": "benchmarks", "prepare_benchmark": "benchmarks",
     "evaluate_retrieval": "retrieval", "mean_pooled_embeddings": "retrieval", "retrieval_accuracy": "retrieval",
     "compute_bpc": "bpc", "BpcResult": "bpc",
     "write_report": "report", "load_runs": "report", "to_rows": "report",

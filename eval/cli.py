@@ -1,6 +1,7 @@
 """``langgraft eval``: zero-shot tasks and intrinsic scores, plus ``eval bpc`` and ``eval report``.
 
     langgraft eval --model DIR [--modules M ...] --task KIND:FILE ... [--json] [--out results.json]
+    langgraft eval --model DIR --source-model SRC --benchmark sib200 belebele --language nya_Latn
     langgraft eval --model DIR --harness lm-eval|mteb --tasks NAME ... [--include-path DIR]
     langgraft eval bpc --model DIR --corpus FILE ...
     langgraft eval report RESULTS_OR_RUN_DIR ... --out DIR
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from langgraft.errors import UserError
 from langgraft.eval.bpc import BpcOptions
+from langgraft.eval.benchmarks import BENCHMARKS
 from langgraft.eval.external import HARNESSES, HarnessOptions
-from langgraft.eval.harness import EvalOptions
+from langgraft.eval.harness import BenchmarkOptions, EvalOptions
 from langgraft.eval.intervals import IntervalOptions
 from langgraft.models import OBJECTIVES
 from langgraft.options import add_options, from_args
@@ -45,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "task names or [NAME=]bitext-mining:SRC,TGT on local aligned files")
     add_options(parser, EvalOptions)
     add_options(parser, HarnessOptions)
+    parser.add_argument("--benchmark", nargs="+", action="extend", default=[], metavar="NAME[:LANGUAGE]",
+                        help=f"named benchmarks scored zero-shot on --language: {', '.join(sorted(BENCHMARKS))}; "
+                             "repeatable (see docs/evaluation.md)")
+    add_options(parser, BenchmarkOptions)
     parser.add_argument("--name", help="name of this run in reports (default: the model folder name)")
     add_output_arguments(parser, "also write the results JSON here (input for `eval report`)", required=False)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -102,16 +108,19 @@ def _run_bpc(args: argparse.Namespace) -> int:
 
 def _quiet_transformers() -> None:
     """No loading bars or load reports: langgraft checks heads itself and errors must stay one line."""
+    import datasets
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    if not args.model or not (args.task or args.harness):
-        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE or --harness lm-eval|mteb --tasks NAME "
-                        "(or a sub-command: bpc, report); see `langgraft eval --help`")
+    if not args.model or not (args.task or args.benchmark or args.harness):
+        raise UserError("langgraft eval needs --model DIR and --task KIND:FILE, --benchmark NAME or --harness "
+                        "lm-eval|mteb --tasks NAME (or a sub-command: bpc, report); see `langgraft eval --help`")
     if bool(args.harness) != bool(args.tasks):
         raise UserError("--harness and --tasks go together: --harness lm-eval|mteb --tasks NAME ... "
                         "(langgraft's own tasks are --task KIND:FILE)")
@@ -122,14 +131,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     _quiet_transformers()
     options = from_args(EvalOptions, args)
     harness_options = from_args(HarnessOptions, args)
+    bench_options = from_args(BenchmarkOptions, args)
     if args.harness:  # a missing extra is refused before any model is loaded
         require({"lm-eval": "lm_eval", "mteb": "mteb"}[args.harness], args.harness)
     if args.out:  # before the evaluation, not after it
-        check_output(args.out, inputs=[args.model, args.source_model, *args.modules], overwrite=args.overwrite,
-                     file=True)
-    if args.task:
+        check_output(args.out, inputs=[args.model, args.source_model, *args.modules, bench_options.data_dir],
+                     overwrite=args.overwrite, file=True)
+    if args.task or args.benchmark:
         run = evaluate(args.model, args.task, modules=args.modules, source_model=args.source_model,
-                       name=args.name, **dataclasses.asdict(options))
+                       name=args.name, benchmarks=args.benchmark, **dataclasses.asdict(options),
+                       **dataclasses.asdict(bench_options))
     else:
         run = {"name": args.name or Path(str(args.model)).name, "model": str(args.model),
                "modules": [str(m) for m in args.modules], "source_model": args.source_model, "results": []}

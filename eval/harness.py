@@ -21,13 +21,19 @@ uses it is scored once per seed, ``metrics`` holds the mean, ``sd`` the standard
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.errors import UserError
+from langgraft.eval.benchmarks import BENCHMARKS, Benchmark, get_benchmark, prepare_benchmark
 from langgraft.eval.intervals import IntervalOptions, seed_summary
-from langgraft.options import option
+from langgraft.options import Validated, option
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,20 @@ class ModelSource:
         from langgraft.adapters.base import load_module
 
         return [load_module(path) for path in self.module_paths]
+
+    def has_task_module(self, kind: str) -> bool:
+        return any(m.metadata.role == "task" and m.metadata.task == kind for m in self._modules())
+
+    def is_causal(self) -> bool:
+        """A decoder (CLM head), whose multiple-choice answers are scored by log-likelihood."""
+        from langgraft.models import head_kind, load_config
+
+        return head_kind(load_config(self.path)) == "clm"
+
+    def with_task_module(self, module: str | Path) -> "ModelSource":
+        """The same checkpoint with the language modules and ``module`` as its only task module."""
+        language = [str(m.path) for m in self._modules() if m.metadata.role == "language"]
+        return ModelSource(self.path, [*language, str(module)])
 
     def _compose(self, model: Any, modules: list[Any]) -> Any:
         if not modules:
@@ -151,6 +171,43 @@ class EvalOptions(IntervalOptions):
 
 
 @dataclass
+class BenchmarkOptions(Validated):
+    """Options of named benchmarks (``langgraft eval --benchmark`` options and :func:`evaluate` keywords)."""
+
+    language: str | None = option(None, help="target language of --benchmark: the benchmark's config "
+                                  "(nya_Latn for sib200/belebele/flores200, ny for wikiann, a treebank for ud)")
+    source_language: str | None = option(None, help="language the task module learns on and retrieval pairs with "
+                                         "(default: each benchmark's English)")
+    data_dir: str | None = option(None, help="local folder with <config>/<split>*.parquet|jsonl|csv files (the "
+                                  "hub's columns) instead of the hub or the HF cache")
+    max_examples: int | None = option(None, help="a seeded sample of this many examples per benchmark split", ge=1)
+    task_modules: str | None = option(None, help="folder where task modules trained on the benchmarks' source "
+                                      "split are kept and reused (default: a temporary folder)")
+    task_steps: int = option(200, help="optimizer steps of a benchmark's task module", ge=1, le=1 << 30)
+    task_module_kind: str = option("lora", help="module kind of a benchmark's task module")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """``NAME[:LANGUAGE]``: a registered benchmark and the config of its target language."""
+
+    benchmark: Benchmark
+    language: str
+
+    @classmethod
+    def parse(cls, text: str | "BenchmarkSpec", language: str | None) -> "BenchmarkSpec":
+        if isinstance(text, BenchmarkSpec):
+            return text
+        name, _, own = text.partition(":")
+        benchmark = get_benchmark(name.strip())
+        chosen = own.strip() or language
+        if not chosen:
+            raise UserError(f"benchmark {name}: no target language; pass --language ({benchmark.languages_note}) "
+                            f"or {name}:LANGUAGE")
+        return cls(benchmark, chosen)
+
+
+@dataclass
 class EvalContext(EvalOptions):
     """What a task runner needs: the evaluated model, the retrieval source side, options."""
 
@@ -187,6 +244,18 @@ def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
                               batch_size=ctx.batch_size, max_pairs=ctx.max_pairs, **ctx.interval_options())
 
 
+def _multiple_choice(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    """A multiple-choice head (task module or fine-tuned encoder); for a decoder without one, answer log-likelihood."""
+    from langgraft.eval.tasks import evaluate_choice_likelihood, evaluate_multiple_choice
+
+    _check_files(spec)
+    if not ctx.target.has_task_module("multiple-choice") and ctx.target.is_causal():
+        return evaluate_choice_likelihood(ctx.target.language_model(), ctx.target.tokenizer, spec.files[0],
+                                          batch_size=ctx.batch_size, **ctx.interval_options())
+    return evaluate_multiple_choice(ctx.target.classifier("multiple-choice"), ctx.target.tokenizer, spec.files[0],
+                                    batch_size=ctx.batch_size, **ctx.interval_options())
+
+
 def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
     from langgraft.eval.bpc import compute_bpc
 
@@ -211,6 +280,7 @@ def _fertility(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 TASKS: dict[str, Callable[[TaskSpec, EvalContext], dict[str, Any]]] = {
     "seq-cls": _seq_cls,
     "token-cls": _token_cls,
+    "multiple-choice": _multiple_choice,
     "retrieval": _retrieval,
     "bpc": _bpc,
     "fertility": _fertility,
@@ -233,17 +303,22 @@ def _uses_module(kind: str, metadata: Any) -> bool:
     return metadata.role == "language" or metadata.task == kind
 
 
-def _result(spec: TaskSpec, metrics: dict[str, Any]) -> dict[str, Any]:
-    """A run's result entry: the runner's numbers, with its ``intervals`` lifted beside them."""
+def _with_intervals(result: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with the runner's ``metrics``, its ``intervals`` lifted out of them to sit beside them."""
     metrics = dict(metrics)
     intervals = metrics.pop("intervals", None) or {}
-    result = {"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": metrics}
-    return {**result, "intervals": intervals} if intervals else result
+    return {**result, "metrics": metrics, **({"intervals": intervals} if intervals else {})}
 
 
-def _seed_result(spec: TaskSpec, seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+def _result(spec: TaskSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    return _with_intervals({"name": spec.name, "task": spec.kind, "files": list(spec.files)}, metrics)
+
+
+def _seed_result(seeds: list[int], per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for a task scored once per seed: mean metrics, their sd, and every seed's own numbers."""
     mean, sd = seed_summary([r["metrics"] for r in per_seed])
-    return {"name": spec.name, "task": spec.kind, "files": list(spec.files), "metrics": mean, "sd": sd,
+    fields = {k: v for k, v in per_seed[0].items() if k not in ("metrics", "intervals")}
+    return {**fields, "metrics": mean, "sd": sd,
             "seeds": [{"seed": seed, "metrics": r["metrics"], "intervals": r.get("intervals", {})}
                       for seed, r in zip(seeds, per_seed)]}
 
@@ -280,8 +355,19 @@ def evaluate(
     bootstrap: int = EvalOptions.bootstrap,
     bootstrap_seed: int = EvalOptions.bootstrap_seed,
     name: str | None = None,
+    benchmarks: Sequence[str | BenchmarkSpec] = (),
+    language: str | None = BenchmarkOptions.language,
+    source_language: str | None = BenchmarkOptions.source_language,
+    data_dir: str | Path | None = BenchmarkOptions.data_dir,
+    max_examples: int | None = BenchmarkOptions.max_examples,
+    task_modules: str | Path | None = BenchmarkOptions.task_modules,
+    task_steps: int = BenchmarkOptions.task_steps,
+    task_module_kind: str = BenchmarkOptions.task_module_kind,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (+ ``modules``) on every task; returns the run dict (see module docstring).
+    """Evaluate ``model`` (+ ``modules``) on every task and benchmark; returns the run dict (see module docstring).
+
+    ``benchmarks``: registered names (``sib200``, ``belebele``, ...; ``NAME:LANGUAGE`` for a config
+    of its own), scored zero-shot on ``language``: see :func:`evaluate_benchmarks`.
 
     ``source_model`` embeds the source side of retrieval tasks, without modules (default: ``model``
     with the modules), e.g. the English source checkpoint for English while the adapted model
@@ -294,16 +380,27 @@ def evaluate(
 
     options = EvalOptions(layer=layer, batch_size=batch_size, max_pairs=max_pairs, bootstrap=bootstrap,
                           bootstrap_seed=bootstrap_seed)
+    bench_options = BenchmarkOptions(language=language, source_language=source_language,
+                                     data_dir=None if data_dir is None else str(data_dir), max_examples=max_examples,
+                                     task_modules=None if task_modules is None else str(task_modules),
+                                     task_steps=task_steps, task_module_kind=task_module_kind)
     specs = [TaskSpec.parse(task) for task in tasks]
-    if not specs:
-        raise UserError("no evaluation task given; add --task KIND:FILE (kinds: " + ", ".join(TASKS) + ")")
+    bench_specs = [BenchmarkSpec.parse(b, language) for b in benchmarks]
+    if not specs and not bench_specs:
+        raise UserError("no evaluation task given; add --task KIND:FILE (kinds: " + ", ".join(TASKS) + ") or "
+                        "--benchmark NAME (" + ", ".join(sorted(BENCHMARKS)) + ")")
     for spec in specs:
         _check_files(spec)
     seeds, variants, is_set = module_variants(modules)
     metadata = [load_module(path).metadata for path in variants[0]]
-    seeded = [seeds is not None and any(s and _uses_module(spec.kind, m) for s, m in zip(is_set, metadata))
-              for spec in specs]
+
+    def is_seeded(kind: str) -> bool:
+        return seeds is not None and any(s and _uses_module(kind, m) for s, m in zip(is_set, metadata))
+
+    seeded = [is_seeded(spec.kind) for spec in specs]
+    bench_seeded = [is_seeded(spec.benchmark.kind) for spec in bench_specs]
     per_spec: list[list[dict[str, Any]]] = [[] for _ in specs]
+    per_bench: list[list[dict[str, Any]]] = [[] for _ in bench_specs]
     for index, variant in enumerate(variants):
         target = ModelSource(model, variant)
         same_source = source_model is None or (str(source_model) == str(model) and not modules)
@@ -312,7 +409,71 @@ def evaluate(
         for position, spec in enumerate(specs):
             if index == 0 or seeded[position]:
                 per_spec[position].append(_result(spec, TASKS[spec.kind](spec, ctx)))
-    results = [_seed_result(spec, seeds, runs) if seeded[position] else runs[0]
-               for position, (spec, runs) in enumerate(zip(specs, per_spec))]
+        chosen = [i for i, spec in enumerate(bench_specs) if index == 0 or bench_seeded[i]]
+        if chosen:
+            scored = evaluate_benchmarks([bench_specs[i] for i in chosen], ctx, bench_options,
+                                         task_base=str(source_model or model))
+            for i, result in zip(chosen, scored):
+                per_bench[i].append(result)
+    results = [_seed_result(seeds, runs) if seeded[position] else runs[0] for position, runs in enumerate(per_spec)]
+    results += [_seed_result(seeds, runs) if bench_seeded[position] else runs[0]
+                for position, runs in enumerate(per_bench)]
     return {"name": name or Path(str(model)).name, "model": str(model), "modules": [str(m) for m in modules],
             "source_model": str(source_model) if source_model is not None else None, "results": results}
+
+
+def evaluate_benchmarks(specs: Sequence[BenchmarkSpec], ctx: EvalContext, options: BenchmarkOptions,
+                        task_base: str) -> list[dict[str, Any]]:
+    """The zero-shot protocol on named benchmarks; one result dict per benchmark.
+
+    Every benchmark's data is read first (a missing dataset fails before any model loads). Retrieval
+    pairs the source language (embedded by the source model) with the target (the evaluated model).
+    A classification or multiple-choice benchmark uses a matching task module from ``modules`` when
+    one is given; otherwise a task module is trained on the benchmark's source-language train split
+    on ``task_base`` (the source model) and composed with the language modules, exactly as the
+    pipeline's task modules are. Decoders answer multiple choice by log-likelihood without one.
+    """
+    with tempfile.TemporaryDirectory(prefix="langgraft-benchmarks-") as work:
+        prepared = [prepare_benchmark(spec.benchmark, spec.language, Path(work) / spec.benchmark.name / spec.language,
+                                      source_language=options.source_language, data_dir=options.data_dir,
+                                      max_examples=options.max_examples) for spec in specs]
+        modules_dir = Path(options.task_modules) if options.task_modules else Path(work) / "task-modules"
+        results = []
+        for spec, files in zip(specs, prepared):
+            kind = spec.benchmark.kind
+            source_language = options.source_language or spec.benchmark.source_language
+            task = TaskSpec(kind, (files["train"], files["test"]) if kind == "retrieval" else (files["test"],),
+                            spec.benchmark.name)
+            bench_ctx = ctx
+            if kind != "retrieval" and not ctx.target.has_task_module(kind) and not (
+                    kind == "multiple-choice" and ctx.target.is_causal()):
+                module = _benchmark_task_module(spec.benchmark, source_language, files["train"], task_base,
+                                                modules_dir, options)
+                bench_ctx = dataclasses.replace(ctx, target=ctx.target.with_task_module(module))
+            results.append(_with_intervals({"name": spec.benchmark.name, "task": kind,
+                                            "benchmark": spec.benchmark.name, "language": spec.language,
+                                            "source_language": source_language, "files": []},
+                                           TASKS[kind](task, bench_ctx)))
+        return results
+
+
+def _benchmark_task_module(benchmark: Benchmark, source_language: str, train: str, base: str, folder: Path,
+                           options: BenchmarkOptions) -> Path:
+    """The task module of ``benchmark`` learnt on ``base`` from the source-language train split (reused when kept)."""
+    from langgraft.adapters.compose import train_task_module
+    from langgraft.adapters.training import TrainOptions
+
+    out = folder / f"{benchmark.name}-{source_language}"
+    provenance = {"benchmark": benchmark.name, "source_language": source_language, "base": base,
+                  "max_examples": options.max_examples, "steps": options.task_steps, "kind": options.task_module_kind}
+    record = out / "langgraft_benchmark.json"
+    if record.is_file():
+        if json.loads(record.read_text(encoding="utf-8")) != provenance:
+            raise UserError(f"{out} holds a task module trained otherwise ({record.name}); pass another "
+                            "--task-modules folder or remove that one")
+        return out
+    with contextlib.redirect_stdout(sys.stderr):  # training logs never mix with the results (`--json`)
+        train_task_module(options.task_module_kind, base, train, task=benchmark.kind, out=out,
+                          options=TrainOptions(max_steps=options.task_steps, save_steps=options.task_steps))
+    record.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return out

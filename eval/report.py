@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.errors import UserError
+from langgraft.eval.benchmarks import BENCHMARKS
 from langgraft.outputs import check_output
 from langgraft.training import METRICS_FILE
 
@@ -288,9 +289,22 @@ def write_report(runs: Sequence[dict[str, Any] | str | Path], out_dir: str | Pat
     return Path(out_dir) / "report.md"
 
 
+def _benchmark_table(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """The table a paper prints: one row per setup, each named benchmark's headline metric per column."""
+    tables = {task: table for task, table in _task_tables(runs).items() if task in BENCHMARKS}
+    if not tables:
+        return []
+    header = ["setup"] + [f"{task} ({BENCHMARKS[task].metric})" for task in tables]
+    setups = [n for n in dict.fromkeys(names) if any(n in cells for _, cells in tables.values())]
+    body = [[s] + [_format_row(cells.get(s, {}).get(BENCHMARKS[task].metric)) for task, (_, cells) in tables.items()]
+            for s in setups]
+    return ["## Benchmarks", ""] + _markdown_table(header, body) + [""]
+
+
 def _write_report_files(runs: list[dict[str, Any]], out_dir: Path, title: str) -> None:
     lines = [f"# {title}", ""]
     names = [run["name"] for run in runs]
+    lines += _benchmark_table(runs, names)
 
     for task, (metrics, cells) in _task_tables(runs).items():
         setups = [n for n in dict.fromkeys(names) if n in cells]

@@ -1,9 +1,10 @@
-"""Zero-shot classification and tagging evaluation from plain files.
+"""Zero-shot classification, tagging and multiple-choice evaluation from plain files.
 
 A task head is trained on the source language only; these functions run that head on target
 language files and score it: accuracy and macro-F1 for sequence classification, UPOS accuracy
-(CoNLL-U) or entity F1 with seqeval (IOB/BIO) for token classification. Each word is labelled
-by its first sub-word token, the convention of the BERT/XLM-R tagging papers.
+(CoNLL-U) or entity F1 with seqeval (IOB/BIO) for token classification, accuracy for multiple
+choice (a ``*ForMultipleChoice`` head, or the log-likelihood of each answer under a causal LM).
+Each word is labelled by its first sub-word token, the convention of the BERT/XLM-R tagging papers.
 
 The functions take an already-loaded (and, for modules, already-composed) model and its
 tokenizer, so they work for stock checkpoints, PEFT models and langgraft's composed modules alike.
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
+from langgraft.adapters.tasks import (choice_prompt, encode_choices, read_choice_examples, read_sequence_examples,
+                                      read_token_examples)
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, macro_f1_interval, mean_interval, ratio_interval
@@ -314,4 +316,113 @@ def evaluate_token_classification(
         intervals.update(entity_intervals(gold_all, pred_tags, bootstrap, bootstrap_seed))
     return {**result, "sentences": len(gold_all), "words": len(gold_flat),
             "unaligned_words": sum(p is None for p in pred_flat),
+            "intervals": {k: v for k, v in intervals.items() if v is not None}}
+
+
+# ----------------------------------------------------------------------------- multiple choice
+def _choice_examples(data: str | Path | Iterable[tuple[str, str, list[str], int]]) -> tuple[str, Iterator[Any]]:
+    if isinstance(data, (str, Path)):
+        return str(data), read_choice_examples(data)
+    return "evaluation data", iter(data)
+
+
+def evaluate_multiple_choice(
+    model: Any,
+    tokenizer: Any,
+    data: str | Path | Iterable[tuple[str, str, list[str], int]],
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
+) -> dict[str, Any]:
+    """Accuracy of a ``*ForMultipleChoice`` model on (context, question, choices, label) examples or a JSONL file.
+
+    Each (passage + question, choice) pair is scored by the head; the highest-scoring choice is the answer.
+    ``intervals``: bootstrap 95% interval resampling examples (``bootstrap`` resamples; 0: none).
+    """
+    source, examples = _choice_examples(data)
+    max_length = max_length or default_max_length(model.config, tokenizer)
+    padding = pad_id(model, tokenizer)
+    device = model_device(model)
+    hits: list[bool] = []
+    for chunk in batched(examples, CHUNK_EXAMPLES):
+        chunk_hits = np.zeros(len(chunk), dtype=bool)
+        encoded = [encode_choices(tokenizer, c, q, choices, max_length)["input_ids"] for c, q, choices, _ in chunk]
+        with inference(model):
+            for batch in length_sorted_batches([max(len(r) for r in rows) for rows in encoded], batch_size):
+                rows = [row for i in batch for row in encoded[i]]
+                input_ids, attention_mask = pad_batch(rows, padding)
+                shape = (len(batch), len(encoded[batch[0]]), -1)
+                logits = model(input_ids=input_ids.view(shape).to(device),
+                               attention_mask=attention_mask.view(shape).to(device)).logits
+                predicted = logits.argmax(-1).cpu().numpy()
+                for k, i in enumerate(batch):
+                    chunk_hits[i] = predicted[k] == chunk[i][3]
+        hits.extend(chunk_hits.tolist())
+    if not hits:
+        raise UserError(f"{source} has no examples; expected JSON lines with context, question, choices and label")
+    interval = mean_interval(hits, bootstrap, bootstrap_seed)
+    return {"accuracy": float(np.mean(hits)), "examples": len(hits),
+            "intervals": {"accuracy": interval} if interval is not None else {}}
+
+
+def evaluate_choice_likelihood(
+    model: Any,
+    tokenizer: Any,
+    data: str | Path | Iterable[tuple[str, str, list[str], int]],
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    bootstrap: int = IntervalOptions.bootstrap,
+    bootstrap_seed: int = IntervalOptions.bootstrap_seed,
+) -> dict[str, Any]:
+    """Zero-shot multiple choice with a causal LM: the answer is the choice the model finds most likely.
+
+    The prompt is ``passage\nquestion\nAnswer:`` and each choice its continuation (`` choice``), as in
+    lm-evaluation-harness: ``accuracy`` takes the highest summed log-probability of the
+    continuation's tokens, ``accuracy_norm`` the highest per character (fair to long answers).
+    Prompts are cut from the left when a pair exceeds the model's length. ``intervals``: bootstrap
+    95% intervals resampling examples (``bootstrap`` resamples; 0: none).
+    """
+    import torch
+
+    source, examples = _choice_examples(data)
+    max_length = max_length or default_max_length(model.config, tokenizer)
+    padding = pad_id(model, tokenizer)
+    device = model_device(model)
+    hits: list[bool] = []
+    hits_norm: list[bool] = []
+    for chunk in batched(examples, CHUNK_EXAMPLES):
+        rows: list[list[int]] = []
+        starts: list[int] = []
+        characters: list[int] = []
+        for context, question, choices, _ in chunk:
+            prompt = tokenizer(choice_prompt(context, question) + "\nAnswer:")["input_ids"]
+            for choice in choices:
+                continuation = tokenizer(" " + choice, add_special_tokens=False)["input_ids"][: max_length - 1]
+                kept = prompt[-(max_length - len(continuation)):]
+                rows.append(kept + continuation)
+                starts.append(len(kept))
+                characters.append(max(1, len(choice) + 1))
+        scores = np.zeros(len(rows), dtype=np.float64)
+        with inference(model):
+            for batch in length_sorted_batches([len(r) for r in rows], batch_size):
+                input_ids, attention_mask = pad_batch([rows[i] for i in batch], padding)
+                logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                token_scores = logprobs.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
+                for k, i in enumerate(batch):
+                    scores[i] = token_scores[k, starts[i] - 1 : len(rows[i]) - 1].sum()
+        offset = 0
+        for _, _, choices, label in chunk:
+            window = slice(offset, offset + len(choices))
+            hits.append(bool(np.argmax(scores[window]) == label))
+            hits_norm.append(bool(np.argmax(scores[window] / np.asarray(characters[window])) == label))
+            offset += len(choices)
+    if not hits:
+        raise UserError(f"{source} has no examples; expected JSON lines with context, question, choices and label")
+    intervals = {"accuracy": mean_interval(hits, bootstrap, bootstrap_seed),
+                 "accuracy_norm": mean_interval(hits_norm, bootstrap, bootstrap_seed)}
+    return {"accuracy": float(np.mean(hits)), "accuracy_norm": float(np.mean(hits_norm)), "examples": len(hits),
             "intervals": {k: v for k, v in intervals.items() if v is not None}}
