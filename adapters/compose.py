@@ -136,22 +136,42 @@ def train_task_module_seeds(kind: str, model: str | Path, train: str | Path, *, 
     """Train the same task module ``seeds`` times (seeds ``options.seed``, ``+1``, ...) into one seed set.
 
     ``out/seed-<n>/`` holds each module and ``out/langgraft_seeds.json`` lists the seeds; ``langgraft
-    eval --modules out`` scores every member and reports mean ± sd. The set appears whole or not at all.
-    Other keywords as :func:`train_task_module`.
+    eval --modules out`` scores every member and reports mean ± sd. Members are trained in a work
+    folder beside ``out``: a rerun of the same command keeps the finished members and resumes the
+    unfinished one from its checkpoints; ``out`` appears whole when all are done. Other keywords as
+    :func:`train_task_module`.
     """
     from langgraft.atomic import atomic_dir
 
     options = options or TrainOptions()
     if not 1 <= seeds <= 1000:
         raise UserError(f"--seeds {seeds}: give 1 to 1000 training seeds")
+    out = Path(out)
     inputs = [i for i in (model, train, kwargs.get("language_module")) if isinstance(i, (str, Path))]
+    check_output(out, inputs=inputs, overwrite=overwrite)
     chosen = [options.seed + i for i in range(seeds)]
-    with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
+    staging = work_dir(out)
+    plan = json.loads(json.dumps({
+        "seeds": chosen, "kind": kind, "model": str(model), "train": str(train),
+        "options": dataclasses.asdict(options),
+        "config": dataclasses.asdict(resolve_config(kind, kwargs.get("config"))),
+        **{k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items() if k != "config"}}, default=str))
+    record = staging / SEEDS_FILE
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) != plan:
+        shutil.rmtree(staging)  # finished members of another command: not reused
+    staging.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(plan) + "\n", encoding="utf-8")
+    for seed in chosen:
+        member = staging / f"seed-{seed}"
+        if not member.is_dir():  # a member folder appears only when its module is complete
+            train_task_module(kind, model, train, out=member, options=dataclasses.replace(options, seed=seed),
+                              **kwargs)
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         for seed in chosen:
-            train_task_module(kind, model, train, out=Path(tmp) / f"seed-{seed}",
-                              options=dataclasses.replace(options, seed=seed), **kwargs)
+            (staging / f"seed-{seed}").replace(Path(tmp) / f"seed-{seed}")
         (Path(tmp) / SEEDS_FILE).write_text(json.dumps({"seeds": chosen}) + "\n", encoding="utf-8")
-    return Path(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    return out
 
 
 def _as_modules(modules: Sequence[str | Path | Module]) -> list[Module]:

@@ -60,11 +60,10 @@ def _matching_interval(values: Sequence[float], score: float, resamples: int, se
 # ----------------------------------------------------------------------------- lm-evaluation-harness
 def merged_decoder(model: str | Path, modules: Sequence[str | Path]) -> tuple[Any, Any]:
     """The causal LM with the language modules folded in (a stock transformers model) and its tokenizer."""
-    from langgraft.adapters.base import load_module
     from langgraft.adapters.compose import load_composed, merge_composed
     from langgraft.models import model_objective
 
-    language = [m for m in modules if load_module(m).metadata.role == "language"]
+    language = language_modules(modules)
     network, tokenizer = load_composed(model, language)
     network = merge_composed(network)
     if model_objective(network) != "clm":
@@ -136,8 +135,7 @@ def run_mteb(model: str | Path, modules: Sequence[str | Path], tasks: Sequence[s
     from langgraft.eval.harness import ModelSource
 
     task_objects = [mteb_local.local_task(t) if ":" in t else _named_mteb_task(mteb, t) for t in tasks]
-    language = [m for m in modules if _role(m) == "language"]
-    source = ModelSource(model, language)
+    source = ModelSource(model, language_modules(modules))
     encoder = mteb_local.PooledEncoder(source.encoder(), source.tokenizer, layer=layer, batch_size=batch_size)
     with tempfile.TemporaryDirectory(prefix="langgraft-mteb-") as predictions:
         output = mteb.evaluate(encoder, task_objects, cache=None, overwrite_strategy="always",
@@ -154,10 +152,14 @@ def run_mteb(model: str | Path, modules: Sequence[str | Path], tasks: Sequence[s
     return results
 
 
-def _role(module: str | Path) -> str:
-    from langgraft.adapters.base import load_module
+def language_modules(modules: Sequence[str | Path]) -> list[str | Path]:
+    """The language modules among ``modules``: harness tasks bring their own scoring, never a task module's head.
 
-    return load_module(module).metadata.role
+    Seed sets (``train-task --seeds``) hold task modules only and are skipped like them.
+    """
+    from langgraft.adapters.base import load_module, seed_set_members
+
+    return [m for m in modules if seed_set_members(m) is None and load_module(m).metadata.role == "language"]
 
 
 def _named_mteb_task(mteb: Any, name: str) -> Any:

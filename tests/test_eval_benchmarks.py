@@ -231,6 +231,7 @@ def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus,
     outputs = pipeline.run()
     rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
     table = {(r["setup"], r["task"], r["metric"]): r["value"] for r in rows}
+    interval = {(r["setup"], r["task"], r["metric"]): f"[{r['low']:.4f}, {r['high']:.4f}]" for r in rows if "low" in r}
     for setup in ("source", "adapted", "adapted+language"):
         assert table[(setup, "sib200", "examples")] == _size("sib200")
         assert table[(setup, "flores200", "pairs")] == _size("flores200")
@@ -239,5 +240,5 @@ def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus,
     assert "| setup | sib200 (accuracy) | flores200 (top1) |" in paper
     for setup in ("source", "adapted", "adapted+language"):
         row = next(line for line in paper.splitlines() if line.startswith(f"| {setup} |"))
-        assert row == (f"| {setup} | {table[(setup, 'sib200', 'accuracy')]:.4f} | "
-                       f"{table[(setup, 'flores200', 'top1')]:.4f} |")
+        assert row == (f"| {setup} | {table[(setup, 'sib200', 'accuracy')]:.4f} {interval[(setup, 'sib200', 'accuracy')]} | "
+                       f"{table[(setup, 'flores200', 'top1')]:.4f} {interval[(setup, 'flores200', 'top1')]} |")

@@ -135,3 +135,34 @@ def test_seed_set_is_scored_per_seed_as_mean_and_sd(models, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--model", str(models["bert"]), "--modules", str(seeds), "--task", f"genre=seq-cls:{test}"]) == 0
     assert f"accuracy {scored['metrics']['accuracy']:.4f} ± {scored['sd']['accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_interrupted_seed_set_keeps_finished_members(models, tmp_path, monkeypatch):
+    import langgraft.adapters.compose as compose
+    from langgraft.adapters import TrainOptions, train_task_module_seeds
+
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(f"{s}\t{'long' if len(s.split()) > 6 else 'short'}\n"
+                             for s in source_sentences(32, seed=9)), encoding="utf-8")
+    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000)
+    real = compose.train_task_module
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(kwargs["options"].seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compose, "train_task_module", interrupted)
+    out = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        train_task_module_seeds("lora", models["bert"], train, seeds=2, out=out, task="seq-cls", options=options)
+    assert not out.exists() and calls == [0, 1]
+    first = (tmp_path / ".set.work" / "seed-0" / "langgraft_module.json").read_bytes()
+    monkeypatch.setattr(compose, "train_task_module", lambda *a, **k: (calls.append(k["options"].seed), real(*a, **k))[1])
+    train_task_module_seeds("lora", models["bert"], train, seeds=2, out=out, task="seq-cls", options=options)
+    assert calls == [0, 1, 1]  # seed 0 was finished: kept, not retrained
+    assert (out / "seed-0" / "langgraft_module.json").read_bytes() == first
+    assert json.loads((out / "langgraft_seeds.json").read_text(encoding="utf-8")) == {"seeds": [0, 1]}
+    assert not (tmp_path / ".set.work").exists()
