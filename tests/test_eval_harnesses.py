@@ -138,8 +138,11 @@ def test_seed_set_is_scored_per_seed_as_mean_and_sd(models, tmp_path, capsys):
 
 
 def test_interrupted_seed_set_keeps_finished_members(models, tmp_path, monkeypatch):
-    import langgraft.adapters.compose as compose
+    import importlib
+
     from langgraft.adapters import TrainOptions, train_task_module_seeds
+
+    compose = importlib.import_module("langgraft.adapters.compose")  # the package's `compose` is the function
 
     train = tmp_path / "train.tsv"
     train.write_text("".join(f"{s}\t{'long' if len(s.split()) > 6 else 'short'}\n"
