@@ -120,7 +120,7 @@ def test_unknown_benchmark_and_missing_language_are_user_errors(tiny_models, cap
 
 
 def _benchmark_args(model: Path, modules: Path, out: Path, benchmarks: list[str]) -> list[str]:
-    return ["eval", "--model", str(model), "--benchmark", *benchmarks, "--language", "nya_Latn", "--task-steps", "4",
+    return ["eval", "--model", str(model), "--benchmark", *benchmarks, "--language", "nya_Latn", "--task-steps", "2",
             "--task-modules", str(modules), "--out", str(out), "--json"]
 
 
@@ -226,7 +226,7 @@ def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus,
         tiny_models, source_corpus, target_corpus, tmp_path, "bert",
         benchmarks=[{"name": "sib200", "language": "nya_Latn"}, {"name": "flores200", "language": "nya_Latn"}])
     config["modules"] = [{"name": "xx-lang", "role": "language", "kind": "lora", "max_steps": 2},
-                         {"name": "sib", "role": "task", "kind": "lora", "task": "sib200", "max_steps": 3}]
+                         {"name": "sib", "role": "task", "kind": "lora", "task": "sib200", "max_steps": 2}]
     pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
     outputs = pipeline.run()
     rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]

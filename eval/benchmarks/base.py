@@ -130,9 +130,10 @@ def load_split(benchmark: Benchmark, config: str, split: str, data_dir: str | Pa
         return datasets.load_dataset(benchmark.hub, config, split=split, revision=benchmark.revision)
     except (ConnectionError, FileNotFoundError, OSError) as error:
         offline = datasets.config.HF_HUB_OFFLINE
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
         raise UserError(f"{where}: {benchmark.hub} is neither in the local HF cache nor reachable"
-                        f"{' (offline mode)' if offline else ''}; load it once with a network to cache it, or pass "
-                        f"--data-dir with {config}/{split}*.parquet files ({type(error).__name__})") from None
+                        f"{' (offline mode)' if offline else ''} ({reason}); load it once with a network to cache "
+                        f"it, or pass --data-dir with {config}/{split}*.parquet files") from None
     except ValueError as error:  # an unknown config or split
         raise UserError(f"{where}: {str(error).splitlines()[0][:300]}") from None
 
