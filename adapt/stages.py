@@ -617,6 +617,8 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
             needs += (f"module-{module.language_module}",)
         _check_module_options(module, where)
         task = next((t for t in [*evaluation.tasks, *evaluation.benchmarks] if t.name == module.task), None)
+        if isinstance(task, BenchmarkConfig) and task_kind(task) == "retrieval":
+            raise UserError(f"{where}.task: {task.name} is a retrieval benchmark; it needs no task module")
         if isinstance(task, BenchmarkConfig) or task is not None and (task.bible or task.max_examples is not None):
             needs += ("eval-data",)
         elif task is not None:

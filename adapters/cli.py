@@ -17,6 +17,7 @@ from langgraft.adapters.base import MODULE_KINDS
 from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
+from langgraft.adapters.tasks import TASKS
 
 MODULE_COMMAND = "module"
 
@@ -118,8 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     task = commands.add_parser("train-task", help="train a task module + head on labelled source data")
     add_training_options(task)
-    task.add_argument("--train", required=True, help="TSV/JSONL text+label, or CoNLL-U/IOB for token-cls")
-    task.add_argument("--task", required=True, choices=("seq-cls", "token-cls"))
+    task.add_argument("--train", required=True, help="TSV/JSONL text+label; CoNLL-U/IOB/JSONL tokens+tags for token-cls; "
+                      "JSONL context+question+choices+label for multiple-choice")
+    task.add_argument("--task", required=True, choices=TASKS)
     task.add_argument("--language-module", help="source-language module to stack under (kept frozen)")
     task.add_argument("--language", help="language of the training data (default: the language module's)")
     task.add_argument("--seeds", type=int, metavar="N",

@@ -4,7 +4,8 @@ A task is written ``[NAME=]KIND:FILE[,FILE]`` (:class:`TaskSpec`); kinds live in
 (PEFT-style registry: one small runner per kind). Each runner gets a :class:`ModelSource`, which
 loads the checkpoint once per head type (classifier, tagger, language model, bare encoder) and
 composes the given modules onto it: the task module whose task matches the kind, and every
-language module.
+language module. Named benchmarks (``benchmarks=["sib200", ...]``, :mod:`langgraft.eval.benchmarks`)
+are written out as such task files and scored by the same runners (:func:`evaluate_benchmarks`).
 
 The result is a JSON-ready *run* dict that :func:`langgraft.eval.report.write_report` turns into
 tables and plots::

@@ -120,7 +120,7 @@ def test_unknown_benchmark_and_missing_language_are_user_errors(tiny_models, cap
 
 
 def _benchmark_args(model: Path, modules: Path, out: Path, benchmarks: list[str]) -> list[str]:
-    return ["eval", "--model", str(model), "--benchmark", *benchmarks, "--language", "nya_Latn", "--task-steps", "4",
+    return ["eval", "--model", str(model), "--benchmark", *benchmarks, "--language", "nya_Latn", "--task-steps", "2",
             "--task-modules", str(modules), "--out", str(out), "--json"]
 
 
@@ -156,7 +156,8 @@ def test_one_command_scores_every_benchmark_zero_shot_on_an_encoder(tiny_models,
 def test_a_decoder_answers_by_likelihood_and_reruns_give_the_same_numbers(tiny_models, offline_cache, tmp_path,
                                                                            capsys):
     modules = tmp_path / "task-modules"
-    args = lambda out: _benchmark_args(tiny_models["gpt2"], modules, tmp_path / out, ["sib200", "belebele"])  # noqa: E731
+    args = lambda out: _benchmark_args(tiny_models["gpt2"], modules, tmp_path / out,  # noqa: E731
+                                       ["sib200", "belebele"]) + ["--name", out.split(".")[0]]
     assert main(args("a.json")) == 0
     run = json.loads(capsys.readouterr().out)
     assert "accuracy_norm" in run["results"][1]["metrics"]
@@ -164,6 +165,10 @@ def test_a_decoder_answers_by_likelihood_and_reruns_give_the_same_numbers(tiny_m
     assert main(args("b.json")) == 0  # the kept task module is reused
     again = json.loads(capsys.readouterr().out)
     assert [r["metrics"] for r in again["results"]] == [r["metrics"] for r in run["results"]]
+    assert main(["eval", "report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "r")]) == 0
+    report = (tmp_path / "r" / "report.md").read_text()
+    numbers = [f"{r['metrics']['accuracy']:.4f}" for r in run["results"]]
+    assert f"| a | {numbers[0]} | {numbers[1]} |" in report and f"| b | {numbers[0]} | {numbers[1]} |" in report
 
 
 def test_choice_likelihood_is_the_summed_log_probability_of_each_answer(tiny_models):
@@ -226,7 +231,7 @@ def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus,
         tiny_models, source_corpus, target_corpus, tmp_path, "bert",
         benchmarks=[{"name": "sib200", "language": "nya_Latn"}, {"name": "flores200", "language": "nya_Latn"}])
     config["modules"] = [{"name": "xx-lang", "role": "language", "kind": "lora", "max_steps": 2},
-                         {"name": "sib", "role": "task", "kind": "lora", "task": "sib200", "max_steps": 3}]
+                         {"name": "sib", "role": "task", "kind": "lora", "task": "sib200", "max_steps": 2}]
     pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
     outputs = pipeline.run()
     rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]

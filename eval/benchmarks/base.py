@@ -94,8 +94,8 @@ def _local_files(data_dir: Path, config: str, split: str) -> tuple[str, list[str
     """``(builder, files)`` for ``<data_dir>/<config>/<split>*.<suffix>`` (the hub's parquet layout too)."""
     folder = data_dir / config
     for suffix, builder in DATA_SUFFIXES.items():
-        files = sorted(str(p) for p in folder.glob(f"{split}*{suffix}") if p.is_file())
-        files += sorted(str(p) for p in folder.glob(f"*-{split}{suffix}") if p.is_file())
+        files = sorted({str(p) for pattern in (f"{split}{suffix}", f"{split}-*{suffix}", f"*-{split}{suffix}")
+                        for p in folder.glob(pattern) if p.is_file()})  # never dev*: devtest
         if files:
             return builder, files
     return None
@@ -130,9 +130,10 @@ def load_split(benchmark: Benchmark, config: str, split: str, data_dir: str | Pa
         return datasets.load_dataset(benchmark.hub, config, split=split, revision=benchmark.revision)
     except (ConnectionError, FileNotFoundError, OSError) as error:
         offline = datasets.config.HF_HUB_OFFLINE
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
         raise UserError(f"{where}: {benchmark.hub} is neither in the local HF cache nor reachable"
-                        f"{' (offline mode)' if offline else ''}; load it once with a network to cache it, or pass "
-                        f"--data-dir with {config}/{split}*.parquet files ({type(error).__name__})") from None
+                        f"{' (offline mode)' if offline else ''} ({reason}); load it once with a network to cache "
+                        f"it, or pass --data-dir with {config}/{split}*.parquet files") from None
     except ValueError as error:  # an unknown config or split
         raise UserError(f"{where}: {str(error).splitlines()[0][:300]}") from None
 
@@ -177,9 +178,13 @@ def _records(benchmark: Benchmark, dataset: Any, where: str) -> Iterator[dict[st
         choices = [c for c in benchmark.columns["choices"] if c in dataset.column_names]
         if len(choices) != len(benchmark.columns["choices"]):
             raise UserError(f"{where}: answer columns {benchmark.columns['choices']} are missing")
-        for row in dataset:
+        for number, row in enumerate(dataset):
+            answer = str(row[label]).strip()
+            if not answer.isdigit() or not 0 <= int(answer) - benchmark.first_choice < len(choices):
+                raise UserError(f"{where}: row {number}: {label} is {row[label]!r}, not an answer number "
+                                f"{benchmark.first_choice}..{benchmark.first_choice + len(choices) - 1}")
             yield {"context": row[context] or "", "question": row[question], "choices": [row[c] for c in choices],
-                   "label": int(row[label]) - benchmark.first_choice, "group": row.get(benchmark.group or "")}
+                   "label": int(answer) - benchmark.first_choice, "group": row.get(benchmark.group or "")}
     else:
         raise ValueError(f"{benchmark.kind} rows are pairs, not records")
 
