@@ -167,7 +167,9 @@ def test_a_decoder_answers_by_likelihood_and_reruns_give_the_same_numbers(tiny_m
     assert [r["metrics"] for r in again["results"]] == [r["metrics"] for r in run["results"]]
     assert main(["eval", "report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "r")]) == 0
     report = (tmp_path / "r" / "report.md").read_text()
-    numbers = [f"{r['metrics']['accuracy']:.4f}" for r in run["results"]]
+    assert [r["intervals"] for r in again["results"]] == [r["intervals"] for r in run["results"]]
+    numbers = [f"{r['metrics']['accuracy']:.4f} [{r['intervals']['accuracy'][0]:.4f}, "
+               f"{r['intervals']['accuracy'][1]:.4f}]" for r in run["results"]]
     assert f"| a | {numbers[0]} | {numbers[1]} |" in report and f"| b | {numbers[0]} | {numbers[1]} |" in report
 
 
