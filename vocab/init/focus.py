@@ -103,6 +103,18 @@ def sparsemax_neighbours(queries: torch.Tensor, keys: torch.Tensor, block_size: 
     return indices, weights
 
 
+def special_anchors(ctx: TransferContext, native: list[str]) -> torch.Tensor:
+    """Source id of each target token's exact match (``ctx.overlap``), and for special tokens the
+    source token of the same string, as the package matches them: a special the fastText model
+    knows (``</s>`` is fastText's own end-of-line word) is then an anchor like any overlap."""
+    anchors = ctx.overlap.clone()
+    source_vocab = ctx.source_tokenizer.get_vocab()
+    for token_id in ctx.target_special_ids:
+        source_id = source_vocab.get(native[token_id], -1)
+        anchors[token_id] = source_id if source_id < ctx.source_vocab_size else -1
+    return anchors
+
+
 @register_method("focus", FocusConfig,
                  description="copy overlap; sparsemax over overlapping tokens in token-level fastText (FOCUS)")
 def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
@@ -114,10 +126,9 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
         vectors = resolve.token_vectors(ctx.resources, ctx.target_tokenizer, options)
     native = ctx.target_tokenizer.convert_ids_to_tokens(list(range(ctx.target_vocab_size)))
     known = torch.tensor(vectors.word_ids(native)) >= 0  # O(V): one hash lookup per token
-    if ctx.target_special_ids:
-        known[list(ctx.target_special_ids)] = False
+    anchors = special_anchors(ctx, native)
 
-    keys = torch.nonzero((ctx.overlap >= 0) & known).squeeze(1)
+    keys = torch.nonzero((anchors >= 0) & known).squeeze(1)
     queries = ctx.new_token_ids[(ctx.overlap[ctx.new_token_ids] < 0) & known[ctx.new_token_ids]]
     if len(keys) == 0:
         raise UserError("focus: no target token both overlaps the source vocabulary and has a fastText vector; "
@@ -125,7 +136,7 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     token_vectors = vectors.vectors([native[i] for i in torch.cat([keys, queries]).tolist()])
     columns, weights = sparsemax_neighbours(token_vectors[len(keys):], token_vectors[:len(keys)], config.block_size,
                                             device=ctx.device)
-    source_of_key = ctx.overlap[keys]
+    source_of_key = anchors[keys]
     position = torch.full((ctx.target_vocab_size,), -1, dtype=torch.long)
     position[queries] = torch.arange(len(queries))
     rows = position[ctx.new_token_ids]
