@@ -58,7 +58,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from langgraft.vocab.checkpoint import ModelSource
-    from langgraft.vocab.init.base import TransferContext, TransferResources
+    from langgraft.vocab.init.base import TransferContext, TransferResources, topk_similarities
     from langgraft.vocab.init.wechsel import PACKAGE, SURFACES, WechselConfig, neighbour_mapping, surface_vectors
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
@@ -142,8 +142,17 @@ def main() -> int:
         sets = neighbour_sets(mapping)
         cosine = torch.nn.functional.cosine_similarity(rows, package_rows, dim=1)
         fallback = [t for t, s in sets.items() if not s]
+        placed = [i for i in ctx.new_token_ids.tolist() if sets.get(i) and i in package_sets]
+        other = [i for i in placed if sets[i] != package_sets[i]]
+        # how close langgraft's k-th and (k+1)-th similarities are where the neighbour sets differ
+        sims, _ = topk_similarities((target_vectors @ rotation_matrix)[other], source_vectors if zero_keys else
+                                    source_vectors[source_vectors.abs().sum(1) > 0], config.k + 1)
+        gaps = (sims[:, config.k - 1] - sims[:, config.k]).tolist() if other else []
         entry = {"fallback": len(fallback), "fallback_examples": [target_pieces[i] for i in fallback[:args.examples]],
-                 "row_cosine_all": round(float(cosine[ctx.new_token_ids].mean()), 4)}
+                 "row_cosine_all": round(float(cosine[ctx.new_token_ids].mean()), 4),
+                 "row_cosine_placed_by_both": round(float(cosine[placed].mean()), 5),
+                 "rows_with_other_neighbours": len(other),
+                 "largest_kth_gap_where_neighbours_differ": round(max(gaps, default=0.0), 7)}
         for cls, ids in classes.items():
             if cls == "special":
                 continue
