@@ -145,6 +145,22 @@ def test_wechsel_is_deterministic_and_trains_from_corpora(tmp_path, tiny_models,
     assert first.summary["counts"]["neighbours"] > first.summary["counts"]["fallback"]
 
 
+def test_wechsel_surface_rule_is_an_option(tiny_models, parallel_tokenizers, word_resources):
+    """The package's lookup by default; langgraft's boundary-aware lookup on request: ``##`` pieces
+    are then looked up without their marker, so rows differ, and special source tokens are never
+    neighbours."""
+    source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
+    package = transfer(source_dir, target_dir, "wechsel", resources=word_resources)
+    boundary = transfer(source_dir, target_dir, "wechsel", resources=word_resources, surface="boundary")
+    specials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    assert not [(r["token"], specials & set(r["source_tokens"])) for r in boundary.provenance
+                if r["kind"] == "neighbours" and specials & set(r["source_tokens"])]
+    differing = [r["token"] for r, b in zip(package.provenance, boundary.provenance) if r["source_ids"] != b["source_ids"]]
+    assert any(token.startswith("##") for token in differing)
+    with pytest.raises(UserError, match="surface='words' is not one of package, boundary"):
+        transfer(source_dir, target_dir, "wechsel", resources=word_resources, surface="words")
+
+
 def test_wechsel_errors(tmp_path, tiny_models, parallel_tokenizers, word_resources, parallel_corpus):
     source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
     with pytest.raises(UserError, match="--dictionary or --parallel"):
