@@ -7,9 +7,8 @@ Everything is synthetic and seeded, so the same bytes come out on every machine:
 - two fastText ``.bin`` models written directly in fastText's format (the fasttext library loads
   them, so the package runs on them unchanged): seeded word rows, and seeded rows for exactly the
   character n-grams of the model's words — every other n-gram bucket is zero, so the ``##`` and
-  special-token n-grams carry nothing (:func:`build_case` checks it); a small readable
-  case; ``tests/anchor_cases.py``
-  generates cases where those buckets are non-zero, as in a trained model;
+  special-token n-grams carry nothing (:func:`build_case` checks it) — a small, readable case;
+  ``tests/anchor_cases.py`` generates cases where those buckets are non-zero, as in a trained model;
 - a lowercase bilingual dictionary and a seeded source embedding matrix.
 
 ``benchmarks/record_wechsel_reference.py`` runs the package on this case once and stores its
