@@ -272,7 +272,7 @@ def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
 
     from langgraft.vocab.checkpoint import ModelSource
     from langgraft.vocab.init.base import TransferContext, TransferResources
-    from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
+    from langgraft.vocab.init.wechsel import PACKAGE, WechselConfig, neighbour_mapping, surface_vectors
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
@@ -287,11 +287,14 @@ def computation_only(args: argparse.Namespace, repeats: int = 2) -> dict:
 
     def ours() -> None:
         fresh = TransferContext(ModelSource(model), source_tokenizer, target_tokenizer, resources=TransferResources())
-        rotation, _ = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv)
-        source = token_vectors(fresh.source_tokens, source_wv)
-        target = token_vectors(fresh.target_tokens, target_wv) @ rotation
+        package_rule = config.surface == PACKAGE
+        rotation, _ = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv, exact_case=package_rule)
+        source = surface_vectors(source_tokenizer, fresh.source_vocab_size, fresh.source_tokens, source_wv,
+                                 config.surface)
+        target = surface_vectors(target_tokenizer, fresh.target_vocab_size, fresh.target_tokens, target_wv,
+                                 config.surface) @ rotation
         mapping = neighbour_mapping(fresh.new_token_ids, target, source, config.k, config.temperature,
-                                    config.block_size)
+                                    config.block_size, zero_keys=package_rule)
         weights = mapping.weights
         ids = mapping.source_ids.clamp_min(0)
         _ = (weights[:, :, None] * fresh.source_embeddings[ids]).sum(dim=1)  # the rows themselves

@@ -4,11 +4,13 @@ Where do the two differ, and for which tokens? Both sides get the same loaded fa
 dictionary, tokenizers and source matrix. The script compares, per class of target token
 (word-initial, continuation, special): the token vectors each side gives a token before
 alignment, the Procrustes rotations, the top-k neighbour sets and weights, which tokens get no
-neighbours (and their surfaces), and the final rows (cosine). ``--variant`` runs langgraft's
-computation with one ingredient swapped for the package's (its token vectors, its rotation), so
-each difference can be attributed.
+neighbours (and their surfaces), and the final rows (cosine), for each ``surface`` rule of
+langgraft's ``wechsel`` (``package``, the default, and ``boundary``) and for ``boundary`` with
+the package's token vectors swapped in, so each difference can be attributed. The package comes
+from the anchor environment (``benchmarks/anchors.sh``):
 
-    PYTHONPATH=.devpkg:.extra-site nice -n 10 python benchmarks/wechsel_rows.py --source runs/vt/minilm-mlm \
+    PYTHONPATH=$(echo benchmarks/.anchors/venv/lib/python3*/site-packages) nice -n 10 \
+        python benchmarks/wechsel_rows.py --source runs/vt/minilm-mlm \
         --tokenizer runs/vt/nya-wp16k --source-embeddings runs/vt/ft/eng.bin \
         --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv --out runs/vt/rows.json
 """
@@ -56,8 +58,8 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from langgraft.vocab.checkpoint import ModelSource
-    from langgraft.vocab.init.base import TransferContext, TransferResources
-    from langgraft.vocab.init.wechsel import WechselConfig, neighbour_mapping, token_vectors
+    from langgraft.vocab.init.base import TransferContext, TransferResources, topk_similarities
+    from langgraft.vocab.init.wechsel import PACKAGE, SURFACES, WechselConfig, neighbour_mapping, surface_vectors
     from langgraft.vocab.resources.dictionary import read_dictionary
     from langgraft.vocab.resources.fasttext import load_fasttext
     from langgraft.vocab.resources.procrustes import align_spaces
@@ -74,23 +76,30 @@ def main() -> int:
 
     package = package_side(source_wv, target_wv, source_tokenizer, target_tokenizer, matrix, args.dictionary)
 
-    rotation, used = align_spaces(read_dictionary(args.dictionary), source_wv, target_wv)
-    ours_source = token_vectors(ctx.source_tokens, source_wv)
-    ours_target_raw = token_vectors(ctx.target_tokens, target_wv)
+    pairs = read_dictionary(args.dictionary)
+    computed = {}
+    for surface in SURFACES:
+        rotation, used = align_spaces(pairs, source_wv, target_wv, exact_case=surface == PACKAGE)
+        computed[surface] = (surface_vectors(source_tokenizer, ctx.source_vocab_size, ctx.source_tokens, source_wv,
+                                             surface),
+                             surface_vectors(target_tokenizer, ctx.target_vocab_size, ctx.target_tokens, target_wv,
+                                             surface), rotation, surface == PACKAGE)
+    ours_source, ours_target_raw, rotation, _ = computed[PACKAGE]
 
-    def run(source_vectors, target_vectors, rotation_matrix):
+    def run(source_vectors, target_vectors, rotation_matrix, zero_keys):
         mapping = neighbour_mapping(ctx.new_token_ids, target_vectors @ rotation_matrix, source_vectors, config.k,
-                                    config.temperature, config.block_size)
+                                    config.temperature, config.block_size, zero_keys=zero_keys)
         rows = planned_rows(matrix, build_plan(ctx, mapping), ctx.generator(1))
         return mapping, rows
 
     # the package maps source -> target with R; langgraft target -> source with W: W should be R^T
     package_w = torch.from_numpy(np.asarray(package["rotation"]).T.copy()).float()
     variants = {
-        "langgraft": (ours_source, ours_target_raw, rotation),
-        "langgraft + package rotation": (ours_source, ours_target_raw, package_w),
-        "langgraft + package token vectors": (torch.from_numpy(package["source_vectors"]).float(),
-                                              torch.from_numpy(package["target_vectors"]).float(), rotation),
+        "langgraft surface=package (default)": computed[PACKAGE],
+        "langgraft surface=boundary": computed["boundary"],
+        "langgraft surface=boundary + package token vectors": (
+            torch.from_numpy(package["source_vectors"]).float(), torch.from_numpy(package["target_vectors"]).float(),
+            computed["boundary"][2], False),
     }
     target_pieces = target_tokenizer.convert_ids_to_tokens(list(range(len(target_tokenizer))))
     source_vocab = source_tokenizer.get_vocab()
@@ -111,7 +120,7 @@ def main() -> int:
     for token, (tokens, _, _) in package["sources"].items():
         package_sets[target_tokenizer.convert_tokens_to_ids(token)] = {source_vocab[t] for t in tokens}
 
-    report: dict = {"dictionary_pairs_used": used,
+    report: dict = {"dictionary_pairs_used": used,  # under the package rule
                     "rotation_difference_fro": float((rotation - package_w).norm()),
                     "token_vector_cosine": {}, "zero_vectors": {}, "variants": {}}
     for side, ours, theirs, tokens in (("source", ours_source, package["source_vectors"], ctx.source_tokens),
@@ -128,13 +137,22 @@ def main() -> int:
     not_found = sorted(target_tokenizer.convert_tokens_to_ids(t) for t in package["not_found"])
     report["package_no_neighbours"] = {"count": len(not_found),
                                        "tokens": [target_pieces[i] for i in not_found[:args.examples]]}
-    for name, (source_vectors, target_vectors, rotation_matrix) in variants.items():
-        mapping, rows = run(source_vectors, target_vectors, rotation_matrix)
+    for name, (source_vectors, target_vectors, rotation_matrix, zero_keys) in variants.items():
+        mapping, rows = run(source_vectors, target_vectors, rotation_matrix, zero_keys)
         sets = neighbour_sets(mapping)
         cosine = torch.nn.functional.cosine_similarity(rows, package_rows, dim=1)
         fallback = [t for t, s in sets.items() if not s]
+        placed = [i for i in ctx.new_token_ids.tolist() if sets.get(i) and i in package_sets]
+        other = [i for i in placed if sets[i] != package_sets[i]]
+        # how close langgraft's k-th and (k+1)-th similarities are where the neighbour sets differ
+        sims, _ = topk_similarities((target_vectors @ rotation_matrix)[other], source_vectors if zero_keys else
+                                    source_vectors[source_vectors.abs().sum(1) > 0], config.k + 1)
+        gaps = (sims[:, config.k - 1] - sims[:, config.k]).tolist() if other else []
         entry = {"fallback": len(fallback), "fallback_examples": [target_pieces[i] for i in fallback[:args.examples]],
-                 "row_cosine_all": round(float(cosine[ctx.new_token_ids].mean()), 4)}
+                 "row_cosine_all": round(float(cosine[ctx.new_token_ids].mean()), 4),
+                 "row_cosine_placed_by_both": round(float(cosine[placed].mean()), 5),
+                 "rows_with_other_neighbours": len(other),
+                 "largest_kth_gap_where_neighbours_differ": round(max(gaps, default=0.0), 7)}
         for cls, ids in classes.items():
             if cls == "special":
                 continue

@@ -80,8 +80,7 @@ def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parall
                                   resources=word_resources, out=out).model
     summary = json.loads((out / "transfer_summary.json").read_text())
     assert summary["notes"]["dictionary_pairs_used"] == len(parallel_corpus[2])
-    # tokens spelling whole target words get neighbours; single bytes/letters never seen as an
-    # n-gram in training have a zero fastText vector and fall back
+    # tokens spelling whole target words get neighbours
     provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
     words = set(parallel_corpus[2].values())
     whole = [r for r in provenance if r["token"].lstrip("Ġ") in words]
@@ -137,12 +136,29 @@ def test_wechsel_is_deterministic_and_trains_from_corpora(tmp_path, tiny_models,
     second = transfer(str(tiny_models["xlmr"]), str(parallel_tokenizers["xlmr"]), "wechsel", resources=resources,
                       **options)
     assert torch.equal(first.model.get_input_embeddings().weight, second.model.get_input_embeddings().weight)
-    # as in the wechsel package, only pieces too short for any fastText n-gram (3+ characters) get no
-    # vector: every piece of 3+ characters has neighbours, and those make most of the vocabulary
+    # as in the wechsel package, a token's decoded surface is looked up as a word: only surfaces too
+    # short for any fastText n-gram (3+ characters with the <, > markers) and unknown as words get no
+    # vector, so every piece of 3+ characters has neighbours, and those make most of the vocabulary
     surfaces = {r["token"]: r["token"].replace("\u2581", "").removeprefix("##") for r in first.provenance}
     fallback = [r["token"] for r in first.provenance if r["kind"] == "fallback"]
     assert all(len(surfaces[token]) < 3 for token in fallback), fallback
     assert first.summary["counts"]["neighbours"] > first.summary["counts"]["fallback"]
+
+
+def test_wechsel_surface_rule_is_an_option(tiny_models, parallel_tokenizers, word_resources):
+    """The package's lookup by default; langgraft's boundary-aware lookup on request: ``##`` pieces
+    are then looked up without their marker, so rows differ, and special source tokens are never
+    neighbours."""
+    source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
+    package = transfer(source_dir, target_dir, "wechsel", resources=word_resources)
+    boundary = transfer(source_dir, target_dir, "wechsel", resources=word_resources, surface="boundary")
+    specials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    assert not [(r["token"], specials & set(r["source_tokens"])) for r in boundary.provenance
+                if r["kind"] == "neighbours" and specials & set(r["source_tokens"])]
+    differing = [r["token"] for r, b in zip(package.provenance, boundary.provenance) if r["source_ids"] != b["source_ids"]]
+    assert any(token.startswith("##") for token in differing)
+    with pytest.raises(UserError, match="surface='words' is not one of package, boundary"):
+        transfer(source_dir, target_dir, "wechsel", resources=word_resources, surface="words")
 
 
 def test_wechsel_errors(tmp_path, tiny_models, parallel_tokenizers, word_resources, parallel_corpus):

@@ -6,10 +6,9 @@ Everything is synthetic and seeded, so the same bytes come out on every machine:
   pieces with no known n-gram);
 - two fastText ``.bin`` models written directly in fastText's format (the fasttext library loads
   them, so the package runs on them unchanged): seeded word rows, and seeded rows for exactly the
-  character n-grams of the model's words — every other n-gram bucket is zero, as in a model
-  trained on text that never contains ``#`` or ``[``: the package looks continuation pieces up
-  with their ``##`` marker and gives special tokens vectors too, and those n-grams must carry
-  nothing for the two computations to mean the same thing (:func:`build_case` checks it);
+  character n-grams of the model's words — every other n-gram bucket is zero, so the ``##`` and
+  special-token n-grams carry nothing (:func:`build_case` checks it) — a small, readable case;
+  ``tests/anchor_cases.py`` generates cases where those buckets are non-zero, as in a trained model;
 - a lowercase bilingual dictionary and a seeded source embedding matrix.
 
 ``benchmarks/record_wechsel_reference.py`` runs the package on this case once and stores its
@@ -96,8 +95,8 @@ def write_fasttext_bin(path: Path, words: list[str], seed: int) -> None:
 
 
 def package_only_grams(pieces: list[str]) -> list[str]:
-    """n-grams the package looks up and langgraft deliberately does not: the ``##`` marker's
-    (the package reads ``##x`` as the word ``##x``) and special tokens' (never neighbours in langgraft)."""
+    """n-grams only the package's surface rule looks up: the ``##`` marker's (``##x`` read as the
+    word ``##x``) and special tokens' (never neighbours under ``surface=boundary``)."""
     grams = []
     for piece in pieces:
         if piece in SPECIALS:

@@ -2,8 +2,9 @@
 
 1. Target tokens whose canonical form exactly matches a source token are copied.
 2. A token-level fastText model is trained on the target corpus tokenized with the target
-   tokenizer (CBOW, dim 100, 3 epochs, minCount 10 as published; on corpora under 1M tokens
-   minCount is lowered to ``max(1, tokens // 100k)``, see :class:`FastTextOptions`).
+   tokenizer (CBOW, dim 100, 3 epochs, minCount 10, 10 negatives as published; one thread, so
+   the model is reproducible; ``relax_min_count`` lowers minCount to ``max(1, tokens // 100k)``
+   on corpora under 1M tokens, see :class:`FastTextOptions`).
 3. Every other token with a fastText vector gets ``sparsemax(cosine similarities)`` over the
    overlapping tokens that have one (the "non-rare" overlap) as weights on their source rows.
    Tokens outside the fastText vocabulary fall back.
@@ -36,7 +37,8 @@ class FocusConfig(MethodConfig):
     instead of a random row (off in the paper); ``transtok_share``: for tokens that both FOCUS and
     trans-tokenization place by neighbours, mix that share of the trans-tokenization weights
     (p(s|t) from ``--parallel`` or ``alignment_table``) into the FOCUS weights — two independent
-    signals, distributional and translational (0 = FOCUS as published)."""
+    signals, distributional and translational (0 = FOCUS as published); ``relax_min_count``: lower
+    minCount on small corpora (off in the package)."""
 
     token_embeddings: str | None = None
     fvt_fallback: bool = False
@@ -45,6 +47,8 @@ class FocusConfig(MethodConfig):
     dim: int = 100
     epochs: int = 3
     min_count: int = 10
+    relax_min_count: bool = False
+    neg: int = 10
     model: str = "cbow"
     bucket: int = 2_000_000
     block_size: int = 4096
@@ -99,21 +103,32 @@ def sparsemax_neighbours(queries: torch.Tensor, keys: torch.Tensor, block_size: 
     return indices, weights
 
 
+def special_anchors(ctx: TransferContext, native: list[str]) -> torch.Tensor:
+    """Source id of each target token's exact match (``ctx.overlap``), and for special tokens the
+    source token of the same string, as the package matches them: a special the fastText model
+    knows (``</s>`` is fastText's own end-of-line word) is then an anchor like any overlap."""
+    anchors = ctx.overlap.clone()
+    source_vocab = ctx.source_tokenizer.get_vocab()
+    for token_id in ctx.target_special_ids:
+        source_id = source_vocab.get(native[token_id], -1)
+        anchors[token_id] = source_id if source_id < ctx.source_vocab_size else -1
+    return anchors
+
+
 @register_method("focus", FocusConfig,
                  description="copy overlap; sparsemax over overlapping tokens in token-level fastText (FOCUS)")
 def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     if config.token_embeddings:
         vectors = load_fasttext(config.token_embeddings, lowercase=False)
     else:
-        options = FastTextOptions(dim=config.dim, epochs=config.epochs, min_count=config.min_count,
-                                  model=config.model, bucket=config.bucket, relax_min_count=True)
+        options = FastTextOptions(dim=config.dim, epochs=config.epochs, min_count=config.min_count, neg=config.neg,
+                                  model=config.model, bucket=config.bucket, relax_min_count=config.relax_min_count)
         vectors = resolve.token_vectors(ctx.resources, ctx.target_tokenizer, options)
     native = ctx.target_tokenizer.convert_ids_to_tokens(list(range(ctx.target_vocab_size)))
     known = torch.tensor(vectors.word_ids(native)) >= 0  # O(V): one hash lookup per token
-    if ctx.target_special_ids:
-        known[list(ctx.target_special_ids)] = False
+    anchors = special_anchors(ctx, native)
 
-    keys = torch.nonzero((ctx.overlap >= 0) & known).squeeze(1)
+    keys = torch.nonzero((anchors >= 0) & known).squeeze(1)
     queries = ctx.new_token_ids[(ctx.overlap[ctx.new_token_ids] < 0) & known[ctx.new_token_ids]]
     if len(keys) == 0:
         raise UserError("focus: no target token both overlaps the source vocabulary and has a fastText vector; "
@@ -121,7 +136,7 @@ def focus(config: FocusConfig, ctx: TransferContext) -> TokenMapping:
     token_vectors = vectors.vectors([native[i] for i in torch.cat([keys, queries]).tolist()])
     columns, weights = sparsemax_neighbours(token_vectors[len(keys):], token_vectors[:len(keys)], config.block_size,
                                             device=ctx.device)
-    source_of_key = ctx.overlap[keys]
+    source_of_key = anchors[keys]
     position = torch.full((ctx.target_vocab_size,), -1, dtype=torch.long)
     position[queries] = torch.arange(len(queries))
     rows = position[ctx.new_token_ids]

@@ -42,6 +42,7 @@ class FastTextOptions(Validated):
     model: Literal["skipgram", "cbow"] = option("skipgram", help="fastText model")
     minn: int = option(3, help="shortest character n-gram (0: none)", ge=0, le=32)
     maxn: int = option(6, help="longest character n-gram (0: none)", ge=0, le=32)
+    neg: int = option(5, help="negatives sampled per word", ge=1, le=1000)
     bucket: int = option(2_000_000, help="n-gram hash buckets; the .bin holds bucket x dim floats", ge=0,
                          le=100_000_000)
     threads: int = option(1, help="threads; more than 1 is faster but not reproducible", ge=1, le=1024)
@@ -112,7 +113,7 @@ def train_fasttext_on_lines(lines: Iterable[str], out_bin: str | os.PathLike, op
                 "word); give more text or a lower --min-count"
             )
         arguments = dict(input=str(text_path), model=options.model, dim=options.dim, epoch=options.epochs,
-                         minCount=min_count, minn=options.minn, maxn=options.maxn, bucket=options.bucket,
+                         minCount=min_count, minn=options.minn, maxn=options.maxn, neg=options.neg, bucket=options.bucket,
                          thread=options.threads, verbose=0, seed=options.seed)
         tmp_bin = Path(tmp) / "model.bin"
         _train_to_file(arguments, tmp_bin)
@@ -181,16 +182,15 @@ def tokenized_lines(lines: Iterable[str], tokenizer: Any, batch: int = 1000) -> 
         yield from (" ".join(e.tokens) for e in backend.encode_batch(chunk, add_special_tokens=False))
 
 
-FOCUS_TOKEN_OPTIONS = FastTextOptions(epochs=3, min_count=10, model="cbow", lowercase=False, split=False,
-                                      relax_min_count=True)  # FOCUS's settings: CBOW, dim 100, 3 epochs, minCount 10
+# FOCUS's settings (deepfocus's train_fasttext): CBOW, dim 100, 3 epochs, minCount 10, 10 negatives
+FOCUS_TOKEN_OPTIONS = FastTextOptions(epochs=3, min_count=10, model="cbow", neg=10, lowercase=False, split=False)
 
 
 def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: Any, out_bin: str | os.PathLike,
                          options: FastTextOptions | None = None, **fields: Any) -> "WordVectors":
     """Token-level fastText (FOCUS): the corpus tokenized by ``tokenizer``, its token strings as
     fastText's words (case kept). Defaults are FOCUS's (:data:`FOCUS_TOKEN_OPTIONS`)."""
-    options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False,
-                                  relax_min_count=True)
+    options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False)
     return train_fasttext_on_lines(tokenized_lines(resource_lines(corpus_files), tokenizer), out_bin, options,
                                    {"corpus": [str(p) for p in corpus_files],
                                     "tokenized_with": getattr(tokenizer, "name_or_path", "")})
@@ -230,6 +230,7 @@ def _sidecar_lowercase(sidecar: Path) -> bool:
 
 
 FASTTEXT_MAGIC, FASTTEXT_VERSION = 793712314, 12
+EOS = "</s>"  # fastText's end-of-line word
 # Args::save: dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate (int32), t (double)
 _ARGS = struct.Struct("<12id")
 _DICTIONARY = struct.Struct("<iiiqq")  # size, nwords, nlabels, ntokens, pruneidx size
@@ -295,11 +296,11 @@ class WordVectors:
     """A fastText model seen as: known ``words``, their ``matrix``, and a vector for any string.
 
     ``vectors(surfaces, word_initial)`` composes a vector from character n-grams: word-initial
-    strings are looked up as whole words (fastText's own rule, with ``<`` and ``>`` markers),
-    continuation pieces (WordPiece ``##x``, BPE pieces without a space marker) from the n-grams
+    strings are looked up as whole words (exactly fastText's ``get_word_vector``: the word's row
+    if known, its ``<word>`` n-grams, none for ``</s>``; the empty string is ``<>``), continuation pieces (WordPiece ``##x``, BPE pieces without a space marker) from the n-grams
     of ``x>`` — without the begin-of-word marker they never had. A continuation too short for
     any such n-gram (``##a`` when n-grams start at 3 characters) gets the zero vector, never the
-    vector of the word ``a``, as do empty strings.
+    vector of the word ``a``.
 
     Built from a loaded fasttext ``model`` (after training) or from a :class:`StoredModel` read
     from ``path``; ``model`` (the fasttext library's object) is then loaded only if asked for.
@@ -385,8 +386,11 @@ class WordVectors:
         ids = hashes % max(args.bucket, 1) + len(word_index)
         lookups = (word_index.get(t, -1) if first and t else -1 for t, first in zip(texts, initial.tolist()))
         word_ids = np.fromiter(lookups, dtype=np.int64, count=len(texts))
-        empty = np.fromiter((not t for t in texts), dtype=bool, count=len(texts))
-        keep_grams = ~empty[rows]
+        # fastText keeps no n-grams for its end-of-sentence word; the empty string has the n-gram
+        # "<>" when minn <= 2, and an empty continuation none
+        no_grams = np.fromiter(((t == EOS and first and EOS in word_index) or (not t and not first)
+                                for t, first in zip(texts, initial.tolist())), dtype=bool, count=len(texts))
+        keep_grams = ~no_grams[rows]
         has_word = np.nonzero(word_ids >= 0)[0]
         rows = np.concatenate([has_word, rows[keep_grams]])
         ids = np.concatenate([word_ids[has_word], ids[keep_grams]])
@@ -398,6 +402,11 @@ class WordVectors:
                                                 mode="mean")
         out[torch.from_numpy(sizes == 0)] = 0.0
         return out
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """Known word -> fastText id, exactly as stored (no casing rule; fastText's ``get_word_id``)."""
+        return self._word_index()
 
     def _word_index(self) -> dict[str, int]:
         if self._index is None:
