@@ -22,7 +22,10 @@ from langgraft.adapt.pretrain import PretrainConfig as RunConfig
 from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
 from langgraft.options import Validated, option
+from langgraft.vocab.distill.options import TRAINING_DEFAULTS as DISTILL_TRAINING_DEFAULTS
+from langgraft.vocab.distill.options import DistillOptions
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
+from langgraft.training.options import TrainingOptions
 from langgraft.adapters.training import TrainOptions
 
 CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
@@ -108,6 +111,19 @@ class InitConfig:
     calibrate_bias: bool = False
 
 
+# The distill section (optional; between init and pretrain): the options of ``langgraft distill``
+# (langgraft.vocab.distill.DistillOptions, then TrainingOptions with the distillation defaults) less
+# the seed, which the stage sets. The teacher is the source model (with its recovered head, if any);
+# same text reads the target train split, parallel text init.resources.parallel.
+_DISTILL_HINTS = typing.get_type_hints(DistillOptions)
+DistillConfig = section(
+    TrainingOptions, "DistillConfig", "Train the new embedding rows against the frozen source model "
+    "(``langgraft.vocab.distill``; docs/distillation.md).", stage_set=("seed",), defaults=DISTILL_TRAINING_DEFAULTS,
+    before=[(f.name, _DISTILL_HINTS[f.name], field(default=f.default, default_factory=f.default_factory,
+                                                   metadata=f.metadata))
+            for f in dataclasses.fields(DistillOptions)])
+
+
 # The pretrain section takes the options of ``langgraft.adapt.pretrain.PretrainConfig`` (so a new
 # pretraining option is a pipeline key at once), less the fields the stage fills in from the run:
 STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume", "overwrite",
@@ -185,6 +201,7 @@ class PipelineConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    distill: DistillConfig | None = None  # no distillation unless the section is given
     pretrain: PretrainConfig | None = field(default_factory=PretrainConfig)
     modules: list[ModuleConfig] = field(default_factory=list)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

