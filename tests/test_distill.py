@@ -129,6 +129,20 @@ def test_replace_mode_keeps_special_and_padding_rows(inits, target_corpus, tmp_p
     assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
 
 
+def test_next_token_and_logit_kl_losses_train_the_untied_head_rows_too(inits, target_corpus, tmp_path):
+    options = DistillOptions(ntp_weight=1.0, logit_kl_weight=0.5, layers=[1, -1], **SMALL)
+    result = distill_embeddings(inits["llama"], options=options, training=distill_training(**FAST),
+                                corpus=[target_corpus], out=tmp_path / "out")
+    start = result.summary["new_rows_start"]
+    before, after = weights(inits["llama"])["lm_head.weight"], weights(tmp_path / "out")["lm_head.weight"]
+    assert torch.equal(before[:start], after[:start]) and (before[start:] != after[start:]).any()
+    assert result.summary["loss"]["teacher_cached"] is False
+    assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
+    with pytest.raises(UserError, match="causal LM"):
+        distill_embeddings(inits["bert"], options=DistillOptions(ntp_weight=1.0), corpus=[target_corpus],
+                           out=tmp_path / "mlm")
+
+
 class Interrupt(Exception):
     pass
 
