@@ -108,6 +108,7 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
     where = repo or name
     auto = "AutoModelForCausalLM" if is_causal else "AutoModelForMaskedLM"
     steps = ["a new tokenizer", f"embeddings initialized with `{init}`"]
+    steps += ["new rows distilled from the source model"] if "distill" in stages else []
     steps += ["continued pretraining"] if "pretrain" in stages else []
     steps += [f"{len(modules)} module(s)"] if modules else []
     lines = [

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from .run import distill_embeddings
+    from .run import distill_embeddings  # deferred: torch and transformers stay off `langgraft --help`
 
     result = distill_embeddings(args.model, args.teacher, options=from_args(DistillOptions, args),
                                 training=from_args(TrainingOptions, args), corpus=args.corpus, parallel=args.parallel,

@@ -15,11 +15,11 @@ the teacher's cached ones:
 from __future__ import annotations
 
 import contextlib
-import inspect
 from typing import Any, Iterator, Sequence
 
 import torch
 
+from langgraft.lm import head_module
 from langgraft.models import unwrap
 
 from .data import layer_states, pool
@@ -46,21 +46,31 @@ class DistillLoss:
     @contextlib.contextmanager
     def attached(self, model: torch.nn.Module) -> Iterator["DistillLoss"]:
         inner = unwrap(model)
-        keeps = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        head = head_module(inner)
 
         def take(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             self.batch = {key: kwargs.pop(key) for key in KEYS if key in kwargs}
             self.batch["input_ids"], self.batch["attention_mask"] = kwargs.get("input_ids"), kwargs.get("attention_mask")
             kwargs["output_hidden_states"] = True
-            if keeps and not self.needs_logits:
-                kwargs["logits_to_keep"] = 1  # the loss reads hidden states only: skip the vocabulary projection
             return args, kwargs
 
-        handle = inner.register_forward_pre_hook(take, with_kwargs=True)
+        def skip_head(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            """Hidden states only: the head runs on no rows (no ``[tokens, vocabulary]`` logits are built)."""
+            if self.needs_logits or not module.training:
+                return None
+            if args:
+                return (args[0][..., :0, :], *args[1:]), kwargs
+            name = next(key for key, value in kwargs.items() if torch.is_tensor(value))
+            return args, {**kwargs, name: kwargs[name][..., :0, :]}
+
+        handles = [inner.register_forward_pre_hook(take, with_kwargs=True)]
+        if head is not None:
+            handles.append(head.register_forward_pre_hook(skip_head, with_kwargs=True))
         try:
             yield self
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
     def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         states = layer_states(outputs.hidden_states, self.layers)

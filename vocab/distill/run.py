@@ -34,7 +34,9 @@ from langgraft.errors import UserError
 from langgraft.models import (auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path)
 from langgraft.outputs import check_output, clear_output
 from langgraft.sidecars import read_sidecar
-from langgraft.training import TrainingOptions
+from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, check_options, checkpoint_dtype,
+                                checkpoint_step, has_accelerator, latest_checkpoint, load_dtype, save_trained, train,
+                                world_size)
 from langgraft.vocab.transfer import PROVENANCE_FILE, SUMMARY_FILE
 
 from .align import encode, require_offsets
@@ -87,8 +89,6 @@ class _Run:
     def __init__(self, model: str, teacher: str | None, options: DistillOptions, training: TrainingOptions,
                  corpus: Sequence[str], parallel: Sequence[str] | None, out: str, overwrite: bool, resume: bool,
                  trainable: Callable[[Any], None] | None, callbacks: Sequence[Any]):
-        from langgraft.training import check_options, has_accelerator
-
         self.options, self.training = options, training
         self.model_path = resolve_model_path(model)
         if not Path(self.model_path).is_dir():
@@ -103,6 +103,9 @@ class _Run:
         if resume and overwrite:
             raise UserError("--resume continues the run in --out and --overwrite replaces it; choose one")
         check_options(training)
+        if world_size() > 1:
+            raise UserError("langgraft distill runs in one process (the new rows of one model train in minutes); "
+                            "launch it without torchrun/accelerate, on one GPU or the CPU")
         self.out, self.resume, self.overwrite = Path(out), resume, overwrite
         self.user_trainable, self.callbacks = trainable, list(callbacks)
         self.device = torch.device("cuda" if has_accelerator() and not training.use_cpu and torch.cuda.is_available()
@@ -224,8 +227,6 @@ class _Run:
     # ---------------------------------------------------------------- teacher
     def teach(self) -> None:
         """The teacher reads every item once; its states become the items' targets."""
-        from langgraft.training import load_dtype
-
         o = self.options
         config = load_config(self.teacher_path)
         kind = head_kind(config)
@@ -235,13 +236,16 @@ class _Run:
         teacher = load_model(self.teacher_path, auto_class(kind), dtype=load_dtype(self.training, config))
         teacher.eval().to(self.device)
         pad = pad_id(self.teacher_tok)
+        cache_dtype = torch.bfloat16 if self.training.bf16 else torch.float32  # targets in memory: half the size
         if o.teacher_text == "same":
             positions = [item["teacher_positions"] for item in self.items]
-            states = teacher_states(teacher, self.teacher_encoded, positions, o.layers, pad, device=self.device)
+            states = teacher_states(teacher, self.teacher_encoded, positions, o.layers, pad, device=self.device,
+                                    dtype=cache_dtype)
             for item, target in zip(self.items, states):
                 item["targets"] = target
         else:
-            states = teacher_states(teacher, self.teacher_encoded, None, o.layers, pad, o.pooling, self.device)
+            states = teacher_states(teacher, self.teacher_encoded, None, o.layers, pad, o.pooling, self.device,
+                                    cache_dtype)
             for item in self.items:
                 item["targets"] = states[item["pair"]]
         self.teacher = teacher if o.logit_kl_weight else None
@@ -328,9 +332,6 @@ class _Run:
 
     # ---------------------------------------------------------------- run
     def run(self) -> DistillResult:
-        from langgraft.training import (MetricsCallback, MetricsLog, checkpoint_dtype, latest_checkpoint,
-                                        checkpoint_step, load_dtype, save_trained, train, world_size)
-
         if self.resuming and self.finished is not None:  # nothing left to do
             return DistillResult(self.out, self.finished)
         started = time.perf_counter()
@@ -384,21 +385,19 @@ class _Run:
                      "teacher_cached": self.options.logit_kl_weight == 0},
             "held_out_mse": {"before": before, "after": after},
             "options": dataclasses.asdict(self.options), "training": dataclasses.asdict(training),
-            "steps": training.max_steps, "world_size": world_size(), "device": str(self.device),
+            "steps": training.max_steps, "device": str(self.device),
             "train_seconds": round(result.train_seconds, 2), "train_loss": result.train_loss,
             "wall_seconds": round(time.perf_counter() - started, 2),
         }
-        self._save(model, result, checkpoint_dtype(self.student_config), summary, save_trained)
+        self._save(model, result, checkpoint_dtype(self.student_config), summary)
         return DistillResult(self.out, summary)
 
     def _training_options(self) -> TrainingOptions:
-        from langgraft.training import world_size
-
         training = self.training
         if training.learning_rate is None:
             training = dataclasses.replace(training, learning_rate=DISTILL_LEARNING_RATE)
         if self.options.epochs is not None:
-            per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * world_size()
+            per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps
             steps = max(1, math.ceil(len(self.train_items) * self.options.epochs / per_step))
             training = dataclasses.replace(training, max_steps=steps)
         return training
@@ -407,7 +406,7 @@ class _Run:
         with atomic_file(self.out / DISTILL_FILE) as handle:
             json.dump(record, handle, indent=2, ensure_ascii=False)
 
-    def _save(self, model: Any, result: Any, dtype: torch.dtype, summary: dict[str, Any], save_trained: Any) -> None:
+    def _save(self, model: Any, result: Any, dtype: torch.dtype, summary: dict[str, Any]) -> None:
         """Model, tokenizer and the init's records into a temp folder inside ``out``, renamed in; the summary last."""
         tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.out))
         try:
