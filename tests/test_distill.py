@@ -227,15 +227,20 @@ def test_options_that_teach_nothing_are_refused():
         DistillOptions(snippets_per_token=0)
 
 
-def test_pipeline_distill_stage_feeds_pretraining(tiny_models, source_corpus, target_corpus, tmp_path):
+@pytest.mark.parametrize("teacher_text", ["same", "parallel"])
+def test_pipeline_distill_stage_feeds_pretraining(teacher_text, tiny_models, source_corpus, target_corpus,
+                                                  parallel_corpus, tmp_path):
     from pipeline_tiny import tiny_pipeline
 
     from langgraft import Pipeline
 
+    parallel = [str(parallel_corpus[0]), str(parallel_corpus[1])] if teacher_text == "parallel" else None
     config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, tmp_path,
-                           init={"method": "fvt"}, tokenizer={"mode": "extend", "vocab_size": 30},
-                           distill={"max_steps": 2, "snippets_per_token": 2, "per_device_train_batch_size": 4,
-                                    "learning_rate": 1e-2, "use_cpu": True},
+                           init={"method": "fvt", "resources": {"parallel": parallel}},
+                           tokenizer={"mode": "extend", "vocab_size": 30},
+                           distill={"teacher_text": teacher_text, "max_steps": 2, "snippets_per_token": 2,
+                                    "max_pairs": 40, "per_device_train_batch_size": 4, "learning_rate": 1e-2,
+                                    "use_cpu": True},
                            pretrain={"max_steps": 2, "embedding_steps": 2, "per_device_train_batch_size": 4,
                                      "max_seq_length": 32, "save_steps": 2, "eval_steps": 2, "eval_documents": 10},
                            evaluation={"max_documents": 10}, publish={})
@@ -244,8 +249,20 @@ def test_pipeline_distill_stage_feeds_pretraining(tiny_models, source_corpus, ta
     assert names.index("init") < names.index("distill") < names.index("pretrain")
     outputs = pipeline.run()
     summary = json.loads((outputs["distill"] / "model" / DISTILL_FILE).read_text())
-    assert summary["teacher_text"] == "same" and summary["steps"] == 2
+    assert summary["teacher_text"] == teacher_text and summary["steps"] == 2
+    assert summary["data"]["parallel"] == (parallel or [])
     record = json.loads((outputs["pretrain"] / "model" / "langgraft_pretrain.json").read_text())
     assert record["model"] == str(outputs["distill"] / "model")
     rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
     assert {"init", "distilled", "adapted"} <= {r["setup"] for r in rows}
+
+
+def test_pipeline_parallel_teacher_needs_parallel_text(tiny_models, source_corpus, target_corpus, tmp_path):
+    from pipeline_tiny import tiny_pipeline
+
+    from langgraft import Pipeline
+
+    config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, tmp_path,
+                           distill={"teacher_text": "parallel"})
+    with pytest.raises(UserError, match="init.resources.parallel"):
+        Pipeline.from_dict(config, base_dir=tmp_path).stages
