@@ -1,6 +1,7 @@
 """Embedding distillation (langgraft.vocab.distill): alignment, which rows train, the measured loss, resume, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -185,6 +186,24 @@ def test_parallel_teacher_through_the_cli(inits, parallel_corpus, tmp_path, caps
     start = summary["new_rows_start"]
     key = "bert.embeddings.word_embeddings.weight"
     assert torch.equal(before[key][:start], after[key][:start])
+
+
+def test_word_aligned_positions_add_their_loss(inits, parallel_corpus, tmp_path):
+    source, target, _ = parallel_corpus
+    options = DistillOptions(teacher_text="parallel", word_weight=1.0, max_pairs=120, held_out=12)
+    result = distill_embeddings(inits["bert"], options=options, training=distill_training(**FAST),
+                                parallel=(source, target), out=tmp_path / "out")
+    # the synthetic translation is word for word: nearly every target word is linked to its source word
+    assert result.summary["data"]["word_links"] > 4 * 120
+    assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
+    without = dataclasses.replace(options, word_weight=0.0)
+    distill_embeddings(inits["bert"], options=without, training=distill_training(**FAST), parallel=(source, target),
+                       out=tmp_path / "without")
+    first = [next(r["loss"] for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+                  if "loss" in r) for name in ("out", "without")]
+    assert first[0] > first[1]  # the same first batch from the same rows: the word term adds to the loss
+    with pytest.raises(UserError, match="word_weight applies to teacher_text parallel"):
+        DistillOptions(word_weight=1.0)
 
 
 # ----------------------------------------------------------------------------- bad input

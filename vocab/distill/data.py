@@ -21,7 +21,7 @@ import torch
 from langgraft.corpora.readers import batched, iter_text, read_parallel
 from langgraft.errors import UserError
 
-from .align import Encoded, aligned_positions, encode
+from .align import Encoded, aligned_positions, encode, last_token_at
 
 LINE_BATCH = 256
 TEACHER_BATCH = 16
@@ -131,22 +131,43 @@ def pad_id(tokenizer: Any) -> int:
 
 @torch.no_grad()
 def teacher_states(teacher: Any, encoded: Sequence[Encoded], positions: Sequence[Sequence[int]] | None,
-                   layers: Sequence[int], pad: int, pooling: str = "mean", device: Any = "cpu",
-                   dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-    """The teacher's states: at ``positions`` of each sequence (``[P, D]``), or pooled (``[D]``) when None."""
+                   layers: Sequence[int], pad: int, pooling: str | None = None, device: Any = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
+    """One teacher pass: its states at ``positions`` of each sequence (``[P, D]`` each) and, with ``pooling``,
+    its pooled sentence vectors (``[D]`` each); None for what was not asked."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))  # similar lengths per batch
-    results: dict[int, torch.Tensor] = {}
+    at: dict[int, torch.Tensor] = {}
+    pooled: dict[int, torch.Tensor] = {}
     for chunk in batched(order, TEACHER_BATCH):
         ids, mask = padded([encoded[i].input_ids for i in chunk], pad)
         hidden = layer_states(teacher(input_ids=ids.to(device), attention_mask=mask.to(device),
                                       output_hidden_states=True).hidden_states, layers).float()
-        for row, index in enumerate(chunk):
-            if positions is not None:
-                results[index] = hidden[row, positions[index]].to("cpu", dtype)
-            else:
-                results[index] = pool(hidden[row:row + 1], pool_mask(encoded[index], hidden.shape[1]).to(hidden.device)
-                                      [None], pooling)[0].to("cpu", dtype)
-    return [results[i] for i in range(len(encoded))]
+        if pooling is not None:
+            masks = torch.stack([pool_mask(encoded[i], hidden.shape[1]) for i in chunk]).to(hidden.device)
+            for row, vector in zip(chunk, pool(hidden, masks, pooling)):
+                pooled[row] = vector.to("cpu", dtype)
+        if positions is not None:
+            for row, index in enumerate(chunk):
+                at[index] = hidden[row, positions[index]].to("cpu", dtype)
+    return ([at[i] for i in range(len(encoded))] if positions is not None else None,
+            [pooled[i] for i in range(len(encoded))] if pooling is not None else None)
+
+
+def word_links(alignment: Any, teacher: Sequence[Encoded], student: Sequence[Encoded]
+               ) -> list[tuple[list[int], list[int]]]:
+    """Per pair, (teacher positions, student positions) of linked words: the last piece of each word, where a
+    token of each side ends exactly at the word's end (one link per student position)."""
+    out = []
+    for source_spans, target_spans, links, t, s in zip(alignment.source_spans, alignment.target_spans,
+                                                        alignment.links, teacher, student):
+        teacher_at, student_at = last_token_at(t.ends), last_token_at(s.ends)
+        kept: dict[int, int] = {}
+        for i, j in links:
+            source_end, target_end = source_spans[i][1], target_spans[j][1]
+            if source_end in teacher_at and target_end in student_at:
+                kept.setdefault(student_at[target_end], teacher_at[source_end])
+        out.append(([kept[p] for p in sorted(kept)], sorted(kept)))
+    return out
 
 
 def pool_mask(item: Encoded, width: int) -> torch.Tensor:
@@ -226,4 +247,15 @@ class DistillCollator:
             batch.update(labels=counted, shift_labels=counted, distill_pool_mask=pool_masks,
                          distill_targets=torch.stack([item["targets"] for item in items])[:, None],
                          distill_weights=torch.tensor([item["weight"] for item in items], dtype=torch.float32))
+            if any("word_positions" in item for item in items):  # word-aligned positions (target sides only)
+                width = max(1, max(len(item.get("word_positions", ())) for item in items))
+                dim = batch["distill_targets"].shape[-1]
+                positions = torch.full((len(items), width), -100, dtype=torch.long)
+                targets = torch.zeros((len(items), width, dim), dtype=batch["distill_targets"].dtype)
+                for i, item in enumerate(items):
+                    count = len(item.get("word_positions", ()))
+                    if count:
+                        positions[i, :count] = torch.tensor(item["word_positions"])
+                        targets[i, :count] = item["word_targets"]
+                batch.update(distill_word_positions=positions, distill_word_targets=targets)
         return batch

@@ -8,7 +8,7 @@ the teacher's cached ones:
   divided by Trainer's count of them over the whole accumulated batch (``labels`` holds one entry
   per position), so gradient accumulation equals one large batch;
 - parallel text: MSE between pooled sentence vectors (each item weighted: the student's reading of
-  the source sentence counts ``source_side_weight``);
+  the source sentence counts ``source_side_weight``), optionally plus an MSE at word-aligned positions;
 - optionally KL(teacher || student) over the shared vocabulary at aligned positions (the teacher
   runs here, ``no_grad``) and the student's next-token cross-entropy (alpha-NTP).
 """
@@ -25,7 +25,8 @@ from langgraft.models import unwrap
 from .data import layer_states, pool
 
 KEYS = ("distill_targets", "distill_pool_mask", "distill_weights", "distill_teacher_ids", "distill_teacher_mask",
-        "distill_teacher_positions", "shift_labels", "num_items_in_batch")
+        "distill_teacher_positions", "distill_word_positions", "distill_word_targets", "shift_labels",
+        "num_items_in_batch")
 
 
 class DistillLoss:
@@ -33,10 +34,12 @@ class DistillLoss:
 
     def __init__(self, layers: Sequence[int], *, hidden_weight: float = 1.0, pooling: str = "mean",
                  ntp_weight: float = 0.0, ntp_scaling: str = "alpha", logit_kl_weight: float = 0.0,
-                 teacher: Any = None, shared: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 teacher: Any = None, shared: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 word_weight: float = 0.0):
         self.layers, self.hidden_weight, self.pooling = list(layers), hidden_weight, pooling
         self.ntp_weight, self.ntp_scaling = ntp_weight, ntp_scaling
         self.logit_kl_weight, self.teacher, self.shared = logit_kl_weight, teacher, shared
+        self.word_weight = word_weight
         self.batch: dict[str, Any] = {}
 
     @property
@@ -89,6 +92,8 @@ class DistillLoss:
         share = valid.sum() / count  # this micro-batch's share of the accumulated batch
         mse = squared.sum() / count
         loss = self.hidden_weight * mse
+        if self.word_weight > 0 and "distill_word_positions" in self.batch:
+            loss = loss + self.word_weight * self._word_mse(states) * share
         if self.logit_kl_weight > 0:
             kl = self._kl(outputs.logits, labels, valid) * share
             loss = loss + self.logit_kl_weight * kl
@@ -97,6 +102,15 @@ class DistillLoss:
             scale = (mse.detach() / ce.detach().clamp(min=1e-12)) if self.ntp_scaling == "alpha" else 1.0
             loss = loss + self.ntp_weight * scale * ce
         return loss
+
+    def _word_mse(self, states: torch.Tensor) -> torch.Tensor:
+        """MSE at word-aligned positions, averaged over the links of this micro-batch."""
+        positions = self.batch["distill_word_positions"].to(states.device)
+        targets = self.batch["distill_word_targets"].to(states.device)
+        valid = positions >= 0
+        picked = states.gather(1, positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, states.shape[-1]))
+        squared = ((picked.float() - targets.float()) ** 2).mean(-1) * valid
+        return squared.sum() / valid.sum().clamp(min=1)
 
     def _next_token(self, logits: torch.Tensor) -> torch.Tensor:
         ids, mask = self.batch["input_ids"], self.batch["attention_mask"]

@@ -49,6 +49,10 @@ class DistillOptions(Validated):
     source_side_weight: float = option(1.0, help="parallel text: weight of the student reading the source "
                                        "sentence too and matching the teacher (keeps the space from drifting; "
                                        "Reimers & Gurevych 2020)", ge=0, group=LOSS)
+    word_weight: float = option(0.0, help="parallel text: weight of an MSE at word-aligned positions (eflomal "
+                                "links; the teacher's state at the last piece of a source word, the student's at the "
+                                "last piece of its aligned target word); needs eflomal, whose alignments are not "
+                                "bit-reproducible", ge=0, group=LOSS)
     trainable: Trainable = option("new-rows", help="new-rows: only the rows the target tokenizer added (extend "
                                   "mode; in replace mode every non-special row); embeddings: every input-embedding "
                                   "row (and an untied head's) except special tokens", group=LOSS)
@@ -74,5 +78,7 @@ class DistillOptions(Validated):
             raise UserError("layers: give at least one hidden-state index, e.g. -1")
         if self.hidden_weight == 0 and self.logit_kl_weight == 0 and self.ntp_weight == 0:
             raise UserError("hidden_weight, logit_kl_weight and ntp_weight are all 0: nothing to learn from")
+        if self.word_weight and self.teacher_text != "parallel":
+            raise UserError("word_weight applies to teacher_text parallel (word alignments of parallel text)")
         if self.teacher_text == "parallel" and self.hidden_weight == 0:
             raise UserError("hidden_weight: the parallel teacher matches pooled hidden states; give it a weight > 0")

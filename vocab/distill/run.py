@@ -31,17 +31,18 @@ import torch
 
 from langgraft.atomic import atomic_file, match_umask
 from langgraft.errors import UserError
-from langgraft.models import (auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path)
+from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path
 from langgraft.outputs import check_output, clear_output
 from langgraft.sidecars import read_sidecar
 from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, check_options, checkpoint_dtype,
                                 checkpoint_step, has_accelerator, latest_checkpoint, load_dtype, save_trained, train,
                                 world_size)
+from langgraft.vocab.resources.align import align_words
 from langgraft.vocab.transfer import PROVENANCE_FILE, SUMMARY_FILE
 
 from .align import encode, require_offsets
 from .data import (DistillCollator, DistillDataset, check_readable, layer_states, mine_snippets, pad_id, pool,
-                   pool_mask, read_pairs, same_text_items, teacher_states)
+                   pool_mask, read_pairs, same_text_items, teacher_states, word_links)
 from .loss import DistillLoss
 from .options import DISTILL_LEARNING_RATE, TRAINING_DEFAULTS, DistillOptions
 
@@ -215,14 +216,28 @@ class _Run:
                                                      if o.source_side_weight > 0 else [])
         items = []
         encoded = {side: encode(self.student_tok, texts, o.max_length) for side, texts, _ in sides}
+        links = self._word_links(pairs, teacher_encoded, encoded["target"]) if o.word_weight else None
+        self.word_teacher_positions = [teacher for teacher, _ in links] if links else None
         for index in range(len(pairs.source)):
             for side, _, weight in sides:
                 student = encoded[side][index]
                 items.append({"input_ids": student.input_ids, "pool_mask": pool_mask(student, len(student.input_ids)),
                               "weight": weight, "pair": index, "side": side})
+                if links and side == "target" and links[index][1]:
+                    items[-1]["word_positions"] = links[index][1]
         self.data_summary.update(pairs=len(pairs.source), items=len(items))
+        if links is not None:
+            self.data_summary["word_links"] = sum(len(student) for _, student in links)
         self.teacher_encoded = teacher_encoded
         return items
+
+    def _word_links(self, pairs: Any, teacher: list[Any], student: list[Any]) -> list[tuple[list[int], list[int]]]:
+        """Word alignment of the pairs (eflomal) as token positions on both sides."""
+        alignment = align_words(pairs.source, pairs.target)
+        if len(alignment.links) != len(pairs.source):
+            raise UserError("word_weight: some parallel lines have no word on one side; remove them or set "
+                            "word_weight 0")
+        return word_links(alignment, teacher, student)
 
     # ---------------------------------------------------------------- teacher
     def teach(self) -> None:
@@ -239,15 +254,17 @@ class _Run:
         cache_dtype = torch.bfloat16 if self.training.bf16 else torch.float32  # targets in memory: half the size
         if o.teacher_text == "same":
             positions = [item["teacher_positions"] for item in self.items]
-            states = teacher_states(teacher, self.teacher_encoded, positions, o.layers, pad, device=self.device,
-                                    dtype=cache_dtype)
+            states, _ = teacher_states(teacher, self.teacher_encoded, positions, o.layers, pad, device=self.device,
+                                       dtype=cache_dtype)
             for item, target in zip(self.items, states):
                 item["targets"] = target
         else:
-            states = teacher_states(teacher, self.teacher_encoded, None, o.layers, pad, o.pooling, self.device,
-                                    cache_dtype)
+            words, states = teacher_states(teacher, self.teacher_encoded, self.word_teacher_positions, o.layers, pad,
+                                           o.pooling, self.device, cache_dtype)
             for item in self.items:
                 item["targets"] = states[item["pair"]]
+                if "word_positions" in item:
+                    item["word_targets"] = words[item["pair"]]
         self.teacher = teacher if o.logit_kl_weight else None
         self.teacher_width = states[0].shape[-1]
         del self.teacher_encoded
@@ -285,7 +302,7 @@ class _Run:
         shared = self._shared_vocabulary() if o.logit_kl_weight else None
         return DistillLoss(o.layers, hidden_weight=o.hidden_weight, pooling=o.pooling, ntp_weight=o.ntp_weight,
                            ntp_scaling=o.ntp_scaling, logit_kl_weight=o.logit_kl_weight, teacher=self.teacher,
-                           shared=shared)
+                           shared=shared, word_weight=o.word_weight)
 
     def _shared_vocabulary(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(student ids, teacher ids) of the non-special tokens both vocabularies spell the same way."""
@@ -380,7 +397,8 @@ class _Run:
             "loss": {"layers": self.options.layers, "hidden_weight": self.options.hidden_weight,
                      "logit_kl_weight": self.options.logit_kl_weight, "ntp_weight": self.options.ntp_weight,
                      "ntp_scaling": self.options.ntp_scaling,
-                     **({"pooling": self.options.pooling, "source_side_weight": self.options.source_side_weight}
+                     **({"pooling": self.options.pooling, "source_side_weight": self.options.source_side_weight,
+                         "word_weight": self.options.word_weight}
                         if self.options.teacher_text == "parallel" else {}),
                      "teacher_cached": self.options.logit_kl_weight == 0},
             "held_out_mse": {"before": before, "after": after},
