@@ -190,11 +190,11 @@ def test_parallel_teacher_through_the_cli(inits, parallel_corpus, tmp_path, caps
 
 def test_word_aligned_positions_add_their_loss(inits, parallel_corpus, tmp_path):
     source, target, _ = parallel_corpus
-    options = DistillOptions(teacher_text="parallel", word_weight=1.0, max_pairs=120, held_out=12)
+    options = DistillOptions(teacher_text="parallel", word_weight=1.0, max_pairs=80, held_out=8)
     result = distill_embeddings(inits["bert"], options=options, training=distill_training(**FAST),
                                 parallel=(source, target), out=tmp_path / "out")
     # the synthetic translation is word for word: nearly every target word is linked to its source word
-    assert result.summary["data"]["word_links"] > 4 * 120
+    assert result.summary["data"]["word_links"] > 4 * 80
     assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
     without = dataclasses.replace(options, word_weight=0.0)
     distill_embeddings(inits["bert"], options=without, training=distill_training(**FAST), parallel=(source, target),
@@ -249,31 +249,38 @@ def test_options_that_teach_nothing_are_refused():
 @pytest.mark.parametrize("teacher_text", ["same", "parallel"])
 def test_pipeline_distill_stage_feeds_pretraining(teacher_text, tiny_models, source_corpus, target_corpus,
                                                   parallel_corpus, tmp_path):
+    """Same text: init -> distill -> pretrain, with a "distilled" evaluation setup. Parallel text without
+    pretraining: the distilled model is the adapted one."""
     from pipeline_tiny import tiny_pipeline
 
     from langgraft import Pipeline
 
     parallel = [str(parallel_corpus[0]), str(parallel_corpus[1])] if teacher_text == "parallel" else None
+    pretrain = {"max_steps": 2, "embedding_steps": 2, "per_device_train_batch_size": 4, "max_seq_length": 32,
+                "save_steps": 2, "eval_steps": 2, "eval_documents": 10} if teacher_text == "same" else None
     config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, tmp_path,
                            init={"method": "fvt", "resources": {"parallel": parallel}},
                            tokenizer={"mode": "extend", "vocab_size": 30},
                            distill={"teacher_text": teacher_text, "max_steps": 2, "snippets_per_token": 2,
                                     "max_pairs": 40, "per_device_train_batch_size": 4, "learning_rate": 1e-2,
                                     "use_cpu": True},
-                           pretrain={"max_steps": 2, "embedding_steps": 2, "per_device_train_batch_size": 4,
-                                     "max_seq_length": 32, "save_steps": 2, "eval_steps": 2, "eval_documents": 10},
-                           evaluation={"max_documents": 10}, publish={})
+                           pretrain=pretrain, evaluation={"max_documents": 10}, publish={})
     pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
     names = [s.name for s in pipeline.stages]
-    assert names.index("init") < names.index("distill") < names.index("pretrain")
+    assert names.index("init") < names.index("distill") < names.index("evaluate")
     outputs = pipeline.run()
     summary = json.loads((outputs["distill"] / "model" / DISTILL_FILE).read_text())
     assert summary["teacher_text"] == teacher_text and summary["steps"] == 2
     assert summary["data"]["parallel"] == (parallel or [])
-    record = json.loads((outputs["pretrain"] / "model" / "langgraft_pretrain.json").read_text())
-    assert record["model"] == str(outputs["distill"] / "model")
-    rows = json.loads((outputs["evaluate"] / "evaluation.json").read_text())["rows"]
-    assert {"init", "distilled", "adapted"} <= {r["setup"] for r in rows}
+    evaluation = json.loads((outputs["evaluate"] / "evaluation.json").read_text())
+    setups = {r["setup"] for r in evaluation["rows"]}
+    if pretrain:
+        record = json.loads((outputs["pretrain"] / "model" / "langgraft_pretrain.json").read_text())
+        assert record["model"] == str(outputs["distill"] / "model")
+        assert {"init", "distilled", "adapted"} <= setups
+    else:
+        adapted = next(job["model"] for job in evaluation["jobs"] if job["setup"] == "adapted")
+        assert adapted == str(outputs["distill"] / "model") and "distilled" not in setups
 
 
 def test_pipeline_parallel_teacher_needs_parallel_text(tiny_models, source_corpus, target_corpus, tmp_path):
@@ -285,3 +292,16 @@ def test_pipeline_parallel_teacher_needs_parallel_text(tiny_models, source_corpu
                            distill={"teacher_text": "parallel"})
     with pytest.raises(UserError, match="init.resources.parallel"):
         Pipeline.from_dict(config, base_dir=tmp_path).stages
+
+
+def test_a_report_of_a_distillation_log_without_a_loss_record_has_no_empty_plot(tmp_path):
+    """A run shorter than its logging interval logs only the held-out MSE: the report leaves the curve plot out."""
+    from langgraft.eval.report import write_report
+
+    log = tmp_path / "run" / "metrics.jsonl"
+    log.parent.mkdir()
+    log.write_text('{"step": 0, "stage": "distill", "held_out_mse": 0.5}\n'
+                   '{"step": 2, "stage": "distill", "held_out_mse": 0.4}\n', encoding="utf-8")
+    rows = [{"setup": "adapted", "task": "bpc", "metric": "bpc", "value": 3.0}]
+    report = write_report([{"rows": rows}, log], tmp_path / "report")
+    assert not (tmp_path / "report" / "loss_curves.png").exists() and "loss_curves.png" not in report.read_text()
