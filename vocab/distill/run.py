@@ -32,7 +32,7 @@ import torch
 from langgraft.atomic import atomic_file, match_umask
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path
-from langgraft.outputs import check_output, clear_output
+from langgraft.outputs import check_output, clear_output, disk_full
 from langgraft.sidecars import read_sidecar
 from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, check_options, checkpoint_dtype,
                                 checkpoint_step, has_accelerator, latest_checkpoint, load_dtype, save_trained, train,
@@ -436,6 +436,11 @@ class _Run:
             match_umask(tmp)
             for path in tmp.iterdir():
                 os.replace(path, self.out / path.name)
+        except Exception as exc:  # safetensors' own error for a full disk is no OSError
+            if disk_full(exc, self.out):
+                raise UserError(f"disk full while saving the model to {self.out}: free space and rerun with "
+                                "--resume") from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self._write_record(summary)
