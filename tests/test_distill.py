@@ -175,12 +175,13 @@ def test_parallel_teacher_through_the_cli(inits, parallel_corpus, tmp_path, caps
     source, target, _ = parallel_corpus
     out = tmp_path / "out"
     code = main(["distill", "--model", str(inits["bert"]), "--teacher-text", "parallel", "--parallel", str(source),
-                 str(target), "--out", str(out), "--max-pairs", "200", "--max-steps", "6", "--learning-rate", "1e-2",
+                 str(target), "--out", str(out), "--max-pairs", "200", "--epochs", "0.25", "--learning-rate", "1e-2",
                  "--per-device-train-batch-size", "16", "--use-cpu", "--seed", "1"])
     assert code == 0
     assert "parallel text, 200 sentence pairs" in capsys.readouterr().out
     summary = json.loads((out / DISTILL_FILE).read_text())
     assert summary["data"]["pairs"] == 200 and summary["data"]["held_out_items"] == 20
+    assert summary["steps"] == 6  # a quarter of 180 training pairs x 2 sides, 16 per step
     assert summary["held_out_mse"]["after"] < summary["held_out_mse"]["before"]
     before, after = weights(inits["bert"]), weights(out)
     start = summary["new_rows_start"]
