@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def test_extend_mode_trains_only_new_rows_and_lowers_the_held_out_loss(family, i
     assert model(**tokenizer("Ndakuona", return_tensors="pt")).logits.shape[-1] == model.config.vocab_size
     summary = json.loads((out / DISTILL_FILE).read_text())
     assert summary["teacher"] and summary["loss"]["layers"] == [-1] and summary["data"]["snippets"] > 0
+    assert summary["data"]["sha256"] == {str(target_corpus): hashlib.sha256(target_corpus.read_bytes()).hexdigest()}
     assert (out / "transfer_summary.json").is_file() and (out / "metrics.jsonl").is_file()
     assert not (out / "checkpoints").exists()
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from langgraft.atomic import atomic_file, match_umask
+from langgraft.digest import sha256_path
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path
 from langgraft.outputs import check_output, clear_output, disk_full
@@ -393,7 +394,9 @@ class _Run:
             "init_method": self.init.method, "mode": self.init.mode, "new_rows_start": self.init.new_rows_start,
             "trained_rows": "new rows only (extension mode)" if new_rows_from is not None else
             "every input-embedding row except special and padding rows (and an untied head's)",
-            "data": {"corpus": self.corpus, "parallel": self.parallel, **self.data_summary},
+            "data": {"corpus": self.corpus, "parallel": self.parallel,
+                     "sha256": {path: sha256_path(path) for path in [*self.corpus, *self.parallel]},
+                     **self.data_summary},
             "loss": {"layers": self.options.layers, "hidden_weight": self.options.hidden_weight,
                      "logit_kl_weight": self.options.logit_kl_weight, "ntp_weight": self.options.ntp_weight,
                      "ntp_scaling": self.options.ntp_scaling,
