@@ -115,7 +115,9 @@ class _Run:
         self.identity = {"model": str(Path(self.model_path).resolve()), "teacher": self.teacher_path,
                          "corpus": [str(Path(c).resolve()) for c in self.corpus],
                          "parallel": [str(Path(p).resolve()) for p in self.parallel],
-                         "options": dataclasses.asdict(options)}
+                         "options": dataclasses.asdict(options),
+                         "data_order": {"seed": training.seed, "batch": training.per_device_train_batch_size,
+                                        "accumulation": training.gradient_accumulation_steps}}
         resuming = resume and (self.out / DISTILL_FILE).is_file()
         check_output(self.out, inputs=[self.model_path, self.teacher_path, *self.corpus, *self.parallel],
                      overwrite=overwrite or resuming,
