@@ -132,13 +132,20 @@ def test_replace_mode_keeps_special_and_padding_rows(inits, target_corpus, tmp_p
     assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
 
 
-def test_next_token_and_logit_kl_losses_train_the_untied_head_rows_too(inits, target_corpus, tmp_path):
+def test_next_token_and_logit_kl_losses_train_the_untied_head_rows_too(tiny_models, extended_tokenizers, inits,
+                                                                        target_corpus, tmp_path):
+    padded = tmp_path / "padded"  # rows padded past the tokenizer: they must not move
+    initialize_embeddings(str(tiny_models["llama"]), str(extended_tokenizers["llama"]), "fvt", out=padded,
+                          pad_to_multiple_of=64)
     options = DistillOptions(ntp_weight=1.0, logit_kl_weight=0.5, layers=[1, -1], **SMALL)
-    result = distill_embeddings(inits["llama"], options=options, training=distill_training(**FAST),
-                                corpus=[target_corpus], out=tmp_path / "out")
-    start = result.summary["new_rows_start"]
-    before, after = weights(inits["llama"])["lm_head.weight"], weights(tmp_path / "out")["lm_head.weight"]
-    assert torch.equal(before[:start], after[:start]) and (before[start:] != after[start:]).any()
+    result = distill_embeddings(padded, options=options, training=distill_training(**FAST), corpus=[target_corpus],
+                                out=tmp_path / "out")
+    start, tokens = result.summary["new_rows_start"], len(load_tokenizer(padded))
+    for key in ("lm_head.weight", "model.embed_tokens.weight"):
+        before, after = weights(padded)[key], weights(tmp_path / "out")[key]
+        assert before.shape[0] > tokens
+        assert torch.equal(before[:start], after[:start]) and torch.equal(before[tokens:], after[tokens:])
+        assert (before[start:tokens] != after[start:tokens]).any()
     assert result.summary["loss"]["teacher_cached"] is False
     assert result.summary["held_out_mse"]["after"] < result.summary["held_out_mse"]["before"]
     with pytest.raises(UserError, match="causal LM"):

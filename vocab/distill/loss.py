@@ -35,11 +35,12 @@ class DistillLoss:
     def __init__(self, layers: Sequence[int], *, hidden_weight: float = 1.0, pooling: str = "mean",
                  ntp_weight: float = 0.0, ntp_scaling: str = "alpha", logit_kl_weight: float = 0.0,
                  teacher: Any = None, shared: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 word_weight: float = 0.0):
+                 word_weight: float = 0.0, vocabulary: int | None = None):
         self.layers, self.hidden_weight, self.pooling = list(layers), hidden_weight, pooling
         self.ntp_weight, self.ntp_scaling = ntp_weight, ntp_scaling
         self.logit_kl_weight, self.teacher, self.shared = logit_kl_weight, teacher, shared
         self.word_weight = word_weight
+        self.vocabulary = vocabulary  # the tokenizer's size: padding rows past it get no logit, so no gradient
         self.batch: dict[str, Any] = {}
 
     @property
@@ -115,6 +116,7 @@ class DistillLoss:
     def _next_token(self, logits: torch.Tensor) -> torch.Tensor:
         ids, mask = self.batch["input_ids"], self.batch["attention_mask"]
         targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        logits = logits[..., :self.vocabulary] if self.vocabulary else logits
         return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                                                  ignore_index=-100)
 

@@ -305,7 +305,7 @@ class _Run:
         shared = self._shared_vocabulary() if o.logit_kl_weight else None
         return DistillLoss(o.layers, hidden_weight=o.hidden_weight, pooling=o.pooling, ntp_weight=o.ntp_weight,
                            ntp_scaling=o.ntp_scaling, logit_kl_weight=o.logit_kl_weight, teacher=self.teacher,
-                           shared=shared, word_weight=o.word_weight)
+                           shared=shared, word_weight=o.word_weight, vocabulary=len(self.student_tok))
 
     def _shared_vocabulary(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(student ids, teacher ids) of the non-special tokens both vocabularies spell the same way."""
