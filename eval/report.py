@@ -256,11 +256,14 @@ def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list
     _save_png(figure, path)
 
 
-def _curve_plot(path: Path, curves: dict[str, list[dict[str, float]]]) -> None:
+def _curve_plot(path: Path, curves: dict[str, list[dict[str, float]]]) -> bool:
+    """Plot every curve key the logs hold; False (nothing written) when they hold none."""
     from matplotlib.figure import Figure
 
     keys = [k for k in CURVE_KEYS if any(k in r for log in curves.values() for r in log)]
     keys += sorted({k for log in curves.values() for r in log for k in r if "bpc" in k} - set(keys))
+    if not keys:  # logs without a plotted key (a run shorter than its logging interval): no figure
+        return False
     figure = Figure(figsize=(5 * len(keys), 3.6))
     for index, key in enumerate(keys, start=1):
         axes = figure.add_subplot(1, len(keys), index)
@@ -272,6 +275,7 @@ def _curve_plot(path: Path, curves: dict[str, list[dict[str, float]]]) -> None:
         axes.set_title(key + (" (per token: compare within a tokenizer)" if "loss" in key else ""), fontsize=9)
         axes.legend(fontsize=7)
     _save_png(figure, path)
+    return True
 
 
 # ----------------------------------------------------------------------------- report
@@ -336,8 +340,7 @@ def _write_report_files(runs: list[dict[str, Any]], out_dir: Path, title: str) -
 
     curves = {label if len(runs) == 1 or label == run["name"] else f"{run['name']}/{label}": log
               for run in runs for label, log in run["curves"].items() if log}
-    if curves:
-        _curve_plot(out_dir / "loss_curves.png", curves)
+    if curves and _curve_plot(out_dir / "loss_curves.png", curves):
         lines += ["## Training curves", "", "![training curves](loss_curves.png)", ""]
 
     if len(lines) == 2:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -279,12 +280,21 @@ def existing_out_argv(command: str, models: dict[str, Path], corpus: Path, token
         "eval report": [text],
         "demo": [],
         "publish": [_folder_with(tmp / "run", "pipeline.json")],
+        "distill": ["--model", _init_output(tmp / "init", model), "--corpus", text],
     }[command]
 
 
 def _folder_with(folder: Path, name: str) -> Path:
     folder.mkdir()
     (folder / name).write_text("{}", encoding="utf-8")
+    return folder
+
+
+def _init_output(folder: Path, source: Path) -> Path:
+    """A folder with the transfer summary `langgraft init` writes (what `distill` reads before its output check)."""
+    folder.mkdir()
+    (folder / "transfer_summary.json").write_text(json.dumps({"mode": "extend", "source_vocab_size": 10,
+                                                              "source": str(source)}), encoding="utf-8")
     return folder
 
 
@@ -296,7 +306,7 @@ FILE_OUTPUTS = ("eval", "resources fasttext", "resources align", "resources dict
 COMMANDS_WITH_OUT = ("corpus prepare", "tokenizer train", "tokenizer extend", "init", "ofa export", "hydra add",
                      "hydra export", "resources fasttext", "resources dictionary", "resources align", "head recover",
                      "pretrain", "module train-language", "module train-task", "module compose", "eval",
-                     "eval report", "demo", "publish")
+                     "eval report", "demo", "publish", "distill")
 
 
 @pytest.mark.parametrize("command", COMMANDS_WITH_OUT)
