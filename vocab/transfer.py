@@ -34,7 +34,7 @@ from langgraft.vocab.calibration import calibrate_output_bias, require_output_bi
 from langgraft.vocab.canonical import ROLE_TWINS, special_roles, tokenizer_family
 from langgraft.vocab.checkpoint import (ROLES, CheckpointSource, ModelSource, file_sha256, open_source,
                                        output_config, set_special_ids)
-from langgraft.vocab.init.base import (COPIED, FACTORIZED_FILE, FALLBACK, KIND_NAMES, MODES, TokenMapping,
+from langgraft.vocab.init.base import (COPIED, FACTORIZED_FILE, FALLBACK, KIND_NAMES, MODES, UNREACHABLE, TokenMapping,
                                        TransferContext, TransferResources, config_from_options, get_method,
                                        read_extension_size, resolve_device)
 
@@ -218,7 +218,7 @@ def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: to
               start: int = 0, statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
     """``out[i] = Σ w · source[neighbour]`` for plan rows ``start..V_t`` (float32 sums, stored in ``out``'s dtype);
     fallback rows from the source rows' mean/std (``statistics``, computed when not given; the mean
-    for a 1-D bias or ``fallback="mean"``)."""
+    for a 1-D bias or ``fallback="mean"``); unreachable rows the mean."""
     flat = source.dim() == 1
     matrix = source[:, None] if flat else source
     target = out[:, None] if flat else out
@@ -237,9 +237,11 @@ def fill_rows(out: torch.Tensor, source: torch.Tensor, plan: Plan, generator: to
         target[begin:end] = block.to(out.dtype)
         begin = end
     fallback = torch.nonzero(plan.kinds[start:] == FALLBACK).squeeze(1) + start
-    if not len(fallback):
+    unreachable = torch.nonzero(plan.kinds[start:] == UNREACHABLE).squeeze(1) + start
+    if not len(fallback) and not len(unreachable):
         return
     mean, std = statistics or row_statistics(matrix)
+    target[unreachable] = mean.to(out.dtype)
     if plan.fallback == "mean" or flat:
         target[fallback] = mean.to(out.dtype)
         return
@@ -254,7 +256,7 @@ def table_rows(source: torch.Tensor, plan: Plan, layout: EmbeddingLayout, genera
     real = source[:layout.source_tokens]
     out = torch.empty((layout.rows, *source.shape[1:]), dtype=source.dtype)
     new_padding = layout.new_padding.stop > layout.new_padding.start
-    fallback = bool((plan.kinds[plan.kept_rows:] == FALLBACK).any())
+    fallback = bool(((plan.kinds[plan.kept_rows:] == FALLBACK) | (plan.kinds[plan.kept_rows:] == UNREACHABLE)).any())
     statistics = row_statistics(real) if new_padding or fallback else None
     fill_rows(out, real, plan, generator, start=plan.kept_rows, statistics=statistics)
     out[:plan.kept_rows] = source[:plan.kept_rows]
@@ -471,6 +473,8 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
 
     method_started = time.perf_counter()
     mapping = spec.fn(config, ctx)
+    if config.unreachable == "mean":
+        mapping = mapping.mark_unreachable(ctx)
     mapping.check(ctx)
     method_seconds = time.perf_counter() - method_started
     ctx.__dict__.pop("source_embeddings", None)  # a method's float32 copy of E_s is not needed any more
@@ -514,7 +518,7 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
         "initialized_tokens": len(mapping.target_ids),
         "counts": counts,
         "counts_all_tokens": {name: int((plan.kinds == code).sum()) for code, name in enumerate(KIND_NAMES)},
-        "coverage": round(1.0 - counts["fallback"] / initialized, 6),
+        "coverage": round((counts["copied"] + counts["neighbours"]) / initialized, 6),
         "fallback": mapping.fallback,
         "resources": resources.as_dict(),
         "method_seconds": round(method_seconds, 3),

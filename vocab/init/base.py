@@ -30,6 +30,7 @@ Contract details:
   :data:`NEIGHBOURS`, :data:`FALLBACK` (names in :data:`KIND_NAMES`). A row with no valid
   neighbour must be :data:`FALLBACK`; build mappings with :meth:`TokenMapping.from_neighbours`,
   which derives that for you, and :meth:`TokenMapping.copy_overlap` to copy exact matches.
+  The engine, not the method, marks :data:`UNREACHABLE` rows (``MethodConfig.unreachable``).
 - ``TokenMapping.fallback`` picks how fallback rows are drawn: ``"random"`` (N(mean, std) per
   dimension of the source matrix, seeded) or ``"mean"`` (the source mean row).
 - ``TokenMapping.factorization`` (optional): ``(coordinates (V_s × r), primitives (r × d))`` of a
@@ -53,19 +54,19 @@ import typing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 
 from langgraft.errors import UserError
 from langgraft.options import from_mapping
-from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, exact_matches, special_ids,
+from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, decompose, exact_matches, special_ids,
                                        tokenizer_family)
 from langgraft.vocab.tokenizers import EXTENSION_FILE, read_extension_info
 
-COPIED, NEIGHBOURS, FALLBACK = 0, 1, 2
+COPIED, NEIGHBOURS, FALLBACK, UNREACHABLE = 0, 1, 2, 3
 FACTORIZED_FILE = "factorized_embeddings.safetensors"  # written beside the checkpoint for a factorized mapping
-KIND_NAMES = ("copied", "neighbours", "fallback")
+KIND_NAMES = ("copied", "neighbours", "fallback", "unreachable")
 MODES = ("replace", "extend")
 
 
@@ -109,7 +110,19 @@ class TransferResources:
 
 @dataclass
 class MethodConfig:
-    """Base of every method's config dataclass; fields are the method's options."""
+    """Base of every method's config dataclass; fields are the method's options.
+
+    ``unreachable`` (every method): what a new token gets when the target tokenizer never emits it,
+    because its own surface tokenizes into other pieces (:attr:`TransferContext.unreachable`).
+    Such a token is never an input and never a correct prediction, so its row only takes
+    probability mass from the tokens that do occur, and in a tied head a row built from real
+    pieces takes as much as those pieces. ``"mean"`` (default) gives it the mean source row, as
+    ``mean`` does (the mean head row and bias for an untied head); ``"method"`` keeps the method's
+    own row, as the published methods do. ``tokenizer extend`` leaves many such pieces: a new BPE
+    merge cannot fire once the source's earlier merges have consumed its parts.
+    """
+
+    unreachable: Literal["mean", "method"] = "mean"
 
     def validate(self, resources: TransferResources) -> None:
         """Raise UserError when ``resources`` lack what the method needs (called before loading models)."""
@@ -184,6 +197,23 @@ class TransferContext:
         return torch.tensor([i for i in range(start or 0, self.target_vocab_size) if i not in specials],
                             dtype=torch.long)
 
+    @cached_property
+    def unreachable(self) -> torch.Tensor:
+        """(n,) bool over :attr:`new_token_ids`: the target tokenizer does not emit the token for its own
+        surface (at its own word-boundary position), so it emits it nowhere.
+
+        The test is exact for Unigram (a piece that loses the Viterbi path on its own span loses it
+        inside any word) and for BPE up to ties (a piece is built only by merges inside its span, in
+        the same order as on the span alone); a WordPiece token always matches itself. Byte pieces
+        (emitted by byte fallback for any character without a piece) and pieces without a surface
+        (a lone ``▁``) are never marked.
+        """
+        tokens = [self.target_tokens[i] for i in self.new_token_ids.tolist()]
+        emitted = decompose(tokens, self.target_tokenizer)
+        return torch.tensor([bool(ids) and ids != [token] and not piece.is_byte
+                             for ids, token, piece in zip(emitted, self.new_token_ids.tolist(), tokens)],
+                            dtype=torch.bool)
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from ``seed`` (+ ``offset`` for independent streams)."""
         return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + offset)
@@ -238,6 +268,18 @@ class TokenMapping:
         weights[copied, 0] = 1.0
         kinds = torch.where(copied, COPIED, self.kinds.long()).to(torch.int8)
         return dataclasses.replace(self, source_ids=source_ids, weights=weights, kinds=kinds)
+
+    def mark_unreachable(self, ctx: TransferContext) -> "TokenMapping":
+        """Rows of tokens the target tokenizer never emits (:attr:`TransferContext.unreachable`) become
+        :data:`UNREACHABLE`: the engine gives them the mean source row."""
+        unreachable = ctx.unreachable
+        if not unreachable.any():
+            return self
+        source_ids = torch.where(unreachable[:, None], -1, self.source_ids)
+        weights = torch.where(unreachable[:, None], 0.0, self.weights)
+        kinds = torch.where(unreachable, UNREACHABLE, self.kinds.long()).to(torch.int8)
+        return dataclasses.replace(self, source_ids=source_ids, weights=weights, kinds=kinds,
+                                   notes={**self.notes, "unreachable_tokens": int(unreachable.sum())})
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.kinds == code).sum()) for code, name in enumerate(KIND_NAMES)}
@@ -390,7 +432,7 @@ def read_extension_size(tokenizer_dir: str | Path) -> int | None:
 
 
 __all__: Sequence[str] = (
-    "COPIED", "NEIGHBOURS", "FALLBACK", "KIND_NAMES", "MODES", "EXTENSION_FILE", "FACTORIZED_FILE",
+    "COPIED", "NEIGHBOURS", "FALLBACK", "UNREACHABLE", "KIND_NAMES", "MODES", "EXTENSION_FILE", "FACTORIZED_FILE",
     "TransferResources", "MethodConfig", "TransferContext", "TokenMapping", "MethodSpec",
     "register_method", "get_method", "list_methods", "config_from_options",
     "topk_similarities", "softmax_topk_weights", "read_extension_size", "resolve_device",
