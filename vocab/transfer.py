@@ -473,7 +473,7 @@ def transfer(source: Any, target_tokenizer: Any, method: str, *, mode: str = "au
 
     method_started = time.perf_counter()
     mapping = spec.fn(config, ctx)
-    if config.unreachable == "mean":
+    if config.unreachable == "mean" or (config.unreachable == "auto" and mode == "extend"):
         mapping = mapping.mark_unreachable(ctx)
     mapping.check(ctx)
     method_seconds = time.perf_counter() - method_started

@@ -118,11 +118,14 @@ class MethodConfig:
     probability mass from the tokens that do occur, and in a tied head a row built from real
     pieces takes as much as those pieces. ``"mean"`` (default) gives it the mean source row, as
     ``mean`` does (the mean head row and bias for an untied head); ``"method"`` keeps the method's
-    own row, as the published methods do. ``tokenizer extend`` leaves many such pieces: a new BPE
-    merge cannot fire once the source's earlier merges have consumed its parts.
+    own row, as the published methods do; ``"auto"`` (default) is ``"mean"`` in extension mode and
+    ``"method"`` in replacement mode. ``tokenizer extend`` leaves many such pieces: a new BPE merge
+    cannot fire once the source's earlier merges have consumed its parts; a freshly trained
+    tokenizer's vocabulary is the trainer's choice, and there the published rule stays the default
+    (the anchor parity of ``wechsel`` and ``focus`` holds row for row).
     """
 
-    unreachable: Literal["mean", "method"] = "mean"
+    unreachable: Literal["auto", "mean", "method"] = "auto"
 
     def validate(self, resources: TransferResources) -> None:
         """Raise UserError when ``resources`` lack what the method needs (called before loading models)."""
