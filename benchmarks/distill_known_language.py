@@ -344,12 +344,14 @@ def measure_family(family: str, files: dict[str, Path], args: argparse.Namespace
             inits["tokdist"] = tokdist_init(inits["fvt"], source, tok, files, args, out / f"{mode}-tokdist")
         for name, init in inits.items():
             step0 = bpc(init, files["heldout"], out / f"{mode}-{name}-bpc.json")
-            row = {"step0_bpc": step0, "relative_to_source": step0 / result["source_bpc_nya"]}
+            rows[name] = {"step0_bpc": step0, "relative_to_source": step0 / result["source_bpc_nya"]}
             if name in ("distill", "tokdist"):
-                row["cost"] = json.loads((out / f"{mode}-{name}" / "done.json").read_text())
-            if args.train_steps:
-                row["curve"] = train_curve(init, files, args, out / f"{mode}-{name}-train")
-            rows[name] = row
+                rows[name]["cost"] = json.loads((out / f"{mode}-{name}" / "done.json").read_text())
+        best = min(HEURISTICS, key=lambda m: rows[m]["step0_bpc"])
+        rows[best]["best_heuristic"] = True
+        trained = [n for n in inits if args.train == "all" or n == best or n not in HEURISTICS]
+        for name in trained if args.train_steps else []:
+            rows[name]["curve"] = train_curve(inits[name], files, args, out / f"{mode}-{name}-train")
         result["modes"][mode] = {"tokens_per_char": tokens_per_char(tok, files["heldout"]), "inits": rows}
         write_results(args, family, result)
     return result
@@ -374,7 +376,8 @@ def table(data: dict[str, Any]) -> str:
             for name, row in block["inits"].items():
                 curve = row.get("curve", {})
                 cost = row.get("cost", {})
-                out.append(f"| {mode} | {name} | {block['tokens_per_char']:.4f} | {row['step0_bpc']:.4f} | "
+                label = f"{name} (best heuristic)" if row.get("best_heuristic") else name
+                out.append(f"| {mode} | {label} | {block['tokens_per_char']:.4f} | {row['step0_bpc']:.4f} | "
                            f"{100 * (row['relative_to_source'] - 1):+.2f}% | {curve.get('50', float('nan')):.4f} | "
                            f"{curve.get('200', float('nan')):.4f} | {cost.get('wall_s', '')} | {cost.get('peak_rss_mb', '')} |")
     return "\n".join(out)
@@ -398,6 +401,8 @@ def main() -> int:
     parser.add_argument("--source-lr", type=float, default=1e-3)
     parser.add_argument("--train-steps", type=int, default=200, help="pretraining from each init (0: step 0 only)")
     parser.add_argument("--train-lr", type=float, default=3e-4)
+    parser.add_argument("--train", choices=("all", "best"), default="all",
+                        help="pretrain from every init, or from the best heuristic (step-0 bpc) and the distilled ones")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distill", action="store_true", help="add langgraft distill rows")
     parser.add_argument("--distill-start", default="fvt", choices=HEURISTICS, help="init the distillation starts from")
