@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "langgraft.corpora.cli",
     "langgraft.vocab.tokenizer_cli",
     "langgraft.vocab.init_cli",
+    "langgraft.vocab.distill.cli",
     "langgraft.vocab.resources.cli",
     "langgraft.adapt.head_cli",
     "langgraft.adapt.pretrain_cli",

@@ -30,7 +30,7 @@ _LAZY = {
     "has_accelerator": "precision", "checkpoint_dtype": "precision", "load_dtype": "precision",
     "SEAL_FILE": "checkpoints", "SealCheckpointCallback": "checkpoints", "seal_checkpoint": "checkpoints",
     "is_sealed": "checkpoints", "valid_checkpoints": "checkpoints", "latest_checkpoint": "checkpoints",
-    "checkpoint_step": "checkpoints",
+    "checkpoint_step": "checkpoints", "MetricsLog": "metrics", "MetricsCallback": "metrics",
 }
 
 __all__ = ["METRICS_FILE", "OWN_REPORTERS", "TrainingOptions", *_LAZY]
