@@ -92,13 +92,36 @@ def distill_cost(outputs: dict[str, str], args: argparse.Namespace, out: Path) -
         return json.loads((out / "cost.json").read_text())
     corpus = Path(outputs["corpus"])
     command = [str(Path(sys.executable).parent / "langgraft"), "distill", "--model", str(Path(outputs["init"]) / "model"),
-               "--teacher", str(Path(outputs["head"]) / "model"), "--corpus", str(corpus / "target" / "train.txt"),
+               "--teacher", str(Path(outputs["head"]) / "model"),
                "--parallel", str(corpus / "source" / "train.tsv"), str(corpus / "target" / "train.tsv"),
                "--teacher-text", "parallel", "--out", str(out / "model"), "--overwrite", *args.distill_arg]
     cost = run_measured(command, out / "log.txt")
     cost["command"] = " ".join(command)
     (out / "cost.json").write_text(json.dumps(cost, indent=1))
     return cost
+
+
+def evaluate_checkpoint(model: str, outputs: dict[str, str], args: argparse.Namespace, name: str,
+                        layer: int | None = None, with_head: bool = True) -> dict[str, float]:
+    """The demo's held-out evaluation of one checkpoint with no pretraining: bpc, retrieval, genre (task module)."""
+    from langgraft.eval.harness import evaluate
+
+    evaluation = Path(outputs["evaluate"])
+    jobs = json.loads((evaluation / "evaluation.json").read_text())["jobs"]
+    bpc_task = next((t for job in jobs for t in job["tasks"] if t.startswith("bpc=")), None)
+    retrieval_task = next((t for job in jobs for t in job["tasks"] if t.startswith("retrieval=")), None)
+    genre_task = next((t for job in jobs for t in job["tasks"] if t.startswith("genre=")), None)
+    source = str(Path(outputs["head"]) / "model")
+    metrics: dict[str, float] = {}
+    tasks = [t for t in (bpc_task if with_head else None, retrieval_task) if t]
+    runs = [evaluate(model, tasks, source_model=source, layer=layer, max_pairs=args.max_pairs, name=name)]
+    if genre_task and with_head:
+        module = str(Path(outputs["module-genre-lora"]) / "module")
+        runs.append(evaluate(model, [genre_task], modules=[module], source_model=source, name=name))
+    for run in runs:
+        metrics.update({f"{r['name']}.{m}": v for r in run["results"] for m, v in r["metrics"].items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return metrics
 
 
 def st_python() -> Path:
@@ -119,7 +142,6 @@ def st_python() -> Path:
 
 def st_anchor(outputs: dict[str, str], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The recipe's student, then langgraft's retrieval evaluator on the demo's held-out pairs."""
-    from langgraft.eval.harness import evaluate
     from langgraft.models import resolve_model_path
 
     corpus = Path(outputs["corpus"])
@@ -133,14 +155,9 @@ def st_anchor(outputs: dict[str, str], args: argparse.Namespace, out: Path) -> d
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
         cost = run_measured(command, out / "log.txt", env=env)
         (out / "cost.json").write_text(json.dumps(cost, indent=1))
-    pairs = [str(Path(outputs["eval-data"]) / "retrieval" / n) for n in ("source.txt", "target.txt")]
     result: dict[str, Any] = {"cost": json.loads((out / "cost.json").read_text())}
     for label, layer in (("middle layer (demo protocol)", None), ("last layer (the recipe's pooled layer)", -1)):
-        run = evaluate(str(student), [f"retrieval=retrieval:{pairs[0]},{pairs[1]}"],
-                       source_model=str(Path(outputs["head"]) / "model"), layer=layer, max_pairs=args.max_pairs,
-                       name="st-anchor")
-        result[label] = {f"{r['name']}.{m}": v for r in run["results"] for m, v in r["metrics"].items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        result[label] = evaluate_checkpoint(str(student), outputs, args, "st-anchor", layer=layer, with_head=False)
     return result
 
 
@@ -157,6 +174,16 @@ def table(data: dict[str, Any]) -> str:
                 return "—"
             lines.append(f"| {variant} | {setup} | {get('bpc.bpc')} | {get('retrieval.top1', 'retrieval.top1_mean')} | "
                          f"{get('retrieval.top10', 'retrieval.top10_mean')} | {get('genre.macro_f1')} |")
+    for name, m in data.get("step0", {}).items():
+        lines.append(f"| step 0 | {name} | {m.get('bpc.bpc', float('nan')):.3f} | "
+                     f"{m.get('retrieval.top1', m.get('retrieval.top1_mean', float('nan'))):.3f} | "
+                     f"{m.get('retrieval.top10', m.get('retrieval.top10_mean', float('nan'))):.3f} | "
+                     f"{m.get('genre.macro_f1', float('nan')):.3f} |")
+    for label, m in data.get("anchor", {}).items():
+        if label != "cost":
+            lines.append(f"| step 0 | sentence-transformers MSELoss student, {label} | | "
+                         f"{m.get('retrieval.top1', m.get('retrieval.top1_mean', float('nan'))):.3f} | "
+                         f"{m.get('retrieval.top10', m.get('retrieval.top10_mean', float('nan'))):.3f} | |")
     if "english" in data:
         lines.append(f"| English in-language reference | source + genre module on English test verses | | | | "
                      f"{data['english'].get('genre.macro_f1', float('nan')):.3f} |")
@@ -175,7 +202,7 @@ def main() -> int:
     parser.add_argument("--anchor-pairs", type=int, default=20000)
     parser.add_argument("--anchor-epochs", type=float, default=1.0)
     parser.add_argument("--max-pairs", type=int, help="retrieval pairs (default: the demo's)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("base", "distill", "cost", "anchor"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("base", "distill", "cost", "anchor", "step0"))
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     from langgraft.adapt.pipeline_cli import parse_overrides
@@ -207,8 +234,17 @@ def main() -> int:
         data["distill"] = run_variant(demo, args.quick, parse_overrides(args.distill_set))
         data["distill"]["overrides"] = args.distill_set
         save()
-    if "cost" not in args.skip and args.distill_set:
+    if "cost" not in args.skip:
         data["distill_cost"] = distill_cost(data["base"]["outputs"], args, out / "distill-cost")
+        save()
+    if "step0" not in args.skip:
+        outputs = data["base"]["outputs"]
+        step0 = {"init (demo's transtok, step 0)": evaluate_checkpoint(str(Path(outputs["init"]) / "model"), outputs,
+                                                                    args, "init")}
+        if (out / "distill-cost" / "model").is_dir():
+            step0["init + langgraft distill (parallel teacher)"] = evaluate_checkpoint(
+                str(out / "distill-cost" / "model"), outputs, args, "distill")
+        data["step0"] = step0
         save()
     print(table(data))
     return 0

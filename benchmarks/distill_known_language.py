@@ -146,7 +146,7 @@ def build_model(family: str, tokenizer: Any, args: argparse.Namespace, out: Path
     else:
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, num_hidden_layers=args.layers,
                             num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
-                            max_position_embeddings=args.context, pad_token_id=tokenizer.pad_token_id,
+                            max_position_embeddings=args.context + 2, pad_token_id=tokenizer.pad_token_id,
                             tie_word_embeddings=True)
         BertForMaskedLM(config).save_pretrained(out)
 
@@ -360,7 +360,8 @@ def measure_family(family: str, files: dict[str, Path], args: argparse.Namespace
 def write_results(args: argparse.Namespace, family: str, result: dict[str, Any]) -> None:
     path = Path(args.out) / "results.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data[family] = result
+    modes = {**data.get(family, {}).get("modes", {}), **result["modes"]}  # runs limited by --modes add to the others
+    data[family] = {**result, "modes": modes}
     path.write_text(json.dumps(data, indent=1))
 
 
