@@ -349,7 +349,8 @@ def measure_family(family: str, files: dict[str, Path], args: argparse.Namespace
                 rows[name]["cost"] = json.loads((out / f"{mode}-{name}" / "done.json").read_text())
         best = min(HEURISTICS, key=lambda m: rows[m]["step0_bpc"])
         rows[best]["best_heuristic"] = True
-        trained = [n for n in inits if args.train == "all" or n == best or n not in HEURISTICS]
+        trained = [n for n in inits if (args.train == "all" or n == best or n not in HEURISTICS)
+                   and (not args.train_only or n in args.train_only)]
         for name in trained if args.train_steps else []:
             rows[name]["curve"] = train_curve(inits[name], files, args, out / f"{mode}-{name}-train")
         result["modes"][mode] = {"tokens_per_char": tokens_per_char(tok, files["heldout"]), "inits": rows}
@@ -404,6 +405,7 @@ def main() -> int:
     parser.add_argument("--train-lr", type=float, default=3e-4)
     parser.add_argument("--train", choices=("all", "best"), default="all",
                         help="pretrain from every init, or from the best heuristic (step-0 bpc) and the distilled ones")
+    parser.add_argument("--train-only", nargs="*", default=[], help="pretrain only from these inits in this run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distill", action="store_true", help="add langgraft distill rows")
     parser.add_argument("--distill-start", default="fvt", choices=HEURISTICS, help="init the distillation starts from")
