@@ -107,7 +107,9 @@ def evaluate_checkpoint(model: str, outputs: dict[str, str], args: argparse.Name
     from langgraft.eval.harness import evaluate
 
     evaluation = Path(outputs["evaluate"])
-    jobs = json.loads((evaluation / "evaluation.json").read_text())["jobs"]
+    # the jobs name files in the stage's temporary folder (``<stage>.partial``), renamed when it finished
+    text = (evaluation / "evaluation.json").read_text().replace(f"{evaluation.resolve()}.partial", str(evaluation.resolve()))
+    jobs = json.loads(text)["jobs"]
     bpc_task = next((t for job in jobs for t in job["tasks"] if t.startswith("bpc=")), None)
     retrieval_task = next((t for job in jobs for t in job["tasks"] if t.startswith("retrieval=")), None)
     genre_task = next((t for job in jobs for t in job["tasks"] if t.startswith("genre=")), None)
