@@ -32,7 +32,8 @@ import torch
 from langgraft.atomic import atomic_file, match_umask
 from langgraft.digest import sha256_path
 from langgraft.errors import UserError
-from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer, resolve_model_path
+from langgraft.models import (auto_class, default_max_length, head_kind, load_config, load_model, load_tokenizer,
+                              resolve_model_path)
 from langgraft.outputs import check_output, clear_output, disk_full
 from langgraft.sidecars import read_sidecar
 from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, check_options, checkpoint_dtype,
@@ -159,11 +160,14 @@ class _Run:
         require_offsets(self.teacher_tok, "teacher", self.teacher_path)
         self.student_config = load_config(self.model_path)
         self.student_kind = head_kind(self.student_config)
+        # --max-length never exceeds either model's position table (a 64-position decoder with the default 128)
+        self.max_length = min(default_max_length(self.student_config, self.student_tok, cap=o.max_length),
+                              default_max_length(load_config(self.teacher_path), self.teacher_tok, cap=o.max_length))
         if o.ntp_weight and self.student_kind != "clm":
             raise UserError("ntp_weight: the next-token loss needs a causal LM; this model is "
                             f"{self.student_kind or 'headless'} (set ntp_weight 0)")
         self.wanted = self._wanted_rows()
-        self.data_summary: dict[str, Any] = {"tokens": int(self.wanted.sum())}
+        self.data_summary: dict[str, Any] = {"tokens": int(self.wanted.sum()), "max_length": self.max_length}
         if o.teacher_text == "same":
             items = self._same_text_items()
         else:
@@ -196,7 +200,7 @@ class _Run:
         if not snippets.texts:
             raise UserError(f"no snippet of {', '.join(self.corpus)} holds a token to distill (the corpus never "
                             "uses the new tokens); give target-language text that the new tokenizer's pieces come from")
-        teacher_encoded, items = same_text_items(self.teacher_tok, self.student_tok, snippets.texts, o.max_length)
+        teacher_encoded, items = same_text_items(self.teacher_tok, self.student_tok, snippets.texts, self.max_length)
         check_readable(teacher_encoded, o.max_unknown, ", ".join(self.corpus))
         if not items:
             raise UserError(f"no alignable text in {', '.join(self.corpus)}: the teacher's and the student's "
@@ -213,12 +217,12 @@ class _Run:
     def _parallel_items(self) -> list[dict[str, Any]]:
         o = self.options
         pairs = read_pairs(*self.parallel, o.max_pairs)
-        teacher_encoded = encode(self.teacher_tok, pairs.source, o.max_length)
+        teacher_encoded = encode(self.teacher_tok, pairs.source, self.max_length)
         check_readable(teacher_encoded, o.max_unknown, self.parallel[0])
         sides = [("target", pairs.target, 1.0)] + ([("source", pairs.source, o.source_side_weight)]
                                                      if o.source_side_weight > 0 else [])
         items = []
-        encoded = {side: encode(self.student_tok, texts, o.max_length) for side, texts, _ in sides}
+        encoded = {side: encode(self.student_tok, texts, self.max_length) for side, texts, _ in sides}
         links = self._word_links(pairs, teacher_encoded, encoded["target"]) if o.word_weight else None
         self.word_teacher_positions = [teacher for teacher, _ in links] if links else None
         for index in range(len(pairs.source)):
