@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decoder_source import build_tokenizer as build_byte_level_tokenizer  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ANCHORS = HERE / ".anchors"
 TOKDIST_URL = "https://github.com/konstantinjdobler/token-distillation"
@@ -105,30 +108,21 @@ def prepare_corpora(out: Path, eval_docs: int) -> dict[str, Path]:
 def build_english_tokenizer(family: str, corpus: Path, vocab_size: int, out: Path) -> Any:
     """English-only tokenizer: GPT-2's byte-level BPE pipeline, or BERT's uncased WordPiece pipeline."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast, GPT2TokenizerFast
+    from transformers import BertTokenizerFast
 
     if family == "decoder":
-        backend = Tokenizer(models.BPE())
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        backend.decoder = decoders.ByteLevel()
-        backend.post_processor = processors.ByteLevel(trim_offsets=False)
-        backend.train_from_iterator(lines(corpus), trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-        tokenizer = GPT2TokenizerFast(tokenizer_object=backend, bos_token="<|endoftext|>",
-                                      eos_token="<|endoftext|>", unk_token="<|endoftext|>")
-    else:
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        backend.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        backend.decoder = decoders.WordPiece()
-        backend.train_from_iterator(lines(corpus), trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=specials))
-        cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
-        backend.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-        tokenizer = BertTokenizerFast(tokenizer_object=backend, do_lower_case=True)
+        return build_byte_level_tokenizer(str(corpus), vocab_size, out)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.train_from_iterator(lines(corpus), trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials))
+    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer = BertTokenizerFast(tokenizer_object=backend, do_lower_case=True)
     tokenizer.save_pretrained(out)
     return tokenizer
 
