@@ -436,10 +436,11 @@ def run_methods(args: argparse.Namespace, score: Callable[[str, list[str]], dict
         if method in results:
             continue
         checkpoint = out / method.replace(":", "-").replace("=", "-").replace(",", "-")
+        log = out / f"{checkpoint.name}.log"  # not with_suffix: "share-0.5" would lose ".5" and share a log
         command = (package_command(method, args, checkpoint) if method in PACKAGES
                    else init_command(method, args, checkpoint))
         try:
-            process = timed_process(command, checkpoint.with_suffix(".log"),
+            process = timed_process(command, log,
                                     package_environment(args) if method in PACKAGES else None)
         except RuntimeError as error:
             entry = {"method": method, "bpc": "failed", "error": str(error)}
@@ -447,7 +448,7 @@ def run_methods(args: argparse.Namespace, score: Callable[[str, list[str]], dict
             entry = {"method": method, **process, "coverage": coverage(checkpoint),
                      **score(str(checkpoint), eval_texts)}
             if method in PACKAGES:
-                entry.update(json.loads(checkpoint.with_suffix(".log").read_text().strip().splitlines()[-1]))
+                entry.update(json.loads(log.read_text().strip().splitlines()[-1]))
         results[method] = entry
         results_path.write_text(json.dumps(results, indent=2))
         print(json.dumps(entry), flush=True)
