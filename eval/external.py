@@ -26,8 +26,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from langgraft.adapters.base import load_module, seed_set_members
+from langgraft.adapters.compose import load_composed, merge_composed
 from langgraft.errors import UserError
+from langgraft.eval.harness import ModelSource
 from langgraft.eval.intervals import mean_interval
+from langgraft.models import model_objective
 from langgraft.options import Validated, option
 
 BENCH_EXTRA = "pip install 'langgraft[bench]'"
@@ -60,9 +64,6 @@ def _matching_interval(values: Sequence[float], score: float, resamples: int, se
 # ----------------------------------------------------------------------------- lm-evaluation-harness
 def merged_decoder(model: str | Path, modules: Sequence[str | Path]) -> tuple[Any, Any]:
     """The causal LM with the language modules folded in (a stock transformers model) and its tokenizer."""
-    from langgraft.adapters.compose import load_composed, merge_composed
-    from langgraft.models import model_objective
-
     language = language_modules(modules)
     network, tokenizer = load_composed(model, language)
     network = merge_composed(network)
@@ -98,7 +99,7 @@ def run_lm_eval(model: str | Path, modules: Sequence[str | Path], tasks: Sequenc
                 batch_size: int, layer: int | None, bootstrap: int, bootstrap_seed: int) -> list[dict[str, Any]]:
     """lm-evaluation-harness on the merged decoder; one result entry per lm-eval task (groups included)."""
     lm_eval = require("lm_eval", "lm-eval")
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # the optional extra, checked by require() above
     from lm_eval.tasks import TaskManager
 
     if options.include_path is not None and not Path(options.include_path).is_dir():
@@ -132,7 +133,6 @@ def run_mteb(model: str | Path, modules: Sequence[str | Path], tasks: Sequence[s
     """MTEB on the encoder (+ language modules); one result entry per (task, subset, split)."""
     mteb = require("mteb", "mteb")
     from langgraft.eval import mteb_local  # imports mteb: only when this optional harness runs
-    from langgraft.eval.harness import ModelSource
 
     task_objects = [mteb_local.local_task(t) if ":" in t else _named_mteb_task(mteb, t) for t in tasks]
     source = ModelSource(model, language_modules(modules))
@@ -157,7 +157,6 @@ def language_modules(modules: Sequence[str | Path]) -> list[str | Path]:
 
     Seed sets (``train-task --seeds``) hold task modules only and are skipped like them.
     """
-    from langgraft.adapters.base import load_module, seed_set_members
 
     return [m for m in modules if seed_set_members(m) is None and load_module(m).metadata.role == "language"]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from langgraft.atomic import atomic_file
+from langgraft.corpora.readers import read_conllu
 from langgraft.errors import UserError
 
 BenchmarkKind = Literal["seq-cls", "token-cls", "retrieval", "multiple-choice"]
@@ -102,8 +103,6 @@ def _local_files(data_dir: Path, config: str, split: str) -> tuple[str, list[str
 
 
 def _conllu_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
-    from langgraft.corpora.readers import read_conllu
-
     for file in files:
         for sentence in read_conllu(file):
             yield {"tokens": [t.form for t in sentence], "upos": [t.upos for t in sentence]}
@@ -111,7 +110,7 @@ def _conllu_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
 
 def load_split(benchmark: Benchmark, config: str, split: str, data_dir: str | Path | None = None) -> Any:
     """One split of one config as a ``datasets.Dataset`` (local folder first when ``data_dir`` is given)."""
-    import datasets
+    import datasets  # deferred: loading datasets (pyarrow, pandas) stays off `langgraft eval --help`
 
     where = f"benchmark {benchmark.name}: config {config!r}, split {split!r}"
     if data_dir is not None:
