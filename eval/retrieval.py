@@ -18,7 +18,8 @@ import numpy as np
 from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, mean_interval
 from langgraft.models import default_max_length
-from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_batch, pad_id
+from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_id
+from langgraft.lm import pad_batch
 
 if TYPE_CHECKING:
     import torch

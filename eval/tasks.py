@@ -24,6 +24,7 @@ from langgraft.adapters.tasks import (choice_prompt, encode_choices, read_choice
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, macro_f1_interval, mean_interval, ratio_interval
+from langgraft.lm import pad_batch  # torch: this module is imported only when a task is scored
 from langgraft.models import default_max_length
 
 if TYPE_CHECKING:
@@ -131,19 +132,6 @@ def pad_id(model: Any, tokenizer: Any) -> int:
         if value is not None:
             return int(value)
     return 0
-
-
-def pad_batch(rows: Sequence[Sequence[int]], padding: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Right-pad token id lists into (input_ids, attention_mask) tensors."""
-    import torch
-
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), padding, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row_index, row in enumerate(rows):
-        ids[row_index, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[row_index, : len(row)] = 1
-    return ids, mask
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:

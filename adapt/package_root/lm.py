@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -233,3 +233,14 @@ def window_logits(model: Any, windows: list[ScoredWindow], pad_id: int) -> tuple
     # positions ascend within each window, so ``targets`` is in the row-major order of ``selected``
     logits = logits_at(model, input_ids.to(device), attention.to(device), selected.to(device))
     return logits, torch.tensor(targets, device=device)
+
+
+def pad_batch(rows: Sequence[Sequence[int]], padding: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists into (input_ids, attention_mask) tensors."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), padding, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row_index, row in enumerate(rows):
+        ids[row_index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[row_index, : len(row)] = 1
+    return ids, mask

@@ -20,6 +20,7 @@ import torch
 
 from langgraft.corpora.readers import batched, iter_text, read_parallel
 from langgraft.errors import UserError
+from langgraft.lm import pad_batch
 
 from .align import Encoded, aligned_positions, encode, last_token_at
 
@@ -111,17 +112,6 @@ def layer_states(hidden_states: Sequence[torch.Tensor], layers: Sequence[int]) -
                         f"-1..-{len(hidden_states)}); choose layers in that range") from None
 
 
-def padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
-    return ids, mask
-
-
 def pad_id(tokenizer: Any) -> int:
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id, 0):
         if candidate is not None:
@@ -139,7 +129,7 @@ def teacher_states(teacher: Any, encoded: Sequence[Encoded], positions: Sequence
     at: dict[int, torch.Tensor] = {}
     pooled: dict[int, torch.Tensor] = {}
     for chunk in batched(order, TEACHER_BATCH):
-        ids, mask = padded([encoded[i].input_ids for i in chunk], pad)
+        ids, mask = pad_batch([encoded[i].input_ids for i in chunk], pad)
         hidden = layer_states(teacher(input_ids=ids.to(device), attention_mask=mask.to(device),
                                       output_hidden_states=True).hidden_states, layers).float()
         if pooling is not None:
@@ -222,7 +212,7 @@ class DistillCollator:
         self.pad, self.teacher_pad, self.with_teacher_ids = pad, teacher_pad, with_teacher_ids
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids, mask = padded([item["input_ids"] for item in items], self.pad)
+        ids, mask = pad_batch([item["input_ids"] for item in items], self.pad)
         batch = {"input_ids": ids, "attention_mask": mask}
         if "positions" in items[0]:  # same text: aligned positions and the teacher's states there
             width = max(len(item["positions"]) for item in items)
@@ -234,7 +224,7 @@ class DistillCollator:
                 targets[i, :len(item["positions"])] = item["targets"]
             batch.update(labels=positions, shift_labels=positions, distill_targets=targets)
             if self.with_teacher_ids:
-                teacher_ids, teacher_mask = padded([item["teacher_ids"] for item in items], self.teacher_pad)
+                teacher_ids, teacher_mask = pad_batch([item["teacher_ids"] for item in items], self.teacher_pad)
                 teacher_positions = torch.full((len(items), width), 0, dtype=torch.long)
                 for i, item in enumerate(items):
                     teacher_positions[i, :len(item["teacher_positions"])] = torch.tensor(item["teacher_positions"])
