@@ -1,1 +1,3 @@
-"""langgraft stage package."""
+"""Adaptation: continued pretraining (:mod:`langgraft.adapt.pretrain`) and the per-language pipeline
+that chains every stage (:mod:`langgraft.adapt.pipeline`); :mod:`langgraft.adapt.cli` is the
+``langgraft`` command."""

@@ -19,15 +19,13 @@ from langgraft.errors import UserError
 
 COMMAND_MODULES = (
     "langgraft.corpora.cli",
-    "langgraft.vocab.tokenizer_cli",
-    "langgraft.vocab.init_cli",
+    "langgraft.vocab.cli",
     "langgraft.vocab.distill.cli",
     "langgraft.vocab.resources.cli",
-    "langgraft.adapt.head_cli",
-    "langgraft.adapt.pretrain_cli",
+    "langgraft.adapt.pretrain.cli",
     "langgraft.adapters.cli",
     "langgraft.eval.cli",
-    "langgraft.adapt.pipeline_cli",
+    "langgraft.adapt.pipeline.cli",
 )
 
 

@@ -1,7 +1,7 @@
 """Composable language and task modules: LoRA, Lottery-Ticket sparse fine-tuning, MAD-X adapters.
 
 Train a task module once on the source language, a language module once per language
-(:mod:`langgraft.adapt.language_modules`: language modules train through continued pretraining),
+(:mod:`langgraft.adapt.pretrain.language_modules`: language modules train through continued pretraining),
 and compose them at inference. See ``docs/adapters.md``. Importing this package does not import
 torch; the kinds import it when they run.
 """

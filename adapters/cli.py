@@ -4,7 +4,7 @@ The options come from their declarations: the training budget from
 :class:`~langgraft.adapters.training.TrainOptions` (TrainingArguments names), each kind's options
 from its config dataclass (``LoraModuleConfig``, ``SftConfig``, ``MadxConfig``). ``module
 train-language`` trains through continued pretraining and is registered by
-:mod:`langgraft.adapt.pretrain_cli` on the same ``module`` command (:func:`module_commands`).
+:mod:`langgraft.adapt.pretrain.cli` on the same ``module`` command (:func:`module_commands`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Python API: train task modules, compose modules onto a model, revert, export.
 
-    from langgraft.adapt.language_modules import train_language_module   # trains through pretraining
+    from langgraft.adapt.pretrain.language_modules import train_language_module   # trains through pretraining
     lang = train_language_module("sft", "english-model", ["ny.txt"], language="ny", out="ny-sft")
     task = train_task_module("sft", "english-model", "genre.tsv", task="seq-cls", out="genre-sft")
     model, tokenizer = load_composed("english-model", [lang, task])   # θ0 + φ_ny + φ_genre

@@ -3,7 +3,7 @@
 Task modules train here on labelled examples (see :mod:`langgraft.adapters.tasks`), with sealed
 checkpoints in ``<work_dir>/<phase>/checkpoint-*`` so an interrupted run resumes where it stopped.
 Language modules train through the pretraining stage instead
-(:func:`langgraft.adapt.language_modules.train_language_module`), which streams, packs and masks
+(:func:`langgraft.adapt.pretrain.language_modules.train_language_module`), which streams, packs and masks
 their text; :class:`TrainOptions` maps onto its options.
 """
 from __future__ import annotations

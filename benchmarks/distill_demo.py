@@ -44,7 +44,7 @@ def cpu_seconds() -> float:
 
 
 def run_variant(out: Path, quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
-    from langgraft.adapt.demo import run_demo
+    from langgraft.adapt.pipeline.demo import run_demo
 
     started, cpu = time.time(), cpu_seconds()
     outputs = run_demo(out, quick=quick, overrides=overrides or None)
@@ -64,10 +64,10 @@ def run_variant(out: Path, quick: bool, overrides: dict[str, Any]) -> dict[str, 
 
 def english_reference(outputs: dict[str, str], quick: bool, out: Path) -> dict[str, Any]:
     """The English genre task module on the English model, scored on English test verses (in-language)."""
-    from langgraft.adapt.demo import demo_config
+    from langgraft.adapt.pipeline.demo import demo_config
     from langgraft.corpora.prepare import read_prepared
     from langgraft.eval.harness import evaluate
-    from langgraft.adapt.stages import sample
+    from langgraft.adapt.pipeline.stages import sample
 
     seed = demo_config(quick)["seed"]
     task = next(t for t in demo_config(quick)["evaluation"]["tasks"] if t["name"] == "genre")
@@ -207,7 +207,7 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=("base", "distill", "cost", "anchor", "step0"))
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
-    from langgraft.adapt.pipeline_cli import parse_overrides
+    from langgraft.adapt.pipeline.cli import parse_overrides
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def main() -> int:
         data["english"] = english_reference(data["base"]["outputs"], args.quick, out)
         save()
     if args.max_pairs is None:
-        from langgraft.adapt.demo import demo_config
+        from langgraft.adapt.pipeline.demo import demo_config
         args.max_pairs = demo_config(args.quick)["evaluation"]["retrieval"]["max_pairs"]
     if args.anchor and "anchor" not in args.skip:
         data["anchor"] = st_anchor(data["base"]["outputs"], args, out / "st-anchor")

@@ -1,8 +1,8 @@
 """Peak memory of the pretraining data path on a corpus and on a 10x larger one.
 
 Each measurement is a fresh process that streams the whole corpus once through exactly what
-``langgraft pretrain`` uses (:class:`~langgraft.adapt.data.PackedLMStream` -> packed blocks ->
-:class:`~langgraft.adapt.data.PackedLMCollator` batches, with a tiny model loaded) and reports
+``langgraft pretrain`` uses (:class:`~langgraft.adapt.pretrain.data.PackedLMStream` -> packed blocks ->
+:class:`~langgraft.adapt.pretrain.data.PackedLMCollator` batches, with a tiny model loaded) and reports
 its peak resident memory (``ru_maxrss``). Streaming means the 10x corpus needs about the same
 memory. Text: the English Bible (BSB), repeated to reach the sizes.
 
@@ -24,7 +24,7 @@ def measure(corpus: Path, model_dir: Path) -> dict:
     """Runs in the child process: one full pass of the training stream, then held-out scoring."""
     from itertools import islice
 
-    from langgraft.adapt.data import PackedLMCollator, PackedLMStream, document_ids, pack
+    from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream, document_ids, pack
     from langgraft.corpora import read_documents
     from langgraft.models import load_language_model
     from langgraft.models import load_tokenizer

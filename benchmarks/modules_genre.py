@@ -84,7 +84,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapt.pretrain.language_modules import train_language_module
     from langgraft.adapters import TrainOptions, train_task_module
     from langgraft.adapters.tasks import read_sequence_examples
 

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
-    from langgraft.adapt.demo import run_demo
+    from langgraft.adapt.pipeline.demo import run_demo
 
     started, cpu_started = time.time(), cpu_seconds()
     outputs = run_demo(args.out, quick=args.quick)

@@ -124,8 +124,8 @@ def plain_trainer(model_dir: Path, corpus: Path, objective: str, steps: int, bat
 
 
 def langgraft_run(model_dir: Path, corpus: Path, objective: str, steps: int, batch: int, out: Path) -> dict:
-    from langgraft.adapt.data import PackedLMCollator, PackedLMStream
-    from langgraft.adapt.pretrain import PretrainConfig, pretrain
+    from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream
+    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
     from langgraft.models import load_tokenizer
 
     config = PretrainConfig(model=str(model_dir), corpus=[str(corpus)], out=str(out), max_steps=steps,

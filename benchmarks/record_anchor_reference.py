@@ -3,7 +3,7 @@
 Builds every case of ``tests/anchor_cases.py`` (in this environment, where langgraft is
 installed), runs the packages on each through ``benchmarks/anchor_runner.py`` in the anchor
 environment that ``benchmarks/anchors.sh`` creates, and writes ``tests/data/anchor_reference.json``,
-which ``tests/test_anchor_parity.py`` holds langgraft's ``wechsel`` and ``focus`` to. Re-run
+which ``tests/vocab/test_anchor_parity.py`` holds langgraft's ``wechsel`` and ``focus`` to. Re-run
 whenever the cases change:
 
     bash benchmarks/anchors.sh

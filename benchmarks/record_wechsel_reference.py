@@ -2,7 +2,7 @@
 
 Run once, with the package importable (it is not a langgraft dependency), whenever the case
 changes; the result, ``tests/data/wechsel_reference.json``, is what
-``tests/test_wechsel_reference.py`` holds langgraft's ``wechsel`` to. For every non-special target
+``tests/vocab/test_wechsel_reference.py`` holds langgraft's ``wechsel`` to. For every non-special target
 token it stores the package's neighbours (source ids, most similar first) and softmax weights, or
 ``null`` when the package found no vector for the token (random row); and the smallest gap between a token's k-th and (k+1)-th similarity, so the test can tell that float32
 against float64 arithmetic cannot reorder neighbours.

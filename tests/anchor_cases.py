@@ -18,7 +18,7 @@ those alone and on any machine the same bytes:
   neither model knows.
 
 ``benchmarks/record_anchor_reference.py`` runs the packages on every case and stores what they
-computed in ``tests/data/anchor_reference.json``; ``tests/test_anchor_parity.py`` rebuilds the
+computed in ``tests/data/anchor_reference.json``; ``tests/vocab/test_anchor_parity.py`` rebuilds the
 cases and holds langgraft to that record.
 """
 from __future__ import annotations

@@ -162,7 +162,7 @@ def labelled(tmp_path_factory) -> dict[str, Path]:
 def trained_modules(tiny_models, labelled, target_corpus, tmp_path_factory) -> dict[str, Path]:
     """``<kind>-lang`` / ``<kind>-task`` for lora, sft and madx: a bert language module (MLM on the
     target corpus) and a task module (sequence labels) stacked on it, trained once per session."""
-    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapt.pretrain.language_modules import train_language_module
     from langgraft.adapters import TrainOptions, train_task_module
 
     options = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000,
@@ -184,7 +184,7 @@ TASK_LABELS = ("holy", "plain")  # lora_parts' task module labels
 @pytest.fixture(scope="session")
 def lora_parts(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
     """Two bert LoRA language modules (different seeds and ranks) and a LoRA task module with its head."""
-    from langgraft.adapt.language_modules import train_language_module
+    from langgraft.adapt.pretrain.language_modules import train_language_module
     from langgraft.adapters import TrainOptions, train_task_module
 
     options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000,

@@ -1,37 +1,44 @@
 """The layering rule, checked on the source: stage packages import downward only.
 
-Lowest first: the root package ``langgraft`` (adapt/package_root/) < corpora < vocab < adapters <
-eval < adapt. Every ``langgraft`` import counts, at module level and inside functions alike (an
-import hidden in a function is still a cycle). The root's shared modules import no stage; only
-its two edges may: the lazy facade ``langgraft/__init__.py`` (``langgraft.Pipeline``) and
-``langgraft/__main__.py`` (``python -m langgraft``), which nothing inside the package imports.
+Lowest first: the root package ``langgraft`` (core/) < corpora < vocab < adapters < eval <
+adapt.pretrain < adapt.pipeline < adapt (the ``langgraft`` command). Every ``langgraft`` import
+counts, at module level and inside functions alike (an import hidden in a function is still a
+cycle). The root's shared modules import no stage; only its two edges may: the lazy facade
+``langgraft/__init__.py`` (``langgraft.Pipeline``) and ``langgraft/__main__.py`` (``python -m
+langgraft``), which nothing inside the package imports. Folders are mapped to dotted names by
+pyproject.toml's ``package-dir`` table, the one place that says where each package lives.
 """
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("corpora", "vocab", "adapters", "eval", "adapt")  # lowest first
+STAGES = ("corpora", "vocab", "adapters", "eval", "adapt.pretrain", "adapt.pipeline", "adapt")  # lowest first
 RANK = {"": 0, **{stage: i + 1 for i, stage in enumerate(STAGES)}}
-ROOT_DIR = REPO / "adapt" / "package_root"
+
+
+def package_dirs() -> dict[str, Path]:
+    """Dotted package -> folder, as pyproject.toml maps them (the wheel and the editable install)."""
+    table = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    return {package: REPO / table["package-dir"][package] for package in table["packages"]}
+
+
+PACKAGES = package_dirs()
+ROOT_DIR = PACKAGES["langgraft"]
 ROOT_EDGES = {ROOT_DIR / "__init__.py", ROOT_DIR / "__main__.py"}
 
 
 def module_name(path: Path) -> str:
-    """The dotted name ``path`` is installed under (pyproject's package-dir mapping)."""
-    if ROOT_DIR in path.parents:
-        parts = ["langgraft", *path.relative_to(ROOT_DIR).with_suffix("").parts]
-    else:
-        parts = ["langgraft", *path.relative_to(REPO).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    """The dotted name ``path`` is installed under: its folder's package plus the file's stem."""
+    package = next(name for name, folder in PACKAGES.items() if path.parent == folder)
+    return package if path.name == "__init__.py" else f"{package}.{path.stem}"
 
 
 def source_files() -> list[Path]:
-    files = sorted(ROOT_DIR.rglob("*.py"))
-    for stage in STAGES:
-        files += [path for path in sorted((REPO / stage).rglob("*.py")) if ROOT_DIR not in path.parents]
-    return [path for path in files if "__pycache__" not in path.parts]
+    files = {path for folder in PACKAGES.values() for path in folder.glob("*.py")}
+    return sorted(files)
 
 
 def _is_type_checking(node: ast.AST) -> bool:
@@ -66,9 +73,9 @@ def langgraft_imports(path: Path, *, runtime_only: bool = False) -> list[tuple[i
 
 
 def stage_of(module: str) -> str:
-    """The stage a dotted ``langgraft`` name belongs to ("" = the root package)."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in STAGES else ""
+    """The stage a dotted ``langgraft`` name belongs to: the longest stage prefix ("" = the root package)."""
+    name = module.removeprefix("langgraft.")
+    return max((stage for stage in STAGES if name == stage or name.startswith(stage + ".")), key=len, default="")
 
 
 def layering_violations() -> list[str]:
@@ -156,7 +163,7 @@ def test_the_check_sees_imports_inside_functions_relative_imports_and_cycles(tmp
                                     "    from langgraft.vocab import typer\n")
     (stage / "typer.py").write_text("import langgraft.vocab.typed\n")
     monkeypatch.setitem(globals(), "REPO", tmp_path)
-    monkeypatch.setitem(globals(), "ROOT_DIR", tmp_path / "adapt" / "package_root")
+    monkeypatch.setitem(globals(), "PACKAGES", {"langgraft": tmp_path / "core", "langgraft.vocab": stage})
     monkeypatch.setitem(globals(), "ROOT_EDGES", set())
     assert langgraft_imports(stage / "probe.py") == [(1, "langgraft.vocab.other"), (4, "langgraft.eval.bpc")]
     assert layering_violations() == ["vocab/probe.py:4: stage vocab imports langgraft.eval.bpc (stage eval, above it)"]

@@ -1,0 +1,804 @@
+"""The pipeline's stages: each one a function of a :class:`StageContext`, planned from the config.
+
+Every function is a thin adapter: it reads its own config (``ctx.config``: exactly the YAML sections
+that key it, never the rest of the pipeline config) and the folders of the stages it needs, calls
+the stage's own public API (``langgraft.corpora``, ``langgraft.vocab``, ``langgraft.adapt.pretrain.run``,
+``langgraft.adapters``, ``langgraft.eval``) and writes into ``ctx.work_dir``. Folder layout of
+the outputs, which later stages and ``langgraft publish`` read:
+
+========== ==========================================================================
+corpus     ``target/{train,dev,test}.txt``, ``source/...`` (when given), ``summary.json``
+eval-data  ``tasks/<name>/{train,test}.*`` (Bible tasks; file tasks capped by ``max_examples``),
+           ``retrieval/{source,target}.txt`` (aligned test-split documents),
+           ``benchmarks/<name>/`` (named benchmarks: ``{train,test}.jsonl`` or ``{source,target}.txt``)
+head       ``model/`` — the source model with a recovered LM head
+tokenizer  ``tokenizer/``
+init       ``model/`` (+ tokenizer), ``comparison.json`` (bpc of every candidate; the chosen one)
+distill    ``model/`` (the init model with distilled rows, ``distill_summary.json``, ``metrics.jsonl``)
+pretrain   ``model/``, ``metrics.jsonl``, checkpoints while running
+module-X   ``module/`` — a langgraft module folder (PEFT dir / SFT safetensors / MAD-X)
+evaluate   ``evaluation.json`` — rows ``{setup, task, metric, value, low, high}`` (low/high: 95% interval)
+report     ``report/report.md`` + PNG plots
+========== ==========================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from langgraft.adapt.pipeline.config import (BenchmarkConfig, CorpusSource, ModuleConfig, PipelineConfig, is_plain_name,
+                                             resolve_path)
+from langgraft.adapt.pipeline.spec import StageContext, StageSpec, plain
+from langgraft.corpora.bible import BIBLE_PACKAGES
+from langgraft.errors import UserError
+from langgraft.eval.benchmarks import BENCHMARKS
+from langgraft.training import METRICS_FILE
+
+if TYPE_CHECKING:
+    from langgraft.adapt.pipeline.runner import Pipeline
+
+DEFAULT_CANDIDATES = ("random", "mean", "fvt")
+SPLITS = ("train", "dev", "test")
+TASK_KINDS = {"sequence_classification": "seq-cls", "token_classification": "token-cls"}  # eval harness names
+
+
+# ------------------------------------------------------------------------------------ helpers
+def source_model_path(config: PipelineConfig) -> str:
+    from langgraft.models import resolve_model_path
+
+    return resolve_model_path(config.source_model)
+
+
+def has_lm_head(model: str) -> bool:
+    """True when the checkpoint has an MLM/CLM head (sentence-transformers bodies do not)."""
+    from langgraft.models import load_config
+    from langgraft.models import head_kind
+
+    return head_kind(load_config(model)) is not None
+
+
+def _corpus_refs(source: CorpusSource | None, base: Path) -> list[str]:
+    if source is None:
+        return []
+    if source.bible:
+        package = BIBLE_PACKAGES.get(source.bible)
+        return [f"package:{package}" if package else f"bible:{source.bible}"]
+    return [resolve_path(base, f) for f in source.files]
+
+
+def _split_file(ctx: StageContext, side: str, split: str) -> str:
+    path = ctx.input("corpus") / side / f"{split}.txt"
+    if not path.is_file():
+        raise UserError(f"stage {ctx.name!r} needs {side}-language {split} text, but corpora.{side} is not set; "
+                        f"add corpora.{side} to the pipeline file")
+    return str(path)
+
+
+def model_stage(pipeline: "Pipeline") -> str:
+    """The stage whose ``model/`` is the adapted model: pretrain when planned, else distill, else init."""
+    config = pipeline.config
+    return "pretrain" if config.pretrain is not None else "distill" if config.distill is not None else "init"
+
+
+# ------------------------------------------------------------------------------------ stages
+def corpus_stage(ctx: StageContext) -> dict:
+    """Clean and split the target (and source) text; derive labelled task files and aligned pairs."""
+    from langgraft.corpora.prepare import prepare_corpus
+
+    corpora, seed = ctx.config["corpora"], ctx.config["seed"]
+    summary = {}
+    for side, source in (("target", corpora.target), ("source", corpora.source)):
+        out = ctx.work_dir / side
+        if source is None:
+            continue
+        if not (out / "summary.json").is_file():  # else prepared in an interrupted attempt
+            prepare_corpus(
+                [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
+                fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
+                id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
+                clean=corpora.clean, ratios=corpora.ratios,
+                seed=seed, overwrite=True,  # a folder left by an interrupted attempt
+            )
+        summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]
+        if corpora.max_documents is not None:
+            for split in SPLITS:
+                cap_split(out, split, corpora.max_documents, seed)
+    return {"splits": summary}
+
+
+def sample(items: Iterable[Any], count: int | None, seed: int) -> list[Any]:
+    """A seeded uniform sample of ``count`` items in their original order (reservoir; O(count) memory)."""
+    if count is None:
+        return list(items)
+    rng = random.Random(seed)
+    kept: list[tuple[int, Any]] = []
+    for index, item in enumerate(items):
+        if len(kept) < count:
+            kept.append((index, item))
+        else:
+            slot = rng.randint(0, index)
+            if slot < count:
+                kept[slot] = (index, item)
+    return [item for _, item in sorted(kept, key=lambda pair: pair[0])]
+
+
+def cap_split(folder: Path, split: str, count: int, seed: int) -> None:
+    """Keep a seeded sample of ``count`` documents of a prepared split (its .txt and .tsv stay aligned)."""
+    from langgraft.atomic import atomic_file
+
+    text = folder / f"{split}.txt"
+    with open(text, encoding="utf-8") as handle:
+        total = sum(1 for _ in handle)
+    if total <= count:
+        return
+    chosen = set(random.Random(seed).sample(range(total), count))
+    for path, header in ((text, 0), (folder / f"{split}.tsv", 1)):
+        if not path.is_file():
+            continue
+        with open(path, encoding="utf-8") as source, atomic_file(path.with_name(path.name + ".cut")) as cut:
+            for number, line in enumerate(source):
+                if number < header or number - header in chosen:
+                    cut.write(line)
+        path.with_name(path.name + ".cut").replace(path)
+
+
+def eval_data_stage(ctx: StageContext) -> dict:
+    """The evaluation's data, derived once from the prepared corpora: task files and retrieval pairs.
+
+    A stage of its own so that evaluation-only settings (which layer retrieval pools, ...) never
+    re-key the corpus stage and everything trained after it.
+    """
+    for task in ctx.config["tasks"]:
+        if task.bible:
+            _bible_task_files(ctx, task)
+        elif task.max_examples is not None:
+            _sampled_task_files(ctx, task)
+    if ctx.config["retrieval_pairs"] == "corpus":
+        _retrieval_pairs(ctx)
+    for bench in ctx.config.get("benchmarks", []):
+        _benchmark_files(ctx, bench)
+    return {"tasks": [t.name for t in ctx.config["tasks"]]}
+
+
+def _benchmark_files(ctx: StageContext, bench: BenchmarkConfig) -> None:
+    """``benchmarks/<name>/``: the benchmark's source-language train split and target test split, as task files."""
+    from langgraft.eval.benchmarks import prepare_benchmark
+
+    data_dir = resolve_path(ctx.pipeline.base_dir, bench.data_dir) if bench.data_dir else None
+    prepare_benchmark(bench.name, bench.language or ctx.config["language"], ctx.work_dir / "benchmarks" / bench.name,
+                      source_language=bench.source_language, data_dir=data_dir, max_examples=bench.max_examples,
+                      seed=ctx.config["seed"])
+
+
+def _bible_task_files(ctx: StageContext, task: Any) -> None:
+    """``tasks/<name>/{train,test}.jsonl`` from the labels of the prepared Bibles (genre).
+
+    Train: source-language train split; test: target-language test split (held-out books).
+    """
+    from langgraft.corpora.prepare import read_prepared
+
+    corpus, seed = ctx.input("corpus"), ctx.config["seed"]
+    train = sample(read_prepared(corpus / "source", "train"), task.max_examples, seed)
+    labels = {record.label for record in train}
+    test = sample((r for r in read_prepared(corpus / "target", "test") if r.label in labels), task.max_examples, seed)
+    for split, records in (("train", train), ("test", test)):
+        _write_sequence_examples(ctx.work_dir / "tasks" / task.name / f"{split}.jsonl",
+                                 ((record.text, record.label) for record in records))
+
+
+def _sampled_task_files(ctx: StageContext, task: Any) -> None:
+    """A seeded sample of ``max_examples`` examples of a file task's train and test files."""
+    from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
+
+    for split, given in (("train", task.train), ("test", task.test)):
+        path = resolve_path(ctx.pipeline.base_dir, given)
+        folder = ctx.work_dir / "tasks" / task.name
+        if task.type == "sequence_classification":
+            _write_sequence_examples(folder / f"{split}.jsonl",
+                                     sample(read_sequence_examples(path), task.max_examples, ctx.config["seed"]))
+        else:
+            sentences = sample(read_token_examples(path), task.max_examples, ctx.config["seed"])
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / f"{split}.iob", "w", encoding="utf-8") as handle:
+                for words, tags in sentences:
+                    handle.write("".join(f"{word} {tag}\n" for word, tag in zip(words, tags)) + "\n")
+
+
+def _write_sequence_examples(path: Path, examples: Iterable[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for text, label in examples:
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+
+
+def _retrieval_pairs(ctx: StageContext) -> None:
+    """``retrieval/{source,target}.txt``: line-aligned test-split documents sharing an id."""
+    from langgraft.corpora.prepare import prepared_pairs
+
+    corpus = ctx.input("corpus")
+    pairs = sample(prepared_pairs(corpus / "source", corpus / "target", "test"), ctx.config["max_pairs"],
+                   ctx.config["seed"])
+    if not pairs:
+        raise UserError("evaluation.retrieval: corpora.source and corpora.target share no test-split ids; "
+                        "prepare both with ids (Bible, id_field/id_column) or give pair files")
+    folder = ctx.work_dir / "retrieval"
+    folder.mkdir(exist_ok=True)
+    for index, name in ((1, "source.txt"), (2, "target.txt")):
+        (folder / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
+
+
+def _dev_sample(ctx: StageContext, side: str, documents: int | None) -> Path:
+    """``eval-dev.txt`` in the stage folder: a seeded sample of ``side``'s dev split, written once so
+    that a resumed attempt evaluates on the same documents."""
+    dev = ctx.work_dir / "eval-dev.txt"
+    if not dev.is_file():
+        texts = sample(_lines(_split_file(ctx, side, "dev")), documents, ctx.config["seed"])
+        dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    return dev
+
+
+def head_stage(ctx: StageContext) -> dict:
+    """Fit an LM head on source text for a headless source checkpoint (body frozen), then optionally the body."""
+    from langgraft.adapt.pretrain.head import HeadRecoveryOptions, recover_head
+
+    cfg = ctx.config["head"]
+    dev = _dev_sample(ctx, "source", cfg.eval_documents) if cfg.body_steps else None
+    options = HeadRecoveryOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(HeadRecoveryOptions)
+                                     if f.name != "seed"}, seed=ctx.config["seed"])
+    result = recover_head(ctx.config["source_model"], [_split_file(ctx, "source", "train")],
+                          ctx.work_dir / "model", options, eval_corpus=dev)
+    return plain(result)
+
+
+def tokenizer_stage(ctx: StageContext) -> dict:
+    """Train a target tokenizer in the source's family, or extend the source tokenizer."""
+    from langgraft.vocab.tokenizers import extend_tokenizer, train_tokenizer
+
+    cfg = ctx.config["tokenizer"]
+    corpus = [_split_file(ctx, "target", "train")]
+    out = ctx.work_dir / "tokenizer"
+    source = ctx.config["source_model"]
+    if cfg.mode == "train":
+        tokenizer = train_tokenizer(source, corpus, cfg.vocab_size, out, overwrite=True)
+    else:
+        tokenizer = extend_tokenizer(source, corpus, out, new_tokens=cfg.vocab_size, overwrite=True)
+    return {"vocab_size": len(tokenizer)}
+
+
+def _initial_model(ctx: StageContext) -> str:
+    return str(ctx.inputs["head"] / "model") if "head" in ctx.inputs else ctx.config["source_model"]
+
+
+def _adapted_model(ctx: StageContext) -> str:
+    """The adapted model: after pretraining when the pipeline pretrains, else after distill or init."""
+    return str(ctx.input("pretrain" if "pretrain" in ctx.inputs else "distill" if "distill" in ctx.inputs
+                         else "init") / "model")
+
+
+def _initialized_model(ctx: StageContext) -> str:
+    """The model pretraining starts from: the distilled one when the pipeline distills, else init's."""
+    return str(ctx.input("distill" if "distill" in ctx.inputs else "init") / "model")
+
+
+def _parallel_files(ctx: StageContext) -> tuple[str, str] | None:
+    """The parallel pair: the YAML's two files, or (``corpus``) the id-aligned train tables of both corpora.
+
+    Only the train splits: dev and test text stays unseen by the initialization it evaluates.
+    """
+    from langgraft.corpora.prepare import prepared_pairs
+
+    parallel = ctx.config["init"].resources.parallel if "init" in ctx.config else ctx.config["parallel"]
+    if parallel != "corpus":
+        return tuple(resolve_path(ctx.pipeline.base_dir, p) for p in parallel or ()) or None
+    corpus = ctx.input("corpus")
+    files = (str(corpus / "source" / "train.tsv"), str(corpus / "target" / "train.tsv"))
+    if not all(Path(f).is_file() for f in files) or next(
+            prepared_pairs(corpus / "source", corpus / "target", "train"), None) is None:
+        raise UserError("init.resources.parallel: corpus found no id shared by the train splits of corpora.source "
+                        "and corpora.target; give both corpora matching ids (bible, id_column/id_field) or "
+                        "give [source_file, target_file]")
+    return files
+
+
+def _resources(ctx: StageContext, with_corpora: bool = True) -> Any:
+    """The YAML's prebuilt resources (+ the corpus stage's train text, from which methods build theirs)."""
+    from langgraft.vocab.init import TransferResources
+
+    given = ctx.config["init"].resources
+    base = ctx.pipeline.base_dir
+    path = lambda value: resolve_path(base, value) if value else None  # noqa: E731
+    source_text = ctx.input("corpus") / "source" / "train.txt"
+    return TransferResources(
+        source_embeddings=path(given.source_embeddings), target_embeddings=path(given.target_embeddings),
+        dictionary=path(given.dictionary), helper=path(given.helper), parallel=_parallel_files(ctx),
+        source_corpus=[str(source_text)] if with_corpora and source_text.is_file() else [],
+        target_corpus=[_split_file(ctx, "target", "train")] if with_corpora else [],
+        workdir=str(ctx.work_dir / "resources"),
+    )
+
+
+def candidate_methods(ctx: StageContext) -> list[str]:
+    """Explicit candidates, or random/mean/fvt plus every method whose resources are given
+    (``parallel: corpus`` counts: it adds transtok)."""
+    from langgraft.vocab.init import get_method, list_methods
+
+    cfg = ctx.config["init"]
+    if cfg.candidates:
+        return list(cfg.candidates)
+    candidates = list(DEFAULT_CANDIDATES)
+    given = _resources(ctx, with_corpora=False)
+    if not any((given.source_embeddings, given.target_embeddings, given.dictionary, given.parallel, given.helper)):
+        return candidates
+    for name in list_methods():
+        if name in candidates:
+            continue
+        try:
+            get_method(name).config_class().validate(given)
+        except UserError:
+            continue
+        candidates.append(name)
+    return candidates
+
+
+def step0_bpc(model_dir: Path, texts: list[str], seed: int) -> float:
+    """Bits per character of a checkpoint on ``texts`` before any training (fixed masks)."""
+    from langgraft.eval.bpc import compute_bpc
+    from langgraft.models import load_language_model
+    from langgraft.models import load_tokenizer
+
+    model, _ = load_language_model(model_dir)
+    return compute_bpc(model, load_tokenizer(model_dir), texts, mask_seed=seed).bpc
+
+
+def init_stage(ctx: StageContext) -> dict:
+    """Initialize the target embeddings; ``auto`` measures step-0 bpc of each candidate on dev text."""
+    import shutil
+
+    from langgraft.vocab.transfer import initialize_embeddings
+
+    cfg = ctx.config["init"]
+    tokenizer = str(ctx.input("tokenizer") / "tokenizer")
+    mode = "extend" if ctx.config["mode"] == "extend" else "replace"
+    resources = _resources(ctx)
+
+    def initialize(method: str, out: Path) -> None:
+        if not (out / "config.json").is_file():  # else finished in an earlier, interrupted attempt
+            initialize_embeddings(_initial_model(ctx), tokenizer, method, mode=mode, resources=resources,
+                                  seed=ctx.config["seed"], out=out, calibrate_bias=cfg.calibrate_bias, overwrite=True,
+                                  **cfg.options.get(method, {}))
+
+    if cfg.method != "auto":
+        initialize(cfg.method, ctx.work_dir / "model")
+        return {"method": cfg.method}
+    dev = sample(_lines(_split_file(ctx, "target", "dev")), cfg.dev_documents, ctx.config["seed"])
+    comparison = []
+    for method in candidate_methods(ctx):
+        out = ctx.work_dir / "candidates" / method
+        ctx.log(f"auto: trying {method}")
+        initialize(method, out)
+        comparison.append({"method": method, "bpc": step0_bpc(out, dev, ctx.config["seed"])})
+    best = min(comparison, key=lambda row: row["bpc"])
+    shutil.move(str(ctx.work_dir / "candidates" / best["method"]), ctx.work_dir / "model")
+    shutil.rmtree(ctx.work_dir / "candidates")
+    record = {"chosen": best["method"], "candidates": comparison, "split": "dev", "documents": len(dev),
+              "metric": "step-0 bits per character"}
+    (ctx.work_dir / "comparison.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    ctx.log(f"auto: chose {best['method']} (" + ", ".join(f"{r['method']} {r['bpc']:.3f}" for r in comparison) + ")")
+    return {"method": best["method"], "comparison": comparison}
+
+
+def distill_stage(ctx: StageContext) -> dict:
+    """Train the new rows of init's model against the frozen source model (same or parallel text); resumes."""
+    from langgraft.training import TrainingOptions
+    from langgraft.vocab.distill import DistillOptions, distill_embeddings
+
+    cfg = ctx.config["distill"]
+    options = DistillOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DistillOptions)})
+    training = TrainingOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainingOptions)
+                                  if f.name != "seed"}, seed=ctx.config["seed"])
+    same = options.teacher_text == "same"
+    result = distill_embeddings(str(ctx.input("init") / "model"), _initial_model(ctx), options=options,
+                                training=training, corpus=[_split_file(ctx, "target", "train")] if same else [],
+                                parallel=None if same else _parallel_files(ctx), out=ctx.work_dir / "model",
+                                resume=True)
+    return {key: result.summary[key] for key in ("teacher_text", "steps", "held_out_mse") if key in result.summary}
+
+
+def pretrain_stage(ctx: StageContext) -> dict:
+    """Continued pretraining (embeddings only, then full); resumes from its own checkpoints."""
+    import shutil
+
+    from langgraft.adapt.pretrain import run
+
+    cfg = ctx.config["pretrain"]
+    dev = _dev_sample(ctx, "target", cfg.eval_documents)
+    options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "eval_documents"}
+    out = ctx.work_dir / "model"
+    result = run.pretrain(run.PretrainConfig(
+        model=_initialized_model(ctx), corpus=[_split_file(ctx, "target", "train")], out=str(out),
+        eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if cfg.replay_ratio else None,
+        seed=ctx.config["seed"], resume=True, **options,
+    ))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the stage is finished: nothing left to resume
+    return {"steps": result.steps, "objective": result.objective, "eval": result.eval}
+
+
+def module_stage(ctx: StageContext) -> dict:
+    """Train one language module (its language's text, base frozen) or task module (source labels)."""
+    from langgraft.adapt.pretrain.language_modules import train_language_module
+    from langgraft.adapters.compose import train_task_module
+    from langgraft.adapters.training import TrainOptions
+
+    cfg = ctx.config["module"]
+    options = TrainOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainOptions)
+                              if f.name != "seed"}, seed=ctx.config["seed"])
+    out = ctx.work_dir / "module"
+    if cfg.role == "language":
+        if cfg.corpus == "target":
+            base, language = _adapted_model(ctx), ctx.config["language"]
+        else:
+            base, language = _initial_model(ctx), "source"
+        train_language_module(cfg.kind, base, [_split_file(ctx, cfg.corpus, "train")], language=language, out=out,
+                              config=cfg.options, options=options)
+    else:
+        task = ctx.config["task"]
+        stacked = ctx.input(f"module-{cfg.language_module}") / "module" if cfg.language_module else None
+        train_task_module(cfg.kind, _initial_model(ctx), task_files(ctx, task)[0], task=task_kind(task),
+                          out=out, language_module=stacked, config=cfg.options, options=options)
+    info = json.loads((out / "langgraft_module.json").read_text(encoding="utf-8")) \
+        if (out / "langgraft_module.json").is_file() else {}
+    return {key: info[key] for key in ("kind", "role", "trainable_parameters") if key in info}
+
+
+def task_kind(task: Any) -> str:
+    """The eval harness's kind of an evaluation task or benchmark (seq-cls, token-cls, multiple-choice, retrieval)."""
+    return BENCHMARKS[task.name].kind if isinstance(task, BenchmarkConfig) else TASK_KINDS[task.type]
+
+
+def task_files(ctx: StageContext, task: Any) -> tuple[str, str]:
+    """(source-language train file, target-language test file) of evaluation task or benchmark ``task``.
+
+    Bible tasks, file tasks with ``max_examples`` and benchmarks read what the eval-data stage wrote
+    (retrieval benchmarks: the source and target sentence files).
+    """
+    if isinstance(task, BenchmarkConfig):
+        folder = ctx.input("eval-data") / "benchmarks" / task.name
+        if task_kind(task) == "retrieval":
+            return str(folder / "source.txt"), str(folder / "target.txt")
+        return str(folder / "train.jsonl"), str(folder / "test.jsonl")
+    if task.bible or task.max_examples is not None:
+        folder = ctx.input("eval-data") / "tasks" / task.name
+        suffix = ".jsonl" if task.type == "sequence_classification" else ".iob"
+        return str(folder / f"train{suffix}"), str(folder / f"test{suffix}")
+    return resolve_path(ctx.pipeline.base_dir, task.train), resolve_path(ctx.pipeline.base_dir, task.test)
+
+
+def _lines(path: str | Path) -> Iterable[str]:
+    with open(path, encoding="utf-8") as handle:
+        yield from (line.rstrip("\n") for line in handle if line.strip())
+
+
+def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
+    """One harness call per (setup, what): bpc + retrieval with language modules, each task with its module.
+
+    Setups: ``source`` (the source model; tasks with its task modules), ``init`` (step 0),
+    ``distilled`` (after distillation, before pretraining; tasks zero-shot), ``adapted`` (after
+    pretraining) and ``adapted+language`` (plus the target-language modules).
+    """
+    evaluation, seed = ctx.config["evaluation"], ctx.config["seed"]
+    modules = {name[len("module-"):]: str(path / "module") for name, path in ctx.inputs.items()
+               if name.startswith("module-")}
+    configs = {m.name: m for m in ctx.config["modules"]}
+    by_corpus = {corpus: [modules[n] for n in modules if configs[n].role == "language" and configs[n].corpus == corpus]
+                 for corpus in ("target", "source")}
+    test = _split_file(ctx, "target", "test")
+    if evaluation.max_documents is not None:
+        test = str(ctx.work_dir / "bpc-test.txt")
+        texts = sample(_lines(_split_file(ctx, "target", "test")), evaluation.max_documents, seed)
+        Path(test).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    intrinsic = [f"bpc=bpc:{test}"] if evaluation.bpc else []
+    if evaluation.retrieval is not None:
+        pairs = ([str(ctx.input("eval-data") / "retrieval" / n) for n in ("source.txt", "target.txt")]
+                 if evaluation.retrieval.pairs == "corpus"
+                 else [resolve_path(ctx.pipeline.base_dir, p) for p in evaluation.retrieval.pairs])
+        intrinsic.append(f"retrieval=retrieval:{pairs[0]},{pairs[1]}")
+    adapted = _adapted_model(ctx)
+    setups = [("source", _initial_model(ctx), [], by_corpus["source"]),
+              ("init", str(ctx.input("init") / "model"), [], None),
+              ("distilled", _initialized_model(ctx), [], []),
+              ("adapted", adapted, [], []),
+              ("adapted+language", adapted, by_corpus["target"], by_corpus["target"])]
+    if "pretrain" not in ctx.inputs:
+        setups = [s for s in setups if s[0] != "init"]
+    if "pretrain" not in ctx.inputs or "distill" not in ctx.inputs:  # else it is the adapted (or init) model
+        setups = [s for s in setups if s[0] != "distilled"]
+    if not by_corpus["target"]:
+        setups = [s for s in setups if s[0] != "adapted+language"]
+    jobs = []
+    for setup, model, lm_modules, task_language_modules in setups:
+        wanted = intrinsic if setup != "init" else intrinsic[:1] if evaluation.bpc else []
+        if wanted:
+            jobs.append({"setup": setup, "model": model, "tasks": wanted, "modules": lm_modules})
+        for task in [*evaluation.tasks, *evaluation.benchmarks] if task_language_modules is not None else []:
+            kind = task_kind(task)
+            if kind == "retrieval":  # the source model embeds the source side, as for evaluation.retrieval
+                jobs.append({"setup": setup, "model": model, "modules": lm_modules,
+                             "tasks": [f"{task.name}=retrieval:{','.join(task_files(ctx, task))}"]})
+                continue
+            task_modules = [modules[m.name] for m in configs.values() if m.role == "task" and m.task == task.name]
+            jobs.append({"setup": setup, "model": model, "modules": task_language_modules + task_modules[:1],
+                         "tasks": [f"{task.name}={kind}:{task_files(ctx, task)[1]}"]})
+    return jobs
+
+
+def evaluate_stage(ctx: StageContext) -> dict:
+    """Source model vs adapted model: bpc on held-out text, retrieval, zero-shot tasks (eval harness)."""
+    from langgraft.eval.harness import evaluate
+    from langgraft.eval.report import to_rows
+
+    retrieval = ctx.config["evaluation"].retrieval
+    source = _initial_model(ctx)
+    rows = []
+    jobs = evaluation_jobs(ctx)
+    for job in jobs:
+        ctx.log(f"evaluating {job['setup']}: {', '.join(t.split('=')[0] for t in job['tasks'])}")
+        run = evaluate(job["model"], job["tasks"], modules=job["modules"], source_model=source,
+                       layer=retrieval.layer if retrieval else None, name=job["setup"])
+        rows += to_rows([run])  # with each score's 95% interval (low, high)
+    record: dict[str, Any] = {"language": ctx.config["language"], "rows": rows, "jobs": jobs}
+    comparison = ctx.input("init") / "comparison.json"
+    if comparison.is_file():
+        chosen = json.loads(comparison.read_text(encoding="utf-8"))
+        record["comparisons"] = {"step-0 bpc by init method (dev)": {c["method"]: c["bpc"] for c in chosen["candidates"]}}
+    (ctx.work_dir / "evaluation.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return {"rows": len(rows)}
+
+
+def report_stage(ctx: StageContext) -> dict:
+    """Markdown tables + PNG plots: setups per task, init comparison, training curves."""
+    from langgraft.eval.report import write_report
+
+    inputs: list[Any] = [ctx.input("evaluate") / "evaluation.json"]
+    inputs += sorted(path for stage, folder in ctx.inputs.items() if stage != "evaluate"
+                     for path in folder.rglob(METRICS_FILE))
+    path = write_report(inputs, ctx.work_dir / "report", overwrite=True, title=f"langgraft: {ctx.config['source_model']} -> {ctx.config['language']}")
+    return {"report": str(path)}
+
+
+# ------------------------------------------------------------------------------------ plan
+def plan(pipeline: "Pipeline") -> list[StageSpec]:
+    """The ordered stages of ``pipeline.config``; each gets exactly the config it reads (its key).
+
+    A stage's config is the YAML sections it reads and nothing else (evaluation settings never
+    reach the corpus stage, module settings never reach pretraining), so changing a key reruns
+    only the stages that read it and those after them that read their outputs.
+    """
+    config = pipeline.config
+    base = pipeline.base_dir
+    model = source_model_path(config)
+    for side, source in (("target", config.corpora.target), ("source", config.corpora.source)):
+        if source is not None and bool(source.bible) == bool(source.files):
+            raise UserError(f"corpora.{side}: give either bible: CODE (an installed Bible: eng, nya) or files: [...]")
+    _check_tasks(config)
+    _check_files(config, base)
+    seed = config.seed
+    corpus_refs = _corpus_refs(config.corpora.target, base) + _corpus_refs(config.corpora.source, base)
+    specs = [StageSpec("corpus", corpus_stage, {"corpora": config.corpora, "seed": seed}, external=tuple(corpus_refs))]
+    recover = config.head.recover == "always" or (config.head.recover == "auto" and not has_lm_head(model))
+    if recover:
+        if config.corpora.source is None:
+            raise UserError(f"head recovery (head.recover: {config.head.recover}; {config.source_model} has no LM head) "
+                            "needs source-language text: add corpora.source")
+        specs.append(StageSpec("head", head_stage, {"head": config.head, "seed": seed, "source_model": model},
+                               needs=("corpus",), external=(model,)))
+    specs.append(StageSpec("tokenizer", tokenizer_stage, {"tokenizer": config.tokenizer, "source_model": model},
+                           needs=("corpus",), external=(model,)))
+    init_needs = ("corpus", "tokenizer") + (("head",) if recover else ())
+    resource_refs = [resolve_path(base, r) for r in (config.init.resources.source_embeddings,
+                     config.init.resources.target_embeddings, config.init.resources.dictionary,
+                     *_parallel_paths(config)) if r]  # parallel: corpus is keyed by the corpus stage's key
+    specs.append(StageSpec("init", init_stage, {"init": config.init, "mode": config.tokenizer.mode, "seed": seed,
+                                                "source_model": model},
+                           needs=init_needs, external=tuple(resource_refs) + (() if recover else (model,))))
+    _check_init(config)
+    distilled = ("distill",) if config.distill is not None else ()
+    if config.distill is not None:
+        _check_distill(config)
+        specs.append(StageSpec("distill", distill_stage, {"distill": config.distill, "seed": seed,
+                                                          "source_model": model,
+                                                          "parallel": config.init.resources.parallel},
+                               needs=("corpus", "init") + (("head",) if recover else ()),
+                               external=tuple(resolve_path(base, p) for p in _parallel_paths(config))
+                               + (() if recover else (model,))))
+    if config.pretrain is not None:
+        specs.append(StageSpec("pretrain", pretrain_stage, {"pretrain": config.pretrain, "seed": seed},
+                               needs=("corpus", "init") + distilled))
+    evaluation = config.evaluation
+    retrieval = evaluation.retrieval
+    derived_tasks = [t for t in evaluation.tasks if t.bible or t.max_examples is not None]
+    eval_data = bool(derived_tasks) or (retrieval is not None and retrieval.pairs == "corpus") or bool(evaluation.benchmarks)
+    if eval_data:
+        data_config = {"tasks": derived_tasks, "retrieval_pairs": retrieval.pairs if retrieval else None,
+                       "max_pairs": retrieval.max_pairs if retrieval else None, "seed": seed}
+        if evaluation.benchmarks:  # keyed only when present: runs without benchmarks keep their keys
+            data_config.update(benchmarks=evaluation.benchmarks, language=config.language)
+        specs.append(StageSpec("eval-data", eval_data_stage, data_config,
+            needs=("corpus",), external=tuple(resolve_path(base, f) for t in derived_tasks if not t.bible
+                                              for f in (t.train, t.test))
+            + tuple(resolve_path(base, b.data_dir) for b in evaluation.benchmarks if b.data_dir)))
+    adapted_stage = model_stage(pipeline)
+    task_names = [t.name for t in evaluation.tasks] + [b.name for b in evaluation.benchmarks]
+    all_modules = list(config.modules) + _default_benchmark_modules(config, model)
+    earlier: dict[str, Any] = {}
+    for index, module in enumerate(all_modules):
+        where = f"modules[{index}]"
+        if not module.name:
+            raise UserError(f"{where}.name is missing; every module needs a name")
+        if module.name in earlier:
+            raise UserError(f"{where}.name: {module.name!r} is used twice; module names must be unique")
+        if module.role == "task" and module.task not in task_names:
+            raise UserError(f"{where}.task: {module.task!r} is not an evaluation task; "
+                            f"tasks: {', '.join(task_names) or 'none (add evaluation.tasks)'}")
+        stacked = earlier.get(module.language_module)
+        if module.language_module and (stacked is None or stacked.role != "language" or stacked.corpus != "source"):
+            choices = [m.name for m in earlier.values() if m.role == "language" and m.corpus == "source"]
+            raise UserError(f"{where}.language_module: {module.language_module!r} is not an earlier source-language "
+                            f"module (role: language, corpus: source); earlier ones: {', '.join(choices) or 'none'}")
+        if module.role == "language" and module.corpus == "target":
+            needs, external = ("corpus", adapted_stage), ()
+        else:  # task and source-language modules learn on the source model (with its recovered head, if any)
+            needs, external = ("corpus",) + (("head",) if recover else ()), (() if recover else (model,))
+        if module.language_module:
+            needs += (f"module-{module.language_module}",)
+        _check_module_options(module, where)
+        task = next((t for t in [*evaluation.tasks, *evaluation.benchmarks] if t.name == module.task), None)
+        if isinstance(task, BenchmarkConfig) and task_kind(task) == "retrieval":
+            raise UserError(f"{where}.task: {task.name} is a retrieval benchmark; it needs no task module")
+        if isinstance(task, BenchmarkConfig) or task is not None and (task.bible or task.max_examples is not None):
+            needs += ("eval-data",)
+        elif task is not None:
+            external += (resolve_path(base, task.train),)
+        specs.append(StageSpec(f"module-{module.name}", module_stage,
+                               {"module": module, "task": task, "seed": seed, "language": config.language,
+                                "source_model": model}, needs=needs, external=external))
+        earlier[module.name] = module
+    module_stages = tuple(s.name for s in specs if s.name.startswith("module-"))
+    for index, task in enumerate(evaluation.tasks):
+        if not any(m.role == "task" and m.task == task.name for m in config.modules):
+            raise UserError(f"evaluation.tasks[{index}] ({task.name!r}) has no task module to evaluate; add a "
+                            f"module with role: task and task: {task.name}")
+    model_needs = ("head",) if recover else ()
+    evaluate_needs = ("corpus", "init") + distilled + ((("pretrain",) if config.pretrain is not None else ()) + model_needs
+                                           + (("eval-data",) if eval_data else ()) + module_stages)
+    evaluation_files = [resolve_path(base, t.test) for t in evaluation.tasks if not t.bible and t.max_examples is None]
+    if retrieval is not None and retrieval.pairs != "corpus":
+        evaluation_files += [resolve_path(base, p) for p in retrieval.pairs]
+    specs.append(StageSpec("evaluate", evaluate_stage, {
+        "evaluation": evaluation, "seed": seed, "language": config.language, "source_model": model,
+        "modules": all_modules}, needs=evaluate_needs, external=(model, *evaluation_files)))
+    report_needs = ("evaluate", "init") + distilled + (("pretrain",) if config.pretrain is not None else ()) \
+        + module_stages
+    specs.append(StageSpec("report", report_stage, {"language": config.language, "source_model": config.source_model},
+                           needs=report_needs))
+    return specs
+
+
+def _default_benchmark_modules(config: PipelineConfig, model: str) -> list[Any]:
+    """A LoRA task module (default options) for every benchmark that needs one and has none in ``modules:``.
+
+    Retrieval needs none; neither does multiple choice on a decoder (answers are scored by likelihood).
+    """
+    from langgraft.models import head_kind, load_config
+
+    declared = {m.task for m in config.modules if m.role == "task"}
+    wanted = [b for b in config.evaluation.benchmarks if b.name not in declared and BENCHMARKS[b.name].kind != "retrieval"]
+    if any(BENCHMARKS[b.name].kind == "multiple-choice" for b in wanted) and head_kind(load_config(model)) == "clm":
+        wanted = [b for b in wanted if BENCHMARKS[b.name].kind != "multiple-choice"]
+    return [ModuleConfig(name=f"{b.name}-task", role="task", task=b.name) for b in wanted]
+
+
+def _check_files(config: PipelineConfig, base: Path) -> None:
+    """Every file the YAML names must exist before anything runs (one line naming the key)."""
+    named: list[tuple[str, str | None]] = []
+    for side in ("target", "source"):
+        source = getattr(config.corpora, side)
+        named += [(f"corpora.{side}.files[{i}]", f) for i, f in enumerate(source.files if source else [])]
+    resources = config.init.resources
+    named += [(f"init.resources.{key}", getattr(resources, key))
+              for key in ("source_embeddings", "target_embeddings", "dictionary")]
+    named += [(f"init.resources.parallel[{i}]", f) for i, f in enumerate(_parallel_paths(config))]
+    for index, task in enumerate(config.evaluation.tasks):
+        named += [(f"evaluation.tasks[{index}].train", task.train), (f"evaluation.tasks[{index}].test", task.test)]
+    retrieval = config.evaluation.retrieval
+    if retrieval is not None and retrieval.pairs != "corpus":
+        named += [(f"evaluation.retrieval.pairs[{i}]", f) for i, f in enumerate(retrieval.pairs)]
+    named += [(f"evaluation.benchmarks[{i}].data_dir", b.data_dir) for i, b in enumerate(config.evaluation.benchmarks)]
+    for key, value in named:
+        if value and not Path(resolve_path(base, value)).exists():
+            raise UserError(f"{key}: {resolve_path(base, value)} not found; check the path (relative paths are "
+                            "relative to the pipeline file)")
+
+
+def _check_tasks(config: PipelineConfig) -> None:
+    names: set[str] = set()
+    for index, task in enumerate(config.evaluation.tasks):
+        where = f"evaluation.tasks[{index}]"
+        if not task.name or task.name in names or task.name in ("bpc", "retrieval") or not is_plain_name(task.name):
+            raise UserError(f"{where}.name: give each task a unique plain name (letters, digits, '.', '_', '-'; "
+                            f"not bpc or retrieval), got {task.name!r}")
+        names.add(task.name)
+        if bool(task.bible) == bool(task.train or task.test) or not task.bible and not (task.train and task.test):
+            raise UserError(f"{where}: give either bible: genre or both train (source language) and test "
+                            "(target language) files")
+        if task.bible and task.type != "sequence_classification":
+            raise UserError(f"{where}.type: the Bible genre task is sequence_classification")
+        if task.bible and not (config.corpora.target.bible and config.corpora.source and config.corpora.source.bible):
+            raise UserError(f"{where} (bible: {task.bible}) needs corpora.source.bible and corpora.target.bible; "
+                            "give train/test files otherwise")
+    for index, bench in enumerate(config.evaluation.benchmarks):
+        if bench.name in names:
+            raise UserError(f"evaluation.benchmarks[{index}].name: {bench.name!r} is listed twice or is also a task name")
+        names.add(bench.name)
+    retrieval = config.evaluation.retrieval
+    if retrieval is not None and retrieval.pairs != "corpus" and len(retrieval.pairs) != 2:
+        raise UserError("evaluation.retrieval.pairs: give corpus or [source_file, target_file]")
+    if retrieval is not None and retrieval.pairs == "corpus" and config.corpora.source is None:
+        raise UserError("evaluation.retrieval.pairs: corpus needs corpora.source with ids shared with "
+                        "corpora.target (e.g. both Bibles); give [source_file, target_file] otherwise")
+
+
+def _check_distill(config: PipelineConfig) -> None:
+    """The distill section's options and the text its teacher reads, before anything runs."""
+    from langgraft.vocab.distill import DistillOptions
+
+    cfg = config.distill
+    try:
+        options = DistillOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DistillOptions)})
+    except UserError as exc:
+        raise UserError(f"distill.{exc}") from None
+    if options.teacher_text == "parallel" and config.init.resources.parallel is None:
+        raise UserError("distill.teacher_text: parallel needs parallel text; set init.resources.parallel (corpus, or "
+                        "[source_file, target_file])")
+
+
+def _check_module_options(module: Any, where: str) -> None:
+    from langgraft.adapters.base import make_config
+
+    try:
+        make_config(module.kind, **module.options)
+    except UserError as exc:
+        raise UserError(f"{where}.options: {exc}") from None
+
+
+def _parallel_paths(config: PipelineConfig) -> list[str]:
+    """The parallel files the YAML names (none for ``parallel: corpus``, which the corpus stage writes)."""
+    parallel = config.init.resources.parallel
+    return [] if parallel in (None, "corpus") else list(parallel)
+
+
+def _check_init(config: PipelineConfig) -> None:
+    from langgraft.vocab.init import config_from_options, list_methods
+
+    parallel = config.init.resources.parallel
+    if parallel == "corpus" and config.corpora.source is None:
+        raise UserError("init.resources.parallel: corpus needs corpora.source (source-language text whose ids "
+                        "match corpora.target, e.g. both Bibles); add corpora.source or give [source_file, target_file]")
+    if parallel not in (None, "corpus") and len(parallel) != 2:
+        raise UserError(f"init.resources.parallel: give corpus or [source_file, target_file], got {len(parallel)} "
+                        "file(s)")
+    methods = list(list_methods())
+    if config.init.method != "auto" and config.init.method not in methods:
+        raise UserError(f"init.method: {config.init.method!r} is not a known method; allowed: auto, {', '.join(methods)}")
+    for index, name in enumerate(config.init.candidates or []):
+        if name not in methods:
+            raise UserError(f"init.candidates[{index}]: {name!r} is not a known method; allowed: {', '.join(methods)}")
+    for name, options in config.init.options.items():
+        if name not in methods:
+            raise UserError(f"init.options.{name}: not a known method; allowed: {', '.join(methods)}")
+        try:
+            config_from_options(name, options)
+        except UserError as exc:
+            raise UserError(f"init.options.{name}: {exc}") from None
