@@ -29,6 +29,7 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lora", "sft", "madx"])
 def test_compose_and_revert_exact(kind, trained_modules, tiny_models):
     base, tokenizer = load_composed(tiny_models["bert"], [trained_modules[f"{kind}-task"]])
@@ -62,6 +63,7 @@ def test_sft_file_format_and_exact_reversion(trained_modules, tiny_models):
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_lora_loads_with_vanilla_peft(trained_modules, tiny_models):
     model, tokenizer = load_composed(tiny_models["bert"], [trained_modules["lora-lang"], trained_modules["lora-task"]])
     expected = _logits(model, tokenizer).tolist()
@@ -145,6 +147,7 @@ def test_token_classification_task_module(tiny_models, labelled, tmp_path):
     assert _logits(model, tokenizer).shape[-1] == 2
 
 
+@pytest.mark.slow
 def test_sft_on_clm_is_deterministic_and_k_too_large(tiny_models, target_corpus, tmp_path):
     from safetensors.torch import load_file
 
@@ -212,6 +215,7 @@ def test_cli_errors_leave_base_untouched(trained_modules, tiny_models, tmp_path,
     assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
 
 
+@pytest.mark.slow
 def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path, capsys):
     done = _cli(capsys, "train-task", "--kind", "sft", "--model", str(tiny_models["bert"]), "--train", str(labelled["seq"]),
                 "--task", "seq-cls", "--out", str(tmp_path / "task"), "--steps", "2", "--batch-size", "8",

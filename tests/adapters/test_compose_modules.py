@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from langgraft.adapt.pretrain.language_modules import train_language_module
@@ -43,6 +44,7 @@ def _metadata(directory: Path) -> dict:
     return json.loads((directory / METADATA_FILE).read_text())
 
 
+@pytest.mark.slow
 def test_lora_composed_module_loads_with_vanilla_peft(trained_modules, tiny_models, tmp_path):
     out = write_composition(tiny_models["bert"], [trained_modules["lora-lang"], trained_modules["lora-task"]], tmp_path / "c", merge=False)
     config = json.loads((out / "adapter_config.json").read_text())

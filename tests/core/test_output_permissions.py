@@ -51,6 +51,7 @@ def test_init_tokenizer_and_pretrain_outputs_follow_the_umask(umask_027, tiny_mo
         assert modes_off(tmp_path / name) == [], name
 
 
+@pytest.mark.slow
 def test_module_outputs_follow_the_umask(umask_027, tiny_models, target_corpus, tmp_path):
     for kind, options in (("lora", []), ("sft", ["--k", "1000"]), ("madx", [])):
         out = tmp_path / kind

@@ -62,6 +62,7 @@ def bf16_llama(tiny_models, tmp_path_factory) -> Path:
 STEPS, SMALL_LR = 30, 1e-3
 
 
+@pytest.mark.slow
 def test_pure_bf16_adamw_loses_small_updates_that_fp32_master_weights_keep(bf16_llama, target_corpus, tmp_path):
     """A bf16 checkpoint: plain Trainer on the bf16 weights changes nothing; langgraft (fp32 and --bf16) moves them."""
     from transformers import Trainer, TrainingArguments
@@ -252,6 +253,7 @@ def _checkpoints(run, out: Path) -> Path:
             _task_module: work_dir(out) / "train"}[run]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", [_head, _pretrain, _task_module], ids=["head recovery", "pretraining", "task module"])
 def test_an_interrupted_run_resumes_from_its_last_sealed_checkpoint(run, tiny_models, source_corpus, target_corpus,
                                                                     tmp_path):

@@ -43,6 +43,7 @@ def test_word_masks_are_fixed_and_near_the_rate():
     assert [text[s:e] for s, e in spans] == ["Alpha", "beta", "gamma", "delta"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["bert", "xlmr", "gpt2", "llama"])
 def test_bpc_matches_plain_forward(tiny_models, family):
     model, tokenizer, objective = _loaded(tiny_models, family)

@@ -72,6 +72,7 @@ def test_sequence_classification_constant_predictor(genre_classifier, tmp_path):
     assert evaluate(genre_classifier, [f"seq-cls:{jsonl}"])["results"][0]["metrics"]["accuracy"] == 0.5
 
 
+@pytest.mark.slow
 def test_sequence_classification_batching_matches_one_by_one(tiny_models, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -203,6 +204,7 @@ def test_retrieval_two_models_and_id_keyed_files(tiny_models, tmp_path):
 
 
 # ----------------------------------------------------------------------------- intrinsic wrappers
+@pytest.mark.slow
 def test_bpc_and_fertility_tasks(tiny_models, target_corpus):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -251,6 +253,7 @@ def test_cli_errors(genre_classifier, tiny_models, tmp_path, capsys):
     _one_line_error(capsys, ["eval", "report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")])
 
 
+@pytest.mark.slow
 def test_cli_json_and_bpc_subcommand(tiny_models, target_corpus, tmp_path, capsys):
     out = tmp_path / "results.json"
     assert main(["eval", "--model", str(tiny_models["bert"]), "--task", f"fertility:{target_corpus}",
@@ -282,6 +285,7 @@ def lora_modules(tiny_models, tmp_path_factory) -> tuple[Path, Path, Path]:
     return lang, task, train
 
 
+@pytest.mark.slow
 def test_modules_are_composed_like_load_composed(tiny_models, lora_modules, tmp_path):
     from langgraft.adapters import load_composed
     from langgraft.eval.retrieval import evaluate_retrieval

@@ -128,6 +128,7 @@ def _size(name: str) -> int:
     return len(fixture(name, TARGET[name] if name != "tatoeba" else "nya-eng", BENCHMARKS[name].test_split))
 
 
+@pytest.mark.slow
 def test_one_command_scores_every_benchmark_zero_shot_on_an_encoder(tiny_models, offline_cache, tmp_path, capsys):
     modules = tmp_path / "task-modules"
     benchmarks = ["sib200", "belebele", "flores200", "tatoeba:nya", "wikiann:ny", "ud:ny_tiny"]
@@ -153,6 +154,7 @@ def test_one_command_scores_every_benchmark_zero_shot_on_an_encoder(tiny_models,
     assert choice["task"] == "multiple-choice" and choice["labels"] == ["0", "1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_a_decoder_answers_by_likelihood_and_reruns_give_the_same_numbers(tiny_models, offline_cache, tmp_path,
                                                                            capsys):
     modules = tmp_path / "task-modules"
@@ -225,6 +227,7 @@ def test_pipeline_plans_a_default_task_module_for_benchmarks_that_need_one(tiny_
         Pipeline.from_dict(config, base_dir=tmp_path).stages
 
 
+@pytest.mark.slow
 def test_pipeline_reports_benchmarks_for_every_setup(tiny_models, source_corpus, target_corpus, offline_cache,
                                                      tmp_path):
     from langgraft import Pipeline

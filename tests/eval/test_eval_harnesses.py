@@ -49,6 +49,7 @@ def _choice_loglikelihoods(model_dir: Path, docs: list[dict]) -> np.ndarray:
     return scores
 
 
+@pytest.mark.slow
 def test_lm_eval_local_task_matches_loglikelihoods_computed_here(models, tmp_path, capsys):
     sentences = source_sentences(24, seed=3)
     docs = [{"query": " ".join(s.split()[:2]), "choices": [s, sentences[(i + 5) % 24], sentences[(i + 11) % 24]],
@@ -82,6 +83,7 @@ def test_lm_eval_local_task_matches_loglikelihoods_computed_here(models, tmp_pat
     assert "no_such_task" in err
 
 
+@pytest.mark.slow
 def test_mteb_bitext_mining_equals_langgraft_retrieval_top1(models, tmp_path, capsys):
     src, tgt = tmp_path / "src.txt", tmp_path / "tgt.txt"
     src.write_text("\n".join(source_sentences(40, seed=8)) + "\n", encoding="utf-8")
@@ -107,6 +109,7 @@ def test_missing_extra_is_one_line(models, monkeypatch, capsys):
         assert "langgraft[bench]" in err
 
 
+@pytest.mark.slow
 def test_seed_set_is_scored_per_seed_as_mean_and_sd(models, tmp_path, capsys):
     from langgraft.eval import evaluate
 
@@ -138,6 +141,7 @@ def test_seed_set_is_scored_per_seed_as_mean_and_sd(models, tmp_path, capsys):
     assert printed.endswith("(3 seeds)")
 
 
+@pytest.mark.slow
 def test_interrupted_seed_set_keeps_finished_members(models, tmp_path, monkeypatch):
     import importlib
 

@@ -24,6 +24,7 @@ def token_frequencies(tokenizer, path) -> torch.Tensor:
     return (counts + 0.1) / (counts + 0.1).sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["random", "fvt"])
 def test_calibration_matches_frequencies_and_lowers_step0_bpc(tiny_models, target_tokenizers, target_corpus,
                                                                target_eval_corpus, method):
@@ -52,6 +53,7 @@ def test_calibration_matches_frequencies_and_lowers_step0_bpc(tiny_models, targe
     assert bpc_calibrated < bpc_plain - 0.1, (bpc_plain, bpc_calibrated)
 
 
+@pytest.mark.slow
 def test_calibration_is_deterministic_and_keeps_old_rows_in_extension_mode(tiny_models, extended_tokenizers,
                                                                           target_corpus):
     resources = TransferResources(target_corpus=[str(target_corpus)])
@@ -67,6 +69,7 @@ def test_calibration_is_deterministic_and_keeps_old_rows_in_extension_mode(tiny_
     assert not torch.equal(new, old.mean().expand_as(new))  # the new rows did move
 
 
+@pytest.mark.slow
 def test_calibration_for_a_causal_lm_with_an_output_bias(tiny_models, target_tokenizers, target_corpus, tmp_path):
     """CodeGen's lm_head has a bias: the next-token path calibrates it like the masked one."""
     from transformers import CodeGenConfig
@@ -105,6 +108,7 @@ def test_calibration_bad_input(tiny_models, target_tokenizers, target_corpus, tm
     assert len(errors) == 1 and "no output bias" in errors[0] and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_calibrates_and_records_it(tiny_models, target_tokenizers, target_corpus, tmp_path, capsys):
     out = tmp_path / "calibrated"
     code = main(["init", "--source", str(tiny_models["xlmr"]), "--tokenizer", str(target_tokenizers["xlmr"]),

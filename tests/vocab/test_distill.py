@@ -157,6 +157,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_tensors_as_an_uninterrupted_one(inits, target_corpus, tmp_path):
     from transformers import TrainerCallback
 
@@ -198,6 +199,7 @@ def test_parallel_teacher_through_the_cli(inits, parallel_corpus, tmp_path, caps
     assert torch.equal(before[key][:start], after[key][:start])
 
 
+@pytest.mark.slow
 def test_word_aligned_positions_add_their_loss(inits, parallel_corpus, tmp_path):
     source, target, _ = parallel_corpus
     options = DistillOptions(teacher_text="parallel", word_weight=1.0, max_pairs=80, held_out=8)
@@ -256,6 +258,7 @@ def test_options_that_teach_nothing_are_refused():
         DistillOptions(snippets_per_token=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("teacher_text", ["same", "parallel"])
 def test_pipeline_distill_stage_feeds_pretraining(teacher_text, tiny_models, source_corpus, target_corpus,
                                                   parallel_corpus, tmp_path):

@@ -200,6 +200,7 @@ def test_ofa_factorized_artifact_and_export(tiny_models, target_tokenizers, tmp_
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_outputs_load_with_stock_transformers(tiny_models, target_tokenizers, extended_tokenizers, tmp_path):
     outs = {}
     for family in FAMILIES:
@@ -276,6 +277,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, tiny_models, target_tokenize
         assert "fvt" in err[0] and "random" in err[0]
 
 
+@pytest.mark.slow
 def test_ofa_uses_aligned_static_vectors_when_given(tiny_models, parallel_corpus, tmp_path):
     from tiny import TOKENIZER_BUILDERS
 

@@ -122,6 +122,7 @@ def test_wechsel_neighbours_follow_the_dictionary(tiny_models, parallel_tokenize
     assert len(whole_words) >= 10 and hits >= 0.3 * len(whole_words)
 
 
+@pytest.mark.slow
 def test_wechsel_is_deterministic_and_trains_from_corpora(tmp_path, tiny_models, parallel_tokenizers,
                                                           parallel_corpus, word_resources):
     src, tgt, _ = parallel_corpus
@@ -179,6 +180,7 @@ def test_wechsel_errors(tmp_path, tiny_models, parallel_tokenizers, word_resourc
 
 
 # ---------------------------------------------------------------------------------------- focus
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["xlmr", "llama"])
 def test_focus_builds_a_valid_deterministic_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers,
                                                        parallel_corpus):
@@ -217,6 +219,7 @@ def test_focus_with_a_prebuilt_token_model(tmp_path, tiny_models, parallel_token
         transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "focus")
 
 
+@pytest.mark.slow
 def test_focus_mixed_with_transtok(tiny_models, parallel_tokenizers, parallel_corpus):
     src, tgt, _ = parallel_corpus
     resources = TransferResources(target_corpus=[str(tgt)], parallel=(str(src), str(tgt)))
@@ -250,6 +253,7 @@ def test_top_k_rows_drops_rare_pairs_and_normalizes():
     assert totals.tolist() == [8.0, 0.0, 4.0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_transtok_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers, parallel_corpus):
     src, tgt, _ = parallel_corpus
@@ -263,6 +267,7 @@ def test_transtok_builds_a_valid_checkpoint(tmp_path, family, tiny_models, paral
     assert period and any(r["kind"] == "copied" for r in period)
 
 
+@pytest.mark.slow
 def test_transtok_from_a_table_is_deterministic(tmp_path, tiny_models, parallel_tokenizers, parallel_corpus):
     src, tgt, mapping = parallel_corpus
     source_dir, target_dir = str(tiny_models["bert"]), str(parallel_tokenizers["bert"])
@@ -278,6 +283,7 @@ def test_transtok_from_a_table_is_deterministic(tmp_path, tiny_models, parallel_
         transfer(source_dir, target_dir, "transtok")
 
 
+@pytest.mark.slow
 def test_transtok_inherits_from_longer_tokens(tiny_models, parallel_tokenizers, parallel_corpus):
     src, tgt, _ = parallel_corpus
     outcome = transfer(str(tiny_models["bert"]), str(parallel_tokenizers["bert"]), "transtok",

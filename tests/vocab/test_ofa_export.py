@@ -68,6 +68,7 @@ def test_untrained_factors_reproduce_the_init_rows(ofa_outputs, tmp_path):
     torch.testing.assert_close(exported, original, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_loads_with_stock_transformers(ofa_outputs, tmp_path):
     outs = {}
     for family, model_dir in ofa_outputs.items():

@@ -231,6 +231,7 @@ def test_token_table_roundtrip(tmp_path, tiny_models, word_alignment, parallel_c
 
 
 # ------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_builds_every_resource(tmp_path, tiny_models, parallel_corpus, capsys):
     src, tgt, _ = parallel_corpus
     assert cli(["resources", "fasttext", "--corpus", str(src), "--out", str(tmp_path / "s.bin"), "--dim", "8",

@@ -92,6 +92,7 @@ def test_sentencepiece_bpe_keeps_byte_fallback_and_word_boundaries(trained):
     assert new.unk_token_id not in new(text)["input_ids"]
 
 
+@pytest.mark.slow
 def test_saved_tokenizers_load_without_langgraft(trained, extended_tokenizers):
     dirs = [str(path) for path in [*trained.values(), *extended_tokenizers.values()]]
     script = (
@@ -265,6 +266,7 @@ def test_extend_keeps_the_ids_of_special_tokens_stored_after_the_pieces(target_c
 # ----------------------------------------------------------------------------- CLI and errors
 
 
+@pytest.mark.slow
 def test_cli_train_extend_stats(tiny_models, target_corpus, tmp_path, capsys):
     assert main(["tokenizer", "train", "--source", str(tiny_models["xlmr"]), "--corpus", str(target_corpus),
                  "--vocab-size", "200", "--out", str(tmp_path / "new")]) == 0

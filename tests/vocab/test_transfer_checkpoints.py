@@ -118,6 +118,7 @@ def check_output(out, source_dir, family):
 
 
 # ------------------------------------------------------------------------------ every method, both modes
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["replace", "extend"])
 def test_every_method_on_a_sharded_bf16_padded_checkpoint_matches_the_loaded_model(
         mode, sharded, tiny_models, target_tokenizers, extended_tokenizers, helpers, word_resources, target_corpus,
@@ -169,6 +170,7 @@ def test_tied_heads_and_output_biases_on_sharded_checkpoints(family, mode, shard
         check_output(tmp_path / method, sharded[family], family)
 
 
+@pytest.mark.slow
 def test_outputs_load_in_stock_transformers_without_langgraft(sharded, target_tokenizers, extended_tokenizers,
                                                               tmp_path):
     outs = {}
@@ -360,6 +362,7 @@ def test_tokens_added_within_the_padding_room_are_accepted(sharded, target_token
 
 
 # ------------------------------------------------------------------------------ stages that need more
+@pytest.mark.slow
 def test_bias_calibration_loads_the_model_for_that_step_only(sharded, extended_tokenizers, target_corpus, tmp_path):
     source = sharded["bert"]
     resources = TransferResources(target_corpus=[str(target_corpus)])

@@ -32,6 +32,7 @@ def quick_demo(headless_bert, tmp_path_factory):
     return tmp_path, run_demo(tmp_path / "demo", quick=True, overrides={"source_model": str(headless_bert)})
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_every_stage_on_the_bibles(quick_demo, capsys):
     tmp_path, outputs = quick_demo
     assert list(outputs) == ["corpus", "head", "tokenizer", "init", "pretrain", "eval-data", "module-nya-lora",

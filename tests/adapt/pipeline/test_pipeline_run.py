@@ -20,6 +20,7 @@ def finished(tiny_models, source_corpus, target_corpus, tmp_path_factory):
     return config, pipeline, pipeline.run()
 
 
+@pytest.mark.slow
 def test_every_stage_runs_and_the_report_compares_setups(finished):
     config, pipeline, outputs = finished
     assert list(outputs) == [s.name for s in pipeline.stages]
@@ -104,6 +105,7 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_cleared(finished):
     assert not lock.exists()
 
 
+@pytest.mark.slow
 def test_cli_run_prints_the_report_and_skips_finished_stages(finished, tmp_path):
     import subprocess
     import sys

@@ -78,6 +78,7 @@ def load_without_langgraft(folder, auto_class: str, *module: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_published_folder_loads_with_stock_transformers_and_peft(run_dir, tmp_path):
     (folder,) = publish(run_dir, tmp_path / "hub")
     assert (folder / "modules" / "xx-lora" / "adapter_config.json").is_file()
@@ -113,6 +114,7 @@ def test_push_offline_fails_with_one_line(run_dir, tmp_path):
     assert (tmp_path / "hub" / "manifest.json").is_file()  # the local folder is complete
 
 
+@pytest.mark.slow
 def test_a_decoder_run_publishes_a_causal_lm(tiny_models, source_corpus, target_corpus, tmp_path):
     config = tiny_pipeline(tiny_models["gpt2"], source_corpus, target_corpus, tmp_path, tokenizer={"vocab_size": 400},
                            init={"method": "fvt"}, publish={"out": str(tmp_path / "hub")},

@@ -90,6 +90,7 @@ def two_stage_runs(tiny_models, target_corpus, target_eval_corpus, tmp_path_fact
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["bert", "xlmr", "gpt2", "llama"])
 def test_two_stage_run_logs_metrics_and_freezes_the_body_in_stage_1(tiny_models, two_stage_runs, family):
     out = two_stage_runs[family]
@@ -109,6 +110,7 @@ def test_two_stage_run_logs_metrics_and_freezes_the_body_in_stage_1(tiny_models,
     assert any(not torch.equal(final[n], old[n]) for n in body)  # stage 2: the body trains
 
 
+@pytest.mark.slow
 def test_final_models_load_with_plain_transformers(two_stage_runs, tmp_path):
     script = ("import sys, transformers as t\n"
               "for path, objective in zip(sys.argv[1::2], sys.argv[2::2]):\n"

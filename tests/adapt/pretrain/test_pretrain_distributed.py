@@ -75,6 +75,7 @@ def one_process(tiny_models, target_corpus, tmp_path_factory) -> tuple[list[str]
     return args, root / "one"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", [[], ["--fsdp"]], ids=["ddp", "fsdp"])
 def test_two_gloo_processes_match_one(one_process, parallel, tmp_path):
     args, one = one_process

@@ -61,6 +61,7 @@ def test_embeddings_stage_then_lora_module(tiny_models, target_corpus, target_ev
         torch.testing.assert_close(revert(composed, out / "module")(**ids).logits, plain, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_sft_module_resumes_after_an_interrupt_in_phase_2(tiny_models, target_corpus, tmp_path):
     """Two phases of 3 steps each; killed in phase 2, ``--resume`` gives the uninterrupted run's module and log."""
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tiny import target_sentences
@@ -21,6 +22,7 @@ def _losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_models, target_corpus, tmp_path):
     # Held-out evaluation after every step slows the run down (without changing training), so
     # the kill reliably lands mid-run.

@@ -21,6 +21,7 @@ def _scalars(log_dir: Path) -> dict[str, list[int]]:
     return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("report_to", ["auto", "tensorboard"])
 def test_run_writes_one_tensorboard_log_at_run_level_steps(tiny_models, target_corpus, tmp_path, report_to):
     dev = tmp_path / "dev.txt"
