@@ -71,6 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON file to write (tests/data/wechsel_reference.json)")
     args = parser.parse_args()
+    use_anchor_packages()
     with tempfile.TemporaryDirectory() as tmp:
         reference = record(Path(tmp) / "case")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
