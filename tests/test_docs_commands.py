@@ -58,6 +58,7 @@ def subcommand(parser: argparse.ArgumentParser, words: list[str]) -> tuple[argpa
 
 
 LANGGRAFT = documented(r"(?:^|[\s(])langgraft(?=\s)")
+PARSER = build_parser()  # read-only here: one for every case
 
 
 def test_the_docs_hold_langgraft_commands():
@@ -66,7 +67,7 @@ def test_the_docs_hold_langgraft_commands():
 
 @pytest.mark.parametrize("doc, command", LANGGRAFT)
 def test_every_flag_of_a_documented_langgraft_command_exists(doc, command):
-    parser, rest = subcommand(build_parser(), command.split())
+    parser, rest = subcommand(PARSER, command.split())
     if parser.prog == "langgraft" and not (rest and rest[0].startswith("--")):
         return  # prose ("langgraft writes ..."), not a command
     unknown = sorted(set(FLAG.findall(" ".join(rest))) - options_of(parser))
