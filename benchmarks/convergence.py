@@ -8,7 +8,7 @@ the random run, with its ratio to random's steps (goal: best init <= 1/5).
 
     nice -n 10 python benchmarks/convergence.py --init random=init-random fvt=init-fvt \\
         focus=init-focus wechsel=init-wechsel --corpus nya/train.txt --eval-corpus nya/dev.txt \\
-        --max-steps 2000 --eval-steps 100 --out /tmp/convergence
+        --max-steps 2000 --eval-steps 100 --out runs/convergence
 
 Extra ``langgraft pretrain`` options go after ``--``. Writes ``convergence.json`` and
 ``convergence.png`` (bpc curves) in ``--out`` and prints a Markdown table.
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--embeddings-only", action="store_true",
                         help="the demo's recipe: every step trains only the embeddings (and untied head rows, "
                              "output bias) with the body frozen (--embedding-steps = each run's budget)")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/langgraft-convergence"))
+    parser.add_argument("--out", type=Path, default=Path("runs/convergence"))
     parser.add_argument("pretrain_options", nargs=argparse.REMAINDER, help="after --: more langgraft pretrain options")
     args = parser.parse_args()
     inits = dict(item.split("=", 1) for item in args.init)

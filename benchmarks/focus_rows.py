@@ -3,10 +3,10 @@
 Both sides get the same source checkpoint, target tokenizer and token-level fastText ``.bin``.
 Per target token, the package's kind (overlap copied / sparsemax over anchors / random) is
 compared with langgraft's provenance kind, and the rows of tokens both place the same way are
-compared by cosine. The package comes from the anchor environment (``benchmarks/anchors.sh``):
+compared by cosine. The package comes from the anchor environment (``benchmarks/anchors.sh``;
+built under the ignored ``benchmarks/.anchors/`` on first use):
 
-    PYTHONPATH=$(echo benchmarks/.anchors/venv/lib/python3*/site-packages) nice -n 10 \\
-        python benchmarks/focus_rows.py --source runs/vt/minilm-mlm --tokenizer runs/vt/nya-wp16k \\
+    nice -n 10 python benchmarks/focus_rows.py --source runs/vt/minilm-mlm --tokenizer runs/vt/nya-wp16k \\
         --token-embeddings runs/vt/ft/nya-tokens.bin --out runs/vt/focus-rows.json
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchor_env import use_anchor_packages  # noqa: E402  (sibling benchmark module)
 from vocab_transfer import load_lm  # noqa: E402  (sibling benchmark script)
 
 PACKAGE_KIND = {"copied": "copied", "focus": "neighbours", "random": "fallback"}
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="JSON report")
     parser.add_argument("--examples", type=int, default=20)
     args = parser.parse_args()
+    use_anchor_packages()
 
     import fasttext
     import torch

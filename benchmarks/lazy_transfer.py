@@ -26,8 +26,8 @@ shards, against the source) with plain ``safetensors``/``hashlib``, and loads th
 stock transformers in a process that never imports langgraft. Outputs of the 32-layer runs are
 deleted once verified (disk).
 
-    nice -n 10 python benchmarks/lazy_transfer.py prepare --root /work/scratch/lazy
-    nice -n 10 python benchmarks/lazy_transfer.py run --root /work/scratch/lazy --out runs/lazy
+    nice -n 10 python benchmarks/lazy_transfer.py prepare --root runs/lazy-inputs
+    nice -n 10 python benchmarks/lazy_transfer.py run --root runs/lazy-inputs --out runs/lazy
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Each measurement is a fresh process that streams the whole corpus once through e
 its peak resident memory (``ru_maxrss``). Streaming means the 10x corpus needs about the same
 memory. Text: the English Bible (BSB), repeated to reach the sizes.
 
-    nice -n 10 python benchmarks/memory_stream.py --out /tmp/memory
+    nice -n 10 python benchmarks/memory_stream.py --out runs/memory
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def measure(corpus: Path, model_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/langgraft-memory"))
+    parser.add_argument("--out", type=Path, default=Path("runs/memory"))
     parser.add_argument("--verses", type=int, default=3000, help="verses in the 1x corpus")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Time `langgraft demo` end to end and per stage (wall and CPU seconds), as Markdown and JSON.
 
-    nice -n 10 python benchmarks/pipeline_demo.py --out /tmp/langgraft-demo [--quick]
+    nice -n 10 python benchmarks/pipeline_demo.py --out runs/demo [--quick]
 
 CPU seconds are reported next to wall time because the 2-core machine is shared: on a busy machine
 the wall time overstates what the demo needs, the CPU time does not.

@@ -9,7 +9,7 @@ positions. The clock (:class:`StepClock`) covers steps 2..N of each run, wall an
 MLM: MiniLM-L6 (the installed ``minilm``) with a BERT MLM head; CLM: a 6-layer, 384-wide GPT-2
 with a 16k byte-level BPE trained on the same text. Text: the English Bible (BSB).
 
-    nice -n 10 python benchmarks/pretrain_throughput.py --steps 12 --repeats 2 --out /tmp/throughput
+    nice -n 10 python benchmarks/pretrain_throughput.py --steps 12 --repeats 2 --out runs/throughput
 
 Prints a Markdown table and writes ``throughput.json`` in ``--out``.
 """
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per method; the best is kept")
     parser.add_argument("--verses", type=int, default=4000)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/langgraft-throughput"))
+    parser.add_argument("--out", type=Path, default=Path("runs/throughput"))
     parser.add_argument("--objectives", nargs="+", default=["mlm", "clm"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

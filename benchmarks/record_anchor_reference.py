@@ -3,10 +3,10 @@
 Builds every case of ``tests/anchor_cases.py`` (in this environment, where langgraft is
 installed), runs the packages on each through ``benchmarks/anchor_runner.py`` in the anchor
 environment that ``benchmarks/anchors.sh`` creates, and writes ``tests/data/anchor_reference.json``,
-which ``tests/vocab/test_anchor_parity.py`` holds langgraft's ``wechsel`` and ``focus`` to. Re-run
-whenever the cases change:
+which ``tests/vocab/test_anchor_parity.py`` holds langgraft's ``wechsel`` and ``focus`` to. The
+anchor environment is built under the ignored ``benchmarks/.anchors/`` on first use. Re-run whenever
+the cases change:
 
-    bash benchmarks/anchors.sh
     python benchmarks/record_anchor_reference.py --out tests/data/anchor_reference.json
 """
 from __future__ import annotations
@@ -21,17 +21,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from anchor_cases import CASES, build_case  # noqa: E402  (the cases live with the test that uses them)
+from anchor_env import anchor_python  # noqa: E402  (sibling benchmark module)
 
 K, TEMPERATURE = 10, 0.1
-ANCHOR_PYTHON = ROOT / "benchmarks" / ".anchors" / "venv" / "bin" / "python"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON file to write (tests/data/anchor_reference.json)")
-    parser.add_argument("--anchor-python", default=str(ANCHOR_PYTHON),
-                        help="python of the anchor environment (default: the one benchmarks/anchors.sh builds)")
+    parser.add_argument("--anchor-python",
+                        help="python of the anchor environment (default: the one benchmarks/anchors.sh builds "
+                             "under benchmarks/.anchors, built on first use)")
     args = parser.parse_args()
+    args.anchor_python = args.anchor_python or str(anchor_python())
     cases = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in CASES:

@@ -1,13 +1,13 @@
 """Record what the ``wechsel`` 0.0.4 package computes on the fixed case of ``tests/wechsel_case.py``.
 
-Run once, with the package importable (it is not a langgraft dependency), whenever the case
-changes; the result, ``tests/data/wechsel_reference.json``, is what
+Run once whenever the case changes (the package, no langgraft dependency, comes from the anchor
+environment, ``benchmarks/anchors.sh``, built under the ignored ``benchmarks/.anchors/`` on first use); the result, ``tests/data/wechsel_reference.json``, is what
 ``tests/vocab/test_wechsel_reference.py`` holds langgraft's ``wechsel`` to. For every non-special target
 token it stores the package's neighbours (source ids, most similar first) and softmax weights, or
 ``null`` when the package found no vector for the token (random row); and the smallest gap between a token's k-th and (k+1)-th similarity, so the test can tell that float32
 against float64 arithmetic cannot reorder neighbours.
 
-    PYTHONPATH=.devpkg:.extra-site python benchmarks/record_wechsel_reference.py \\
+    python benchmarks/record_wechsel_reference.py \\
         --out tests/data/wechsel_reference.json
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from anchor_env import use_anchor_packages  # noqa: E402  (sibling benchmark module)
 from wechsel_case import build_case  # noqa: E402  (the fixed case lives with the test that uses it)
 
 K, TEMPERATURE = 10, 0.1
@@ -70,6 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON file to write (tests/data/wechsel_reference.json)")
     args = parser.parse_args()
+    use_anchor_packages()
     with tempfile.TemporaryDirectory() as tmp:
         reference = record(Path(tmp) / "case")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

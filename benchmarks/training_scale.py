@@ -26,8 +26,8 @@ resident set at once (glibc otherwise keeps freed mid-sized blocks, hiding a ste
 Trainer's checkpoint at the last step is skipped (a full 1B run would write 12 GB of weights and
 optimizer state); the final ``save_pretrained`` still runs. Tokens/s covers steps 2..N (wall).
 
-    python benchmarks/training_scale.py build --dir /tmp/scale
-    python benchmarks/training_scale.py all --dir /tmp/scale --lock /work/bench.lock [--only NAME ...]
+    python benchmarks/training_scale.py build --dir runs/scale
+    python benchmarks/training_scale.py all --dir runs/scale [--only NAME ...]
 
 ``all`` prints a Markdown table and writes ``results.json`` into ``--dir``.
 """

@@ -24,7 +24,10 @@ Example (the demo case; build the inputs first, see docs/benchmarks.md):
         --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv \
         --token-embeddings runs/vt/ft/nya-tokens.bin \
         --parallel runs/vt/eng/train.tsv runs/vt/nya/train.tsv --alignment-table runs/vt/align.tsv \
-        --eval runs/vt/nya/test.txt --eval-docs 1000 --package-path .extra-site --out runs/vt/bench
+        --eval runs/vt/nya/test.txt --eval-docs 1000 --out runs/vt/bench
+
+The packages run from the anchor environment (``benchmarks/anchors.sh``), built under the ignored
+``benchmarks/.anchors/`` on first use unless ``--package-path`` names another.
 
 ``clp`` is not in the default methods: it needs ``--helper`` (``benchmarks/clp_helper.py``).
 Methods already in ``--out/results.json`` are skipped, so a later run adds rows without losing any.
@@ -39,6 +42,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from anchor_env import anchor_site_packages  # sibling benchmark module (benchmarks/ is on the path when a script runs)
 
 # a run is METHOD or METHOD:key=value,... (extra --option values for `langgraft init`)
 LANGGRAFT_METHODS = ("random", "mean", "fvt", "wechsel", "focus", "transtok", "ofa",
@@ -374,12 +379,15 @@ def package_command(package: str, args: argparse.Namespace, out: Path) -> list[s
     return command + (["--calibrate-bias", args.calibrate_bias] if args.calibrate_bias else [])
 
 
-def package_environment(args: argparse.Namespace) -> dict | None:
-    """The environment of a package process: ``--package-path`` first on its PYTHONPATH, so the
-    packages and their dependencies can live outside the environment langgraft runs in."""
-    if not args.package_path:
-        return None
-    paths = [str(Path(p).resolve()) for p in args.package_path] + [os.environ.get("PYTHONPATH", "")]
+def package_paths(args: argparse.Namespace) -> list[str]:
+    """Where the packages are installed: ``--package-path``, or the anchor environment (built on first use)."""
+    return [str(Path(p).resolve()) for p in args.package_path] or [str(anchor_site_packages())]
+
+
+def package_environment(paths: list[str]) -> dict:
+    """The environment of a package process: ``paths`` first on its PYTHONPATH, so the packages
+    and their dependencies live outside the environment langgraft runs in."""
+    paths = paths + [os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
@@ -415,7 +423,8 @@ def add_transfer_inputs(parser: argparse.ArgumentParser, source_help: str, token
                              "(init --calibrate-bias) and packages alike")
     parser.add_argument("--package-path", nargs="+", default=[], metavar="DIR",
                         help="directories put first on the package processes' PYTHONPATH (where `wechsel`, "
-                             "`deepfocus` and their dependencies are installed, e.g. with pip install --target)")
+                             "`deepfocus` and their dependencies are installed; default: the anchor environment "
+                             "benchmarks/anchors.sh builds under benchmarks/.anchors, built on first use)")
     parser.add_argument("--out", required=True)
 
 
@@ -441,7 +450,7 @@ def run_methods(args: argparse.Namespace, score: Callable[[str, list[str]], dict
                    else init_command(method, args, checkpoint))
         try:
             process = timed_process(command, log,
-                                    package_environment(args) if method in PACKAGES else None)
+                                    package_environment(package_paths(args)) if method in PACKAGES else None)
         except RuntimeError as error:
             entry = {"method": method, "bpc": "failed", "error": str(error)}
         else:
@@ -471,7 +480,7 @@ def main() -> int:
 
     results, results_path = run_methods(args, score)
     if not args.skip_computation and "computation" not in results:
-        sys.path[:0] = [str(Path(p).resolve()) for p in args.package_path]
+        sys.path[:0] = package_paths(args)
         results["computation"] = computation_only(args)
         results_path.write_text(json.dumps(results, indent=2))
         print(json.dumps(results["computation"]), flush=True)

@@ -7,10 +7,10 @@ alignment, the Procrustes rotations, the top-k neighbour sets and weights, which
 neighbours (and their surfaces), and the final rows (cosine), for each ``surface`` rule of
 langgraft's ``wechsel`` (``package``, the default, and ``boundary``) and for ``boundary`` with
 the package's token vectors swapped in, so each difference can be attributed. The package comes
-from the anchor environment (``benchmarks/anchors.sh``):
+from the anchor environment (``benchmarks/anchors.sh``; built under the ignored ``benchmarks/.anchors/``
+on first use):
 
-    PYTHONPATH=$(echo benchmarks/.anchors/venv/lib/python3*/site-packages) nice -n 10 \
-        python benchmarks/wechsel_rows.py --source runs/vt/minilm-mlm \
+    nice -n 10 python benchmarks/wechsel_rows.py --source runs/vt/minilm-mlm \
         --tokenizer runs/vt/nya-wp16k --source-embeddings runs/vt/ft/eng.bin \
         --target-embeddings runs/vt/ft/nya.bin --dictionary runs/vt/dict.tsv --out runs/vt/rows.json
 """
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchor_env import use_anchor_packages  # noqa: E402  (sibling benchmark module)
 from vocab_transfer import load_lm, planned_rows  # noqa: E402  (sibling benchmark script)
 
 
@@ -51,6 +52,7 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="JSON report")
     parser.add_argument("--examples", type=int, default=25)
     args = parser.parse_args()
+    use_anchor_packages()
 
     import fasttext
     import numpy as np

@@ -1,7 +1,7 @@
 """Speed of langgraft's ``wechsel`` against the ``wechsel`` 0.0.4 package (issue 3 "Done when").
 
-Two measurements, each interleaved (ours, package, ours, package, ...) and repeated, because the
-machine is shared and its load drifts: comparing runs taken minutes apart says little.
+Two measurements, each interleaved (ours, package, ours, package, ...) and repeated, because a
+machine's load drifts: comparing runs taken minutes apart says little.
 
 1. ``computation``: the transfer computation given loaded fastText models (Procrustes on the
    dictionary, token vectors, cosine top-k, softmax weights, the new rows), both sides fed the
@@ -16,6 +16,9 @@ Example (inputs built as in docs/benchmarks.md "Vocabulary transfer (step-0)"):
     nice -n 10 python benchmarks/wechsel_speed.py --source runs/vt/minilm-mlm --tokenizer runs/vt/nya-wp16k \
         --source-embeddings runs/vt/ft/eng.bin --target-embeddings runs/vt/ft/nya.bin \
         --dictionary runs/vt/dict.tsv --out runs/vt/speed --repeats 3
+
+The package comes from the anchor environment (``benchmarks/anchors.sh``), built under the ignored
+``benchmarks/.anchors/`` on first use.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vocab_transfer import planned_rows, timed_process  # noqa: E402  (sibling benchmark script)
+from anchor_env import anchor_site_packages, use_anchor_packages  # noqa: E402  (sibling benchmark module)
+from vocab_transfer import package_environment, planned_rows, timed_process  # noqa: E402  (sibling benchmark script)
 
 
 def summary(runs: list[float]) -> dict:
@@ -114,7 +118,8 @@ def whole(args: argparse.Namespace) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, command in commands.items():
-            runs[name].append(timed_process(command, out / f"{name}.log"))
+            runs[name].append(timed_process(command, out / f"{name}.log",
+                                            package_environment([str(anchor_site_packages())]) if name == "package" else None))
     return {name: {"wall": summary([r["wall_s"] for r in entries]),
                    "peak_rss_mb_max": max(r["peak_rss_mb"] for r in entries)}
             for name, entries in runs.items()}
@@ -131,6 +136,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=("computation", "whole"), default=["computation", "whole"])
     args = parser.parse_args()
+    use_anchor_packages()
     results = {part: {"computation": computation, "whole": whole}[part](args) for part in args.parts}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
