@@ -54,6 +54,7 @@ def test_init_on_a_full_disk_leaves_nothing(small_disk, tiny_models, target_toke
     assert list(small_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("small_disk", [320], indirect=True)
 def test_pretrain_on_a_full_disk_leaves_no_half_written_checkpoint(small_disk, tiny_models, target_corpus, capsys):
     out = small_disk / "run"

@@ -138,6 +138,7 @@ def test_invertible_coupling_inverts():
     assert error <= tolerance, (error, tolerance)
 
 
+@pytest.mark.slow
 def test_token_classification_task_module(tiny_models, labelled, tmp_path):
     out = train_task_module("lora", tiny_models["bert"], labelled["iob"], task="token-cls", out=tmp_path / "ner",
                             config={"rank": 2}, options=OPTIONS)

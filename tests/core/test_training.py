@@ -115,6 +115,7 @@ def extended_inits(tiny_models, extended_tokenizers, tmp_path_factory) -> dict[s
             for family in ("llama", "bert")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "bert"])  # untied head without bias; tied head with a bias
 def test_new_rows_only_trains_new_rows_and_keeps_source_rows_bit_identical(family, extended_inits, tiny_models,
                                                                             target_corpus, tmp_path):

@@ -98,6 +98,7 @@ def test_first_subword_positions_byte_level_offsets():
     assert first.tolist() == [1, -1]
 
 
+@pytest.mark.slow
 def test_alignment_matches_word_ids_first_subword(tiny_models):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -130,6 +131,7 @@ def test_token_classification_conllu_upos_accuracy(tiny_models, tmp_path):
     assert "f1" not in metrics  # UPOS tags are not entity spans
 
 
+@pytest.mark.slow
 def test_token_classification_iob_entity_f1(tiny_models, tmp_path):
     model_dir = _classifier(tiny_models["gpt2"], tmp_path / "ner", "token", ["O", "B-PER", "I-PER"], "B-PER")
     data = tmp_path / "test.iob"
@@ -152,6 +154,7 @@ def test_retrieval_accuracy_hand_computed():
     assert scores[3] == 1.0
 
 
+@pytest.mark.slow
 def test_retrieval_identical_and_shuffled(tiny_models):
     from transformers import AutoModel, AutoTokenizer
 

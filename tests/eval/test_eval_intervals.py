@@ -109,6 +109,7 @@ def test_seed_summary_is_mean_and_sample_sd():
     assert sd == {"accuracy": pytest.approx(np.std([0.5, 0.7, 0.6], ddof=1))}
 
 
+@pytest.mark.slow
 def test_bpc_interval_resamples_documents(tiny_models, target_corpus):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

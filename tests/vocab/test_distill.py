@@ -119,6 +119,7 @@ def test_extend_mode_trains_only_new_rows_and_lowers_the_held_out_loss(family, i
     assert not (out / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_replace_mode_keeps_special_and_padding_rows(inits, target_corpus, tmp_path):
     out = tmp_path / "out"
     result = distill_embeddings(inits["xlmr"], options=DistillOptions(**SMALL), training=distill_training(**FAST),

@@ -101,6 +101,7 @@ def test_canonical_byte_level_and_byte_fallback(tiny_models):
     assert space_the, "Ġthe decodes to word-initial b'the'"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["replace", "extend"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_method_every_family(family, mode, tiny_models, target_tokenizers, extended_tokenizers, helpers):
@@ -166,6 +167,7 @@ def test_specials_map_by_role(tiny_models, target_tokenizers):
     assert outcome.model.config.pad_token_id == outcome.tokenizer.pad_token_id
 
 
+@pytest.mark.slow
 def test_same_seed_bit_identical(tiny_models, target_tokenizers):
     def rows(method, seed):
         outcome = transfer(tiny_models["llama"], target_tokenizers["llama"], method, seed=seed)

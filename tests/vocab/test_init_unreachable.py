@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from langgraft.adapt.cli import main
@@ -54,6 +55,7 @@ def test_unreachable_rows_are_the_mean_row_and_method_keeps_the_published_rows(t
     assert {kinds[i] for i in ids.tolist()} == {"unreachable"}
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_in_a_tied_head_an_unreachable_token_never_outweighs_the_average_source_token(
         tiny_models, extended_tokenizers, target_corpus):

@@ -70,6 +70,7 @@ def test_sparsemax_neighbours_blocks_agree():
 
 
 # -------------------------------------------------------------------------------------- wechsel
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_wechsel_builds_a_valid_checkpoint(tmp_path, family, tiny_models, parallel_tokenizers, word_resources,
                                           parallel_corpus):

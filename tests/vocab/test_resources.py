@@ -198,6 +198,7 @@ def test_symmetrize():
         align.symmetrize(forward, reverse, "union-ish")
 
 
+@pytest.mark.slow
 def test_induced_dictionary_recovers_the_translation(word_alignment, parallel_corpus):
     mapping = parallel_corpus[2]
     pairs = align.induce_dictionary(word_alignment, min_count=3, min_probability=0.3)

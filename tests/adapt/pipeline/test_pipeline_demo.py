@@ -48,6 +48,7 @@ def test_quick_demo_runs_every_stage_on_the_bibles(quick_demo, capsys):
     assert (tmp_path / "demo" / "published" / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_an_evaluation_only_key_reruns_only_the_stages_that_read_it(quick_demo, headless_bert, capsys):
     """``--set evaluation.retrieval.layer=1``: the corpus, the model and the modules are kept; only the
     evaluation and the report run again (the layer is read by the evaluate stage alone)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
@@ -64,6 +65,7 @@ def test_interrupted_recovery_resumes(tiny_models, source_corpus, tmp_path):
     assert out.is_dir() and not checkpoint_dir(out).exists()
 
 
+@pytest.mark.slow
 def test_body_steps_train_the_whole_model_after_the_head(tiny_models, source_corpus, tmp_path, capsys):
     """``--body-steps``: after the head stage the whole model trains on the source text (held-out bpc falls)."""
     headless = tmp_path / "headless"
