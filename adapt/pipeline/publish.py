@@ -32,6 +32,18 @@ def _read_json(path: Path) -> Any:
     return read_sidecar(path, f"the run's {path.name}", "re-run the pipeline stage that writes it")
 
 
+def read_run_record(run: Path) -> dict[str, Any]:
+    """``pipeline.json`` of a run: its config and the key of every planned stage (checked, one line otherwise)."""
+    record = read_sidecar(run / "pipeline.json", "the run record (pipeline.json)",
+                          "re-run `langgraft run` on the pipeline file to write it again",
+                          {"stages": dict, "config": dict})
+    bad = next((name for name, key in record["stages"].items() if not isinstance(key, str) or len(key) < 12), None)
+    if bad is not None:
+        raise UserError(f"{run / 'pipeline.json'}: the key of stage {bad!r} is not a stage key; re-run `langgraft run` "
+                        "on the pipeline file to write it again")
+    return record
+
+
 def find_runs(run_dir: str | Path) -> list[Path]:
     """A run folder (has ``pipeline.json``), or a folder whose sub-folders are runs."""
     run_dir = Path(run_dir)
@@ -46,7 +58,7 @@ def find_runs(run_dir: str | Path) -> list[Path]:
 
 def finished_stages(run: Path) -> dict[str, Path]:
     """Stage name -> output folder of the run's latest plan (``pipeline.json``); all must be finished."""
-    plan = _read_json(run / "pipeline.json")["stages"]
+    plan = read_run_record(run)["stages"]
     stages = {name: run / "stages" / f"{name}-{key[:12]}" for name, key in plan.items()}
     missing = [name for name, path in stages.items() if not path.is_dir()]
     if missing:
@@ -154,7 +166,7 @@ def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool =
                  replace_hint="pass --overwrite to replace it" if flag == "--out" else "remove it")
     stages = finished_stages(run)
     model_dir = stages[next(s for s in MODEL_STAGES if s in stages)] / "model"
-    config = _read_json(run / "pipeline.json")["config"]
+    config = read_run_record(run)["config"]
     evaluation = _read_json(stages["evaluate"] / "evaluation.json") if "evaluate" in stages else {}
     if "init" in stages and (stages["init"] / "comparison.json").is_file():
         config["init_method"] = _read_json(stages["init"] / "comparison.json").get("chosen")
