@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.digest import sha256_path
 from langgraft.outputs import check_output
 from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.errors import UserError
@@ -151,7 +152,6 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
 
 def write_manifest(folder: Path) -> dict[str, str]:
     """sha256 of every file in ``folder`` (except the manifest itself), written to manifest.json."""
-    from langgraft.digest import sha256_path
 
     files = {str(p.relative_to(folder)): sha256_path(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
