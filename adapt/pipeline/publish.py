@@ -173,7 +173,11 @@ def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool =
     modules = {}
     for stage, path in stages.items():
         if stage.startswith("module-"):
-            info = _read_json(path / "stage.json")["config"]["module"]
+            info = read_sidecar(path / "stage.json", "the stage record", "delete the stage folder and re-run "
+                                "`langgraft run` to train the module again", {"config": dict})["config"].get("module")
+            if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("name", "role", "kind")):
+                raise UserError(f"{path / 'stage.json'}: the stage record names no module (name, role, kind); delete "
+                                f"{path} and re-run `langgraft run` to train the module again")
             modules[info["name"]] = {"role": info["role"], "kind": info["kind"], "dir": path / "module"}
     with atomic_dir(out, overwrite=overwrite, inputs=[run]) as tmp:
         for item in model_dir.iterdir():

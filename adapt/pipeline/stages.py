@@ -869,6 +869,12 @@ def _check_composition(config: PipelineConfig, modules: list[Any]) -> None:
         index, module = declared[0]
         steps = (f"pretrain.max_steps ({config.pretrain.max_steps}) > pretrain.embedding_steps "
                  f"({config.pretrain.embedding_steps})")
+        if index >= len(config.modules):  # a benchmark's default module (train mode: no adapted one is added)
+            bench = next(i for i, b in enumerate(config.evaluation.benchmarks) if b.name == task)
+            raise UserError(f"evaluation.benchmarks[{bench}] ({task}): its default task module is trained on the "
+                            f"source model, but {steps} changes the body evaluate would compose it on; set "
+                            f"pretrain.embedding_steps: {config.pretrain.max_steps} (embeddings-only pretraining), "
+                            "or tokenizer.mode: extend (a module trained on the adapted model is added)")
         if config.tokenizer.mode == "extend":
             fix = (f"set modules[{index}].base: adapted (zero-shot after full continued pretraining), or "
                    f"pretrain.embedding_steps: {config.pretrain.max_steps} (embeddings-only pretraining)")
