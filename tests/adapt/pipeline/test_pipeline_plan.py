@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from langgraft import Pipeline, UserError
+from langgraft import Pipeline
 from langgraft.adapt.cli import main
 from langgraft.adapt.pipeline import stages
 from langgraft.adapt.pipeline.spec import StageContext
