@@ -359,3 +359,22 @@ def test_a_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(p
                  "--max-steps", "4", "--embedding-steps", "1", "--max-seq-length", "32", "--save-steps", "1",
                  "--per-device-train-batch-size", "2", "--use-cpu", "--report-to", "none", "--resume"],
                 tmp_path, rf"{pickle_name}.*weights_only.*delete .*checkpoint-1", capsys)
+
+
+def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(
+        tiny_models, extended_tokenizers, target_corpus, tmp_path, capsys):
+    from langgraft.training.checkpoints import seal_checkpoint
+
+    init, out = tmp_path / "init", tmp_path / "distilled"
+    assert main(["init", "--source", str(tiny_models["bert"]), "--tokenizer", str(extended_tokenizers["bert"]),
+                 "--method", "mean", "--mode", "extend", "--out", str(init)]) == 0
+    argv = ["distill", "--model", init, "--corpus", target_corpus, "--out", out, "--max-steps", "2", "--use-cpu"]
+    assert main([str(a) for a in argv]) == 0
+    record = json.loads((out / "distill_summary.json").read_text(encoding="utf-8"))
+    (out / "distill_summary.json").write_text(json.dumps({"identity": record["identity"], "finished": False}),
+                                              encoding="utf-8")  # as a run interrupted after its first checkpoint
+    checkpoint = out / "checkpoints" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / "optimizer.pt")
+    seal_checkpoint(checkpoint)
+    run_refused([*argv, "--resume"], tmp_path, r"optimizer\.pt.*weights_only.*delete .*checkpoint-1", capsys)
