@@ -96,7 +96,7 @@ def _task_type(task: str, default: str) -> str:
 def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_dir: Path, name: str,
                repo: str | None = None, stages: tuple[str, ...] = ()) -> str:
     """README.md: hub metadata front matter (incl. model-index) + a human-readable card."""
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData  # huggingface_hub takes ~0.4 s: kept off `langgraft --help`
 
     model_config = _read_json(model_dir / "config.json")
     is_causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in model_config.get("architectures") or [])
@@ -215,7 +215,7 @@ def publish(run_dir: str | Path, out: str | Path, push: str | None = None, token
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError  # ~0.4 s: off `langgraft --help`
 
     errors: list[type[BaseException]] = [OSError, HfHubHTTPError, LocalTokenNotFoundError]
     for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
@@ -229,7 +229,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 def push_folder(folder: Path, repo: str, token: str | None = None) -> str:
     """Upload ``folder`` to the hub model repo ``repo`` (created if missing); returns its URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # huggingface_hub takes ~0.4 s: kept off `langgraft --help`
 
     api = HfApi(token=token)
     try:
