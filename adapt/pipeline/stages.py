@@ -796,7 +796,7 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
                                needs=needs, external=external))
         earlier[module.name] = module
     _check_composition(config, all_modules)
-    _check_lengths(config, model_config, recover)
+    _check_lengths(config, model_config, recover, model)
     module_stages = tuple(s.name for s in specs if s.name.startswith("module-"))
     for index, task in enumerate(evaluation.tasks):
         if not any(m.role == "task" and m.task == task.name for m in config.modules):
@@ -885,11 +885,25 @@ def _check_composition(config: PipelineConfig, modules: list[Any]) -> None:
                         f"{steps} changes the body evaluate would compose it on; {fix}")
 
 
-def _check_lengths(config: PipelineConfig, model_config: Any, recover: bool) -> None:
-    """Every sequence length of the YAML fits the source model's position table (the adapted model keeps it)."""
-    limit = position_limit(model_config)
-    if limit is None:
+def _tokenizer_limit(model: str) -> int | None:
+    """``model_max_length`` of a local source tokenizer (``tokenizer_config.json``; no tokenizer is loaded)."""
+    path = Path(model) / "tokenizer_config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("model_max_length") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None  # the tokenizer stage reports a broken tokenizer with its own line
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else None
+
+
+def _check_lengths(config: PipelineConfig, model_config: Any, recover: bool, model: str) -> None:
+    """Every sequence length of the YAML fits the source model's position table and its tokenizer's
+    ``model_max_length``, as pretraining checks them (the adapted model keeps both)."""
+    limits = [(position_limit(model_config), "positions"),
+              (_tokenizer_limit(model), "tokens (tokenizer model_max_length)")]
+    limits = [(value, what) for value, what in limits if value is not None]
+    if not limits:
         return
+    limit, what = min(limits)
     lengths: list[tuple[str, int]] = []
     if config.pretrain is not None:
         lengths.append(("pretrain.max_seq_length", config.pretrain.max_seq_length))
@@ -900,7 +914,7 @@ def _check_lengths(config: PipelineConfig, model_config: Any, recover: bool) -> 
     lengths += [(f"modules[{i}].max_length", m.max_length) for i, m in enumerate(config.modules)]
     for key, value in lengths:
         if value is not None and value > limit:
-            raise UserError(f"{key}: {value} tokens exceed the {limit} positions of {config.source_model} "
+            raise UserError(f"{key}: {value} tokens exceed the {limit} {what} of {config.source_model} "
                             f"({getattr(model_config, 'model_type', 'model')}); set {key}: {limit} or less")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,18 @@ def test_a_length_past_the_model_positions_is_refused_at_plan_time(key, section,
                                                                    source_corpus, task_dir, capsys):
     err = refusal(decoder(tiny_models["gpt2"], target_corpus, source_corpus, **section), task_dir, capsys)
     assert f"{key}: " in err and "exceed the 128 positions" in err and f"set {key}: 128 or less" in err
+
+
+def test_the_tokenizer_model_max_length_bounds_the_lengths_too(tiny_models, target_corpus, source_corpus, task_dir,
+                                                              capsys):
+    model = task_dir / "gpt2-64"
+    shutil.copytree(tiny_models["gpt2"], model)
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": 64}))
+    config = decoder(model, target_corpus, source_corpus,
+                     pretrain={"max_steps": 4, "embedding_steps": 4, "max_seq_length": 100})
+    err = refusal(config, task_dir, capsys)
+    assert "pretrain.max_seq_length: 100 tokens exceed the 64 tokens (tokenizer model_max_length)" in err
 
 
 def test_the_whole_position_table_of_a_gpt2_with_a_pad_token_is_allowed(tiny_models, target_corpus, source_corpus,
