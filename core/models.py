@@ -175,10 +175,32 @@ def load_language_model(name_or_path: str | os.PathLike, **kwargs: Any) -> tuple
     return model, objective
 
 
+# Model types whose learned position ids start at ``padding_idx + 1`` (transformers'
+# ``create_position_ids_from_input_ids``): the RoBERTa/XLM-R family. Every other model numbers positions from 0.
+PADDING_OFFSET_MODEL_TYPES = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text", "ibert",
+    "longformer", "luke", "mpnet", "esm", "xmod", "markuplm", "layoutlmv3", "lilt", "bridgetower", "altclip",
+})
+
+
+def position_limit(config: Any) -> int | None:
+    """Longest sequence the model's position table holds (``None``: no table, e.g. rotary positions without a limit).
+
+    RoBERTa-style models lose ``padding_idx + 1`` positions to their offset; other models lose none,
+    whatever their ``pad_token_id``."""
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not positions:
+        return None
+    if getattr(config, "model_type", None) in PADDING_OFFSET_MODEL_TYPES:
+        pad = getattr(config, "pad_token_id", None)
+        return positions - ((pad if pad is not None else 1) + 1)
+    return positions
+
+
 def default_max_length(config: Any, tokenizer: Any, cap: int = 512) -> int:
-    """Longest safe input: the model's position table (minus 2 for RoBERTa-style offsets) and the cap."""
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or cap
-    limit = min(cap, positions - 2 if getattr(config, "pad_token_id", None) is not None and positions > 8 else positions)
+    """Longest safe input: the model's position table (:func:`position_limit`), the tokenizer's limit and the cap."""
+    positions = position_limit(config)
+    limit = cap if positions is None else min(cap, positions)
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
         limit = min(limit, tokenizer_limit)

@@ -323,3 +323,58 @@ def test_every_command_refuses_an_existing_out_unless_overwrite(command, tiny_mo
         out = tmp_path / "result"
         out.write_text("the user's file", encoding="utf-8")
     run_refused([*command.split(), *argv, "--out", out], tmp_path, "already exists", capsys)
+
+
+# ----------------------------------------------------------------------------- run records and checkpoints
+
+def test_a_run_record_without_stages_names_the_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"name": "x", "config": {}}), encoding="utf-8")
+    run_refused(["publish", run, "--out", tmp_path / "published"], tmp_path, r"pipeline\.json.* has no 'stages'",
+                capsys)
+
+
+@pytest.fixture(scope="module")
+def checkpointed_run(tiny_models, target_corpus, tmp_path_factory) -> Path:
+    """A finished 2-step pretraining run that kept its checkpoints (one per step)."""
+    out = tmp_path_factory.mktemp("checkpointed") / "run"
+    assert main(["pretrain", "--model", str(tiny_models["bert"]), "--corpus", str(target_corpus), "--out", str(out),
+                 "--max-steps", "2", "--embedding-steps", "1", "--max-seq-length", "32", "--save-steps", "1",
+                 "--per-device-train-batch-size", "2", "--use-cpu", "--report-to", "none"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("pickle_name", ["rng_state.pth", "optimizer.pt"])
+def test_a_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(pickle_name, checkpointed_run,
+                                                                               tiny_models, target_corpus, tmp_path,
+                                                                               capsys):
+    from langgraft.training.checkpoints import seal_checkpoint
+
+    run = shutil.copytree(checkpointed_run, tmp_path / "run")
+    checkpoint = run / "checkpoints" / "full" / "checkpoint-1"
+    torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / pickle_name)  # a global weights_only refuses
+    seal_checkpoint(checkpoint)  # sealed: only the pickle's content is hostile
+    run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", target_corpus, "--out", run,
+                 "--max-steps", "4", "--embedding-steps", "1", "--max-seq-length", "32", "--save-steps", "1",
+                 "--per-device-train-batch-size", "2", "--use-cpu", "--report-to", "none", "--resume"],
+                tmp_path, rf"{pickle_name}.*weights_only.*delete .*checkpoint-1", capsys)
+
+
+def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(
+        tiny_models, extended_tokenizers, target_corpus, tmp_path, capsys):
+    from langgraft.training.checkpoints import seal_checkpoint
+
+    init, out = tmp_path / "init", tmp_path / "distilled"
+    assert main(["init", "--source", str(tiny_models["bert"]), "--tokenizer", str(extended_tokenizers["bert"]),
+                 "--method", "mean", "--mode", "extend", "--out", str(init)]) == 0
+    argv = ["distill", "--model", init, "--corpus", target_corpus, "--out", out, "--max-steps", "2", "--use-cpu"]
+    assert main([str(a) for a in argv]) == 0
+    record = json.loads((out / "distill_summary.json").read_text(encoding="utf-8"))
+    (out / "distill_summary.json").write_text(json.dumps({"identity": record["identity"], "finished": False}),
+                                              encoding="utf-8")  # as a run interrupted after its first checkpoint
+    checkpoint = out / "checkpoints" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / "optimizer.pt")
+    seal_checkpoint(checkpoint)
+    run_refused([*argv, "--resume"], tmp_path, r"optimizer\.pt.*weights_only.*delete .*checkpoint-1", capsys)

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from langgraft.adapt.pipeline.demo import demo_yaml, run_demo
+from langgraft.adapt.pipeline.publish import publish
 from langgraft.options import parse_pairs
 from langgraft.outputs import add_output_arguments
 
@@ -15,7 +17,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pipeline.runner import run_pipelines
+    from langgraft.adapt.pipeline.runner import run_pipelines  # planning loads torch: `langgraft --help` stays light
 
     for pipeline in run_pipelines(args.pipelines, parse_overrides(args.set)):
         print(f"report: {pipeline.run_dir / 'report' / 'report.md'}")
@@ -25,8 +27,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pipeline.demo import demo_yaml, run_demo
-
     if args.print_config:
         print(demo_yaml(), end="")
         return 0
@@ -35,8 +35,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pipeline.publish import publish
-
     for folder in publish(args.run_dir, args.out, push=args.push, overwrite=args.overwrite):
         print(f"published: {folder}")
     return 0

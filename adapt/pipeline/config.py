@@ -21,6 +21,7 @@ from langgraft.corpora.clean import CleanConfig
 from langgraft.adapt.pretrain.run import PretrainConfig as RunConfig
 from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
+from langgraft.adapt.pipeline.spec import KEY_WHEN_SET
 from langgraft.options import Validated, option
 from langgraft.vocab.distill.options import TRAINING_DEFAULTS as DISTILL_TRAINING_DEFAULTS
 from langgraft.vocab.distill.options import DistillOptions
@@ -153,7 +154,10 @@ ModuleConfig = section(
             ("kind", Literal[tuple(MODULE_KINDS)], field(default="lora")),  # the registered module kinds
             ("corpus", Literal["target", "source"], field(default="target")),  # language modules: whose text
             ("task", str | None, field(default=None)),  # task modules: the evaluation task or benchmark they learn
-            ("language_module", str | None, field(default=None))],  # task modules: an earlier source-language module
+            ("language_module", str | None, field(default=None)),  # task modules: an earlier source-language module
+            # task modules: the model they learn on, source (default) or adapted (extension mode; evaluate
+            # composes it on the adapted model). Keyed only when set: runs without it keep their keys.
+            ("base", Literal["source", "adapted"] | None, field(default=None, metadata=KEY_WHEN_SET))],
     after=[("options", dict[str, Any], field(default_factory=dict))])  # the kind's config: rank/alpha (lora), ...
 
 

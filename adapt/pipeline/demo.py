@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from langgraft.outputs import check_output, clear_output
 
 DEMO_FILE = "demo.yaml"
@@ -24,8 +26,6 @@ def demo_yaml() -> str:
 
 def demo_config(quick: bool = False) -> dict[str, Any]:
     """The embedded demo pipeline as a raw mapping (``quick``: tiny budgets)."""
-    import yaml
-
     config = yaml.safe_load(demo_yaml())
     if quick:
         config["name"] = config["name"] + "-quick"
@@ -51,7 +51,7 @@ def run_demo(out: str | Path = "langgraft-demo", quick: bool = False,
     An ``out`` holding this demo's run continues it (finished stages are kept); any other
     non-empty ``out`` is refused unless ``overwrite``, which starts afresh in an emptied ``out``.
     """
-    from langgraft.adapt.pipeline.runner import Pipeline
+    from langgraft.adapt.pipeline.runner import Pipeline  # planning loads torch: `demo --print-config` stays light
 
     out = Path(out).resolve()
     started = time.time()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.digest import sha256_path
 from langgraft.outputs import check_output
 from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.errors import UserError
@@ -32,6 +33,18 @@ def _read_json(path: Path) -> Any:
     return read_sidecar(path, f"the run's {path.name}", "re-run the pipeline stage that writes it")
 
 
+def read_run_record(run: Path) -> dict[str, Any]:
+    """``pipeline.json`` of a run: its config and the key of every planned stage (checked, one line otherwise)."""
+    record = read_sidecar(run / "pipeline.json", "the run record (pipeline.json)",
+                          "re-run `langgraft run` on the pipeline file to write it again",
+                          {"stages": dict, "config": dict})
+    bad = next((name for name, key in record["stages"].items() if not isinstance(key, str) or len(key) < 12), None)
+    if bad is not None:
+        raise UserError(f"{run / 'pipeline.json'}: the key of stage {bad!r} is not a stage key; re-run `langgraft run` "
+                        "on the pipeline file to write it again")
+    return record
+
+
 def find_runs(run_dir: str | Path) -> list[Path]:
     """A run folder (has ``pipeline.json``), or a folder whose sub-folders are runs."""
     run_dir = Path(run_dir)
@@ -46,7 +59,7 @@ def find_runs(run_dir: str | Path) -> list[Path]:
 
 def finished_stages(run: Path) -> dict[str, Path]:
     """Stage name -> output folder of the run's latest plan (``pipeline.json``); all must be finished."""
-    plan = _read_json(run / "pipeline.json")["stages"]
+    plan = read_run_record(run)["stages"]
     stages = {name: run / "stages" / f"{name}-{key[:12]}" for name, key in plan.items()}
     missing = [name for name, path in stages.items() if not path.is_dir()]
     if missing:
@@ -83,7 +96,7 @@ def _task_type(task: str, default: str) -> str:
 def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_dir: Path, name: str,
                repo: str | None = None, stages: tuple[str, ...] = ()) -> str:
     """README.md: hub metadata front matter (incl. model-index) + a human-readable card."""
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData  # huggingface_hub takes ~0.4 s: kept off `langgraft --help`
 
     model_config = _read_json(model_dir / "config.json")
     is_causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in model_config.get("architectures") or [])
@@ -139,7 +152,6 @@ def model_card(config: dict, evaluation: dict, modules: dict[str, dict], model_d
 
 def write_manifest(folder: Path) -> dict[str, str]:
     """sha256 of every file in ``folder`` (except the manifest itself), written to manifest.json."""
-    from langgraft.digest import sha256_path
 
     files = {str(p.relative_to(folder)): sha256_path(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
@@ -154,14 +166,18 @@ def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool =
                  replace_hint="pass --overwrite to replace it" if flag == "--out" else "remove it")
     stages = finished_stages(run)
     model_dir = stages[next(s for s in MODEL_STAGES if s in stages)] / "model"
-    config = _read_json(run / "pipeline.json")["config"]
+    config = read_run_record(run)["config"]
     evaluation = _read_json(stages["evaluate"] / "evaluation.json") if "evaluate" in stages else {}
     if "init" in stages and (stages["init"] / "comparison.json").is_file():
         config["init_method"] = _read_json(stages["init"] / "comparison.json").get("chosen")
     modules = {}
     for stage, path in stages.items():
         if stage.startswith("module-"):
-            info = _read_json(path / "stage.json")["config"]["module"]
+            info = read_sidecar(path / "stage.json", "the stage record", "delete the stage folder and re-run "
+                                "`langgraft run` to train the module again", {"config": dict})["config"].get("module")
+            if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("name", "role", "kind")):
+                raise UserError(f"{path / 'stage.json'}: the stage record names no module (name, role, kind); delete "
+                                f"{path} and re-run `langgraft run` to train the module again")
             modules[info["name"]] = {"role": info["role"], "kind": info["kind"], "dir": path / "module"}
     with atomic_dir(out, overwrite=overwrite, inputs=[run]) as tmp:
         for item in model_dir.iterdir():
@@ -199,7 +215,7 @@ def publish(run_dir: str | Path, out: str | Path, push: str | None = None, token
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError  # ~0.4 s: off `langgraft --help`
 
     errors: list[type[BaseException]] = [OSError, HfHubHTTPError, LocalTokenNotFoundError]
     for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
@@ -213,7 +229,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 def push_folder(folder: Path, repo: str, token: str | None = None) -> str:
     """Upload ``folder`` to the hub model repo ``repo`` (created if missing); returns its URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # huggingface_hub takes ~0.4 s: kept off `langgraft --help`
 
     api = HfApi(token=token)
     try:

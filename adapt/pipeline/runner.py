@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from langgraft.adapt.pipeline.config import PipelineConfig, apply_overrides, is_plain_name, resolve_path
+from langgraft.adapt.pipeline.publish import publish_run, push_folder
 from langgraft.adapt.pipeline.spec import StageContext, StageSpec, plain
 from langgraft.adapt.pipeline.stages import plan
 from langgraft.atomic import atomic_dir, atomic_file, match_umask
@@ -52,8 +54,6 @@ def _alive(pid: int) -> bool:
 
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (wall time misleads on a shared machine)."""
-    import resource
-
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
@@ -193,6 +193,7 @@ class Pipeline:
 
     def _run(self, stop_after: str | None) -> dict[str, Path]:
         keys = self.keys()
+        self._name_stale_partials(keys)
         with atomic_file(self.run_dir / "pipeline.json") as handle:
             json.dump({"name": self.name, "config": plain(self.config), "stages": keys}, handle, indent=2)
         outputs: dict[str, Path] = {}
@@ -207,6 +208,21 @@ class Pipeline:
             self._publish(keys)
         return outputs
 
+    def _name_stale_partials(self, keys: dict[str, str]) -> list[Path]:
+        """Name the ``.partial`` folders no stage of this plan resumes (an earlier config's crashed stages).
+
+        They are kept (switching back to that config resumes them) but their size is said, so they
+        do not fill the disk unseen."""
+        current = {self.stage_dir(name, key).name + ".partial" for name, key in keys.items()}
+        stale = sorted(p for p in (self.run_dir / "stages").glob("*.partial") if p.is_dir() and p.name not in current)
+        if stale:
+            size = sum(f.stat().st_size for p in stale for f in p.rglob("*") if f.is_file())
+            print(f"[{self.config.language}] {len(stale)} unfinished stage folder(s) of an earlier configuration "
+                  f"({size / 1e6:.1f} MB), not part of this plan: {', '.join(p.name for p in stale)}; delete them "
+                  f"from {self.run_dir / 'stages'} unless you will switch back to that configuration",
+                  file=sys.stderr, flush=True)
+        return stale
+
     @property
     def publish_dir(self) -> Path | None:
         out = self.config.publish.out
@@ -214,8 +230,6 @@ class Pipeline:
 
     def _publish(self, keys: dict[str, str]) -> None:
         """Publish the finished run; an existing folder from these very stages is up to date."""
-        from langgraft.adapt.pipeline.publish import publish_run, push_folder
-
         folder = self.publish_dir
         previous = folder / "pipeline.json"
         if previous.is_file() and read_sidecar(previous, "the published run record",

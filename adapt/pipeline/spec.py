@@ -11,6 +11,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -26,8 +27,6 @@ def fingerprint(reference: str) -> str:
     if Path(reference).exists():
         return sha256_path(reference)
     if reference.startswith("package:"):
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             return reference + "==" + version(reference.split(":", 1)[1])
         except PackageNotFoundError:
@@ -35,14 +34,22 @@ def fingerprint(reference: str) -> str:
     return "name:" + reference
 
 
+# Field metadata: the field keys a stage only when set (not None or empty), so adding it kept the
+# keys of the runs that do not use it.
+KEY_WHEN_SET = {"key_when_set": True}
+
+
 def plain(value: Any, results_only: bool = False) -> Any:
     """JSON-able copy of a config value (dataclasses, nested lists/dicts, paths).
 
-    ``results_only``: leave out dataclass fields declared ``result=False`` (they change no result).
+    ``results_only`` (a stage's key): leave out dataclass fields declared ``result=False`` (they
+    change no result) and unset fields declared :data:`KEY_WHEN_SET`.
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name), results_only) for f in dataclasses.fields(value)
-                if not results_only or f.metadata.get("result", True)}
+                if not results_only or (f.metadata.get("result", True)
+                                        and not (f.metadata.get("key_when_set") and getattr(value, f.name) in
+                                                 (None, [], {})))}
     if isinstance(value, dict):
         return {str(k): plain(v, results_only) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import safe_globals
 
 from langgraft.atomic import atomic_file, match_umask
+from langgraft.errors import UserError
 from langgraft.sidecars import read_sidecar
 
 SEAL_FILE = "langgraft_complete.json"
@@ -69,7 +73,34 @@ def latest_checkpoint(output_dir: Path, remove_broken: bool) -> Path | None:
     if remove_broken:
         for folder in broken:
             shutil.rmtree(folder, ignore_errors=True)
-    return sealed[-1] if sealed else None
+    if not sealed:
+        return None
+    check_pickles(sealed[-1])
+    return sealed[-1]
+
+
+# The pickles Trainer reads on resume (with ``weights_only=True``): RNG states and the optimizer's state.
+RESUME_PICKLES = ("rng_state*.pth", "optimizer.pt")
+
+
+def check_pickles(checkpoint: Path) -> None:
+    """Refuse, in one line, a checkpoint whose RNG or optimizer pickle holds more than tensors and plain values.
+
+    Trainer loads them with ``weights_only=True`` too, but its refusal is a traceback in the middle of
+    ``train()``; this reads them the same way first (memory-mapped where the file allows)."""
+    for pattern in RESUME_PICKLES:
+        for path in sorted(checkpoint.glob(pattern)):
+            try:
+                with safe_globals():  # the numpy types Trainer allows in its RNG states
+                    try:
+                        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                    except RuntimeError:  # a legacy (non-zip) file cannot be memory-mapped
+                        torch.load(path, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):
+                raise UserError(f"{path} holds more than tensors and plain values (torch.load with weights_only "
+                                f"refuses it) or is damaged; "
+                                f"delete {checkpoint} to resume from the checkpoint before it, or start afresh "
+                                "without --resume") from None
 
 
 def logged_losses(checkpoint: Path) -> list[float]:

@@ -29,7 +29,7 @@ logger = logging.getLogger("langgraft.training")
 
 def checkpoint_dtype(config: Any) -> torch.dtype:
     """The dtype a checkpoint's weights are stored in (its config's ``dtype``; fp32 when unset)."""
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    dtype = getattr(config, "dtype", None)  # transformers >= 5: reading ``torch_dtype`` only warns it is deprecated
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32

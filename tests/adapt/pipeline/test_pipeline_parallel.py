@@ -81,17 +81,17 @@ def test_the_init_key_follows_the_corpus(transtok_run, tiny_models, aligned_file
 
 def test_auto_gives_each_candidate_its_options(transtok_run, monkeypatch):
     """Candidates are plain method names; ``init.options`` reaches the method ``auto`` tries."""
-    from langgraft.vocab import transfer
+    from langgraft.adapt.pipeline import stages
 
     config, pipeline, _ = transtok_run
     calls = {}
-    real = transfer.initialize_embeddings
+    real = stages.initialize_embeddings
 
     def recording(source, tokenizer, method, **kwargs):
         calls[method] = {k: v for k, v in kwargs.items() if k not in ("mode", "resources", "seed", "out", "calibrate_bias", "overwrite")}
         return real(source, tokenizer, method, **kwargs)
 
-    monkeypatch.setattr(transfer, "initialize_embeddings", recording)
+    monkeypatch.setattr(stages, "initialize_embeddings", recording)
     auto = json.loads(json.dumps(config))
     auto["init"].update(method="auto", candidates=["mean", "transtok"],
                         options={"transtok": {"fvt_fallback": True, "min_count": 1}})

@@ -60,11 +60,11 @@ def test_changed_config_reruns_only_the_stages_it_reaches(finished):
 
 
 def test_a_crashed_run_resumes_at_the_failed_stage(tiny_models, source_corpus, target_corpus, tmp_path, monkeypatch):
-    import langgraft.vocab.transfer as transfer
+    from langgraft.adapt.pipeline import stages
 
     config = tiny_pipeline(tiny_models["bert"], source_corpus, target_corpus, tmp_path, pretrain=None,
                            publish={"out": None})
-    real = transfer.initialize_embeddings
+    real = stages.initialize_embeddings
     calls = []
 
     def crash_on_second_candidate(*args, **kwargs):
@@ -73,7 +73,7 @@ def test_a_crashed_run_resumes_at_the_failed_stage(tiny_models, source_corpus, t
             raise RuntimeError("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transfer, "initialize_embeddings", crash_on_second_candidate)
+    monkeypatch.setattr(stages, "initialize_embeddings", crash_on_second_candidate)
     pipeline = Pipeline.from_dict(config, base_dir=tmp_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         pipeline.run()
@@ -140,3 +140,18 @@ def test_headless_source_body_steps_and_bias_calibration(tiny_models, source_cor
     summary = json.loads((outputs["init"] / "model" / "transfer_summary.json").read_text())
     kl = summary["bias_calibration"]["kl_bits_per_round"]
     assert kl[-1] < kl[0]
+
+
+def test_unfinished_folders_of_an_earlier_configuration_are_named_and_kept(finished, capsys):
+    config, pipeline, outputs = finished
+    stale = pipeline.run_dir / "stages" / "pretrain-0123456789ab.partial"
+    (stale / "model").mkdir(parents=True)
+    (stale / "model" / "weights").write_bytes(b"x" * 2_000_000)
+    capsys.readouterr()
+    assert Pipeline.from_dict(config, base_dir=pipeline.base_dir).run() == outputs
+    err = capsys.readouterr().err
+    assert "1 unfinished stage folder(s) of an earlier configuration (2.0 MB)" in err and stale.name in err
+    assert stale.is_dir()  # switching back to that configuration resumes it
+    stale.joinpath("model", "weights").unlink()
+    stale.joinpath("model").rmdir()
+    stale.rmdir()

@@ -131,7 +131,7 @@ def test_module_train_language_runs_through_the_pretraining_stage(tiny_models, t
     out = tmp_path / "ny-madx"
     assert main(["module", "train-language", "--kind", "madx", "--model", str(tiny_models["bert"]), "--corpus",
                  str(target_corpus), "--eval-corpus", str(target_eval_corpus), "--language", "tg", "--out", str(out),
-                 "--steps", "2", "--batch-size", "2", "--max-length", "512"]) == 0  # capped at the model's 126
+                 "--steps", "2", "--batch-size", "2", "--max-length", "512"]) == 0  # capped at the model's 128 positions
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"language module written to {out}"
     records = _records(out)
     assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2] and records[-1]["stage"] == "module/train"
