@@ -683,12 +683,13 @@ def _continue_bpe(
     (most frequent first); then the most frequent adjacent pair (ties: the smaller strings) is
     merged everywhere, until ``wanted`` pieces or no pair is seen ``min_frequency`` times. A pair
     whose result is already a piece, or is in ``banned``, is never merged, so every merge adds
-    one new piece. ``words`` is used up (merged in place).
+    one new piece. ``words`` is left as it is (``--source-sample`` trains again with more banned).
     """
     prefix = model.get("continuing_subword_prefix") or ""
     vocab = set(model["vocab"])
+    segmented = [list(symbols) for symbols in words.symbols]
     characters: dict[str, int] = {}
-    for symbols, count in zip(words.symbols, words.counts):
+    for symbols, count in zip(segmented, words.counts):
         for symbol in symbols:
             if symbol not in vocab:
                 characters[symbol] = characters.get(symbol, 0) + count
@@ -699,14 +700,14 @@ def _continue_bpe(
     where: dict[tuple[str, str], set[int]] = {}
 
     def count_pairs(index: int, sign: int, touched: set[tuple[str, str]]) -> None:
-        symbols, count = words.symbols[index], words.counts[index]
+        symbols, count = segmented[index], words.counts[index]
         for pair in zip(symbols, symbols[1:]):
             if pair[0] in vocab and pair[1] in vocab:
                 pair_counts[pair] = pair_counts.get(pair, 0) + sign * count
                 where.setdefault(pair, set()).add(index)
                 touched.add(pair)
 
-    for index in range(len(words.symbols)):
+    for index in range(len(segmented)):
         count_pairs(index, 1, set())
     heap = [(-count, left, right) for (left, right), count in pair_counts.items()]
     heapq.heapify(heap)
@@ -727,7 +728,7 @@ def _continue_bpe(
         touched: set[tuple[str, str]] = set()
         for index in sorted(where.pop((left, right))):
             count_pairs(index, -1, touched)
-            words.symbols[index] = _merge_pair(words.symbols[index], left, right, piece)
+            segmented[index] = _merge_pair(segmented[index], left, right, piece)
             count_pairs(index, 1, touched)
         for pair in sorted(touched):
             if pair_counts.get(pair, 0) > 0:

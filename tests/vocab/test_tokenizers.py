@@ -282,6 +282,9 @@ def test_extend_with_a_source_sample_keeps_the_source_tokenization(target_corpus
 
     assert changed(plain, sample) > 0  # the failure the option exists for
     assert changed(guarded, sample) == 0 and len(guarded) == len(plain) == len(old) + 40
+    backend = plain_backend(guarded)  # retrained without the rejected pieces: every merge still fires
+    assert all([token.id for token in backend.model.tokenize(backend.id_to_token(index))] == [index]
+               for index in range(len(old), len(guarded)))
     assert all(guarded.get_vocab()[token] == index for token, index in old.get_vocab().items())
     info = read_extension_info(tmp_path / "guarded")
     record = info["source_sample"]
