@@ -108,8 +108,33 @@ def run(args: argparse.Namespace) -> list[dict]:
                    **score(out, texts, summary["source_vocab_size"], unreachable)}
             print(json.dumps(row), flush=True)
             results.append(row)
-    (Path(args.out) / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for name, start, options in distill_runs(args):
+        out = Path(args.out) / "bench" / name
+        command = ["langgraft", "distill", "--model", str(Path(args.out) / "bench" / f"{start}-mean"), "--teacher",
+                   str(paths["source"]), "--corpus", str(paths["nya"] / "train.txt"), "--out", str(out),
+                   "--seed", "0", "--use-cpu", "--report-to", "none", "--overwrite", *options]
+        timing = timed_process(command, out.with_suffix(".log"))
+        summary = json.loads((out / "distill_summary.json").read_text(encoding="utf-8"))
+        row = {"method": name, "unreachable": "mean", **timing, "counts": None, "command": command[1:],
+               "steps": summary["steps"], "held_out_mse": summary["held_out_mse"],
+               **score(out, texts, summary["new_rows_start"], [])}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    path = Path(args.out) / "bench" / "results.json"
+    fresh = {(row["method"], row["unreachable"]) for row in results}  # rows of other methods stay from earlier runs
+    kept = [row for row in json.loads(path.read_text(encoding="utf-8")) if (row["method"], row["unreachable"]) not in fresh] \
+        if path.exists() else []
+    path.write_text(json.dumps(kept + results, indent=2) + "\n", encoding="utf-8")
     return results
+
+
+def distill_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """``--distill START[:OPTIONS]``: (row name, init it starts from, extra ``langgraft distill`` options)."""
+    runs = []
+    for spec in args.distill:
+        start, _, options = spec.partition(":")
+        runs.append((f"distill-{start}{'-' + options.replace(' ', '') if options else ''}", start, options.split()))
+    return runs
 
 
 def markdown(results: list[dict]) -> str:
@@ -117,8 +142,8 @@ def markdown(results: list[dict]) -> str:
     lines = ["| method | new rows: neighbours / copied / fallback / unreachable | step-0 bpc | vs mean "
              "| mass on new pieces | on never-emitted pieces | init wall s |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        c = r["counts"]
-        label = f"{r['method']}, unreachable={r['unreachable']}"
+        c = r["counts"] or {"neighbours": "", "copied": "", "fallback": "", "unreachable": ""}  # distill: its start's
+        label = r["method"] if r["counts"] is None else f"{r['method']}, unreachable={r['unreachable']}"
         lines.append(f"| {label} | {c['neighbours']} / {c['copied']} / {c['fallback']} / {c['unreachable']} | "
                      f"{r['bpc']:.4f} | {100 * (r['bpc'] / mean - 1):+.1f}% | {r['new_mass']:.3f} | "
                      f"{r['unreachable_mass']:.3f} | {r['wall_s']:.1f} |")
@@ -131,10 +156,13 @@ def main() -> int:
     parser.add_argument("--source-steps", type=int, default=150, help="langgraft pretrain steps of the source")
     parser.add_argument("--new-tokens", type=int, default=4000)
     parser.add_argument("--eval-docs", type=int, default=300, help="first N verses of the held-out Chichewa books")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="heuristics (none: only --distill rows)")
     parser.add_argument("--rules", nargs="+", choices=("mean", "method"), default=["mean", "method"],
                         help="unreachable rules to run (mean: the extension default; an extension whose pieces "
                              "are all emitted gives both the same rows)")
+    parser.add_argument("--distill", action="append", default=[], metavar="START[:OPTIONS]",
+                        help="also `langgraft distill` from START's default init (e.g. 'transtok:--ntp-weight 1'), "
+                             "the source as teacher, the Chichewa train books as text; repeatable")
     parser.add_argument("--table", action="store_true", help="print the markdown table of OUT/bench/results.json")
     args = parser.parse_args()
     if args.table:
