@@ -13,6 +13,10 @@ Every input is built here from the installed Bible packages (steps whose output 
 
     nice -n 10 python benchmarks/decoder_extension.py --out runs/dx --source-steps 150 --eval-docs 300
     python benchmarks/decoder_extension.py --out runs/dx --table
+
+``--rules mean`` runs the default rule only (an extension whose pieces are all emitted gives both
+rules the same rows); ``--distill 'START:OPTIONS'`` adds a ``langgraft distill`` row started from
+START's init, ``--methods`` with no names runs only those rows (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -122,8 +126,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         results.append(row)
     path = Path(args.out) / "bench" / "results.json"
     fresh = {(row["method"], row["unreachable"]) for row in results}  # rows of other methods stay from earlier runs
-    kept = [row for row in json.loads(path.read_text(encoding="utf-8")) if (row["method"], row["unreachable"]) not in fresh] \
-        if path.exists() else []
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    kept = [row for row in earlier if (row["method"], row["unreachable"]) not in fresh]
     path.write_text(json.dumps(kept + results, indent=2) + "\n", encoding="utf-8")
     return results
 

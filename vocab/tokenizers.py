@@ -7,7 +7,8 @@ pipeline with an emptied model and avoids what ``train_new_from_iterator`` gets 
 SentencePiece BPE merging across words, lost ``<0xNN>`` byte-fallback pieces, stale padding ids,
 post-processors nested in a sequence, and ids that change from run to run.
 ``extend_tokenizer`` appends target pieces to the source's own model vocabulary (never as
-AddedTokens, which would bypass word-internal segmentation) and keeps every existing id; given a
+AddedTokens, which would bypass word-internal segmentation; for BPE by continued training, so
+every new merge can fire) and keeps every existing id; given a
 source-language sample it also keeps that sample's tokenization exactly (:class:`SourceGuard`).
 
 Families (:data:`FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
@@ -172,19 +173,21 @@ def extend_tokenizer(
 ) -> PreTrainedTokenizerBase:
     """Append up to ``new_tokens`` target pieces (or grow to ``vocab_size``), keeping every old id.
 
-    Pieces come from a tokenizer of the same family trained on the corpus, most useful first
-    (merge order for WordPiece/BPE, probability for Unigram), and go into the model vocabulary
-    (BPE with their merges, Unigram with their scores). ``out`` also gets
-    :data:`EXTENSION_FILE` recording the source and its original size, so embedding
-    initializers know which rows are new. An existing ``out`` is refused unless ``overwrite``.
+    BPE pieces come from continuing the source's own BPE training on the corpus
+    (:func:`_continue_bpe`), so that every appended merge can fire; WordPiece and Unigram pieces
+    from a tokenizer of the same family trained on the corpus, most useful first (merge order,
+    probability). They go into the model vocabulary (BPE with their merges after the source's,
+    Unigram with their scores). ``out`` also gets :data:`EXTENSION_FILE` recording the source and
+    its original size, so embedding initializers know which rows are new. An existing ``out`` is
+    refused unless ``overwrite``.
 
     ``source_sample``: source-language text files (read like the corpus) whose tokenization must
     not change. A new BPE merge fires on source text whenever its two parts end up side by side
     after the old merges, so a few source words would otherwise get new ids; every piece that
-    shows up in a changed sample word is left out and the next candidate taken instead, until the
-    whole sample tokenizes exactly as before (checked on every document, and recorded). Source
-    text outside the sample is not covered by that guarantee (docs/tokenizers.md gives the
-    measured rate).
+    shows up in a changed sample word is left out (BPE: its merge is never made) and the next
+    candidate taken instead, until the whole sample tokenizes exactly as before (checked on every
+    document, and recorded). Source text outside the sample is not covered by that guarantee
+    (docs/tokenizers.md gives the measured rate).
     """
     TokenizerOptions(vocab_size=vocab_size, new_tokens=new_tokens, min_frequency=min_frequency)
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
@@ -638,7 +641,8 @@ def _segmented_words(
     for batch in nonempty_batches(corpus_files, **reader):
         for text in batch:
             normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
-            chunks = backend.pre_tokenizer.pre_tokenize_str(normalized) if backend.pre_tokenizer else [(normalized, None)]
+            chunks = (backend.pre_tokenizer.pre_tokenize_str(normalized) if backend.pre_tokenizer
+                      else [(normalized, None)])
             for word, _offsets in chunks:
                 counts[word] = counts.get(word, 0) + 1
     model = source["model"]
