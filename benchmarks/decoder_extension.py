@@ -13,6 +13,10 @@ Every input is built here from the installed Bible packages (steps whose output 
 
     nice -n 10 python benchmarks/decoder_extension.py --out runs/dx --source-steps 150 --eval-docs 300
     python benchmarks/decoder_extension.py --out runs/dx --table
+
+``--rules mean`` runs the default rule only (an extension whose pieces are all emitted gives both
+rules the same rows); ``--distill 'START:OPTIONS'`` adds a ``langgraft distill`` row started from
+START's init, ``--methods`` with no names runs only those rows (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     results = []
     for method in args.methods:
         runs = {}
-        for rule in ("mean", "method"):  # the default first: its provenance names the never-emitted pieces
+        for rule in dict.fromkeys(["mean", *args.rules]):  # the default first: its provenance names the
+            # never-emitted pieces
             out = Path(args.out) / "bench" / f"{method}-{rule}"
             out.parent.mkdir(parents=True, exist_ok=True)
             command = init_command(f"{method}:unreachable={rule}", init_args, out) + ["--overwrite"]
@@ -101,14 +106,39 @@ def run(args: argparse.Namespace) -> list[dict]:
         out = runs["mean"][0]
         unreachable = [row["id"] for row in map(json.loads, (out / "provenance.jsonl").open(encoding="utf-8"))
                        if row["kind"] == "unreachable"]
-        for rule in ("method", "mean"):
+        for rule in sorted(runs, key=("method", "mean").index):
             out, timing, summary = runs[rule]
             row = {"method": method, "unreachable": rule, **timing, "counts": summary["counts"],
                    **score(out, texts, summary["source_vocab_size"], unreachable)}
             print(json.dumps(row), flush=True)
             results.append(row)
-    (Path(args.out) / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for name, start, options in distill_runs(args):
+        out = Path(args.out) / "bench" / name
+        command = ["langgraft", "distill", "--model", str(Path(args.out) / "bench" / f"{start}-mean"), "--teacher",
+                   str(paths["source"]), "--corpus", str(paths["nya"] / "train.txt"), "--out", str(out),
+                   "--seed", "0", "--use-cpu", "--report-to", "none", "--overwrite", *options]
+        timing = timed_process(command, out.with_suffix(".log"))
+        summary = json.loads((out / "distill_summary.json").read_text(encoding="utf-8"))
+        row = {"method": name, "unreachable": "mean", **timing, "counts": None, "command": command[1:],
+               "steps": summary["steps"], "held_out_mse": summary["held_out_mse"],
+               **score(out, texts, summary["new_rows_start"], [])}
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    path = Path(args.out) / "bench" / "results.json"
+    fresh = {(row["method"], row["unreachable"]) for row in results}  # rows of other methods stay from earlier runs
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    kept = [row for row in earlier if (row["method"], row["unreachable"]) not in fresh]
+    path.write_text(json.dumps(kept + results, indent=2) + "\n", encoding="utf-8")
     return results
+
+
+def distill_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """``--distill START[:OPTIONS]``: (row name, init it starts from, extra ``langgraft distill`` options)."""
+    runs = []
+    for spec in args.distill:
+        start, _, options = spec.partition(":")
+        runs.append((f"distill-{start}{'-' + options.replace(' ', '') if options else ''}", start, options.split()))
+    return runs
 
 
 def markdown(results: list[dict]) -> str:
@@ -116,8 +146,8 @@ def markdown(results: list[dict]) -> str:
     lines = ["| method | new rows: neighbours / copied / fallback / unreachable | step-0 bpc | vs mean "
              "| mass on new pieces | on never-emitted pieces | init wall s |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        c = r["counts"]
-        label = f"{r['method']}, unreachable={r['unreachable']}"
+        c = r["counts"] or {"neighbours": "", "copied": "", "fallback": "", "unreachable": ""}  # distill: its start's
+        label = r["method"] if r["counts"] is None else f"{r['method']}, unreachable={r['unreachable']}"
         lines.append(f"| {label} | {c['neighbours']} / {c['copied']} / {c['fallback']} / {c['unreachable']} | "
                      f"{r['bpc']:.4f} | {100 * (r['bpc'] / mean - 1):+.1f}% | {r['new_mass']:.3f} | "
                      f"{r['unreachable_mass']:.3f} | {r['wall_s']:.1f} |")
@@ -130,7 +160,13 @@ def main() -> int:
     parser.add_argument("--source-steps", type=int, default=150, help="langgraft pretrain steps of the source")
     parser.add_argument("--new-tokens", type=int, default=4000)
     parser.add_argument("--eval-docs", type=int, default=300, help="first N verses of the held-out Chichewa books")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="heuristics (none: only --distill rows)")
+    parser.add_argument("--rules", nargs="+", choices=("mean", "method"), default=["mean", "method"],
+                        help="unreachable rules to run (mean: the extension default; an extension whose pieces "
+                             "are all emitted gives both the same rows)")
+    parser.add_argument("--distill", action="append", default=[], metavar="START[:OPTIONS]",
+                        help="also `langgraft distill` from START's default init (e.g. 'transtok:--ntp-weight 1'), "
+                             "the source as teacher, the Chichewa train books as text; repeatable")
     parser.add_argument("--table", action="store_true", help="print the markdown table of OUT/bench/results.json")
     args = parser.parse_args()
     if args.table:

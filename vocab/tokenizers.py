@@ -7,7 +7,8 @@ pipeline with an emptied model and avoids what ``train_new_from_iterator`` gets 
 SentencePiece BPE merging across words, lost ``<0xNN>`` byte-fallback pieces, stale padding ids,
 post-processors nested in a sequence, and ids that change from run to run.
 ``extend_tokenizer`` appends target pieces to the source's own model vocabulary (never as
-AddedTokens, which would bypass word-internal segmentation) and keeps every existing id; given a
+AddedTokens, which would bypass word-internal segmentation; for BPE by continued training, so
+every new merge can fire) and keeps every existing id; given a
 source-language sample it also keeps that sample's tokenization exactly (:class:`SourceGuard`).
 
 Families (:data:`FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
@@ -17,6 +18,7 @@ SentencePiece BPE (Llama-style, ``▁`` word start, optional byte fallback).
 from __future__ import annotations
 
 import copy
+import heapq
 import itertools
 import json
 import os
@@ -171,19 +173,21 @@ def extend_tokenizer(
 ) -> PreTrainedTokenizerBase:
     """Append up to ``new_tokens`` target pieces (or grow to ``vocab_size``), keeping every old id.
 
-    Pieces come from a tokenizer of the same family trained on the corpus, most useful first
-    (merge order for WordPiece/BPE, probability for Unigram), and go into the model vocabulary
-    (BPE with their merges, Unigram with their scores). ``out`` also gets
-    :data:`EXTENSION_FILE` recording the source and its original size, so embedding
-    initializers know which rows are new. An existing ``out`` is refused unless ``overwrite``.
+    BPE pieces come from continuing the source's own BPE training on the corpus
+    (:func:`_continue_bpe`), so that every appended merge can fire; WordPiece and Unigram pieces
+    from a tokenizer of the same family trained on the corpus, most useful first (merge order,
+    probability). They go into the model vocabulary (BPE with their merges after the source's,
+    Unigram with their scores). ``out`` also gets :data:`EXTENSION_FILE` recording the source and
+    its original size, so embedding initializers know which rows are new. An existing ``out`` is
+    refused unless ``overwrite``.
 
     ``source_sample``: source-language text files (read like the corpus) whose tokenization must
     not change. A new BPE merge fires on source text whenever its two parts end up side by side
     after the old merges, so a few source words would otherwise get new ids; every piece that
-    shows up in a changed sample word is left out and the next candidate taken instead, until the
-    whole sample tokenizes exactly as before (checked on every document, and recorded). Source
-    text outside the sample is not covered by that guarantee (docs/tokenizers.md gives the
-    measured rate).
+    shows up in a changed sample word is left out (BPE: its merge is never made) and the next
+    candidate taken instead, until the whole sample tokenizes exactly as before (checked on every
+    document, and recorded). Source text outside the sample is not covered by that guarantee
+    (docs/tokenizers.md gives the measured rate).
     """
     TokenizerOptions(vocab_size=vocab_size, new_tokens=new_tokens, min_frequency=min_frequency)
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
@@ -201,30 +205,20 @@ def extend_tokenizer(
         )
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
     source_json = _backend_json(source_tok)
-    known = set(source_tok.get_vocab())
     guard = SourceGuard(source_tok, source_sample, reader) if source_sample else None
-    base = _minimum_vocab_size(source_tok, family)
-    size = base + 2 * wanted
     rejected: set[str] = set()
-    for attempt in range(4):  # many target pieces exist in the source already: train bigger until enough are new
-        try:
-            target_json = _train_backend(source_tok, family, corpus_files, size, min_frequency, reader, {})
-        except _AlphabetTooLarge:
-            if attempt == 3:
-                raise
-            size *= 2
-            continue
-        candidates = [piece for piece in _ranked_pieces(target_json, family) if piece not in known]
+    if family.model == "BPE":  # continued BPE training: every appended merge can fire (_continue_bpe)
+        words = _segmented_words(source_json, family, corpus_files, reader)
         while True:
-            pieces = [piece for piece in candidates if piece not in rejected][:wanted]
-            extended_json = _append_pieces(source_json, target_json, pieces, original_size)
+            pieces, merges = _continue_bpe(words, source_json["model"], wanted, min_frequency, rejected)
+            extended_json = _append_pieces(source_json, pieces, original_size, merges=merges)
             changed = guard.changed_pieces(extended_json, original_size) if guard else set()
             if not changed:
                 break
             rejected |= changed
-        if len(pieces) == wanted:
-            break
-        size *= 2
+    else:
+        extended_json = _extend_from_target(source_tok, family, corpus_files, wanted, min_frequency, reader, guard,
+                                            rejected)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         tokenizer = _save(source_tok, extended_json, tmp)
         _check_ids_kept(source_tok, tokenizer)
@@ -236,6 +230,7 @@ def extend_tokenizer(
             "new_vocab_size": len(tokenizer),
             "num_new_tokens": len(tokenizer) - original_size,
             "new_token_ids": [original_size, len(tokenizer)],
+            "method": "continued-bpe" if family.model == "BPE" else "target-tokenizer",
             "new_tokens_used_on_corpus_sample": int(
                 (_token_counts(plain_backend(tokenizer), corpus_files, reader, sample_documents=2000)[original_size:]
                  > 0).sum()),
@@ -245,6 +240,42 @@ def extend_tokenizer(
         with atomic_file(Path(tmp) / EXTENSION_FILE) as handle:
             json.dump(info, handle, indent=2, ensure_ascii=False)
     return _reload(out)
+
+
+def _extend_from_target(
+    source_tok: PreTrainedTokenizerBase, family: TokenizerFamily, corpus_files: Sequence[str | os.PathLike],
+    wanted: int, min_frequency: int, reader: dict[str, Any], guard: SourceGuard | None, rejected: set[str],
+) -> dict[str, Any]:
+    """WordPiece/Unigram: the pieces of a target tokenizer of the same family, most useful first.
+
+    Both segment greedily over the whole vocabulary (longest match, best-scoring path), so an
+    appended piece is used wherever it fits; BPE is different (:func:`_continue_bpe`).
+    """
+    source_json = _backend_json(source_tok)
+    known = set(source_tok.get_vocab())
+    original_size = len(source_tok)
+    size = _minimum_vocab_size(source_tok, family) + 2 * wanted
+    for attempt in range(4):  # many target pieces exist in the source already: train bigger until enough are new
+        try:
+            target_json = _train_backend(source_tok, family, corpus_files, size, min_frequency, reader, {})
+        except _AlphabetTooLarge:
+            if attempt == 3:
+                raise
+            size *= 2
+            continue
+        candidates = [piece for piece in _ranked_pieces(target_json, family) if piece not in known]
+        scores = dict(target_json["model"]["vocab"]) if family.model == "Unigram" else None
+        while True:
+            pieces = [piece for piece in candidates if piece not in rejected][:wanted]
+            extended_json = _append_pieces(source_json, pieces, original_size, scores=scores)
+            changed = guard.changed_pieces(extended_json, original_size) if guard else set()
+            if not changed:
+                break
+            rejected |= changed
+        if len(pieces) == wanted:
+            break
+        size *= 2
+    return extended_json
 
 
 class SourceGuard:
@@ -572,20 +603,165 @@ def _reload(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
 def _ranked_pieces(target: dict[str, Any], family: TokenizerFamily) -> list[str]:
     """Target model pieces, most useful first, without special tokens and byte-fallback pieces.
 
-    Single characters lead (without them target text keeps unknown tokens), then WordPiece/BPE
+    Single characters lead (without them target text keeps unknown tokens), then WordPiece's
     merge order or Unigram probability.
     """
     added = {token["content"] for token in target["added_tokens"]}
     if family.model == "Unigram":
         by_use = sorted(target["model"]["vocab"], key=lambda item: (len(item[0]) > 1, -item[1]))
         ranked = [piece for piece, _score in by_use]
-    else:  # WordPiece/BPE ids follow the (continuation) alphabet, then merge order
+    else:  # WordPiece ids follow the (continuation) alphabet, then merge order
         ranked = [token for token, _index in sorted(target["model"]["vocab"].items(), key=lambda item: item[1])]
     return [piece for piece in ranked if piece not in added and not BYTE_PIECE.match(piece)]
 
 
-def _append_pieces(source: dict[str, Any], target: dict[str, Any], pieces: list[str], first_id: int) -> dict[str, Any]:
-    """Source backend JSON with ``pieces`` appended to the model at ids ``first_id``, ``first_id+1``..."""
+@dataclass
+class _Words:
+    """The distinct pre-tokenized words of a corpus, as the source BPE model segments them, with counts.
+
+    Characters the source model cannot spell (byte-fallback or unknown tokens) are kept as
+    characters (with the model's continuation prefix / end-of-word suffix where they sit), so that
+    they can become new pieces; everything else is a source piece.
+    """
+
+    symbols: list[list[str]]
+    counts: list[int]
+
+
+def _segmented_words(
+    source: dict[str, Any], family: TokenizerFamily, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any]
+) -> _Words:
+    from tokenizers import Tokenizer
+
+    spec = copy.deepcopy(source)
+    if family.name == "sentencepiece-bpe":  # count words as SentencePiece trains: cut before every ▁
+        spec["pre_tokenizer"] = _word_splitter(source.get("pre_tokenizer"))
+    backend = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    counts: dict[str, int] = {}
+    for batch in nonempty_batches(corpus_files, **reader):
+        for text in batch:
+            normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
+            chunks = (backend.pre_tokenizer.pre_tokenize_str(normalized) if backend.pre_tokenizer
+                      else [(normalized, None)])
+            for word, _offsets in chunks:
+                counts[word] = counts.get(word, 0) + 1
+    model = source["model"]
+    unknown = model.get("unk_token")
+    prefix, suffix = model.get("continuing_subword_prefix") or "", model.get("end_of_word_suffix") or ""
+
+    def foreign(value: str) -> bool:
+        return value == unknown or bool(model.get("byte_fallback") and BYTE_PIECE.match(value))
+
+    words = _Words([], [])
+    for word, count in counts.items():
+        raw = word.encode("utf-8")
+        tokens = backend.model.tokenize(word)
+        symbols: list[str] = []
+        index = 0
+        while index < len(tokens):
+            if not foreign(tokens[index].value):
+                symbols.append(tokens[index].value)
+                index += 1
+                continue
+            start, end = tokens[index].offsets  # byte offsets; a run of foreign tokens spells whole characters
+            while index < len(tokens) and foreign(tokens[index].value):
+                end = tokens[index].offsets[1]
+                index += 1
+            position = start
+            for char in raw[start:end].decode("utf-8", errors="replace"):
+                width = len(char.encode("utf-8"))
+                symbols.append(f"{prefix if position else ''}{char}{suffix if position + width == len(raw) else ''}")
+                position += width
+        words.symbols.append(symbols)
+        words.counts.append(count)
+    return words
+def _continue_bpe(
+    words: _Words, model: dict[str, Any], wanted: int, min_frequency: int, banned: set[str]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Up to ``wanted`` new pieces and their merges, learned by continuing the source's BPE training.
+
+    Training starts from the source model's final segmentation of every corpus word, so the
+    appended merges (ranked after every source merge) replay on new text as learned: the source
+    merges run out first, then the new ones fire in order; each new piece is the concatenation of
+    two pieces that exist when its merge fires. Characters the source cannot spell come first
+    (most frequent first); then the most frequent adjacent pair (ties: the smaller strings) is
+    merged everywhere, until ``wanted`` pieces or no pair is seen ``min_frequency`` times. A pair
+    whose result is already a piece, or is in ``banned``, is never merged, so every merge adds
+    one new piece. ``words`` is left as it is (``--source-sample`` trains again with more banned).
+    """
+    prefix = model.get("continuing_subword_prefix") or ""
+    vocab = set(model["vocab"])
+    segmented = [list(symbols) for symbols in words.symbols]
+    characters: dict[str, int] = {}
+    for symbols, count in zip(segmented, words.counts):
+        for symbol in symbols:
+            if symbol not in vocab:
+                characters[symbol] = characters.get(symbol, 0) + count
+    pieces = [char for char, _count in sorted(characters.items(), key=lambda item: (-item[1], item[0]))
+              if char not in banned][:wanted]
+    vocab.update(pieces)
+    pair_counts: dict[tuple[str, str], int] = {}
+    where: dict[tuple[str, str], set[int]] = {}
+
+    def count_pairs(index: int, sign: int, touched: set[tuple[str, str]]) -> None:
+        symbols, count = segmented[index], words.counts[index]
+        for pair in zip(symbols, symbols[1:]):
+            if pair[0] in vocab and pair[1] in vocab:
+                pair_counts[pair] = pair_counts.get(pair, 0) + sign * count
+                where.setdefault(pair, set()).add(index)
+                touched.add(pair)
+
+    for index in range(len(segmented)):
+        count_pairs(index, 1, set())
+    heap = [(-count, left, right) for (left, right), count in pair_counts.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while len(pieces) < wanted and heap:
+        negative, left, right = heapq.heappop(heap)
+        if pair_counts.get((left, right)) != -negative:
+            continue  # stale entry: the pair's count changed since it was pushed
+        if -negative < max(min_frequency, 1):
+            break
+        piece = left + (right[len(prefix):] if prefix and right.startswith(prefix) else right)
+        if piece in vocab or piece in banned:
+            pair_counts[(left, right)] = 0  # never merged (a later push of this pair is stale too)
+            continue
+        merges.append((left, right))
+        pieces.append(piece)
+        vocab.add(piece)
+        touched: set[tuple[str, str]] = set()
+        for index in sorted(where.pop((left, right))):
+            count_pairs(index, -1, touched)
+            segmented[index] = _merge_pair(segmented[index], left, right, piece)
+            count_pairs(index, 1, touched)
+        for pair in sorted(touched):
+            if pair_counts.get(pair, 0) > 0:
+                heapq.heappush(heap, (-pair_counts[pair], *pair))
+    return pieces, merges
+
+
+def _merge_pair(symbols: list[str], left: str, right: str, piece: str) -> list[str]:
+    """``symbols`` with every ``left right`` (left to right, not overlapping) replaced by ``piece``."""
+    merged: list[str] = []
+    index = 0
+    while index < len(symbols):
+        if index + 1 < len(symbols) and symbols[index] == left and symbols[index + 1] == right:
+            merged.append(piece)
+            index += 2
+        else:
+            merged.append(symbols[index])
+            index += 1
+    return merged
+
+
+def _append_pieces(
+    source: dict[str, Any], pieces: list[str], first_id: int, *, scores: dict[str, float] | None = None,
+    merges: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Source backend JSON with ``pieces`` appended to the model at ids ``first_id``, ``first_id+1``...
+
+    Unigram pieces take their ``scores``; BPE ``merges`` go after the source's, in order.
+    """
     extended = copy.deepcopy(source)
     model = extended["model"]
     by_id = {token["id"]: token["content"] for token in extended["added_tokens"]}
@@ -593,7 +769,6 @@ def _append_pieces(source: dict[str, Any], target: dict[str, Any], pieces: list[
     # pieces): mirror them into the model, since the loader gives an added token that is not a model
     # piece the id after the model's last, which the new pieces now hold
     if model["type"] == "Unigram":
-        scores = dict((piece, score) for piece, score in target["model"]["vocab"])
         model["vocab"].extend([by_id[index], 0.0] for index in range(len(model["vocab"]), first_id))
         model["vocab"].extend([piece, scores[piece]] for piece in pieces)
         return extended
@@ -602,12 +777,8 @@ def _append_pieces(source: dict[str, Any], target: dict[str, Any], pieces: list[
                            if index < first_id and index not in used and content not in model["vocab"]})
     model["vocab"].update({piece: first_id + offset for offset, piece in enumerate(pieces)})
     if model["type"] == "BPE":
-        new = set(pieces)
         as_text = bool(model["merges"]) and isinstance(model["merges"][0], str)
-        for merge in target["model"]["merges"]:
-            left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
-            if left + right in new and left in model["vocab"] and right in model["vocab"]:
-                model["merges"].append(f"{left} {right}" if as_text else [left, right])
+        model["merges"].extend(f"{left} {right}" if as_text else [left, right] for left, right in merges)
     return extended
 
 

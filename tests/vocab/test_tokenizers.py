@@ -10,8 +10,8 @@ import pytest
 from tiny import build_llama3_tokenizer, source_sentences, target_sentences
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.tokenizers import (EXTENSION_FILE, detect_family, extend_tokenizer, read_extension_info,
-                                        train_tokenizer)
+from langgraft.vocab.tokenizers import (EXTENSION_FILE, detect_family, extend_tokenizer, plain_backend,
+                                        read_extension_info, train_tokenizer)
 from langgraft.vocab.tokstats import format_stats_table, tokenizer_stats
 
 FAMILIES = ("bert", "gpt2", "xlmr", "llama")
@@ -131,6 +131,50 @@ def test_extend_keeps_every_id_and_uses_new_pieces(family, tiny_models, extended
         assert rows[1]["fertility"] < rows[0]["fertility"]
 
 
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_bpe_extension_merges_build_on_existing_pieces_and_every_new_piece_is_emitted(family, tiny_models,
+                                                                                       extended_tokenizers):
+    """Continued BPE training: each appended merge joins two pieces that exist before it fires, and the
+    tokenizer splits every new piece's own text into that one piece."""
+    source, new = _auto(tiny_models[family]), _auto(extended_tokenizers[family])
+    source_merges = _backend(source)["model"]["merges"]
+    model = _backend(new)["model"]
+    assert model["merges"][:len(source_merges)] == source_merges
+    new_pieces = {piece for piece, index in model["vocab"].items() if index >= len(source)}
+    pieces = set(source.get_vocab()) | {piece for piece in new_pieces if len(piece) == 1}  # new characters
+    for left, right in model["merges"][len(source_merges):]:
+        assert left in pieces and right in pieces
+        pieces.add(left + right)
+    assert new_pieces <= pieces
+    backend = plain_backend(new)
+    assert [piece for piece in sorted(new_pieces)
+            if [token.value for token in backend.model.tokenize(piece)] != [piece]] == []
+    used = {index for text in target_sentences(200, seed=5) for index in new(text)["input_ids"]}
+    assert len(used & set(range(len(source), len(new)))) >= 0.9 * len(new_pieces)
+
+
+def test_bpe_extension_merges_pieces_the_source_merged_first(tmp_path):
+    """A target merge of parts the source merges away first (``b c`` after the source's ``a b``) could never
+    fire; continued training merges what the source left (``ab c``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2TokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {char: index for index, char in enumerate(sorted(alphabet))}
+    vocab["ab"] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab, [("a", "b")]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    GPT2TokenizerFast(tokenizer_object=backend).save_pretrained(tmp_path / "source")
+    (tmp_path / "target.txt").write_text("abc xabc abcd\n" * 20, encoding="utf-8")
+    extended = extend_tokenizer(tmp_path / "source", [tmp_path / "target.txt"], tmp_path / "extended", new_tokens=3)
+    new_merges = _backend(extended)["model"]["merges"][1:]
+    assert new_merges[0] == ["ab", "c"], new_merges  # the commonest pair over the source's own segmentation
+    assert extended.tokenize("abc") == ["abc"]
+    assert len(extended("xabc abcd")["input_ids"]) < len(_auto(tmp_path / "source")("xabc abcd")["input_ids"])
+
+
 def test_extend_by_total_vocab_size(tiny_models, target_corpus, tmp_path):
     source = _auto(tiny_models["bert"])
     tok = extend_tokenizer(tiny_models["bert"], [target_corpus], tmp_path / "out", vocab_size=len(source) + 25)
@@ -240,6 +284,9 @@ def test_extend_with_a_source_sample_keeps_the_source_tokenization(target_corpus
 
     assert changed(plain, sample) > 0  # the failure the option exists for
     assert changed(guarded, sample) == 0 and len(guarded) == len(plain) == len(old) + 40
+    backend = plain_backend(guarded)  # retrained without the rejected pieces: every merge still fires
+    assert all([token.id for token in backend.model.tokenize(backend.id_to_token(index))] == [index]
+               for index in range(len(old), len(guarded)))
     assert all(guarded.get_vocab()[token] == index for token, index in old.get_vocab().items())
     info = read_extension_info(tmp_path / "guarded")
     record = info["source_sample"]
