@@ -32,7 +32,7 @@ SEEDS_FILE = "langgraft_seeds.json"  # a seed set: the same module trained once 
 
 
 @dataclass
-class ModuleConfig:
+class ModuleKindConfig:
     """Base of every kind's config dataclass (each kind adds its own fields)."""
 
 
@@ -48,7 +48,7 @@ class TrainedModule:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-# fit(model, learning_rate, callbacks, stage) -> {"train_seconds": ..., "train_loss": ...}; ``stage``
+# fit(model, learning_rate, callbacks, phase) -> {"train_seconds": ..., "train_loss": ...}; ``phase``
 # names the checkpoint sub-directory, so multi-phase kinds (sft) resume each phase separately.
 Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 
@@ -61,16 +61,16 @@ class ModuleKind(ABC):
     """
 
     name: ClassVar[str]
-    config_class: ClassVar[type[ModuleConfig]]
+    config_class: ClassVar[type[ModuleKindConfig]]
     default_learning_rate: ClassVar[float]
     parameter_markers: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def train(self, model: Any, config: ModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+    def train(self, model: Any, config: ModuleKindConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
         """Make ``model`` trainable the kind's way (base frozen), run ``fit``, return the result."""
 
     @abstractmethod
-    def save(self, trained: TrainedModule, config: ModuleConfig, role: str, head_names: list[str],
+    def save(self, trained: TrainedModule, config: ModuleKindConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
         """Write the kind's files into ``directory``; return metadata fields (``size``, ``touches_embeddings``)."""
 
@@ -118,7 +118,7 @@ def get_kind(name: str) -> ModuleKind:
     return MODULE_KINDS[name]()
 
 
-def make_config(kind: str, **overrides: Any) -> ModuleConfig:
+def make_config(kind: str, **overrides: Any) -> ModuleKindConfig:
     """The kind's config with ``overrides`` (unknown fields, wrong types and values out of range are a :class:`UserError`)."""
     config_class = get_kind(kind).config_class
     known = {f.name for f in dataclasses.fields(config_class)}
@@ -142,7 +142,7 @@ class Module:
         return get_kind(self.metadata.kind)
 
     @property
-    def config(self) -> ModuleConfig:
+    def config(self) -> ModuleKindConfig:
         return make_config(self.metadata.kind, **self.metadata.config)
 
     @property

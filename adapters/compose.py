@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from langgraft.errors import UserError
 from langgraft.outputs import check_output
 
-from .base import (ROLES, SEEDS_FILE, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
+from .base import (ROLES, SEEDS_FILE, VOCABULARY_DIR, Module, ModuleKindConfig, composition_state, get_kind, load_module,
                    make_config, unwrap, restore_vocabulary, save_vocabulary, swap_vocabulary)
 from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
 from .training import TrainOptions
@@ -34,8 +34,8 @@ def work_dir(out: Path) -> Path:
 def _fit_with(dataset: Any, collator: Any, options: TrainOptions, folder: Path, callbacks: Sequence[Any]) -> Any:
     from .training import fit
 
-    def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], stage: str) -> dict[str, float]:
-        return fit(model, dataset, collator, options, folder / stage, options.learning_rate or learning_rate,
+    def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], phase: str) -> dict[str, float]:
+        return fit(model, dataset, collator, options, folder / phase, options.learning_rate or learning_rate,
                    [*kind_callbacks, *callbacks])
 
     return run
@@ -48,7 +48,7 @@ def seed_module(seed: int) -> None:
     set_seed(seed)
 
 
-def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:
+def resolve_config(kind: str, config: ModuleKindConfig | dict[str, Any] | None) -> ModuleKindConfig:
     if config is None:
         return make_config(kind)
     if isinstance(config, dict):
@@ -58,7 +58,7 @@ def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> M
     return config
 
 
-def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
+def write_module(kind_name: str, trained: Any, config: ModuleKindConfig, role: str, head_names: list[str], out: Path,
                   identity: Any, tokenizer: Any, embedding_digest: str, training: dict[str, Any],
                   vocabulary: Any = None, logs: Sequence[Path] = (), overwrite: bool = False,
                   inputs: Sequence[Any] = (), **fields: Any) -> Path:
@@ -86,7 +86,7 @@ def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, 
 
 def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: str, out: str | Path,
                       language_module: str | Path | Module | None = None, language: str | None = None,
-                      labels: Sequence[str] | None = None, config: ModuleConfig | dict[str, Any] | None = None,
+                      labels: Sequence[str] | None = None, config: ModuleKindConfig | dict[str, Any] | None = None,
                       options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
                       overwrite: bool = False) -> Path:
     """Train a task module (and its head) on labelled ``train`` data; returns ``out``.
@@ -122,7 +122,7 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
             raise UserError(f"{source.path} is a {source.metadata.role} module; --language-module needs a language module")
         classifier = compose(classifier, [source])
         language = language or source.metadata.language
-    dataset = task_dataset(task, train, tokenizer, labels, options.max_length)
+    dataset = task_dataset(task, train, tokenizer, labels, options.max_seq_length)
     fit = _fit_with(dataset, task_collator(task, tokenizer), options, work_dir(out), callbacks)
     seed_module(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)

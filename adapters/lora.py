@@ -21,7 +21,7 @@ from langgraft.errors import UserError
 from langgraft.options import option
 from langgraft.sidecars import read_sidecar
 
-from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
+from .base import Fit, Module, ModuleKindConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
 from .metadata import find_layer_stack
 
 TRAINING_ADAPTER = "default"
@@ -29,7 +29,7 @@ _PEFT_TASK_TYPES = {"seq-cls": "SEQ_CLS", "token-cls": "TOKEN_CLS"}
 
 
 @dataclass
-class LoraModuleConfig(ModuleConfig):
+class LoraModuleConfig(ModuleKindConfig):
     rank: int = option(8, help="lora: rank of the update matrices", gt=0)
     alpha: int = option(16, help="lora: scaling numerator (update scaled by alpha / rank)", gt=0)
     dropout: float = option(0.05, help="lora: dropout on the adapter input", ge=0, lt=1)

@@ -24,7 +24,7 @@ from typing import Any
 from langgraft.errors import UserError
 from langgraft.options import option
 
-from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
+from .base import (HEAD_FILE, Fit, Module, ModuleKindConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
                    check_head, composition_state, unwrap, read_module_tensors, register_kind, relative_name,
                    revert_head, save_head)
 
@@ -32,7 +32,7 @@ SPARSE_FILE = "sft.safetensors"
 
 
 @dataclass
-class SftConfig(ModuleConfig):
+class SftConfig(ModuleKindConfig):
     k: int = option(100_000, help="sft: number of entries in the ticket (paper: ~7.7M language, ~14.2M task on "
                     "base models)", gt=0)
     l1_weight: float = option(0.1, help="sft: L1 weight λ of the pull toward the start, λ·Σ|θ − θ0| / N (N maskable "

@@ -28,7 +28,7 @@ from langgraft.corpora.split import SPLITS, assign_splits, check_ratios, hash_sp
 from langgraft.errors import UserError
 
 GROUP_KEYS = ("document", "file", "id-prefix")
-SUMMARY_FILE = "summary.json"
+CORPUS_SUMMARY_FILE = "summary.json"
 _TSV_HEADER = "id\tgroup\tlabel\ttext"
 
 
@@ -232,7 +232,7 @@ def prepare_corpus(
             "files": {name: f"{name}.txt" for name in SPLITS}
             | ({f"{name}_ids": f"{name}.tsv" for name in SPLITS} if plan.with_ids else {}),
         }
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / CORPUS_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

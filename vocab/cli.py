@@ -72,7 +72,8 @@ def _reader(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from langgraft.vocab.tokenizers import detect_family, train_tokenizer
+    from langgraft.vocab.canonical import detect_family
+    from langgraft.vocab.tokenizers import train_tokenizer
 
     options = from_args(TokenizerOptions, args)
     tokenizer = train_tokenizer(args.source, args.corpus, options.vocab_size, args.out,

@@ -10,7 +10,7 @@ post-processors nested in a sequence, and ids that change from run to run.
 AddedTokens, which would bypass word-internal segmentation) and keeps every existing id; given a
 source-language sample it also keeps that sample's tokenization exactly (:class:`SourceGuard`).
 
-Families (:data:`FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
+Families (:data:`~langgraft.vocab.canonical.FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
 RoBERTa, ``Ġ`` word start), SentencePiece Unigram (XLM-R, T5, ``▁`` word start) and
 SentencePiece BPE (Llama-style, ``▁`` word start, optional byte fallback).
 """
@@ -30,7 +30,7 @@ from langgraft.outputs import check_output
 from langgraft.models import load_tokenizer
 from langgraft.options import Validated, option
 from langgraft.sidecars import read_sidecar
-from langgraft.vocab.canonical import BYTE_PIECE
+from langgraft.vocab.canonical import BYTE_PIECE, FAMILIES, TokenizerFamily, backend_json, detect_family
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -43,17 +43,6 @@ class _AlphabetTooLarge(UserError):
     """The requested vocabulary cannot hold the special tokens plus the corpus alphabet."""
 
 
-@dataclass(frozen=True)
-class TokenizerFamily:
-    """What training must respect: the model type and how bytes are represented."""
-
-    name: str  # one of FAMILIES
-    model: str  # the `tokenizers` model type: WordPiece, BPE or Unigram
-    byte_level: bool = False  # pieces are GPT-2 byte-to-unicode strings (all 256 bytes in the alphabet)
-    byte_fallback: bool = False  # <0xNN> pieces spell characters outside the vocabulary
-
-
-FAMILIES = ("wordpiece", "byte-level-bpe", "sentencepiece-unigram", "sentencepiece-bpe")
 # 4M pieces is 16x Gemma's 262k vocabulary; beyond it the trainers only exhaust memory (5e9 aborts in Rust)
 MAX_VOCAB_SIZE = 1 << 22
 
@@ -68,24 +57,15 @@ class TokenizerOptions(Validated):
     min_frequency: int = option(2, help="minimum pair frequency for WordPiece/BPE merges", ge=0, le=2**31 - 1)
 
 
-def detect_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
-    """Read the family from the fast tokenizer's backend JSON; a UserError for anything else."""
-    spec = _backend_json(tokenizer)
-    model = spec["model"]
-    pipeline = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
-    byte_fallback = bool(model.get("byte_fallback"))
-    if model["type"] == "WordPiece":
-        return TokenizerFamily("wordpiece", "WordPiece")
-    if model["type"] == "BPE" and '"ByteLevel"' in json.dumps(spec.get("pre_tokenizer")):
-        return TokenizerFamily("byte-level-bpe", "BPE", byte_level=True)
-    if model["type"] == "BPE" and ("Metaspace" in pipeline or _replaces_spaces(spec.get("normalizer"))):
-        return TokenizerFamily("sentencepiece-bpe", "BPE", byte_fallback=byte_fallback)
-    if model["type"] == "Unigram":
-        return TokenizerFamily("sentencepiece-unigram", "Unigram", byte_fallback=byte_fallback)
-    raise UserError(
-        f"tokenizer {tokenizer.name_or_path!r} is a {model['type']} model this tool cannot train; "
-        f"supported families: {', '.join(FAMILIES)}"
-    )
+def trainable_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
+    """The tokenizer's family (:func:`~langgraft.vocab.canonical.detect_family`); a UserError if it cannot be trained."""
+    family = detect_family(tokenizer)
+    if family.name not in FAMILIES:
+        raise UserError(
+            f"tokenizer {tokenizer.name_or_path!r} is a {family.model} model this tool cannot train; "
+            f"supported families: {', '.join(FAMILIES)}"
+        )
+    return family
 
 
 def as_tokenizer(source: str | os.PathLike | PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -147,7 +127,7 @@ def train_tokenizer(
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
-    family = detect_family(source_tok)
+    family = trainable_family(source_tok)
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
     spec = _train_backend(source_tok, family, corpus_files, vocab_size, min_frequency, reader, trainer_options)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
@@ -189,7 +169,7 @@ def extend_tokenizer(
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
-    family = detect_family(source_tok)
+    family = trainable_family(source_tok)
     original_size = len(source_tok)
     if (new_tokens is None) == (vocab_size is None):
         raise UserError("give exactly one of new_tokens (--new-tokens) or vocab_size (--vocab-size)")
@@ -200,7 +180,7 @@ def extend_tokenizer(
             "ask for --new-tokens above 0 or a --vocab-size above that"
         )
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
-    source_json = _backend_json(source_tok)
+    source_json = backend_json(source_tok)
     known = set(source_tok.get_vocab())
     guard = SourceGuard(source_tok, source_sample, reader) if source_sample else None
     base = _minimum_vocab_size(source_tok, family)
@@ -313,22 +293,6 @@ def read_extension_info(tokenizer_dir: str | os.PathLike) -> dict[str, Any] | No
 # ----------------------------------------------------------------------------- training
 
 
-def _backend_json(tokenizer: Any) -> dict[str, Any]:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise UserError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no fast (tokenizers) backend; "
-            "give a model directory with a tokenizer.json"
-        )
-    return json.loads(backend.to_str())
-
-
-def _replaces_spaces(normalizer: dict | None) -> bool:
-    """Legacy SentencePiece conversions put spaces -> ``▁`` in the normalizer, not the pre-tokenizer."""
-    text = json.dumps(normalizer, ensure_ascii=False)
-    return '"Replace"' in text and '"content": "▁"' in text
-
-
 def _trainer_specials(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamily) -> list[dict[str, Any]]:
     """Added-token records the trainer places first, in the source's order.
 
@@ -336,7 +300,7 @@ def _trainer_specials(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamil
     any special-token string the post-processor or the wrapper uses that only lived in the
     source's model vocabulary, so no role is lost.
     """
-    spec = _backend_json(tokenizer)
+    spec = backend_json(tokenizer)
     chosen = [{key: value for key, value in added.items() if key != "id"}
               for added in spec["added_tokens"] if added["special"] or family.model == "Unigram"]
     contents = {added["content"] for added in chosen}
@@ -384,7 +348,7 @@ def _train_backend(
             f"vocab size {vocab_size} is too small for {family.name}: the special tokens"
             f"{' and 256 byte pieces' if minimum > 257 else ''} alone need {minimum - 1}; ask for at least {minimum}"
         )
-    source = _backend_json(source_tok)
+    source = backend_json(source_tok)
     specials = [AddedToken(**added) for added in _trainer_specials(source_tok, family)]
     backend = Tokenizer.from_str(json.dumps(_untrained(source, family), ensure_ascii=False))
     batches = nonempty_batches(corpus_files, **reader)

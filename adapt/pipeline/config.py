@@ -18,7 +18,7 @@ from langgraft.adapt.pretrain.head import HeadRecoveryOptions
 from langgraft.adapt.pretrain.run import FULL_LEARNING_RATE
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
-from langgraft.adapt.pretrain.run import PretrainConfig as RunConfig
+from langgraft.adapt.pretrain.run import PretrainOptions
 from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
 from langgraft.options import Validated, option
@@ -125,7 +125,7 @@ DistillConfig = section(
             for f in dataclasses.fields(DistillOptions)])
 
 
-# The pretrain section takes the options of ``langgraft.adapt.pretrain.run.PretrainConfig`` (so a new
+# The pretrain section takes the options of ``langgraft.adapt.pretrain.run.PretrainOptions`` (so a new
 # pretraining option is a pipeline key at once), less the fields the stage fills in from the run:
 STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume", "overwrite",
                     "corpus_alpha")  # one target corpus: nothing to mix
@@ -137,7 +137,7 @@ PRETRAIN_STAGE_FIELDS = [  # pipeline-only keys
 ]
 
 
-PretrainConfig = section(RunConfig, "PretrainConfig", """Continued pretraining (``langgraft.adapt.pretrain.run``; names as in ``TrainingArguments``).
+PretrainConfig = section(PretrainOptions, "PretrainConfig", """Continued pretraining (``langgraft.adapt.pretrain.run``; names as in ``TrainingArguments``).
 
     The first ``embedding_steps`` train only the embeddings (body frozen), the remaining
     ``max_steps - embedding_steps`` the full model.

@@ -417,7 +417,7 @@ def pretrain_stage(ctx: StageContext) -> dict:
     dev = _dev_sample(ctx, "target", cfg.eval_documents)
     options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "eval_documents"}
     out = ctx.work_dir / "model"
-    result = run.pretrain(run.PretrainConfig(
+    result = run.pretrain(run.PretrainOptions(
         model=_initialized_model(ctx), corpus=[_split_file(ctx, "target", "train")], out=str(out),
         eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if cfg.replay_ratio else None,
         seed=ctx.config["seed"], resume=True, **options,

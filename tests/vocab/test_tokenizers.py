@@ -10,7 +10,8 @@ import pytest
 from tiny import build_llama3_tokenizer, source_sentences, target_sentences
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.tokenizers import (EXTENSION_FILE, detect_family, extend_tokenizer, read_extension_info,
+from langgraft.vocab.canonical import detect_family
+from langgraft.vocab.tokenizers import (EXTENSION_FILE, extend_tokenizer, read_extension_info,
                                         train_tokenizer)
 from langgraft.vocab.tokstats import format_stats_table, tokenizer_stats
 
