@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from langgraft.lm import LM_ROWS_KEY
-from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
+from langgraft.corpora.readers import LineSpan, iter_text, line_spans, read_documents, splittable
 from langgraft.errors import UserError
-from langgraft.vocab.resources.text import resource_lines
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 
 DOCUMENTS_PER_TOKENIZER_CALL = 256
 SHUFFLE_BUFFER = 10_000  # documents held per corpus for shuffling (0: read in file order)
@@ -282,11 +282,6 @@ class PackedLMCollator:
         return masked, labels
 
 
-def iter_text_lines(files: Sequence[str | os.PathLike]) -> Iterator[str]:
-    """Non-empty stripped lines of ``files``, streamed."""
-    return (line.strip() for line in resource_lines(files) if line.strip())
-
-
 class LineStream(torch.utils.data.IterableDataset):
     """Tokenized lines of the corpus, cycled forever (the Trainer stops at ``max_steps``): head recovery's data."""
 
@@ -295,6 +290,6 @@ class LineStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, list[int]]]:
         while True:
-            for line in itertools.islice(iter_text_lines(self.files), self.skip, None):
+            for line in itertools.islice(iter_text(self.files, RESOURCE_DECODE_ERRORS, strip=True), self.skip, None):
                 yield self.tokenizer(line, truncation=True, max_length=self.max_length,
                                      return_special_tokens_mask=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from langgraft.atomic import atomic_dir
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import head_kind, load_config, load_model, load_tokenizer
@@ -134,7 +136,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     """
     from transformers import DataCollatorForLanguageModeling, set_seed
 
-    from langgraft.adapt.pretrain.data import LineStream, iter_text_lines
+    from langgraft.adapt.pretrain.data import LineStream
     from langgraft.training import as_checkpoint, check_options, checkpoint_dtype, load_dtype, save_trained, train
 
     renamed = alias_names(HeadRecoveryOptions)
@@ -154,10 +156,11 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     tokenizer = load_tokenizer(model)
     if tokenizer.mask_token is None:
         raise UserError(f"--model {model}: the tokenizer has no mask token, so it cannot train an MLM head")
-    held_out = list(itertools.islice(iter_text_lines(files), options.eval_lines))
+    held_out = list(itertools.islice(iter_text(files, RESOURCE_DECODE_ERRORS, strip=True), options.eval_lines))
     if not held_out:
         raise UserError(f"--corpus {' '.join(files)}: no text lines found; give source-language text")
-    has_training_text = next(itertools.islice(iter_text_lines(files), options.eval_lines, None), None) is not None
+    has_training_text = next(itertools.islice(iter_text(files, RESOURCE_DECODE_ERRORS, strip=True), options.eval_lines, None),
+                             None) is not None
     skip = options.eval_lines if has_training_text else 0
 
     set_seed(options.seed)

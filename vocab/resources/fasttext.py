@@ -25,7 +25,8 @@ from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.sidecars import read_sidecar
-from langgraft.vocab.resources.text import resource_lines, split_words
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS, split_words
 
 # Below this many running words fastText's vectors are noise; the error says how to fix it.
 MIN_CORPUS_WORDS = 200
@@ -165,7 +166,7 @@ def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.
     Too little text raises :class:`UserError`.
     """
     options = dataclasses.replace(options or FastTextOptions(), **fields)
-    return train_fasttext_on_lines(resource_lines(corpus_files), out_bin, options,
+    return train_fasttext_on_lines(iter_text(corpus_files, RESOURCE_DECODE_ERRORS), out_bin, options,
                                    {"corpus": [str(Path(p)) for p in corpus_files]})
 
 
@@ -191,7 +192,7 @@ def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: A
     """Token-level fastText (FOCUS): the corpus tokenized by ``tokenizer``, its token strings as
     fastText's words (case kept). Defaults are FOCUS's (:data:`FOCUS_TOKEN_OPTIONS`)."""
     options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False)
-    return train_fasttext_on_lines(tokenized_lines(resource_lines(corpus_files), tokenizer), out_bin, options,
+    return train_fasttext_on_lines(tokenized_lines(iter_text(corpus_files, RESOURCE_DECODE_ERRORS), tokenizer), out_bin, options,
                                    {"corpus": [str(p) for p in corpus_files],
                                     "tokenized_with": getattr(tokenizer, "name_or_path", "")})
 

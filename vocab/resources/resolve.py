@@ -19,7 +19,8 @@ from langgraft.errors import UserError
 from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 from langgraft.vocab.resources.fasttext import (FastTextOptions, WordVectors, load_fasttext,
                                                 tokenized_lines, train_fasttext_on_lines)
-from langgraft.vocab.resources.text import parallel_sentences, resource_lines
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS, parallel_sentences
 
 
 def _fingerprint(files: Iterable[str], extra: Any) -> str:
@@ -54,7 +55,7 @@ def word_vectors(resources: Any, side: str, options: FastTextOptions) -> WordVec
         raise UserError(f"need --{side}-embeddings (fastText .bin) or --{side}-corpus (text to train it on)")
     name = f"fasttext-{side}-{_fingerprint(corpus, dataclasses.asdict(options))}.bin"
     return _build_or_load(resources, name,
-                          lambda out: train_fasttext_on_lines(resource_lines(corpus), out, options, {"corpus": corpus}),
+                          lambda out: train_fasttext_on_lines(iter_text(corpus, RESOURCE_DECODE_ERRORS), out, options, {"corpus": corpus}),
                           load_fasttext)
 
 
@@ -70,7 +71,7 @@ def token_vectors(resources: Any, tokenizer: Any, options: FastTextOptions) -> W
     description = {"corpus": corpus, "tokenized_with": getattr(tokenizer, "name_or_path", "")}
     return _build_or_load(
         resources, f"fasttext-tokens-{key}.bin",
-        lambda out: train_fasttext_on_lines(tokenized_lines(resource_lines(corpus), tokenizer), out, options, description),
+        lambda out: train_fasttext_on_lines(tokenized_lines(iter_text(corpus, RESOURCE_DECODE_ERRORS), tokenizer), out, options, description),
         lambda path: load_fasttext(path, lowercase=False))
 
 
