@@ -307,6 +307,14 @@ def _argument_type(tp: Any, name: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         if tp is str:
             return text
+        if typing.get_origin(tp) in (Union, types.UnionType):  # e.g. a TSV column: an index or a header name
+            choices = typing.get_args(tp)
+            for choice in sorted(choices, key=lambda c: c is str):  # numbers first, text last
+                try:
+                    return _argument_type(choice, name)(text)
+                except argparse.ArgumentTypeError:
+                    continue
+            raise argparse.ArgumentTypeError(f"expected {type_name(tp)}, got {text!r}")
         try:
             value = float(text) if tp is float else int(text)
         except ValueError:

@@ -8,10 +8,12 @@ import argparse
 import os
 from pathlib import Path
 
-from langgraft.corpora.readers import DECODE_ERROR_POLICIES, FORMATS
+from langgraft.corpora.prepare import CorpusOptions
 from langgraft.options import add_options, from_args, parse_pairs
 from langgraft.outputs import add_output_arguments, check_output
 from langgraft.vocab.tokenizers import TokenizerOptions
+
+_NOT_READ = ("id_field", "id_column", "group_key", "id_separator")  # corpus options the tokenizer commands do not use
 
 
 def _register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
@@ -57,18 +59,15 @@ def _register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
 
 def _corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="target-language corpus file(s)")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="corpus format (default: by suffix)")
-    parser.add_argument("--on-decode-error", default="fail", choices=DECODE_ERROR_POLICIES,
-                        help="invalid UTF-8: fail (default), skip the line, or replace the bytes")
-    parser.add_argument("--field", default="text", help="JSONL/datasets text field (default: text)")
-    parser.add_argument("--column", help="TSV text column, index or header name (default: the last)")
+    add_options(parser, CorpusOptions, skip=_NOT_READ)
 
 
 def _reader(args: argparse.Namespace) -> dict:
     """Corpus options for the readers, as train/extend/stats take them."""
-    column = int(args.column) if args.column is not None and args.column.isdigit() else args.column
-    return {"fmt": args.format, "on_decode_error": args.on_decode_error,
-            "reader_options": {"field": args.field, "column": column}}
+    options = from_args(CorpusOptions, args)
+    return {"fmt": options.format, "on_decode_error": options.on_decode_error,
+            "reader_options": {"field": options.field, "column": options.column, "paragraphs": options.paragraphs,
+                               "split": options.split}}
 
 
 def _train(args: argparse.Namespace) -> int:

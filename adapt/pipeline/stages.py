@@ -97,9 +97,7 @@ def corpus_stage(ctx: StageContext) -> dict:
         if not (out / "summary.json").is_file():  # else prepared in an interrupted attempt
             prepare_corpus(
                 [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
-                fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
-                id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
-                clean=corpora.clean, ratios=corpora.ratios,
+                options=source, clean=corpora.clean, ratios=corpora.ratios,
                 seed=seed, overwrite=True,  # a folder left by an interrupted attempt
             )
         summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]
