@@ -30,6 +30,7 @@ from .base import (HEAD_FILE, Fit, Module, ModuleKindConfig, ModuleKind, Trained
                    composition_state, make_config, unwrap, read_module_tensors, register_kind, revert_head,
                    save_head)
 from .metadata import find_layer_stack
+from .training import count_trainable, freeze
 
 WEIGHTS_FILE = "madx.safetensors"
 TRAINING_ADAPTER = "default"
@@ -50,6 +51,7 @@ class MadxConfig(ModuleKindConfig):
 
 
 def _torch_modules() -> Any:
+    # deferred: keeps torch, transformers and accelerate off `langgraft --help`
     import torch
     import torch.nn as nn
     from transformers.activations import ACT2FN
@@ -140,6 +142,7 @@ def _inverse_pre_hook(module: Any, inputs: Any) -> Any:
 
 def _attach(host: Any, attribute: str, name: str, child: Any, hook: Any, pre: bool = False) -> None:
     """Add ``child`` to ``host.<attribute>`` (a ModuleDict), registering ``hook`` on first use."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     if not hasattr(host, attribute):
@@ -174,6 +177,7 @@ def _size(config: MadxConfig, role: str) -> dict[str, Any]:
 
 def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, Any]:
     """Attach a fresh adapter set named ``name``; returns ``{state-dict key: module}`` for saving/loading."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     Bottleneck, InvertibleCoupling = _torch_modules()
@@ -261,8 +265,6 @@ class MadxKind(ModuleKind):
     parameter_markers = ("madx_",)  # the madx_adapters / madx_invertible child modules
 
     def train(self, model: Any, config: MadxConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
-        from .training import count_trainable, freeze
-
         if config.stack:
             raise UserError("madx config 'stack' is written by `langgraft module compose`; train without it")
         freeze(model)
@@ -276,6 +278,7 @@ class MadxKind(ModuleKind):
 
     def save(self, trained: MadxTrainedModule, config: MadxConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
+        # deferred: keeps torch and safetensors off `langgraft --help`
         from safetensors.torch import save_file
 
         save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})
@@ -303,6 +306,7 @@ class MadxKind(ModuleKind):
             check_head(module, model)
 
     def apply(self, model: Any, module: Module, name: str) -> Any:
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         weights = self._weights(module)
@@ -333,6 +337,7 @@ class MadxKind(ModuleKind):
         Stacked bottlenecks are non-linear in each other, so they stay separate sets (``stack.<j>.``)
         run in the same order as the parts composed one by one.
         """
+        # deferred: keeps torch and safetensors off `langgraft --help`
         from safetensors.torch import save_file
 
         weights, stack, sizes = {}, [], []

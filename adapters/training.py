@@ -50,6 +50,7 @@ def fit(model: Any, dataset: Any, collator: Any, options: TrainOptions, work_dir
 
     Returns ``{"train_seconds": ..., "train_loss": ...}``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from langgraft.training import train
 
     work_dir = Path(work_dir)

@@ -27,6 +27,8 @@ import types
 import typing
 from typing import Any, Callable, Literal, Union
 
+import yaml
+
 from langgraft.errors import UserError
 
 _MISSING: Any = dataclasses.MISSING
@@ -248,7 +250,6 @@ def load_yaml(text: str, what: str) -> Any:
     Aliases (``*name``) are refused before anything is built: a few hundred bytes of nested aliases
     expand to gigabytes (a "billion laughs" document), and no langgraft file needs them.
     """
-    import yaml
 
     if len(text) > MAX_YAML_CHARACTERS:
         raise UserError(f"{what}: {len(text)} characters is too long for a configuration (at most "

@@ -392,6 +392,7 @@ def _read_conllu_text(path: Path, on_decode_error: str) -> Iterator[Record]:
 
 
 def _read_datasets(path: Path, field: str, id_field: str | None, split: str | None) -> Iterator[Record]:
+    # deferred: keeps datasets, huggingface_hub and pandas off `langgraft --help`
     import datasets
 
     try:

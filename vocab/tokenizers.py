@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+import numpy as np
+
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.corpora.readers import batched, read_documents
 from langgraft.errors import UserError
 from langgraft.outputs import check_output
 from langgraft.models import load_tokenizer
@@ -84,7 +87,6 @@ def iter_batches(
     **reader_options: Any,
 ) -> Iterator[list[str]]:
     """Stream the documents of several corpus files in lists of ``batch_size`` (batch encoding)."""
-    from langgraft.corpora.readers import batched, read_documents
 
     if not corpus_files:
         raise UserError("no corpus file given; pass at least one --corpus FILE")
@@ -250,6 +252,7 @@ class SourceGuard:
 
     def changed_pieces(self, spec: dict[str, Any], first_new_id: int) -> set[str]:
         """New pieces the extended tokenizer ``spec`` uses where the sample's ids changed (empty: none changed)."""
+        # deferred: keeps tokenizers off `langgraft --help`
         from tokenizers import Tokenizer
 
         extended = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
@@ -340,6 +343,7 @@ def _train_backend(
     (``<0xNN>`` byte fallback) or number in per-process hash-map order (``##c`` continuation
     symbols, which would make ids differ between runs); those become ordinary model pieces.
     """
+    # deferred: keeps tokenizers off `langgraft --help`
     from tokenizers import AddedToken, Tokenizer, pre_tokenizers, trainers
 
     minimum = _minimum_vocab_size(source_tok, family)
@@ -490,6 +494,7 @@ def _canonical_order(spec: dict[str, Any], family: TokenizerFamily) -> dict[str,
 
 def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Any:
     """A copy of the Rust tokenizer without the truncation/padding some tokenizer.json files enable."""
+    # deferred: keeps tokenizers off `langgraft --help`
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -525,6 +530,7 @@ def _save(source_tok: PreTrainedTokenizerBase, spec: dict[str, Any], directory: 
 
 
 def _reload(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
+    # deferred: keeps torch, transformers and tokenizers off `langgraft --help`
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(directory))
@@ -586,7 +592,6 @@ def _token_counts(
     backend: Any, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any], sample_documents: int | None = None
 ) -> Any:
     """How often ``backend`` emits each id on the corpus (or its first ``sample_documents``)."""
-    import numpy as np
 
     counts = np.zeros(backend.get_vocab_size(with_added_tokens=True), dtype=np.int64)
     seen = 0

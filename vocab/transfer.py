@@ -395,6 +395,7 @@ def save_outcome(outcome: TransferOutcome, out: str | Path, copy_untouched: bool
     copied), the others rewritten tensor by tensor. ``summary["output_files"]`` records each
     weight file's size, sha256 and how it was written.
     """
+    # deferred: keeps safetensors off `import langgraft.vocab.transfer`
     from safetensors.torch import save_file
 
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:

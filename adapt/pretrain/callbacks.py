@@ -13,7 +13,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from langgraft.atomic import atomic_file
-from langgraft.training import METRICS_FILE  # noqa: F401 (read from here by the module phase)
+from langgraft.eval.bpc import compute_bpc
+from langgraft.training import METRICS_FILE, autocast
 from langgraft.training.metrics import TENSORBOARD_DIR, MetricsCallback, MetricsLog  # noqa: F401 (their home is the training path)
 
 CURVE_FILE = "loss_curve.png"
@@ -44,15 +45,11 @@ class HeldOutEvalCallback(TrainerCallback):
         self.objective, self.max_length, self.batch_size = objective, max_length, batch_size
 
     def evaluate(self, model: Any, step: int) -> None:
-        from langgraft.eval.bpc import compute_bpc
-
         result = compute_bpc(model, self.tokenizer, self.corpus, objective=self.objective,
                              max_length=self.max_length, batch_size=self.batch_size)
         self.log.write({"step": step, "phase": self.phase, "eval_loss": result.loss, "eval_bpc": result.bpc})
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        from langgraft.training import autocast
-
         step = self.step_offset + state.global_step
         sharded = bool(args.fsdp) or args.deepspeed is not None
         if (state.is_world_process_zero or sharded) and (step % self.eval_steps == 0
@@ -75,6 +72,7 @@ class LossCurveCallback(TrainerCallback):
 
 
 def plot_loss_curve(log: MetricsLog) -> None:
+    # deferred: keeps matplotlib off `import langgraft.adapt.pretrain.callbacks`
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,16 +14,17 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from langgraft.adapt.pretrain.language_modules import (LanguageModuleSpec, MODULE_DIR, language_module_options,
+                                                       pretrain_language_module, train_language_module)
+from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 from langgraft.adapters.cli import add_training_options, kind_config, kinds, module_commands, quiet, training_options
-from langgraft.adapt.pretrain.head import HeadRecoveryOptions
+from langgraft.adapt.pretrain.head import HeadRecoveryOptions, recover_head
+from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
 
 
 def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
-    from langgraft.adapt.pretrain.language_modules import LanguageModuleSpec
-    from langgraft.adapt.pretrain.run import PretrainOptions
-
     parser = subparsers.add_parser(
         "pretrain", help="continued pretraining (MLM for encoders, CLM for decoders)",
         description="Continued pretraining on target-language text: optional embeddings-only phase, then the "
@@ -52,11 +53,8 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    # deferred: keeps torch, accelerate and safetensors off `langgraft --help`
     from accelerate import PartialState
-
-    from langgraft.adapt.pretrain.language_modules import MODULE_DIR, language_module_options, pretrain_language_module
-    from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
-    from langgraft.errors import UserError
 
     config = from_args(PretrainOptions, args)
     if args.language_module:
@@ -78,8 +76,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _train_language(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pretrain.language_modules import train_language_module
-
     quiet()
     out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
                                 config=kind_config(args.kind, args), options=training_options(args),
@@ -90,8 +86,6 @@ def _train_language(args: argparse.Namespace) -> int:
 
 
 def run_head_recover(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pretrain.head import recover_head
-
     summary = recover_head(args.model, args.corpus, args.out, from_args(HeadRecoveryOptions, args),
                            eval_corpus=args.eval_corpus, overwrite=args.overwrite)
     print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 from langgraft.atomic import atomic_dir
 from langgraft.corpora.readers import iter_text
 from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
-from langgraft.models import head_kind, load_config, load_model, load_tokenizer
+from langgraft.models import default_max_length, head_kind, load_config, load_model, load_tokenizer
 from langgraft.options import alias_names, option
 from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
 
@@ -66,6 +67,7 @@ class HeadRecoveryOptions(TrainingOptions):
 
 def masked_lm_loss(model: Any, tokenizer: Any, lines: list[str], seed: int = 0, max_length: int = 128) -> float:
     """Mean MLM loss on ``lines`` with masks fixed by ``seed`` (comparable before/after training)."""
+    # deferred: keeps torch, transformers and tokenizers off `langgraft --help`
     import torch
     from transformers import DataCollatorForLanguageModeling
 
@@ -87,6 +89,7 @@ def masked_lm_from_body(model_dir: str, **load: Any) -> Any:
 
     ``load``: further ``from_pretrained`` arguments (``dtype``, ``attn_implementation``).
     """
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     import torch
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
@@ -134,6 +137,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     arguments resumes from the last one, and the directory is removed once ``out`` is written.
     An existing ``out`` is refused before any work unless ``overwrite``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from transformers import DataCollatorForLanguageModeling, set_seed
 
     from langgraft.adapt.pretrain.data import LineStream
@@ -202,11 +206,10 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
 def _train_body(mlm: Any, tokenizer: Any, files: list[str], checkpoints: Path, options: HeadRecoveryOptions,
                 eval_corpus: str | os.PathLike | None) -> tuple[Any, dict[str, Any]]:
     """Whole-model MLM on the source text, resumable inside ``checkpoints``; returns the model and a summary."""
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from transformers import AutoModelForMaskedLM
 
     from langgraft.adapt.pretrain.callbacks import MetricsLog
-    from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
-    from langgraft.models import default_max_length
 
     head_only, run = checkpoints / "head-only", checkpoints / "body"
     if not (head_only / "config.json").is_file():

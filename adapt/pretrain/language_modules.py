@@ -20,8 +20,10 @@ from typing import Any, Sequence
 from langgraft.adapt.pretrain.run import PretrainOptions, PretrainResult, pretrain
 from langgraft.adapters.base import MODULE_KINDS, ModuleKindConfig, composition_state, get_kind
 from langgraft.adapters.compose import resolve_config, seed_module, work_dir, write_module
+from langgraft.adapters.metadata import embedding_digest
 from langgraft.adapters.training import TrainOptions
 from langgraft.errors import UserError
+from langgraft.models import default_max_length, load_config, load_tokenizer, resolve_model_path
 from langgraft.options import Validated, alias_names, from_mapping, option, parse_pairs
 from langgraft.outputs import check_output
 from langgraft.training.options import TrainingOptions
@@ -53,8 +55,6 @@ class _ModuleKindPhase:
         return json.loads(json.dumps({"kind": self.kind, "config": dataclasses.asdict(self.config)}))
 
     def __call__(self, model: Any, fit: Any) -> tuple[Any, Any, str, Any]:
-        from langgraft.adapters.metadata import embedding_digest
-
         identity = composition_state(model).identity  # the base as it is after phase 1
         digest = embedding_digest(model)
         vocabulary = model.get_input_embeddings().weight.detach().clone() if self.carry_vocabulary else None
@@ -83,10 +83,10 @@ def pretrain_language_module(kind: str, run: PretrainOptions, *, language: str, 
     metadata (default: the run's options); ``copy_logs`` copies the run's ``metrics.jsonl`` and
     ``loss_curve.png`` into the module. Returns the run's result with ``module`` = ``out``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from accelerate import PartialState
 
     from langgraft.adapt.pretrain.callbacks import CURVE_FILE, METRICS_FILE
-    from langgraft.models import load_tokenizer, resolve_model_path
 
     config = resolve_config(kind, config)
     result = pretrain(run, language_module=_ModuleKindPhase(kind, config, run.seed, carry_vocabulary),
@@ -122,7 +122,6 @@ def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | P
     records that vocabulary, and modules touching embedding rows only compose onto it. An existing
     ``out`` is refused before any work unless ``overwrite``.
     """
-    from langgraft.models import default_max_length, load_config, load_tokenizer, resolve_model_path
 
     options = options or TrainOptions()
     out = Path(out)

@@ -25,19 +25,26 @@ of :mod:`langgraft.adapt.pretrain.callbacks`. Layout of ``out``::
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.adapters.base import Fit
+from langgraft.atomic import atomic_file, match_umask
 from langgraft.errors import UserError
+from langgraft.models import (default_max_length, load_config, load_language_model, load_tokenizer,
+                              objective_from_config, resolve_model_path)
 from langgraft.options import option
-from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output
+from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output, disk_full
 from langgraft.sidecars import read_sidecar
 from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
+from langgraft.vocab.tokenizers import read_extension_info
 
 RUN_FILE = "langgraft_pretrain.json"
 FULL_LEARNING_RATE = 5e-5  # phase 2 without a language module, when no learning rate is given
@@ -99,6 +106,7 @@ class PretrainOptions(TrainingOptions):
             if path is not None and not Path(path).exists():
                 raise UserError(f"corpus {path} not found; check the path")
         if "tensorboard" in self.report_to:
+            # deferred: keeps torch, transformers and peft off `langgraft --help`
             from langgraft.adapt.pretrain.callbacks import tensorboard_installed
 
             if not tensorboard_installed():
@@ -163,6 +171,7 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
 
 def _wait_for_everyone() -> None:
     """Barrier across processes (no-op in a single process)."""
+    # deferred: keeps torch, accelerate and safetensors off `langgraft --help`
     from accelerate import PartialState
 
     PartialState().wait_for_everyone()
@@ -175,7 +184,7 @@ def new_rows_start(model_path: str) -> int:
     ``langgraft_extension.json`` of the tokenizer it names), or from a ``langgraft_extension.json``
     next to the model. A replaced vocabulary has no source rows to keep: refused.
     """
-    from langgraft.vocab.tokenizers import read_extension_info
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.vocab.transfer import TRANSFER_SUMMARY_FILE
 
     summary_file = Path(model_path) / TRANSFER_SUMMARY_FILE
@@ -202,11 +211,8 @@ class _Run:
 
     def __init__(self, config: PretrainOptions, language_module: LanguageModulePhase | None,
                  callbacks: Sequence[Any] = ()):
-        import dataclasses
-
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import MetricsLog
-        from langgraft.models import default_max_length, load_config, load_tokenizer, objective_from_config
-        from langgraft.models import resolve_model_path
         from langgraft.training import check_options, checkpoint_dtype, training_arguments
 
         config.check()
@@ -268,6 +274,7 @@ class _Run:
 
         Nothing is written here: the run record follows in :meth:`_start`, once the model has
         loaded too, so a corrected rerun into the same ``--out`` is never blocked by a failed start."""
+        # deferred: keeps torch off `langgraft --help`
         from langgraft.adapt.pretrain.data import check_corpus_fits
 
         c = self.config
@@ -297,7 +304,6 @@ class _Run:
 
     def _start(self) -> None:
         """Write the run record once the source model has loaded: the first write into ``--out``."""
-        from langgraft.atomic import atomic_file
 
         if self.started:
             return
@@ -313,6 +319,7 @@ class _Run:
 
     def _tensorboard(self) -> bool:
         """One TensorBoard log for the whole run (``out/runs``, run-level steps), written by :class:`MetricsLog`."""
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import tensorboard_installed
 
         wanted = self.config.report_to
@@ -323,7 +330,7 @@ class _Run:
 
     def _load(self, source: str) -> Any:
         """The LM in the dtype the precision options ask for, with the chosen attention kernel."""
-        from langgraft.models import load_language_model
+        # deferred: keeps torch off `langgraft --help`
         from langgraft.training import load_dtype
 
         extra = {"attn_implementation": self.config.attn_implementation} if self.config.attn_implementation else {}
@@ -333,6 +340,7 @@ class _Run:
     # ---------------------------------------------------------------- phases
 
     def run(self) -> PretrainResult:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.training import is_sealed
 
         self.check_out()
@@ -386,6 +394,7 @@ class _Run:
         return fit
 
     def _eval_callback(self, phase: str, step_offset: int) -> Any:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import HeldOutEvalCallback
 
         return HeldOutEvalCallback(self.log, phase, step_offset, self.tokenizer, Path(self.config.eval_corpus),
@@ -404,6 +413,7 @@ class _Run:
 
     def _resume_step(self, phase: _Phase) -> int | None:
         """Step of the checkpoint ``phase`` will resume from (half-written ones are removed), or None."""
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from accelerate import PartialState
 
         from langgraft.training import checkpoint_step, latest_checkpoint
@@ -417,9 +427,8 @@ class _Run:
 
     def _train(self, model: Any, phase: _Phase, extra_callbacks: list[Any]) -> Any:
         """One phase (or module phase) through :func:`langgraft.training.train`; its :class:`TrainResult`."""
-        import dataclasses
-        import inspect
 
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import LossCurveCallback, MetricsCallback
         from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream
         from langgraft.training import LMLoss, train
@@ -464,10 +473,8 @@ class _Run:
         hold other files (``out`` holds logs and checkpoints), so the files are renamed one by one;
         a seal written last marks the set complete.
         """
-        import tempfile
 
-        from langgraft.atomic import match_umask
-        from langgraft.outputs import disk_full
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.training import save_trained, seal_checkpoint
 
         if self.is_main:
@@ -491,8 +498,8 @@ class _Run:
         _wait_for_everyone()
 
     def _finish(self) -> None:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import plot_loss_curve
-        from langgraft.atomic import atomic_file
 
         if not self.is_main:
             return

@@ -38,6 +38,7 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.tensorboard_dir is not None:
+            # deferred: keeps tensorboard off `import langgraft.training.metrics`
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = self.writer or SummaryWriter(log_dir=str(self.tensorboard_dir))

@@ -38,7 +38,7 @@ TABLE_HEADER = "# langgraft token alignment table"
 
 
 def _require_eflomal() -> Any:
-    try:
+    try:  # deferred: eflomal is optional (only word alignment needs it) and stays off `langgraft --help`
         import eflomal
     except ImportError as exc:
         raise UserError(
@@ -187,6 +187,7 @@ def token_alignment_counts(alignment: WordAlignment, source_lines: Sequence[str]
     ``source_lines``/``target_lines`` must be the non-empty line pairs the alignment was made
     from (as :func:`langgraft.vocab.resources.text.parallel_sentences` returns them).
     """
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     if len(source_lines) != len(alignment.links):
@@ -228,6 +229,7 @@ def _printable(token: str) -> str:
 
 def read_token_table(path: str | os.PathLike, target_vocab: int, source_vocab: int) -> "Any":
     """Read :func:`write_token_table` output back; ids must fit the given vocabulary sizes."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     path = Path(path)

@@ -11,6 +11,7 @@ training text was written (lowercased or not); a ``.bin`` from elsewhere is read
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import subprocess
@@ -20,6 +21,8 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
 
 from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
@@ -72,7 +75,7 @@ def effective_min_count(options: FastTextOptions, running_words: int) -> int:
 
 
 def _require_fasttext() -> Any:
-    try:
+    try:  # deferred: keeps fasttext off `langgraft --help`
         import fasttext
     except ImportError as exc:  # pragma: no cover - fasttext is a core dependency
         raise UserError("the fasttext package is missing; install it with: pip install fasttext") from exc
@@ -256,9 +259,6 @@ def read_fasttext_bin(path: str | os.PathLike) -> StoredModel:
     Raises ``ValueError`` for anything else and for quantized models (``.ftz``); a truncated
     file may raise ``IndexError`` or ``struct.error``.
     """
-    import mmap
-
-    import numpy as np
 
     with open(path, "rb") as handle:
         try:
@@ -331,8 +331,6 @@ class WordVectors:
     def stored(self) -> StoredModel:
         """Settings, words and input matrix, read from the library's model when built from one."""
         if self._stored is None:
-            import numpy as np
-
             f = self._model.f
             if f.isQuant():
                 raise UserError(f"{self.path}: quantized fastText models (.ftz) are not supported; use a .bin")
@@ -371,7 +369,7 @@ class WordVectors:
         rows are averaged by one ``embedding_bag`` over a zero-copy view of the input matrix, so
         a 50k-token vocabulary takes a fraction of a second (no per-n-gram calls into fastText).
         """
-        import numpy as np
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         apply_case = self.lowercase if lowercase is None else lowercase
@@ -427,7 +425,6 @@ def ngram_hashes(strings: Sequence[str], begins_with_marker: "Any", minn: int, m
     boundary. Single-character n-grams that are a boundary marker are skipped, as fastText does.
     Returns ``(string index, hash)`` arrays, one entry per n-gram.
     """
-    import numpy as np
 
     encoded = [s.encode("utf-8") for s in strings]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))

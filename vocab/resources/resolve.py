@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from langgraft.errors import UserError
+from langgraft.vocab.resources.align import align_words, induce_dictionary
 from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 from langgraft.vocab.resources.fasttext import (FastTextOptions, WordVectors, load_fasttext,
                                                 tokenized_lines, train_fasttext_on_lines)
@@ -87,7 +88,6 @@ def dictionary(resources: Any, *, min_count: int = 3, min_probability: float = 0
         return read_dictionary(resources.dictionary)
     if not resources.parallel:
         raise UserError("need --dictionary (source<TAB>target TSV) or --parallel SRC TGT to induce one with eflomal")
-    from langgraft.vocab.resources.align import align_words, induce_dictionary
 
     def build(out: Path) -> list[tuple[str, str]]:
         pairs = induce_dictionary(align_words(*parallel_text(resources)), min_count=min_count,
