@@ -7,7 +7,7 @@ torch; the kinds import it when they run.
 """
 from __future__ import annotations
 
-from .base import (MODULE_KINDS, Module, ModuleConfig, ModuleKind, get_kind, load_module, make_config, register_kind,
+from .base import (MODULE_KINDS, Module, ModuleKindConfig, ModuleKind, get_kind, load_module, make_config, register_kind,
                    seed_set_members)
 from .compose import (compose, export_merged, export_module, load_composed, merge_composed, module_info, revert,
                       train_task_module, train_task_module_seeds, write_composition)
@@ -20,7 +20,7 @@ from .sft import SftConfig
 from .training import TrainOptions
 
 __all__ = [
-    "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleConfig", "ModuleKind", "ModuleMetadata",
+    "MODULE_KINDS", "LoraModuleConfig", "MadxConfig", "Module", "ModuleKindConfig", "ModuleKind", "ModuleMetadata",
     "SftConfig", "TrainOptions", "compose", "export_merged", "export_module", "get_kind", "load_composed",
     "load_module", "make_config", "merge_composed", "module_info", "register_kind", "revert", "seed_set_members",
     "train_task_module", "train_task_module_seeds", "write_composition",

@@ -23,7 +23,7 @@ from langgraft.errors import UserError
 from langgraft.models import unwrap
 from langgraft.options import validate
 
-from .metadata import ModelIdentity, ModuleMetadata
+from .metadata import ModelIdentity, ModuleMetadata, embedding_digest
 
 HEAD_FILE = "head.safetensors"
 VOCABULARY_DIR = "vocabulary"  # a language module's own tokenizer + input-embedding table
@@ -32,7 +32,7 @@ SEEDS_FILE = "langgraft_seeds.json"  # a seed set: the same module trained once 
 
 
 @dataclass
-class ModuleConfig:
+class ModuleKindConfig:
     """Base of every kind's config dataclass (each kind adds its own fields)."""
 
 
@@ -48,7 +48,7 @@ class TrainedModule:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-# fit(model, learning_rate, callbacks, stage) -> {"train_seconds": ..., "train_loss": ...}; ``stage``
+# fit(model, learning_rate, callbacks, phase) -> {"train_seconds": ..., "train_loss": ...}; ``phase``
 # names the checkpoint sub-directory, so multi-phase kinds (sft) resume each phase separately.
 Fit = Callable[[Any, float, Sequence[Any], str], dict[str, float]]
 
@@ -61,16 +61,16 @@ class ModuleKind(ABC):
     """
 
     name: ClassVar[str]
-    config_class: ClassVar[type[ModuleConfig]]
+    config_class: ClassVar[type[ModuleKindConfig]]
     default_learning_rate: ClassVar[float]
     parameter_markers: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def train(self, model: Any, config: ModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+    def train(self, model: Any, config: ModuleKindConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
         """Make ``model`` trainable the kind's way (base frozen), run ``fit``, return the result."""
 
     @abstractmethod
-    def save(self, trained: TrainedModule, config: ModuleConfig, role: str, head_names: list[str],
+    def save(self, trained: TrainedModule, config: ModuleKindConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
         """Write the kind's files into ``directory``; return metadata fields (``size``, ``touches_embeddings``)."""
 
@@ -118,7 +118,7 @@ def get_kind(name: str) -> ModuleKind:
     return MODULE_KINDS[name]()
 
 
-def make_config(kind: str, **overrides: Any) -> ModuleConfig:
+def make_config(kind: str, **overrides: Any) -> ModuleKindConfig:
     """The kind's config with ``overrides`` (unknown fields, wrong types and values out of range are a :class:`UserError`)."""
     config_class = get_kind(kind).config_class
     known = {f.name for f in dataclasses.fields(config_class)}
@@ -142,7 +142,7 @@ class Module:
         return get_kind(self.metadata.kind)
 
     @property
-    def config(self) -> ModuleConfig:
+    def config(self) -> ModuleKindConfig:
         return make_config(self.metadata.kind, **self.metadata.config)
 
     @property
@@ -213,6 +213,7 @@ def relative_name(model: Any, name: str) -> str | None:
 # ----- task heads, stored whole (shared by the kinds that do not keep heads in their own format)
 
 def save_head(model: Any, head_names: list[str], directory: Path) -> None:
+    # deferred: keeps torch and safetensors off `langgraft --help`
     from safetensors.torch import save_file
 
     parameters = dict(model.named_parameters())
@@ -222,6 +223,7 @@ def save_head(model: Any, head_names: list[str], directory: Path) -> None:
 def read_module_tensors(module: Module, filename: str, *, owner: str, missing: str, what: str,
                         fix: str) -> dict[str, Any]:
     """A module's safetensors file, or one clear line when it is missing or unreadable."""
+    # deferred: keeps torch and safetensors off `langgraft --help`
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -250,6 +252,7 @@ def check_head(module: Module, model: Any) -> dict[str, Any]:
 
 def apply_head(model: Any, module: Module, state: CompositionState, name: str) -> None:
     """Copy the module's head into ``model`` (backing up the current values for revert)."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     head = check_head(module, model)
@@ -263,6 +266,7 @@ def apply_head(model: Any, module: Module, state: CompositionState, name: str) -
 
 
 def revert_head(model: Any, state: CompositionState, name: str) -> None:
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     parameters = dict(unwrap(model).named_parameters())
@@ -291,6 +295,7 @@ def body_parameters(model: Any) -> dict[str, Any]:
 # ----- a language module's own vocabulary (tokenizer + input embeddings), swapped in on composition
 
 def save_vocabulary(tokenizer: Any, input_embeddings: Any, directory: Path) -> None:
+    # deferred: keeps torch and safetensors off `langgraft --help`
     from safetensors.torch import save_file
 
     target = directory / VOCABULARY_DIR
@@ -301,11 +306,10 @@ def save_vocabulary(tokenizer: Any, input_embeddings: Any, directory: Path) -> N
 
 def swap_vocabulary(model: Any, module: Module, state: CompositionState) -> bool:
     """Install ``module``'s embedding table if it carries one the model lacks; return whether it did."""
+    # deferred: keeps torch and safetensors off `langgraft --help`
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from .metadata import embedding_digest
 
     if not module.metadata.has_vocabulary or state.identity.embedding_digest == module.metadata.embedding_digest:
         return False

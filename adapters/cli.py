@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 from langgraft.adapters.base import MODULE_KINDS
+from langgraft.adapters.compose import module_info, train_task_module, train_task_module_seeds, write_composition
+from langgraft.adapters.training import TrainOptions
 from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
@@ -29,7 +31,6 @@ def kinds() -> dict[str, type]:
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """``--kind``, ``--model``, ``--out``, the :class:`TrainOptions` and every kind's own options."""
-    from langgraft.adapters.training import TrainOptions
 
     parser.add_argument("--kind", required=True, choices=tuple(kinds()), help="module method")
     parser.add_argument("--model", required=True, help="base checkpoint (directory or hub name)")
@@ -57,13 +58,12 @@ def kind_config(kind: str, args: argparse.Namespace, kind_flag: str = "--kind") 
 
 
 def training_options(args: argparse.Namespace) -> Any:
-    from langgraft.adapters.training import TrainOptions
-
     return from_args(TrainOptions, args)
 
 
 def quiet() -> None:
     """Keep stderr for the one-line error: no load reports or progress bars."""
+    # deferred: keeps transformers, datasets and huggingface_hub off `langgraft --help`
     import datasets
     import transformers
 
@@ -73,8 +73,6 @@ def quiet() -> None:
 
 
 def _train_task(args: argparse.Namespace) -> int:
-    from langgraft.adapters.compose import train_task_module, train_task_module_seeds
-
     quiet()
     common = dict(task=args.task, out=args.out, language_module=args.language_module, language=args.language,
                   config=kind_config(args.kind, args), options=training_options(args), overwrite=args.overwrite)
@@ -88,8 +86,6 @@ def _train_task(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
-    from langgraft.adapters.compose import write_composition
-
     quiet()
     out = write_composition(args.model, args.modules, args.out, merge=args.merge, overwrite=args.overwrite)
     print(f"{'merged checkpoint' if args.merge else 'composed module'} written to {out}")
@@ -97,8 +93,6 @@ def _compose(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from langgraft.adapters.compose import module_info
-
     print(json.dumps(module_info(args.dir), indent=2, sort_keys=True))
     return 0
 

@@ -17,13 +17,17 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from langgraft.atomic import atomic_dir
+from langgraft.digest import sha256_path
 from langgraft.errors import UserError
+from langgraft.models import load_config, load_language_model, load_tokenizer, resolve_model_path
 from langgraft.outputs import check_output
 
-from .base import (ROLES, SEEDS_FILE, VOCABULARY_DIR, Module, ModuleConfig, composition_state, get_kind, load_module,
-                   make_config, unwrap, restore_vocabulary, save_vocabulary, swap_vocabulary)
-from .metadata import ModuleMetadata, check_compatible, tokenizer_hash
-from .training import TrainOptions
+from .base import (HEAD_FILE, Module, ModuleKindConfig, ROLES, SEEDS_FILE, VOCABULARY_DIR, composition_state, get_kind,
+                   load_module, make_config, restore_vocabulary, save_vocabulary, swap_vocabulary, unwrap)
+from .metadata import ModuleMetadata, check_compatible, embedding_digest, tokenizer_hash
+from .tasks import collect_labels, load_task_model, task_collator, task_dataset
+from .training import TrainOptions, fit
 
 
 def work_dir(out: Path) -> Path:
@@ -32,10 +36,8 @@ def work_dir(out: Path) -> Path:
 
 
 def _fit_with(dataset: Any, collator: Any, options: TrainOptions, folder: Path, callbacks: Sequence[Any]) -> Any:
-    from .training import fit
-
-    def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], stage: str) -> dict[str, float]:
-        return fit(model, dataset, collator, options, folder / stage, options.learning_rate or learning_rate,
+    def run(model: Any, learning_rate: float, kind_callbacks: Sequence[Any], phase: str) -> dict[str, float]:
+        return fit(model, dataset, collator, options, folder / phase, options.learning_rate or learning_rate,
                    [*kind_callbacks, *callbacks])
 
     return run
@@ -43,12 +45,13 @@ def _fit_with(dataset: Any, collator: Any, options: TrainOptions, folder: Path, 
 
 def seed_module(seed: int) -> None:
     """Module weights are initialised before the Trainer seeds itself: seed them too (determinism)."""
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from transformers import set_seed
 
     set_seed(seed)
 
 
-def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> ModuleConfig:
+def resolve_config(kind: str, config: ModuleKindConfig | dict[str, Any] | None) -> ModuleKindConfig:
     if config is None:
         return make_config(kind)
     if isinstance(config, dict):
@@ -58,12 +61,10 @@ def resolve_config(kind: str, config: ModuleConfig | dict[str, Any] | None) -> M
     return config
 
 
-def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, head_names: list[str], out: Path,
+def write_module(kind_name: str, trained: Any, config: ModuleKindConfig, role: str, head_names: list[str], out: Path,
                   identity: Any, tokenizer: Any, embedding_digest: str, training: dict[str, Any],
                   vocabulary: Any = None, logs: Sequence[Path] = (), overwrite: bool = False,
                   inputs: Sequence[Any] = (), **fields: Any) -> Path:
-    from langgraft.atomic import atomic_dir
-
     kind = get_kind(kind_name)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         saved = kind.save(trained, config, role, head_names, tmp)
@@ -86,7 +87,7 @@ def write_module(kind_name: str, trained: Any, config: ModuleConfig, role: str, 
 
 def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: str, out: str | Path,
                       language_module: str | Path | Module | None = None, language: str | None = None,
-                      labels: Sequence[str] | None = None, config: ModuleConfig | dict[str, Any] | None = None,
+                      labels: Sequence[str] | None = None, config: ModuleKindConfig | dict[str, Any] | None = None,
                       options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
                       overwrite: bool = False) -> Path:
     """Train a task module (and its head) on labelled ``train`` data; returns ``out``.
@@ -95,11 +96,8 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
     task module learns on top of it (MAD-X stacking; LoRA/SFT additive composition). An existing
     ``out`` is refused before any work unless ``overwrite``.
     """
-    from langgraft.models import load_config, load_tokenizer, resolve_model_path
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from langgraft.training import check_options, load_dtype
-
-    from .metadata import embedding_digest
-    from .tasks import collect_labels, load_task_model, task_collator, task_dataset
 
     options = options or TrainOptions()
     check_options(options)
@@ -122,7 +120,7 @@ def train_task_module(kind: str, model: str | Path, train: str | Path, *, task: 
             raise UserError(f"{source.path} is a {source.metadata.role} module; --language-module needs a language module")
         classifier = compose(classifier, [source])
         language = language or source.metadata.language
-    dataset = task_dataset(task, train, tokenizer, labels, options.max_length)
+    dataset = task_dataset(task, train, tokenizer, labels, options.max_seq_length)
     fit = _fit_with(dataset, task_collator(task, tokenizer), options, work_dir(out), callbacks)
     seed_module(options.seed)
     trained = get_kind(kind).train(classifier, config, "task", head_names, fit)
@@ -141,7 +139,6 @@ def train_task_module_seeds(kind: str, model: str | Path, train: str | Path, *, 
     unfinished one from its checkpoints; ``out`` appears whole when all are done. Other keywords as
     :func:`train_task_module`.
     """
-    from langgraft.atomic import atomic_dir
 
     options = options or TrainOptions()
     if not 1 <= seeds <= 1000:
@@ -233,11 +230,6 @@ def revert(model: Any, module: str | Path | Module) -> Any:
 
 def load_composed(model: str | Path, modules: Sequence[str | Path | Module]) -> tuple[Any, Any]:
     """Load ``model`` with the right head for ``modules`` and compose them; returns ``(model, tokenizer)``."""
-    from langgraft.models import load_tokenizer, resolve_model_path
-
-    from langgraft.models import load_language_model
-
-    from .tasks import load_task_model
 
     loaded = _as_modules(modules)
     task = next((m for m in loaded if m.metadata.role == "task"), None)
@@ -264,7 +256,6 @@ def merge_composed(model: Any) -> Any:
 def export_merged(model: Any, tokenizer: Any, out: str | Path, overwrite: bool = False,
                   inputs: Sequence[Any] = ()) -> Path:
     """Write a stock transformers checkpoint computing the composed function (lora and sft modules)."""
-    from langgraft.atomic import atomic_dir
 
     merged = merge_composed(model)
     with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs) as tmp:
@@ -282,9 +273,6 @@ def export_module(model: Any, tokenizer: Any, out: str | Path, overwrite: bool =
     madx: one stacked module (language → task). The head and a carried vocabulary come along; the
     metadata lists the parts (``parts``).
     """
-    from langgraft.atomic import atomic_dir
-
-    from .base import HEAD_FILE
 
     state = composition_state(model)
     parts = list(state.applied.items())  # composition order: language modules first
@@ -317,7 +305,6 @@ def export_module(model: Any, tokenizer: Any, out: str | Path, overwrite: bool =
 
 def _part_record(module: Module) -> dict[str, Any]:
     """What a composed module keeps of each part: which module, trained on which base, with which files."""
-    from langgraft.digest import sha256_path
 
     meta = module.metadata
     return {"name": module.path.name, "path": str(module.path.resolve()), "kind": meta.kind, "role": meta.role,

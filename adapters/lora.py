@@ -12,6 +12,7 @@ avoids PEFT 0.21's ``save_pretrained`` KeyError when only one of two adapters ha
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +22,23 @@ from langgraft.errors import UserError
 from langgraft.options import option
 from langgraft.sidecars import read_sidecar
 
-from .base import Fit, Module, ModuleConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
+from .base import Fit, Module, ModuleKindConfig, ModuleKind, TrainedModule, composition_state, unwrap, register_kind
 from .metadata import find_layer_stack
+from .training import count_trainable, freeze
 
 TRAINING_ADAPTER = "default"
 _PEFT_TASK_TYPES = {"seq-cls": "SEQ_CLS", "token-cls": "TOKEN_CLS"}
 
 
 @dataclass
-class LoraModuleConfig(ModuleConfig):
+class LoraModuleConfig(ModuleKindConfig):
     rank: int = option(8, help="lora: rank of the update matrices", gt=0)
     alpha: int = option(16, help="lora: scaling numerator (update scaled by alpha / rank)", gt=0)
     dropout: float = option(0.05, help="lora: dropout on the adapter input", ge=0, lt=1)
 
 
 def _is_linear(module: Any) -> bool:
+    # deferred: keeps torch, transformers and safetensors off `langgraft --help`
     import torch.nn as nn
     from transformers.pytorch_utils import Conv1D
 
@@ -84,6 +87,7 @@ def _delete_adapter(model: Any, name: str) -> Any:
 
 def _layer_features(layer: Any) -> tuple[int, int]:
     """(in, out) features of a linear layer (``Conv1D`` stores its weight as in x out)."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     if isinstance(layer, nn.Linear):
@@ -120,9 +124,8 @@ class LoraKind(ModuleKind):
     parameter_markers = ("lora_", "modules_to_save")  # PEFT's adapter weights and its copies of task heads
 
     def train(self, model: Any, config: LoraModuleConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from peft import LoraConfig, PeftModel, get_peft_model
-
-        from .training import count_trainable, freeze
 
         task = getattr(model, "langgraft_task", None) or getattr(unwrap(model), "langgraft_task", None)
         peft_config = LoraConfig(
@@ -151,6 +154,7 @@ class LoraKind(ModuleKind):
         return {"size": {"rank": config.rank, "alpha": config.alpha}, "touches_embeddings": False}
 
     def validate(self, module: Module, model: Any) -> None:
+        # deferred: keeps safetensors off `langgraft --help`
         from safetensors import SafetensorError, safe_open
 
         path = module.path / "adapter_model.safetensors"
@@ -191,6 +195,7 @@ class LoraKind(ModuleKind):
                                 "fan_in_fan_out; they were trained on different model families")
 
     def apply(self, model: Any, module: Module, name: str) -> Any:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from peft import PeftModel
 
         state = composition_state(model)
@@ -208,6 +213,7 @@ class LoraKind(ModuleKind):
 
     @staticmethod
     def _load(model: Any, module: Module, name: str) -> Any:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from peft import PeftModel
 
         if isinstance(model, PeftModel):
@@ -228,8 +234,8 @@ class LoraKind(ModuleKind):
         exactly what the parts compute together. The head-carrying adapter goes first: PEFT copies its
         config (``modules_to_save``, task type); its trained head is then copied into the new adapter.
         """
-        import dataclasses
 
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from peft.utils import ModulesToSaveWrapper
 
         configs = {name: model.peft_config[name] for name, _ in parts}
@@ -258,6 +264,7 @@ class LoraKind(ModuleKind):
                 "config": dataclasses.asdict(config)}
 
     def merge(self, model: Any) -> Any:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from peft import PeftModel
 
         return model.merge_and_unload() if isinstance(model, PeftModel) else model

@@ -26,10 +26,11 @@ from typing import Any
 from langgraft.errors import UserError
 from langgraft.options import option
 
-from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, check_head,
+from .base import (HEAD_FILE, Fit, Module, ModuleKindConfig, ModuleKind, TrainedModule, apply_head, check_head,
                    composition_state, make_config, unwrap, read_module_tensors, register_kind, revert_head,
                    save_head)
 from .metadata import find_layer_stack
+from .training import count_trainable, freeze
 
 WEIGHTS_FILE = "madx.safetensors"
 TRAINING_ADAPTER = "default"
@@ -37,7 +38,7 @@ _FFN_PATHS = ("mlp", "ffn", "feed_forward", "output.dense")
 
 
 @dataclass
-class MadxConfig(ModuleConfig):
+class MadxConfig(ModuleKindConfig):
     reduction_factor: int | None = option(None, help="madx: bottleneck reduction (default: 2 for language "
                                           "modules, 16 for task modules)", gt=0)
     invertible: bool | None = option(None, help="madx: invertible embedding adapter (default: yes for language "
@@ -50,6 +51,7 @@ class MadxConfig(ModuleConfig):
 
 
 def _torch_modules() -> Any:
+    # deferred: keeps torch, transformers and accelerate off `langgraft --help`
     import torch
     import torch.nn as nn
     from transformers.activations import ACT2FN
@@ -140,6 +142,7 @@ def _inverse_pre_hook(module: Any, inputs: Any) -> Any:
 
 def _attach(host: Any, attribute: str, name: str, child: Any, hook: Any, pre: bool = False) -> None:
     """Add ``child`` to ``host.<attribute>`` (a ModuleDict), registering ``hook`` on first use."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     if not hasattr(host, attribute):
@@ -174,6 +177,7 @@ def _size(config: MadxConfig, role: str) -> dict[str, Any]:
 
 def install(model: Any, name: str, config: MadxConfig, role: str) -> dict[str, Any]:
     """Attach a fresh adapter set named ``name``; returns ``{state-dict key: module}`` for saving/loading."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     Bottleneck, InvertibleCoupling = _torch_modules()
@@ -218,7 +222,7 @@ def _state(parts: dict[str, Any]) -> dict[str, Any]:
             for prefix, module in parts.items() for key, value in module.state_dict().items()}
 
 
-def _stages(module: Module) -> list[tuple[str, MadxConfig, str]]:
+def _adapter_sets(module: Module) -> list[tuple[str, MadxConfig, str]]:
     """``(weight-key prefix, config, role)`` of each adapter set in ``module``, bottom first."""
     config = module.config
     if not config.stack:
@@ -227,7 +231,7 @@ def _stages(module: Module) -> list[tuple[str, MadxConfig, str]]:
              entry.get("role", "task")) for index, entry in enumerate(config.stack)]
 
 
-def _stage_name(name: str, index: int, count: int) -> str:
+def _adapter_set_name(name: str, index: int, count: int) -> str:
     """The name a stacked module's ``index``-th adapter set has on the model (``name`` when unstacked)."""
     return name if count == 1 else f"{name}_stack{index}"
 
@@ -261,8 +265,6 @@ class MadxKind(ModuleKind):
     parameter_markers = ("madx_",)  # the madx_adapters / madx_invertible child modules
 
     def train(self, model: Any, config: MadxConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
-        from .training import count_trainable, freeze
-
         if config.stack:
             raise UserError("madx config 'stack' is written by `langgraft module compose`; train without it")
         freeze(model)
@@ -276,6 +278,7 @@ class MadxKind(ModuleKind):
 
     def save(self, trained: MadxTrainedModule, config: MadxConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
+        # deferred: keeps torch and safetensors off `langgraft --help`
         from safetensors.torch import save_file
 
         save_file(_state(trained.parts), str(directory / WEIGHTS_FILE), metadata={"format": "langgraft-madx"})
@@ -288,11 +291,11 @@ class MadxKind(ModuleKind):
                                    what="adapter", fix="retrain or restore the module")
 
     def validate(self, module: Module, model: Any) -> None:
-        stages = _stages(module)
-        if sum(_resolved(config, role)[1] for _, config, role in stages) > 1:
+        sets = _adapter_sets(module)
+        if sum(_resolved(config, role)[1] for _, config, role in sets) > 1:
             raise UserError(f"madx module {module.path} stacks several invertible adapters; only one language "
                             "module can own the embeddings")
-        shapes = {prefix + key: shape for prefix, config, role in stages
+        shapes = {prefix + key: shape for prefix, config, role in sets
                   for key, shape in _expected_shapes(model, config, role).items()}
         found = {key: tuple(value.shape) for key, value in self._weights(module).items()}
         if shapes != found:
@@ -303,15 +306,16 @@ class MadxKind(ModuleKind):
             check_head(module, model)
 
     def apply(self, model: Any, module: Module, name: str) -> Any:
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         weights = self._weights(module)
-        stages = _stages(module)
-        for index, (stage_prefix, config, role) in enumerate(stages):
-            parts = install(model, _stage_name(name, index, len(stages)), config, role)
+        sets = _adapter_sets(module)
+        for index, (set_prefix, config, role) in enumerate(sets):
+            parts = install(model, _adapter_set_name(name, index, len(sets)), config, role)
             with torch.no_grad():
                 for prefix, part in parts.items():
-                    start = f"{stage_prefix}{prefix}."
+                    start = f"{set_prefix}{prefix}."
                     part.load_state_dict({key[len(start):]: value for key, value in weights.items()
                                           if key.startswith(start)})
                     part.requires_grad_(False)
@@ -321,9 +325,9 @@ class MadxKind(ModuleKind):
         return model
 
     def revert(self, model: Any, module: Module, name: str) -> Any:
-        stages = _stages(module)
-        for index in range(len(stages)):
-            uninstall(model, _stage_name(name, index, len(stages)))
+        sets = _adapter_sets(module)
+        for index in range(len(sets)):
+            uninstall(model, _adapter_set_name(name, index, len(sets)))
         revert_head(model, composition_state(model), name)
         return model
 
@@ -333,12 +337,13 @@ class MadxKind(ModuleKind):
         Stacked bottlenecks are non-linear in each other, so they stay separate sets (``stack.<j>.``)
         run in the same order as the parts composed one by one.
         """
+        # deferred: keeps torch and safetensors off `langgraft --help`
         from safetensors.torch import save_file
 
         weights, stack, sizes = {}, [], []
         for _, module in parts:
             source = self._weights(module)
-            for prefix, config, role in _stages(module):
+            for prefix, config, role in _adapter_sets(module):
                 target = f"stack.{len(stack)}."
                 weights.update({target + key[len(prefix):]: value for key, value in source.items()
                                 if key.startswith(prefix)})

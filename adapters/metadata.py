@@ -90,6 +90,7 @@ def _sha(data: bytes) -> str:
 
 def find_layer_stack(model: Any) -> Any:
     """The ``nn.ModuleList`` of transformer blocks (the longest ModuleList of the base model)."""
+    # deferred: keeps torch off `langgraft --help`
     import torch.nn as nn
 
     base = getattr(model, "base_model", model)
@@ -110,6 +111,7 @@ def base_fingerprint(model: Any) -> str:
 
 
 def _value_digest(named_tensors: Any) -> str:
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     hasher = hashlib.sha256()

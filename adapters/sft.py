@@ -24,15 +24,16 @@ from typing import Any
 from langgraft.errors import UserError
 from langgraft.options import option
 
-from .base import (HEAD_FILE, Fit, Module, ModuleConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
+from .base import (HEAD_FILE, Fit, Module, ModuleKindConfig, ModuleKind, TrainedModule, apply_head, body_parameters,
                    check_head, composition_state, unwrap, read_module_tensors, register_kind, relative_name,
                    revert_head, save_head)
+from .training import freeze
 
 SPARSE_FILE = "sft.safetensors"
 
 
 @dataclass
-class SftConfig(ModuleConfig):
+class SftConfig(ModuleKindConfig):
     k: int = option(100_000, help="sft: number of entries in the ticket (paper: ~7.7M language, ~14.2M task on "
                     "base models)", gt=0)
     l1_weight: float = option(0.1, help="sft: L1 weight λ of the pull toward the start, λ·Σ|θ − θ0| / N (N maskable "
@@ -68,6 +69,7 @@ def maskable_parameters(model: Any, config: SftConfig, role: str, head_names: li
 
 def _untie_output_embeddings(model: Any) -> None:
     """Give the LM head its own frozen copy, so embedding updates are input-side only (as in the paper)."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     inner = unwrap(model)
@@ -95,6 +97,7 @@ def _register_gradient_hooks(parameters: dict[str, Any], start: dict[str, Any], 
 
 def select_ticket(deltas: dict[str, Any], k: int) -> dict[str, Any]:
     """Boolean masks of the global top-``k`` entries by ``|delta|`` (per-tensor top-k first: bounded memory)."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     candidates, owners, offsets = [], [], []
@@ -117,6 +120,7 @@ def select_ticket(deltas: dict[str, Any], k: int) -> dict[str, Any]:
 
 def write_sparse(entries: dict[str, tuple[Any, Any, list[int]]], path: Path, k: int) -> None:
     """Write ``name -> (flat int64 indices, values, shape)`` in the module file format."""
+    # deferred: keeps torch and safetensors off `langgraft --help`
     import torch
     from safetensors.torch import save_file
 
@@ -130,6 +134,7 @@ def write_sparse(entries: dict[str, tuple[Any, Any, list[int]]], path: Path, k: 
 
 def sum_sparse(parts: list[dict[str, tuple[Any, Any, list[int]]]]) -> dict[str, tuple[Any, Any, list[int]]]:
     """One sparse difference equal to the sum of ``parts``: union of indices, values added where they overlap."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     total = {}
@@ -158,9 +163,8 @@ class SftKind(ModuleKind):
     default_learning_rate = 5e-5
 
     def train(self, model: Any, config: SftConfig, role: str, head_names: list[str], fit: Fit) -> TrainedModule:
+        # deferred: keeps torch off `langgraft --help`
         import torch
-
-        from .training import freeze
 
         maskable = maskable_parameters(model, config, role, head_names)
         total = sum(p.numel() for p in maskable.values())
@@ -208,6 +212,7 @@ class SftKind(ModuleKind):
 
     def save(self, trained: SftTrainedModule, config: SftConfig, role: str, head_names: list[str],
              directory: Path) -> dict[str, Any]:
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         entries = {}
@@ -254,6 +259,7 @@ class SftKind(ModuleKind):
                                 "onto the checkpoint (tokenizer + embeddings) it was trained with")
 
     def _add(self, model: Any, module: Module, sign: float) -> None:
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         with torch.no_grad():

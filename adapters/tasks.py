@@ -19,7 +19,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from langgraft.corpora.readers import iter_lines, read_conllu
 from langgraft.errors import UserError
+from langgraft.models import load_model, load_tokenizer, resolve_model_path
 
 TASKS = ("seq-cls", "token-cls", "multiple-choice")
 
@@ -35,7 +37,6 @@ def read_sequence_examples(path: str | Path) -> Iterator[tuple[str, str]]:
     TSV: a header naming ``text`` and ``label`` columns selects them (other columns are ignored);
     without one, every line is ``text<TAB>label``.
     """
-    from langgraft.corpora.readers import iter_lines
 
     path = Path(path)
     if not path.is_file():
@@ -74,7 +75,6 @@ def _is_jsonl(path: Path) -> bool:
 
 def _json_records(path: Path, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank JSON line; anything else is a :class:`UserError`."""
-    from langgraft.corpora.readers import iter_lines
 
     for number, line in iter_lines(path):
         if not line.strip():
@@ -109,7 +109,6 @@ def read_choice_examples(path: str | Path) -> Iterator[tuple[str, str, list[str]
 
 def read_token_examples(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
     """Stream ``(words, tags)`` sentences from CoNLL-U (UPOS) or IOB/CoNLL files."""
-    from langgraft.corpora.readers import iter_lines, read_conllu
 
     path = Path(path)
     if not path.is_file():
@@ -160,6 +159,7 @@ def collect_labels(task: str, path: str | Path) -> list[str]:
 
 
 def task_model_class(task: str) -> Any:
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     from transformers import (AutoModelForMultipleChoice, AutoModelForSequenceClassification,
                               AutoModelForTokenClassification)
 
@@ -186,16 +186,14 @@ def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], see
     The head is seeded so the same inputs give the same initial head. ``load``: further
     ``from_pretrained`` arguments (``dtype``, ``attn_implementation``).
     """
+    # deferred: keeps torch off `langgraft --help`
     import torch
-
-    from langgraft.models import load_model, resolve_model_path
 
     torch.manual_seed(seed)
     id2label = dict(enumerate(labels))
     model, info = load_model(model_dir, auto_class=task_model_class(task), num_labels=len(labels), id2label=id2label,
                              label2id={v: k for k, v in id2label.items()}, output_loading_info=True, **load)
     if model.config.pad_token_id is None:  # decoder-only classifiers find the last token by padding
-        from langgraft.models import load_tokenizer
 
         tokenizer = load_tokenizer(resolve_model_path(model_dir))
         model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -208,6 +206,7 @@ def load_task_model(model_dir: str | Path, task: str, labels: Sequence[str], see
 
 def task_dataset(task: str, path: str | Path, tokenizer: Any, labels: Sequence[str], max_length: int) -> Any:
     """Tokenized training examples as a ``datasets.Dataset`` (labels mapped to ids)."""
+    # deferred: keeps datasets, huggingface_hub and pandas off `langgraft --help`
     import datasets
 
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -257,6 +256,7 @@ class MultipleChoiceCollator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         width = max(len(row) for f in features for row in f["input_ids"])
@@ -274,6 +274,7 @@ class MultipleChoiceCollator:
 
 
 def task_collator(task: str, tokenizer: Any) -> Any:
+    # deferred: keeps transformers, tokenizers and huggingface_hub off `langgraft --help`
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     if tokenizer.pad_token is None:

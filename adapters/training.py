@@ -2,7 +2,7 @@
 
 Task modules train here on labelled examples (see :mod:`langgraft.adapters.tasks`), with sealed
 checkpoints in ``<work_dir>/<phase>/checkpoint-*`` so an interrupted run resumes where it stopped.
-Language modules train through the pretraining stage instead
+Language modules train through continued pretraining instead
 (:func:`langgraft.adapt.pretrain.language_modules.train_language_module`), which streams, packs and masks
 their text; :class:`TrainOptions` maps onto its options.
 """
@@ -31,7 +31,8 @@ class TrainOptions(TrainingOptions):
                                          group=SCHEDULE)
     per_device_train_batch_size: int = option(16, help="examples per device per optimizer step", ge=1,
                                               aliases=("--batch-size",), keys=("batch_size",), group=SCHEDULE)
-    max_length: int = option(128, help="tokens per example/block", gt=0, group=SCHEDULE)
+    max_seq_length: int = option(128, help="tokens per example/block", gt=0, aliases=("--max-length",),
+                                keys=("max_length",), group=SCHEDULE)
     mlm_probability: float = option(0.15, help="share of tokens masked (MLM language modules)", gt=0, lt=1,
                                     group=SCHEDULE)
     weight_decay: float = option(0.0, help="AdamW weight decay", ge=0, group=SCHEDULE)
@@ -49,6 +50,7 @@ def fit(model: Any, dataset: Any, collator: Any, options: TrainOptions, work_dir
 
     Returns ``{"train_seconds": ..., "train_loss": ...}``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from langgraft.training import train
 
     work_dir = Path(work_dir)

@@ -113,10 +113,10 @@ def main() -> int:
         # sft runs both LT-SFT phases with the full step count, as in the paper: with half the steps
         # each, the classification head (reset to its start for phase 2) stayed near the class prior.
         options = TrainOptions(max_steps=args.task_steps, per_device_train_batch_size=args.batch_size,
-                               max_length=args.max_length, save_steps=50, logging_steps=50,
+                               max_seq_length=args.max_length, save_steps=50, logging_steps=50,
                                learning_rate=LEARNING_RATES[kind])
         language_options = TrainOptions(max_steps=args.language_steps, per_device_train_batch_size=args.batch_size,
-                                        max_length=args.max_length, save_steps=50, logging_steps=50,
+                                        max_seq_length=args.max_length, save_steps=50, logging_steps=50,
                                         learning_rate=LEARNING_RATES[kind])
         task = out / f"{kind}-task"
         if not task.exists():

@@ -125,10 +125,10 @@ def plain_trainer(model_dir: Path, corpus: Path, objective: str, steps: int, bat
 
 def langgraft_run(model_dir: Path, corpus: Path, objective: str, steps: int, batch: int, out: Path) -> dict:
     from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream
-    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
+    from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
     from langgraft.models import load_tokenizer
 
-    config = PretrainConfig(model=str(model_dir), corpus=[str(corpus)], out=str(out), max_steps=steps,
+    config = PretrainOptions(model=str(model_dir), corpus=[str(corpus)], out=str(out), max_steps=steps,
                             per_device_train_batch_size=batch, max_seq_length=SEQ_LEN, save_steps=10 * steps,
                             logging_steps=steps, seed=0, use_cpu=True, report_to=["none"])
     clock = StepClock()

@@ -1,6 +1,6 @@
 """Continued pretraining at real scale on this machine: peak memory and tokens/s of ``pretrain()`` on a ~1B Llama.
 
-Each configuration runs ``langgraft.adapt.pretrain.run.pretrain(PretrainConfig(...))`` (the real entry
+Each configuration runs ``langgraft.adapt.pretrain.run.pretrain(PretrainOptions(...))`` (the real entry
 point: loading, precision, new-rows-only, chunked loss, Trainer) in a fresh process, one at a
 time (optionally under ``flock``), at sequence length 512 and batch 1. The model is built here
 with seeded random weights and stored in bf16 like the published checkpoints:
@@ -178,7 +178,7 @@ def _probe_class():
 def run_one(directory: Path, name: str, steps: int, result_file: Path) -> None:
     import torch
 
-    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
+    from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 
     checkpoint, stage, options = CONFIGS[name]
     out = directory / "runs" / name.replace(" ", "_").replace(",", "").replace("+", "").replace(".", "")
@@ -186,7 +186,7 @@ def run_one(directory: Path, name: str, steps: int, result_file: Path) -> None:
     probe = _probe_class()()
     load = os.getloadavg()
     began = time.perf_counter()
-    config = PretrainConfig(model=str(directory / checkpoint), corpus=[str(directory / "corpus.txt")], out=str(out),
+    config = PretrainOptions(model=str(directory / checkpoint), corpus=[str(directory / "corpus.txt")], out=str(out),
                             max_steps=steps, embedding_steps=steps if stage == "embeddings" else 0,
                             per_device_train_batch_size=1, max_seq_length=SEQ, learning_rate=1e-5,
                             save_steps=10 * steps, logging_steps=1, seed=0, use_cpu=True, report_to=["none"],

@@ -17,6 +17,7 @@ from langgraft.errors import UserError
 
 def __getattr__(name: str) -> Any:
     if name == "Pipeline":
+        # deferred: the top layer, loaded on first use of langgraft.Pipeline; `import langgraft` stays light
         from langgraft.adapt.pipeline.runner import Pipeline
 
         return Pipeline

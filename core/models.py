@@ -66,12 +66,14 @@ def _load(loader: Any, name_or_path: str | Path, what: str, **kwargs: Any) -> An
 
 def load_tokenizer(name_or_path: str | Path, **kwargs: Any) -> Any:
     """``AutoTokenizer.from_pretrained`` with langgraft's name resolution and a clear error."""
+    # deferred: keeps torch, transformers and tokenizers off `langgraft --help`
     from transformers import AutoTokenizer
 
     return _load(AutoTokenizer, name_or_path, "tokenizer", **kwargs)
 
 
 def load_config(name_or_path: str | Path, **kwargs: Any) -> Any:
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     from transformers import AutoConfig
 
     return _load(AutoConfig, name_or_path, "model config", **kwargs)
@@ -100,6 +102,7 @@ def head_kind(config: Any) -> str | None:
     architectures gets its model type's LM class (masked first: BERT also has a causal class).
     Encoder-decoders are a :class:`UserError`: langgraft adapts encoders and decoders only.
     """
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
@@ -134,6 +137,7 @@ def objective_from_config(config: Any) -> str:
 
 def auto_class(kind: str | None) -> Any:
     """The ``AutoModel*`` class that loads a checkpoint of head kind ``kind`` with its head."""
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     return {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}.get(kind, AutoModel)

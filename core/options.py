@@ -27,6 +27,8 @@ import types
 import typing
 from typing import Any, Callable, Literal, Union
 
+import yaml
+
 from langgraft.errors import UserError
 
 _MISSING: Any = dataclasses.MISSING
@@ -248,7 +250,6 @@ def load_yaml(text: str, what: str) -> Any:
     Aliases (``*name``) are refused before anything is built: a few hundred bytes of nested aliases
     expand to gigabytes (a "billion laughs" document), and no langgraft file needs them.
     """
-    import yaml
 
     if len(text) > MAX_YAML_CHARACTERS:
         raise UserError(f"{what}: {len(text)} characters is too long for a configuration (at most "
@@ -307,6 +308,14 @@ def _argument_type(tp: Any, name: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         if tp is str:
             return text
+        if typing.get_origin(tp) in (Union, types.UnionType):  # e.g. a TSV column: an index or a header name
+            choices = typing.get_args(tp)
+            for choice in sorted(choices, key=lambda c: c is str):  # numbers first, text last
+                try:
+                    return _argument_type(choice, name)(text)
+                except argparse.ArgumentTypeError:
+                    continue
+            raise argparse.ArgumentTypeError(f"expected {type_name(tp)}, got {text!r}")
         try:
             value = float(text) if tp is float else int(text)
         except ValueError:

@@ -6,16 +6,9 @@ import json
 
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
+from langgraft.corpora.prepare import READING, SPLITTING, CorpusOptions, prepare_corpus
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
-
-
-def _column(value: str) -> int | str:
-    """A TSV column: a 0-based index (``0``, ``-1``) or a header name."""
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,23 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("inputs", nargs="*", metavar="INPUT", help="corpus files or datasets directories")
     prepare.add_argument("--bible", metavar="LANG", help="use the built-in Bible instead: eng or nya")
     add_output_arguments(prepare, "output directory")
-    source = prepare.add_argument_group("reading")
-    source.add_argument("--format", dest="fmt", default="auto",
-                        choices=("auto", "text", "jsonl", "tsv", "conllu", "datasets"))
-    source.add_argument("--field", default="text", help="JSONL/datasets text field (default: text)")
-    source.add_argument("--column", type=_column, help="TSV text column, index or header name (default: last)")
-    source.add_argument("--id-field", help="JSONL/datasets id field")
-    source.add_argument("--id-column", type=_column, help="TSV id column, index or header name")
-    source.add_argument("--paragraphs", action="store_true",
-                        help="plain text: blank-line separated paragraphs are the documents")
-    source.add_argument("--split", dest="dataset_split", help="split of a saved DatasetDict (default: train)")
-    source.add_argument("--on-decode-error", default="fail", choices=("fail", "skip", "replace"),
-                        help="invalid UTF-8: stop (default), skip the line, or replace the bad bytes")
+    prepare.add_argument_group(READING)
     add_options(prepare.add_argument_group("cleaning"), CleanConfig)
-    splitting = prepare.add_argument_group("splitting")
-    splitting.add_argument("--group-key", default="document", choices=("document", "file", "id-prefix"),
-                           help="unit kept whole in one split (default: document; the Bible: always book)")
-    splitting.add_argument("--id-separator", default=".", help="id-prefix groups end at this separator")
+    splitting = prepare.add_argument_group(SPLITTING)
+    add_options(prepare, CorpusOptions)  # into the reading and splitting groups
     splitting.add_argument("--ratios", type=float, nargs=3, default=DEMO_SPLIT_RATIOS, metavar=("TRAIN", "DEV", "TEST"),
                            help=f"split ratios, finite and >= 0, train > 0 (default: {' '.join(map(str, DEMO_SPLIT_RATIOS))})")
     splitting.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
@@ -62,27 +42,9 @@ def _missing_command(parser: argparse.ArgumentParser) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from langgraft.corpora.prepare import prepare_corpus
-
-    summary = prepare_corpus(
-        args.inputs,
-        args.out,
-        bible=args.bible,
-        fmt=args.fmt,
-        field=args.field,
-        column=args.column,
-        id_field=args.id_field,
-        id_column=args.id_column,
-        paragraphs=args.paragraphs,
-        split=args.dataset_split,
-        clean=from_args(CleanConfig, args),
-        group_key=args.group_key,
-        id_separator=args.id_separator,
-        ratios=args.ratios,
-        seed=args.seed,
-        on_decode_error=args.on_decode_error,
-        overwrite=args.overwrite,
-    )
+    summary = prepare_corpus(args.inputs, args.out, bible=args.bible, options=from_args(CorpusOptions, args),
+                             clean=from_args(CleanConfig, args), ratios=args.ratios, seed=args.seed,
+                             overwrite=args.overwrite)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -17,19 +17,49 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Sequence
 
 from langgraft.atomic import atomic_dir
 from langgraft.outputs import check_output
 from langgraft.corpora.bible import BIBLE_BOOKS, DEMO_SPLIT_RATIOS, DEMO_SPLIT_SEED, bible_language, bible_verses
 from langgraft.corpora.clean import CleanConfig, Cleaner
-from langgraft.corpora.readers import iter_lines, join_on_id, read_records
+from langgraft.corpora.readers import DECODE_ERROR_POLICIES, FORMATS, iter_lines, join_on_id, read_records
 from langgraft.corpora.split import SPLITS, assign_splits, check_ratios, hash_split
 from langgraft.errors import UserError
+from langgraft.options import Validated, option
 
 GROUP_KEYS = ("document", "file", "id-prefix")
-SUMMARY_FILE = "summary.json"
+READING, SPLITTING = "reading", "splitting"
+CORPUS_SUMMARY_FILE = "summary.json"
 _TSV_HEADER = "id\tgroup\tlabel\ttext"
+
+
+@dataclasses.dataclass
+class CorpusOptions(Validated):
+    """How corpus files are read and grouped: ``langgraft corpus prepare``'s options, :func:`prepare_corpus`'s
+    and the pipeline's ``corpora.target``/``corpora.source`` keys (``langgraft tokenizer`` takes the reading ones)."""
+
+    format: Literal[FORMATS] = option("auto", help="corpus format (default: by suffix)", group=READING)
+    field: str = option("text", help="JSONL/datasets text field", group=READING)
+    column: int | str | None = option(None, help="TSV text column, index or header name (default: the last)",
+                                      group=READING)
+    id_field: str | None = option(None, help="JSONL/datasets id field", group=READING)
+    id_column: int | str | None = option(None, help="TSV id column, index or header name", group=READING)
+    paragraphs: bool = option(False, help="plain text: blank-line separated paragraphs are the documents",
+                              group=READING)
+    split: str | None = option(None, help="split of a saved DatasetDict (default: train)", group=READING)
+    on_decode_error: Literal[DECODE_ERROR_POLICIES] = option(
+        "fail", help="invalid UTF-8: stop, skip the line, or replace the bad bytes", group=READING)
+    # None (YAML null) means document
+    group_key: Literal[GROUP_KEYS] | None = option("document", help="unit kept whole in one split (the Bible: "
+                                                   "always book)", group=SPLITTING)
+    id_separator: str = option(".", help="id-prefix groups end at this separator", group=SPLITTING)
+
+    def read_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`langgraft.corpora.readers.read_records`."""
+        return dict(fmt=self.format, field=self.field, column=self.column, id_field=self.id_field,
+                    id_column=self.id_column, paragraphs=self.paragraphs, split=self.split,
+                    on_decode_error=self.on_decode_error)
 
 
 class PreparedRecord(NamedTuple):
@@ -163,24 +193,17 @@ def prepare_corpus(
     out: str | os.PathLike | None = None,
     *,
     bible: str | None = None,
-    fmt: str = "auto",
-    field: str = "text",
-    column: int | str | None = None,
-    id_field: str | None = None,
-    id_column: int | str | None = None,
-    paragraphs: bool = False,
-    split: str | None = None,
+    options: CorpusOptions | None = None,
     clean: CleanConfig | None = None,
-    group_key: str | None = None,
-    id_separator: str = ".",
     ratios: Sequence[float] | None = None,
     seed: int = DEMO_SPLIT_SEED,
-    on_decode_error: str = "fail",
     overwrite: bool = False,
+    **changes: Any,
 ) -> dict:
     """Write cleaned ``train/dev/test`` files for ``inputs`` (or the built-in ``bible`` language) to ``out``.
 
-    ``group_key``: ``document`` (the default: each document alone, split by its content hash), ``file`` (each
+    ``options`` (:class:`CorpusOptions`, its fields also as keywords: ``group_key="file"``) say how
+    the files are read and grouped. ``group_key``: ``document`` (the default: each document alone, split by its content hash), ``file`` (each
     input file is one group) or ``id-prefix`` (the id up to the first ``id_separator``, e.g.
     ``GEN`` of ``GEN.1.1``; ids from ``id_column``/``id_field``, default the first TSV column or
     the JSON ``id``). The Bible is always split by whole books, stratified by genre; with the
@@ -195,13 +218,12 @@ def prepare_corpus(
     clean = clean or CleanConfig()
     ratios = check_ratios(DEMO_SPLIT_RATIOS if ratios is None else ratios)
     check_output(out, inputs=inputs, overwrite=overwrite)
+    options = dataclasses.replace(options or CorpusOptions(), **changes)
     if bible:
         plan = _bible_plan(bible_language(bible), ratios, seed)
     else:
-        read_options = dict(fmt=fmt, field=field, column=column, id_field=id_field, id_column=id_column,
-                            paragraphs=paragraphs, split=split, on_decode_error=on_decode_error)
-        plan = _files_plan([Path(path) for path in inputs], group_key or "document", id_separator, read_options,
-                           ratios, seed)
+        plan = _files_plan([Path(path) for path in inputs], options.group_key or "document", options.id_separator,
+                           options.read_options(), ratios, seed)
     cleaner = Cleaner(clean)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         counts = _write_splits(tmp, plan, cleaner, ratios, seed)
@@ -232,7 +254,7 @@ def prepare_corpus(
             "files": {name: f"{name}.txt" for name in SPLITS}
             | ({f"{name}_ids": f"{name}.tsv" for name in SPLITS} if plan.with_ids else {}),
         }
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / CORPUS_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

@@ -193,11 +193,18 @@ def iter_lines(path: str | os.PathLike, on_decode_error: str = "fail",
         raise UserError(f"{path}: not a readable gzip file ({exc}); check the file") from None
 
 
-def iter_text(paths: Iterable[str | os.PathLike], on_decode_error: str = "fail") -> Iterator[str]:
-    """The lines of every file in ``paths``, in order (:func:`iter_lines` without the numbers)."""
+def iter_text(paths: Iterable[str | os.PathLike], on_decode_error: str = "fail", *, skip_blank: bool = False,
+              strip: bool = False) -> Iterator[str]:
+    """The lines of every file in ``paths``, in order: the one reader of plain text lines.
+
+    :func:`iter_lines` without the numbers. ``skip_blank`` drops whitespace-only lines; ``strip``
+    also strips the surrounding whitespace of the others.
+    """
     for path in paths:
         for _, line in iter_lines(path, on_decode_error):
-            yield line
+            if (skip_blank or strip) and not line.strip():
+                continue
+            yield line.strip() if strip else line
 
 
 def _read_text(path: Path, paragraphs: bool, on_decode_error: str, span: LineSpan | None) -> Iterator[Record]:
@@ -385,6 +392,7 @@ def _read_conllu_text(path: Path, on_decode_error: str) -> Iterator[Record]:
 
 
 def _read_datasets(path: Path, field: str, id_field: str | None, split: str | None) -> Iterator[Record]:
+    # deferred: keeps datasets, huggingface_hub and pandas off `langgraft --help`
     import datasets
 
     try:

@@ -10,7 +10,7 @@ See ``docs/evaluation.md``.
 """
 from __future__ import annotations
 
-from typing import Any
+from langgraft.lazy import lazy_exports
 
 _API = {
     "evaluate": "harness", "TaskSpec": "harness", "TASKS": "harness", "ModelSource": "harness",
@@ -26,12 +26,4 @@ _API = {
 }
 
 __all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy exports, so ``import langgraft.eval`` stays free of torch until used."""
-    if name in _API:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)  # so ``import langgraft.eval`` stays free of torch until used

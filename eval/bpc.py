@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from langgraft.corpora import read_documents
 from langgraft.corpora.readers import batched
 from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, ratio_interval
@@ -63,7 +64,6 @@ class BpcResult:
 
 def iter_documents(texts_or_files: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[str]:
     """Documents from texts and/or files: a single ``str``/path is a file; in a list, a ``str`` is a text."""
-    from langgraft.corpora import read_documents
 
     if isinstance(texts_or_files, (str, os.PathLike)):
         texts_or_files = [Path(texts_or_files)]
@@ -87,6 +87,7 @@ class BpcOptions(Validated):
 
 def _window_nll(model: Any, windows: list[Any], pad_id: int) -> tuple[np.ndarray, int]:
     """NLL (nats) summed per window, and the count of scored positions, of ``windows`` in one padded batch."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     from langgraft.lm import window_logits
@@ -118,6 +119,7 @@ def compute_bpc(
     mode for the call and restored afterwards. See the module docstring for the definitions.
     Keeps two numbers per document (bits, characters) for the interval (``bootstrap`` resamples; 0: none).
     """
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     from langgraft.lm import clm_windows, mlm_windows, special_token_frame  # torch: imported when scoring

@@ -15,13 +15,15 @@ import dataclasses
 import json
 from pathlib import Path
 
+from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
-from langgraft.eval.bpc import BpcOptions
+from langgraft.eval.bpc import BpcOptions, compute_bpc
 from langgraft.eval.benchmarks import BENCHMARKS
-from langgraft.eval.external import HARNESSES, HarnessOptions
-from langgraft.eval.harness import BenchmarkOptions, EvalOptions
+from langgraft.eval.external import HARNESSES, HarnessOptions, require, run_harness
+from langgraft.eval.harness import BenchmarkOptions, EvalOptions, evaluate
 from langgraft.eval.intervals import IntervalOptions
-from langgraft.models import OBJECTIVES
+from langgraft.eval.report import write_report
+from langgraft.models import OBJECTIVES, load_language_model, load_tokenizer
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments, check_output
 
@@ -85,9 +87,6 @@ def add_bpc_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 
 def _run_bpc(args: argparse.Namespace) -> int:
-    from langgraft.eval.bpc import compute_bpc
-    from langgraft.models import load_language_model, load_tokenizer
-
     options = from_args(BpcOptions, args)  # checked before the model is loaded
     intervals = from_args(IntervalOptions, args)
     model, objective = load_language_model(args.model)
@@ -108,6 +107,7 @@ def _run_bpc(args: argparse.Namespace) -> int:
 
 def _quiet_transformers() -> None:
     """No loading bars or load reports: langgraft checks heads itself and errors must stay one line."""
+    # deferred: keeps transformers, datasets and huggingface_hub off `langgraft --help`
     import datasets
     from transformers.utils import logging
 
@@ -124,9 +124,6 @@ def _run_eval(args: argparse.Namespace) -> int:
     if bool(args.harness) != bool(args.tasks):
         raise UserError("--harness and --tasks go together: --harness lm-eval|mteb --tasks NAME ... "
                         "(langgraft's own tasks are --task KIND:FILE)")
-    from langgraft.atomic import atomic_file
-    from langgraft.eval.external import require, run_harness
-    from langgraft.eval.harness import evaluate
 
     _quiet_transformers()
     options = from_args(EvalOptions, args)
@@ -178,8 +175,6 @@ def format_metrics(result: dict) -> str:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from langgraft.eval.report import write_report
-
     path = write_report(args.inputs, args.out, title=args.title, overwrite=args.overwrite)
     print(f"report written to {path}")
     return 0

@@ -31,10 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from langgraft.adapters.base import load_module, seed_set_members
+from langgraft.adapters.compose import compose, train_task_module
+from langgraft.adapters.tasks import load_task_model, task_model_class
+from langgraft.adapters.training import TrainOptions
 from langgraft.errors import UserError
 from langgraft.eval.benchmarks import BENCHMARKS, Benchmark, get_benchmark, prepare_benchmark
+from langgraft.eval.bpc import compute_bpc
 from langgraft.eval.intervals import IntervalOptions, seed_summary
+from langgraft.models import head_kind, load_config, load_language_model, load_model, load_tokenizer
 from langgraft.options import Validated, option
+from langgraft.vocab.tokstats import tokenizer_stats
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,10 @@ class ModelSource:
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from langgraft.models import load_tokenizer
-
             self._tokenizer = load_tokenizer(self.path)
         return self._tokenizer
 
     def _modules(self) -> list[Any]:
-        from langgraft.adapters.base import load_module
-
         return [load_module(path) for path in self.module_paths]
 
     def has_task_module(self, kind: str) -> bool:
@@ -92,7 +95,6 @@ class ModelSource:
 
     def is_causal(self) -> bool:
         """A decoder (CLM head), whose multiple-choice answers are scored by log-likelihood."""
-        from langgraft.models import head_kind, load_config
 
         return head_kind(load_config(self.path)) == "clm"
 
@@ -104,7 +106,6 @@ class ModelSource:
     def _compose(self, model: Any, modules: list[Any]) -> Any:
         if not modules:
             return model
-        from langgraft.adapters.compose import compose
 
         return compose(model, modules)
 
@@ -116,8 +117,6 @@ class ModelSource:
         """
         if kind in self._models:
             return self._models[kind]
-        from langgraft.adapters.tasks import task_model_class, load_task_model
-        from langgraft.models import load_model
 
         modules = self._modules()
         task_modules = [m for m in modules if m.metadata.role == "task"]
@@ -141,8 +140,6 @@ class ModelSource:
     def language_model(self) -> Any:
         """The checkpoint with its MLM/CLM head and the language modules (for bits per character)."""
         if "lm" not in self._models:
-            from langgraft.models import load_language_model
-
             model, _ = load_language_model(self.path)
             self._models["lm"] = self._compose(model, [m for m in self._modules() if m.metadata.role == "language"])
         return self._models["lm"]
@@ -156,8 +153,6 @@ class ModelSource:
         if "lm" in self._models or any(m.metadata.role == "language" for m in self._modules()):
             return self.language_model()
         if "encoder" not in self._models:
-            from langgraft.models import load_model
-
             self._models["encoder"] = load_model(self.path)
         return self._models["encoder"]
 
@@ -220,6 +215,7 @@ class EvalContext(EvalOptions):
 
 
 def _seq_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.eval.tasks import evaluate_sequence_classification
 
     _check_files(spec)
@@ -228,6 +224,7 @@ def _seq_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
 
 def _token_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.eval.tasks import evaluate_token_classification
 
     _check_files(spec)
@@ -236,6 +233,7 @@ def _token_cls(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
 
 def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.eval.retrieval import evaluate_retrieval
 
     _check_files(spec)
@@ -247,6 +245,7 @@ def _retrieval(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
 def _multiple_choice(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
     """A multiple-choice head (task module or fine-tuned encoder); for a decoder without one, answer log-likelihood."""
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.eval.tasks import evaluate_choice_likelihood, evaluate_multiple_choice
 
     _check_files(spec)
@@ -258,8 +257,6 @@ def _multiple_choice(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
 
 def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
-    from langgraft.eval.bpc import compute_bpc
-
     _check_files(spec)
     return compute_bpc(ctx.target.language_model(), ctx.target.tokenizer, Path(spec.files[0]),
                        batch_size=ctx.batch_size, **ctx.interval_options()).to_dict()
@@ -267,7 +264,6 @@ def _bpc(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
 
 def _fertility(spec: TaskSpec, ctx: EvalContext) -> dict[str, Any]:
     """Tokenizer statistics on a text file; vocabulary overlap is measured against the source model's tokenizer."""
-    from langgraft.vocab.tokstats import tokenizer_stats
 
     _check_files(spec)
     tokenizers = {"model": ctx.target.tokenizer}
@@ -329,7 +325,6 @@ def module_variants(modules: Sequence[str | Path]) -> tuple[list[int] | None, li
 
     Seed sets given together must hold the same seeds (their i-th members are composed together).
     """
-    from langgraft.adapters.base import seed_set_members
 
     sets = [seed_set_members(m) for m in modules]
     seed_lists = {tuple(seed for seed, _ in members) for members in sets if members}
@@ -377,7 +372,6 @@ def evaluate(
     among ``modules`` repeats the tasks that compose it once per seed (one seed's models in memory
     at a time) and reports mean and sd.
     """
-    from langgraft.adapters.base import load_module
 
     options = EvalOptions(layer=layer, batch_size=batch_size, max_pairs=max_pairs, bootstrap=bootstrap,
                           bootstrap_seed=bootstrap_seed)
@@ -461,8 +455,6 @@ def evaluate_benchmarks(specs: Sequence[BenchmarkSpec], ctx: EvalContext, option
 def _benchmark_task_module(benchmark: Benchmark, source_language: str, train: str, base: str, folder: Path,
                            options: BenchmarkOptions) -> Path:
     """The task module of ``benchmark`` learnt on ``base`` from the source-language train split (reused when kept)."""
-    from langgraft.adapters.compose import train_task_module
-    from langgraft.adapters.training import TrainOptions
 
     out = folder / f"{benchmark.name}-{source_language}"
     provenance = {"benchmark": benchmark.name, "source_language": source_language, "base": base,

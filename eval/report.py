@@ -225,6 +225,7 @@ def _slug(text: str) -> str:
 
 # ----------------------------------------------------------------------------- plots
 def _save_png(figure: Any, path: Path) -> None:
+    # deferred: keeps matplotlib off `import langgraft.eval.report`
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
@@ -236,6 +237,7 @@ def _save_png(figure: Any, path: Path) -> None:
 def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list[float | None]], ylabel: str,
                errors: dict[str, list[tuple[float, float]]] | None = None) -> None:
     """Grouped bars: one group per entry of ``groups``, one bar per series (run); ``errors``: (below, above) bars."""
+    # deferred: keeps matplotlib off `import langgraft.eval.report`
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(max(4.0, 1.2 * len(groups) * max(1, len(series)) ** 0.5 + 2), 3.6))
@@ -258,6 +260,7 @@ def _bar_chart(path: Path, title: str, groups: list[str], series: dict[str, list
 
 def _curve_plot(path: Path, curves: dict[str, list[dict[str, float]]]) -> bool:
     """Plot every curve key the logs hold; False (nothing written) when they hold none."""
+    # deferred: keeps matplotlib off `import langgraft.eval.report`
     from matplotlib.figure import Figure
 
     keys = [k for k in CURVE_KEYS if any(k in r for log in curves.values() for r in log)]

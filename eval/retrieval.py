@@ -10,19 +10,17 @@ source model for English and the adapted model for the new language.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from langgraft.corpora.readers import read_parallel
 import numpy as np
+import torch
 
 from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, mean_interval
 from langgraft.models import default_max_length
 from langgraft.eval.tasks import inference, length_sorted_batches, model_device, pad_id
 from langgraft.lm import pad_batch
-
-if TYPE_CHECKING:
-    import torch
 
 TOP_K = (1, 10)
 
@@ -59,7 +57,6 @@ def mean_pooled_embeddings(
     max_length: int | None = None,
 ) -> "torch.Tensor":
     """(len(texts), hidden) float32: mean of ``hidden_states[layer]`` over non-special, non-pad tokens."""
-    import torch
 
     index = resolve_layer(model, layer)
     max_length = max_length or default_max_length(model.config, tokenizer)
@@ -89,7 +86,6 @@ def retrieval_hits(
 
     Similarities are computed one block of queries at a time (memory ``block_size x len(keys)``).
     """
-    import torch
 
     queries = torch.nn.functional.normalize(queries.float(), dim=-1)
     keys = torch.nn.functional.normalize(keys.float(), dim=-1)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from langgraft.adapters.tasks import (choice_prompt, encode_choices, read_choice_examples, read_sequence_examples,
                                       read_token_examples)
@@ -26,9 +27,6 @@ from langgraft.errors import UserError
 from langgraft.eval.intervals import IntervalOptions, macro_f1_interval, mean_interval, ratio_interval
 from langgraft.lm import pad_batch  # torch: this module is imported only when a task is scored
 from langgraft.models import default_max_length
-
-if TYPE_CHECKING:
-    import torch
 
 CHUNK_EXAMPLES = 1024  # examples read, sorted by length and predicted at a time (streaming)
 
@@ -74,6 +72,7 @@ def sentence_entity_counts(gold: list[list[str]], pred: list[list[str]]) -> np.n
     Their column sums give seqeval's micro scores: precision = TP / predicted, recall = TP / gold,
     F1 = 2 TP / (predicted + gold).
     """
+    # deferred: keeps scipy, sklearn and seqeval off `import langgraft.eval.tasks`
     from seqeval.metrics.sequence_labeling import get_entities
 
     counts = np.zeros((len(gold), 3), dtype=np.int64)
@@ -95,6 +94,7 @@ def entity_intervals(gold: list[list[str]], pred: list[list[str]], resamples: in
 
 def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
     """Entity-level precision/recall/F1 (seqeval, CoNLL-2003 rules)."""
+    # deferred: keeps scipy, sklearn and seqeval off `import langgraft.eval.tasks`
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     return {
@@ -108,7 +108,6 @@ def entity_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict[str, fl
 @contextlib.contextmanager
 def inference(model: Any) -> Iterator[None]:
     """Eval mode and no autograd for the block; the model's training flag is restored afterwards."""
-    import torch
 
     was_training = model.training
     model.eval()
@@ -120,8 +119,6 @@ def inference(model: Any) -> Iterator[None]:
 
 
 def model_device(model: Any) -> "torch.device":
-    import torch
-
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -373,7 +370,6 @@ def evaluate_choice_likelihood(
     Prompts are cut from the left when a pair exceeds the model's length. ``intervals``: bootstrap
     95% intervals resampling examples (``bootstrap`` resamples; 0: none).
     """
-    import torch
 
     source, examples = _choice_examples(data)
     max_length = max_length or default_max_length(model.config, tokenizer)

@@ -165,7 +165,7 @@ def trained_modules(tiny_models, labelled, target_corpus, tmp_path_factory) -> d
     from langgraft.adapt.pretrain.language_modules import train_language_module
     from langgraft.adapters import TrainOptions, train_task_module
 
-    options = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000,
+    options = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_seq_length=32, save_steps=1000,
                            learning_rate=5e-3, logging_steps=1000)
     root = tmp_path_factory.mktemp("trained_modules")
     built = {}
@@ -187,7 +187,7 @@ def lora_parts(tiny_models, target_corpus, tmp_path_factory) -> dict[str, Path]:
     from langgraft.adapt.pretrain.language_modules import train_language_module
     from langgraft.adapters import TrainOptions, train_task_module
 
-    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000,
+    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_seq_length=32, save_steps=1000,
                            learning_rate=5e-3, logging_steps=1000)
     root = tmp_path_factory.mktemp("lora_parts")
     train = root / "train.tsv"

@@ -28,6 +28,7 @@ import torch
 
 from langgraft.corpora import read_documents
 from langgraft.errors import UserError
+from langgraft.lm import clm_windows, mlm_windows, window_logits
 
 
 @dataclass
@@ -99,7 +100,6 @@ def _token_frequencies_and_sample(tokenizer: Any, corpus: Sequence[str | os.Path
 def mean_prediction(model: Any, tokenizer: Any, texts: list[str], objective: str, config: BiasCalibrationConfig,
                     seed: int) -> tuple[torch.Tensor, int]:
     """The model's predicted distribution averaged over the scored positions of ``texts``, and their number."""
-    from langgraft.lm import clm_windows, mlm_windows, window_logits
 
     if objective == "mlm":
         windows, _ = mlm_windows(tokenizer, texts, 0, seed, config.mask_rate, config.max_length)

@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
-WORDPIECE = "wordpiece"
-BYTE_BPE = "byte_bpe"
-SENTENCEPIECE = "sentencepiece"
-PLAIN = "plain"
-FAMILIES = (WORDPIECE, BYTE_BPE, SENTENCEPIECE, PLAIN)
+from langgraft.errors import UserError
+
+# Tokenizer families (TokenizerFamily.name); "other" is any tokenizer outside them (read, never trained).
+FAMILIES = ("wordpiece", "byte-level-bpe", "sentencepiece-unigram", "sentencepiece-bpe")
+OTHER = "other"
+# How a family marks word boundaries (TokenizerFamily.marker): what canonical surfaces decode.
+WORDPIECE = "wordpiece"  # ``##`` marks a continuation
+BYTE_LEVEL = "byte-level"  # ``Ġ`` (a byte-level space) starts a word
+SENTENCEPIECE = "sentencepiece"  # ``▁`` starts a word
+PLAIN = "plain"  # no marker known
 
 SPM_MARKER = "\u2581"
 BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -71,10 +76,14 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars)}
 
 
-def _backend_json(tokenizer: Any) -> dict:
+def backend_json(tokenizer: Any) -> dict[str, Any]:
+    """The fast tokenizer's ``tokenizer.json`` as a mapping; a :class:`UserError` for a slow tokenizer."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise TypeError(f"{type(tokenizer).__name__} has no fast (tokenizers) backend")
+        raise UserError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no fast (tokenizers) backend; "
+            "give a model directory with a tokenizer.json"
+        )
     return json.loads(backend.to_str())
 
 
@@ -88,19 +97,35 @@ def _component_types(component: dict | None) -> set[str]:
     return types
 
 
-def tokenizer_family(tokenizer: Any) -> str:
-    """``wordpiece``, ``byte_bpe``, ``sentencepiece`` or ``plain`` (no boundary marker known)."""
-    spec = _backend_json(tokenizer)
+@dataclass(frozen=True)
+class TokenizerFamily:
+    """A tokenizer's family: what training must respect and how its pieces mark word boundaries."""
+
+    name: str  # one of FAMILIES, or OTHER
+    model: str  # the `tokenizers` model type: WordPiece, BPE, Unigram, ...
+    marker: str  # WORDPIECE, BYTE_LEVEL, SENTENCEPIECE or PLAIN
+    byte_level: bool = False  # pieces are GPT-2 byte-to-unicode strings (all 256 bytes in the alphabet)
+    byte_fallback: bool = False  # <0xNN> pieces spell characters outside the vocabulary
+
+
+def detect_family(tokenizer: Any) -> TokenizerFamily:
+    """The family of a fast tokenizer, read from its backend JSON (the one detector)."""
+    spec = backend_json(tokenizer)
     model = spec.get("model") or {}
+    kind = model.get("type", "")
+    byte_fallback = bool(model.get("byte_fallback"))
     types = _component_types(spec.get("pre_tokenizer")) | _component_types(spec.get("decoder"))
-    if model.get("type") == "WordPiece":
-        return WORDPIECE
+    if kind == "WordPiece":
+        return TokenizerFamily("wordpiece", kind, WORDPIECE)
     if "ByteLevel" in types:
-        return BYTE_BPE
-    normalizer = json.dumps(spec.get("normalizer") or {})
-    if "Metaspace" in types or SPM_MARKER in normalizer:
-        return SENTENCEPIECE
-    return PLAIN
+        return TokenizerFamily("byte-level-bpe" if kind == "BPE" else OTHER, kind, BYTE_LEVEL, byte_level=True)
+    spm = {"BPE": "sentencepiece-bpe", "Unigram": "sentencepiece-unigram"}.get(kind, OTHER)
+    # legacy SentencePiece conversions put spaces -> ``▁`` in the normalizer, not the pre-tokenizer
+    if "Metaspace" in types or SPM_MARKER in json.dumps(spec.get("normalizer") or {}, ensure_ascii=False):
+        return TokenizerFamily(spm, kind, SENTENCEPIECE, byte_fallback=byte_fallback)
+    if kind == "Unigram":  # trainable as SentencePiece Unigram, though no marker is known
+        return TokenizerFamily(spm, kind, PLAIN, byte_fallback=byte_fallback)
+    return TokenizerFamily(OTHER, kind, PLAIN, byte_fallback=byte_fallback)
 
 
 def special_ids(tokenizer: Any) -> set[int]:
@@ -122,15 +147,15 @@ def special_roles(tokenizer: Any) -> dict[str, int]:
     return roles
 
 
-def canonicalize(piece: str, family: str, *, special: bool = False, continuation_prefix: str = "##") -> CanonicalToken:
-    """Canonical form of one vocabulary string under ``family``'s boundary convention."""
+def canonicalize(piece: str, marker: str, *, special: bool = False, continuation_prefix: str = "##") -> CanonicalToken:
+    """Canonical form of one vocabulary string under the boundary ``marker`` convention (:attr:`TokenizerFamily.marker`)."""
     if special:
         return CanonicalToken(piece.encode("utf-8"), word_initial=True, is_special=True)
-    if family == WORDPIECE:
+    if marker == WORDPIECE:
         if continuation_prefix and piece.startswith(continuation_prefix) and len(piece) > len(continuation_prefix):
             return CanonicalToken(piece[len(continuation_prefix):].encode("utf-8"), word_initial=False)
         return CanonicalToken(piece.encode("utf-8"), word_initial=True)
-    if family == BYTE_BPE:
+    if marker == BYTE_LEVEL:
         table = _byte_decoder()
         if all(ch in table for ch in piece):
             raw = bytes(table[ch] for ch in piece)
@@ -139,7 +164,7 @@ def canonicalize(piece: str, family: str, *, special: bool = False, continuation
         word_initial = raw.startswith(b" ")
         raw = raw[1:] if word_initial else raw
         return CanonicalToken(raw, word_initial, is_byte=len(raw) == 1 and raw[0] >= 0x80)
-    if family == SENTENCEPIECE:
+    if marker == SENTENCEPIECE:
         match = BYTE_PIECE.match(piece)
         if match:
             return CanonicalToken(bytes([int(match.group(1), 16)]), word_initial=False, is_byte=True)
@@ -151,11 +176,11 @@ def canonicalize(piece: str, family: str, *, special: bool = False, continuation
 
 def canonical_tokens(tokenizer: Any) -> list[CanonicalToken]:
     """Canonical form of every id ``0..len(tokenizer)-1`` (index = token id)."""
-    family = tokenizer_family(tokenizer)
-    prefix = (_backend_json(tokenizer).get("model") or {}).get("continuing_subword_prefix") or "##"
+    marker = detect_family(tokenizer).marker
+    prefix = (backend_json(tokenizer).get("model") or {}).get("continuing_subword_prefix") or "##"
     specials = special_ids(tokenizer)
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    return [canonicalize(piece or "", family, special=i in specials, continuation_prefix=prefix)
+    return [canonicalize(piece or "", marker, special=i in specials, continuation_prefix=prefix)
             for i, piece in enumerate(pieces)]
 
 
@@ -173,16 +198,16 @@ def exact_matches(target: Sequence[CanonicalToken], source: Sequence[CanonicalTo
     return {t: index[tok.key] for t, tok in enumerate(target) if tok.key is not None and tok.key in index}
 
 
-def _surface_for(token: CanonicalToken, family: str) -> str:
-    """The string the ``family`` tokenizer's model would see for this piece (its own markers)."""
+def _surface_for(token: CanonicalToken, marker: str) -> str:
+    """The string a tokenizer's model with this boundary ``marker`` would see for this piece."""
     text = token.raw.decode("utf-8", errors="replace")
-    if family == WORDPIECE:
+    if marker == WORDPIECE:
         return text if token.word_initial else "##" + text
-    if family == BYTE_BPE:
+    if marker == BYTE_LEVEL:
         table = {b: ch for ch, b in _byte_decoder().items()}
         raw = (b" " if token.word_initial else b"") + token.raw
         return "".join(table[b] for b in raw)
-    if family == SENTENCEPIECE:
+    if marker == SENTENCEPIECE:
         return (SPM_MARKER if token.word_initial else "") + text.replace(" ", SPM_MARKER)
     return text
 
@@ -196,9 +221,9 @@ def decompose(tokens: Sequence[CanonicalToken], tokenizer: Any) -> list[list[int
     WordPiece normalizer (lower-casing, accents) when the tokenizer has one. When a WordPiece
     vocabulary cannot spell a continuation with ``##`` pieces, the word-initial split is used.
     """
-    family = tokenizer_family(tokenizer)
+    marker = detect_family(tokenizer).marker
     backend = tokenizer.backend_tokenizer
-    normalizer = backend.normalizer if family == WORDPIECE else None
+    normalizer = backend.normalizer if marker == WORDPIECE else None
     unk_id = getattr(tokenizer, "unk_token_id", None)
     out: list[list[int]] = []
     for token in tokens:
@@ -207,9 +232,9 @@ def decompose(tokens: Sequence[CanonicalToken], tokenizer: Any) -> list[list[int
             continue
         if normalizer is not None:
             token = CanonicalToken(normalizer.normalize_str(token.text).encode("utf-8"), token.word_initial)
-        surface = _surface_for(token, family)
+        surface = _surface_for(token, marker)
         ids = [piece.id for piece in backend.model.tokenize(surface)]
-        if family == WORDPIECE and not token.word_initial and ids:
+        if marker == WORDPIECE and not token.word_initial and ids:
             # WordPiece may match the literal '#' characters instead of a '##' piece.
             first = backend.model.id_to_token(ids[0]) or ""
             if not first.startswith("##"):

@@ -373,7 +373,7 @@ def local_model_dir(name_or_path: str | os.PathLike) -> Path:
         return Path(resolved)
     if Path(resolved).exists():
         raise UserError(f"{resolved}: is a file; pass the model directory")
-    try:
+    try:  # deferred: keeps huggingface_hub off `import langgraft.vocab.checkpoint` (local paths never need it)
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(str(resolved)))
@@ -404,6 +404,7 @@ class VocabTensors:
 
 def meta_model(config: Any, kind: str | None) -> Any:
     """The model class's structure on the ``meta`` device: names and shapes, no memory, no weights."""
+    # deferred: keeps transformers and huggingface_hub off `import langgraft.vocab.checkpoint`
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -481,6 +482,7 @@ class CheckpointSource:
 
     def generation_config(self, config: Any, tokenizer: Any) -> Any | None:
         """The stored generation config with ``tokenizer``'s special ids (a causal LM without one gets the default)."""
+        # deferred: keeps transformers and huggingface_hub off `import langgraft.vocab.checkpoint`
         from transformers import GenerationConfig
 
         if (self.checkpoint.path / "generation_config.json").is_file():

@@ -8,10 +8,15 @@ import argparse
 import os
 from pathlib import Path
 
-from langgraft.corpora.readers import DECODE_ERROR_POLICIES, FORMATS
+from langgraft.corpora.prepare import CorpusOptions
+from langgraft.errors import UserError
 from langgraft.options import add_options, from_args, parse_pairs
 from langgraft.outputs import add_output_arguments, check_output
-from langgraft.vocab.tokenizers import TokenizerOptions
+from langgraft.vocab.canonical import detect_family
+from langgraft.vocab.tokenizers import TokenizerOptions, extend_tokenizer, read_extension_info, train_tokenizer
+from langgraft.vocab.tokstats import format_stats_json, format_stats_table, tokenizer_stats
+
+_NOT_READ = ("id_field", "id_column", "group_key", "id_separator")  # corpus options the tokenizer commands do not use
 
 
 def _register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
@@ -57,23 +62,18 @@ def _register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
 
 def _corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="target-language corpus file(s)")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="corpus format (default: by suffix)")
-    parser.add_argument("--on-decode-error", default="fail", choices=DECODE_ERROR_POLICIES,
-                        help="invalid UTF-8: fail (default), skip the line, or replace the bytes")
-    parser.add_argument("--field", default="text", help="JSONL/datasets text field (default: text)")
-    parser.add_argument("--column", help="TSV text column, index or header name (default: the last)")
+    add_options(parser, CorpusOptions, skip=_NOT_READ)
 
 
 def _reader(args: argparse.Namespace) -> dict:
     """Corpus options for the readers, as train/extend/stats take them."""
-    column = int(args.column) if args.column is not None and args.column.isdigit() else args.column
-    return {"fmt": args.format, "on_decode_error": args.on_decode_error,
-            "reader_options": {"field": args.field, "column": column}}
+    options = from_args(CorpusOptions, args)
+    return {"fmt": options.format, "on_decode_error": options.on_decode_error,
+            "reader_options": {"field": options.field, "column": options.column, "paragraphs": options.paragraphs,
+                               "split": options.split}}
 
 
 def _train(args: argparse.Namespace) -> int:
-    from langgraft.vocab.tokenizers import detect_family, train_tokenizer
-
     options = from_args(TokenizerOptions, args)
     tokenizer = train_tokenizer(args.source, args.corpus, options.vocab_size, args.out,
                                 min_frequency=options.min_frequency, overwrite=args.overwrite, **_reader(args))
@@ -83,8 +83,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _extend(args: argparse.Namespace) -> int:
-    from langgraft.vocab.tokenizers import extend_tokenizer, read_extension_info
-
     options = from_args(TokenizerOptions, args)
     extend_tokenizer(args.source, args.corpus, args.out, new_tokens=options.new_tokens, vocab_size=options.vocab_size,
                      min_frequency=options.min_frequency, source_sample=args.source_sample, overwrite=args.overwrite,
@@ -100,9 +98,6 @@ def _extend(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from langgraft.errors import UserError
-    from langgraft.vocab.tokstats import format_stats_json, format_stats_table, tokenizer_stats
-
     specs = ([args.source] if args.source else []) + args.tokenizer
     if not specs:
         raise UserError("no tokenizer given; pass --tokenizer [NAME=]PATH (repeatable) and/or --source")
@@ -128,6 +123,7 @@ class MethodListHelp(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if "--method" in action.option_strings:
+            # deferred: keeps torch off `langgraft --help`
             from langgraft.vocab.init import list_methods
 
             return f"embedding initializer: {', '.join(list_methods())}"
@@ -135,6 +131,7 @@ class MethodListHelp(argparse.HelpFormatter):
 
 
 def run_init(args: argparse.Namespace) -> int:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.vocab.init import TransferResources
     from langgraft.vocab.transfer import save_outcome, transfer
 
@@ -173,6 +170,7 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_ofa_export(args: argparse.Namespace) -> int:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.vocab.init.ofa import export_factorized
 
     export_factorized(args.model, args.out, args.factorized, overwrite=args.overwrite)
@@ -181,6 +179,7 @@ def run_ofa_export(args: argparse.Namespace) -> int:
 
 
 def run_hydra_add(args: argparse.Namespace) -> int:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.vocab.hydra import add_language
 
     add_language(args.model, args.language, args.out, overwrite=args.overwrite)
@@ -189,6 +188,7 @@ def run_hydra_add(args: argparse.Namespace) -> int:
 
 
 def run_hydra_export(args: argparse.Namespace) -> int:
+    # deferred: keeps torch off `langgraft --help`
     from langgraft.vocab.hydra import export_language
 
     export_language(args.model, args.table, args.out, overwrite=args.overwrite)

@@ -45,6 +45,7 @@ class LanguageTable:
 
     def save(self, out: str | os.PathLike, model_type: str = "", overwrite: bool = False) -> Path:
         """Write the artifact directory atomically (an existing ``out`` only with ``overwrite``)."""
+        # deferred: keeps safetensors off `import langgraft.vocab.hydra`
         from safetensors.torch import save_file
 
         tensors = {"input_embeddings": self.input_embeddings}
@@ -62,6 +63,7 @@ class LanguageTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LanguageTable":
+        # deferred: keeps safetensors off `import langgraft.vocab.hydra`
         from safetensors.torch import load_file
 
         path = Path(path)

@@ -11,7 +11,7 @@ AddedTokens, which would bypass word-internal segmentation; for BPE by continued
 every new merge can fire) and keeps every existing id; given a
 source-language sample it also keeps that sample's tokenization exactly (:class:`SourceGuard`).
 
-Families (:data:`FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
+Families (:data:`~langgraft.vocab.canonical.FAMILIES`): WordPiece (BERT, ``##`` continuation), byte-level BPE (GPT-2,
 RoBERTa, ``Ġ`` word start), SentencePiece Unigram (XLM-R, T5, ``▁`` word start) and
 SentencePiece BPE (Llama-style, ``▁`` word start, optional byte fallback).
 """
@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+import numpy as np
+
 from langgraft.atomic import atomic_dir, atomic_file
+from langgraft.corpora.readers import batched, read_documents
 from langgraft.errors import UserError
 from langgraft.outputs import check_output
 from langgraft.models import load_tokenizer
 from langgraft.options import Validated, option
 from langgraft.sidecars import read_sidecar
-from langgraft.vocab.canonical import BYTE_PIECE
+from langgraft.vocab.canonical import BYTE_PIECE, FAMILIES, TokenizerFamily, backend_json, detect_family
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -45,17 +48,6 @@ class _AlphabetTooLarge(UserError):
     """The requested vocabulary cannot hold the special tokens plus the corpus alphabet."""
 
 
-@dataclass(frozen=True)
-class TokenizerFamily:
-    """What training must respect: the model type and how bytes are represented."""
-
-    name: str  # one of FAMILIES
-    model: str  # the `tokenizers` model type: WordPiece, BPE or Unigram
-    byte_level: bool = False  # pieces are GPT-2 byte-to-unicode strings (all 256 bytes in the alphabet)
-    byte_fallback: bool = False  # <0xNN> pieces spell characters outside the vocabulary
-
-
-FAMILIES = ("wordpiece", "byte-level-bpe", "sentencepiece-unigram", "sentencepiece-bpe")
 # 4M pieces is 16x Gemma's 262k vocabulary; beyond it the trainers only exhaust memory (5e9 aborts in Rust)
 MAX_VOCAB_SIZE = 1 << 22
 
@@ -70,24 +62,15 @@ class TokenizerOptions(Validated):
     min_frequency: int = option(2, help="minimum pair frequency for WordPiece/BPE merges", ge=0, le=2**31 - 1)
 
 
-def detect_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
-    """Read the family from the fast tokenizer's backend JSON; a UserError for anything else."""
-    spec = _backend_json(tokenizer)
-    model = spec["model"]
-    pipeline = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
-    byte_fallback = bool(model.get("byte_fallback"))
-    if model["type"] == "WordPiece":
-        return TokenizerFamily("wordpiece", "WordPiece")
-    if model["type"] == "BPE" and '"ByteLevel"' in json.dumps(spec.get("pre_tokenizer")):
-        return TokenizerFamily("byte-level-bpe", "BPE", byte_level=True)
-    if model["type"] == "BPE" and ("Metaspace" in pipeline or _replaces_spaces(spec.get("normalizer"))):
-        return TokenizerFamily("sentencepiece-bpe", "BPE", byte_fallback=byte_fallback)
-    if model["type"] == "Unigram":
-        return TokenizerFamily("sentencepiece-unigram", "Unigram", byte_fallback=byte_fallback)
-    raise UserError(
-        f"tokenizer {tokenizer.name_or_path!r} is a {model['type']} model this tool cannot train; "
-        f"supported families: {', '.join(FAMILIES)}"
-    )
+def trainable_family(tokenizer: PreTrainedTokenizerBase) -> TokenizerFamily:
+    """The tokenizer's family (:func:`~langgraft.vocab.canonical.detect_family`); a UserError if it cannot be trained."""
+    family = detect_family(tokenizer)
+    if family.name not in FAMILIES:
+        raise UserError(
+            f"tokenizer {tokenizer.name_or_path!r} is a {family.model} model this tool cannot train; "
+            f"supported families: {', '.join(FAMILIES)}"
+        )
+    return family
 
 
 def as_tokenizer(source: str | os.PathLike | PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -106,7 +89,6 @@ def iter_batches(
     **reader_options: Any,
 ) -> Iterator[list[str]]:
     """Stream the documents of several corpus files in lists of ``batch_size`` (batch encoding)."""
-    from langgraft.corpora.readers import batched, read_documents
 
     if not corpus_files:
         raise UserError("no corpus file given; pass at least one --corpus FILE")
@@ -149,7 +131,7 @@ def train_tokenizer(
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
-    family = detect_family(source_tok)
+    family = trainable_family(source_tok)
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
     spec = _train_backend(source_tok, family, corpus_files, vocab_size, min_frequency, reader, trainer_options)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
@@ -193,7 +175,7 @@ def extend_tokenizer(
     inputs = [*([source] if isinstance(source, (str, os.PathLike)) else []), *corpus_files, *(source_sample or ())]
     check_output(out, inputs=inputs, overwrite=overwrite)
     source_tok = as_tokenizer(source)
-    family = detect_family(source_tok)
+    family = trainable_family(source_tok)
     original_size = len(source_tok)
     if (new_tokens is None) == (vocab_size is None):
         raise UserError("give exactly one of new_tokens (--new-tokens) or vocab_size (--vocab-size)")
@@ -204,7 +186,7 @@ def extend_tokenizer(
             "ask for --new-tokens above 0 or a --vocab-size above that"
         )
     reader = {"fmt": fmt, "on_decode_error": on_decode_error, **(reader_options or {})}
-    source_json = _backend_json(source_tok)
+    source_json = backend_json(source_tok)
     guard = SourceGuard(source_tok, source_sample, reader) if source_sample else None
     rejected: set[str] = set()
     if family.model == "BPE":  # continued BPE training: every appended merge can fire (_continue_bpe)
@@ -251,7 +233,7 @@ def _extend_from_target(
     Both segment greedily over the whole vocabulary (longest match, best-scoring path), so an
     appended piece is used wherever it fits; BPE is different (:func:`_continue_bpe`).
     """
-    source_json = _backend_json(source_tok)
+    source_json = backend_json(source_tok)
     known = set(source_tok.get_vocab())
     original_size = len(source_tok)
     size = _minimum_vocab_size(source_tok, family) + 2 * wanted
@@ -301,6 +283,7 @@ class SourceGuard:
 
     def changed_pieces(self, spec: dict[str, Any], first_new_id: int) -> set[str]:
         """New pieces the extended tokenizer ``spec`` uses where the sample's ids changed (empty: none changed)."""
+        # deferred: keeps tokenizers off `langgraft --help`
         from tokenizers import Tokenizer
 
         extended = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
@@ -344,22 +327,6 @@ def read_extension_info(tokenizer_dir: str | os.PathLike) -> dict[str, Any] | No
 # ----------------------------------------------------------------------------- training
 
 
-def _backend_json(tokenizer: Any) -> dict[str, Any]:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise UserError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no fast (tokenizers) backend; "
-            "give a model directory with a tokenizer.json"
-        )
-    return json.loads(backend.to_str())
-
-
-def _replaces_spaces(normalizer: dict | None) -> bool:
-    """Legacy SentencePiece conversions put spaces -> ``▁`` in the normalizer, not the pre-tokenizer."""
-    text = json.dumps(normalizer, ensure_ascii=False)
-    return '"Replace"' in text and '"content": "▁"' in text
-
-
 def _trainer_specials(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamily) -> list[dict[str, Any]]:
     """Added-token records the trainer places first, in the source's order.
 
@@ -367,7 +334,7 @@ def _trainer_specials(tokenizer: PreTrainedTokenizerBase, family: TokenizerFamil
     any special-token string the post-processor or the wrapper uses that only lived in the
     source's model vocabulary, so no role is lost.
     """
-    spec = _backend_json(tokenizer)
+    spec = backend_json(tokenizer)
     chosen = [{key: value for key, value in added.items() if key != "id"}
               for added in spec["added_tokens"] if added["special"] or family.model == "Unigram"]
     contents = {added["content"] for added in chosen}
@@ -407,6 +374,7 @@ def _train_backend(
     (``<0xNN>`` byte fallback) or number in per-process hash-map order (``##c`` continuation
     symbols, which would make ids differ between runs); those become ordinary model pieces.
     """
+    # deferred: keeps tokenizers off `langgraft --help`
     from tokenizers import AddedToken, Tokenizer, pre_tokenizers, trainers
 
     minimum = _minimum_vocab_size(source_tok, family)
@@ -415,7 +383,7 @@ def _train_backend(
             f"vocab size {vocab_size} is too small for {family.name}: the special tokens"
             f"{' and 256 byte pieces' if minimum > 257 else ''} alone need {minimum - 1}; ask for at least {minimum}"
         )
-    source = _backend_json(source_tok)
+    source = backend_json(source_tok)
     specials = [AddedToken(**added) for added in _trainer_specials(source_tok, family)]
     backend = Tokenizer.from_str(json.dumps(_untrained(source, family), ensure_ascii=False))
     batches = nonempty_batches(corpus_files, **reader)
@@ -557,6 +525,7 @@ def _canonical_order(spec: dict[str, Any], family: TokenizerFamily) -> dict[str,
 
 def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Any:
     """A copy of the Rust tokenizer without the truncation/padding some tokenizer.json files enable."""
+    # deferred: keeps tokenizers off `langgraft --help`
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -592,6 +561,7 @@ def _save(source_tok: PreTrainedTokenizerBase, spec: dict[str, Any], directory: 
 
 
 def _reload(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
+    # deferred: keeps torch, transformers and tokenizers off `langgraft --help`
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(directory))
@@ -793,7 +763,6 @@ def _token_counts(
     backend: Any, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any], sample_documents: int | None = None
 ) -> Any:
     """How often ``backend`` emits each id on the corpus (or its first ``sample_documents``)."""
-    import numpy as np
 
     counts = np.zeros(backend.get_vocab_size(with_added_tokens=True), dtype=np.int64)
     seen = 0

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from langgraft.errors import UserError
-from langgraft.vocab.canonical import canonical_tokens
-from langgraft.vocab.tokenizers import as_tokenizer, detect_family, iter_batches, plain_backend
+from langgraft.vocab.canonical import canonical_tokens, detect_family
+from langgraft.vocab.tokenizers import as_tokenizer, iter_batches, plain_backend
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -31,7 +31,7 @@ from langgraft.outputs import check_output
 from langgraft.errors import UserError
 from langgraft.models import auto_class, head_kind, load_config, load_model, load_tokenizer
 from langgraft.vocab.calibration import calibrate_output_bias, require_output_bias
-from langgraft.vocab.canonical import ROLE_TWINS, special_roles, tokenizer_family
+from langgraft.vocab.canonical import ROLE_TWINS, detect_family, special_roles
 from langgraft.vocab.checkpoint import (ROLES, CheckpointSource, ModelSource, file_sha256, open_source,
                                        output_config, set_special_ids)
 from langgraft.vocab.init.base import (COPIED, FACTORIZED_FILE, FALLBACK, KIND_NAMES, MODES, UNREACHABLE, TokenMapping,
@@ -41,7 +41,7 @@ from langgraft.vocab.init.base import (COPIED, FACTORIZED_FILE, FALLBACK, KIND_N
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "provenance.jsonl"
-SUMMARY_FILE = "transfer_summary.json"
+TRANSFER_SUMMARY_FILE = "transfer_summary.json"
 HEADLESS_HINT = ("the source has no LM head: this is a body-only checkpoint; run `langgraft head recover` "
                  "on the source first to measure or train with MLM")
 MAX_INFERRED_MULTIPLE = 1024  # a padded table's multiple is the largest power of two dividing its rows, up to this
@@ -68,10 +68,10 @@ def resolve_mode(mode: str, target_tokenizer_dir: str | None) -> str:
 
 
 def check_families(source_tokenizer: Any, target_tokenizer: Any) -> None:
-    """Both tokenizers must mark word boundaries the same way (same family)."""
-    source_family, target_family = tokenizer_family(source_tokenizer), tokenizer_family(target_tokenizer)
-    if source_family != target_family:
-        raise UserError(f"target tokenizer is {target_family} but the source model's is {source_family}; "
+    """Both tokenizers must mark word boundaries the same way (:attr:`TokenizerFamily.marker`)."""
+    source_family, target_family = detect_family(source_tokenizer), detect_family(target_tokenizer)
+    if source_family.marker != target_family.marker:
+        raise UserError(f"target tokenizer is {target_family.name} but the source model's is {source_family.name}; "
                         f"train the target tokenizer with `langgraft tokenizer train` on the source's family")
 
 
@@ -395,6 +395,7 @@ def save_outcome(outcome: TransferOutcome, out: str | Path, copy_untouched: bool
     copied), the others rewritten tensor by tensor. ``summary["output_files"]`` records each
     weight file's size, sha256 and how it was written.
     """
+    # deferred: keeps safetensors off `import langgraft.vocab.transfer`
     from safetensors.torch import save_file
 
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
@@ -411,7 +412,7 @@ def save_outcome(outcome: TransferOutcome, out: str | Path, copy_untouched: bool
         for name, tensors in outcome.artifacts.items():
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / name))
         outcome.summary["output_files"] = files
-        (tmp / SUMMARY_FILE).write_text(json.dumps(outcome.summary, indent=2, ensure_ascii=False) + "\n",
+        (tmp / TRANSFER_SUMMARY_FILE).write_text(json.dumps(outcome.summary, indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
     return Path(out)
 
@@ -557,4 +558,4 @@ def initialize_embeddings(source: Any, target_tokenizer: Any, method: str, *, mo
 
 __all__ = ["initialize_embeddings", "transfer", "TransferOutcome", "save_outcome", "load_source", "head_kind",
            "auto_class", "embedding_layout", "EmbeddingLayout", "set_special_ids",
-           "PROVENANCE_FILE", "SUMMARY_FILE", "FACTORIZED_FILE"]
+           "PROVENANCE_FILE", "TRANSFER_SUMMARY_FILE", "FACTORIZED_FILE"]

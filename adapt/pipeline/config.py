@@ -18,7 +18,8 @@ from langgraft.adapt.pretrain.head import HeadRecoveryOptions
 from langgraft.adapt.pretrain.run import FULL_LEARNING_RATE
 from langgraft.corpora.bible import DEMO_SPLIT_RATIOS
 from langgraft.corpora.clean import CleanConfig
-from langgraft.adapt.pretrain.run import PretrainConfig as RunConfig
+from langgraft.corpora.prepare import CorpusOptions
+from langgraft.adapt.pretrain.run import PretrainOptions
 from langgraft.adapters.base import MODULE_KINDS
 from langgraft.corpora.split import check_ratios
 from langgraft.adapt.pipeline.spec import KEY_WHEN_SET
@@ -30,22 +31,13 @@ from langgraft.training.options import TrainingOptions
 from langgraft.adapters.training import TrainOptions
 from langgraft.eval.benchmarks import BENCHMARKS
 
-CorpusFormat = Literal["auto", "text", "jsonl", "tsv", "conllu", "datasets"]  # langgraft.corpora.readers.FORMATS
-
-
 @dataclass
-class CorpusSource:
-    """Where one language's text comes from: an installed Bible or local files."""
+class CorpusSource(CorpusOptions):
+    """Where one language's text comes from: an installed Bible or local files, read and grouped as
+    :class:`~langgraft.corpora.prepare.CorpusOptions` say (``langgraft corpus prepare``'s options)."""
 
     bible: str | None = None  # language code of an installed Bible (eng, nya); split by whole books
     files: list[str] = field(default_factory=list)  # local files (relative to the YAML file)
-    format: CorpusFormat = "auto"
-    field: str = "text"  # JSONL field holding the text
-    column: int | str | None = None  # TSV column holding the text
-    id_field: str | None = None  # JSONL field / TSV column with document ids (for id-aligned pairs)
-    id_column: int | str | None = None
-    paragraphs: bool = False  # text files: blank-line separated documents
-    group_key: Literal["document", "file", "id-prefix"] | None = None  # split unit; default document
 
 
 @dataclass
@@ -126,7 +118,7 @@ DistillConfig = section(
             for f in dataclasses.fields(DistillOptions)])
 
 
-# The pretrain section takes the options of ``langgraft.adapt.pretrain.run.PretrainConfig`` (so a new
+# The pretrain section takes the options of ``langgraft.adapt.pretrain.run.PretrainOptions`` (so a new
 # pretraining option is a pipeline key at once), less the fields the stage fills in from the run:
 STAGE_SET_FIELDS = ("model", "corpus", "out", "eval_corpus", "replay_corpus", "seed", "resume", "overwrite",
                     "corpus_alpha")  # one target corpus: nothing to mix
@@ -138,7 +130,7 @@ PRETRAIN_STAGE_FIELDS = [  # pipeline-only keys
 ]
 
 
-PretrainConfig = section(RunConfig, "PretrainConfig", """Continued pretraining (``langgraft.adapt.pretrain.run``; names as in ``TrainingArguments``).
+PretrainConfig = section(PretrainOptions, "PretrainConfig", """Continued pretraining (``langgraft.adapt.pretrain.run``; names as in ``TrainingArguments``).
 
     The first ``embedding_steps`` train only the embeddings (body frozen), the remaining
     ``max_steps - embedding_steps`` the full model.

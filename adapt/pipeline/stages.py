@@ -38,15 +38,15 @@ from langgraft.adapt.pipeline.config import (BenchmarkConfig, CorporaConfig, Cor
 from langgraft.adapt.pipeline.spec import KEY_WHEN_SET, StageContext, StageSpec, plain
 from langgraft.adapt.pretrain.head import HeadRecoveryOptions, recover_head
 from langgraft.adapt.pretrain.language_modules import train_language_module
-from langgraft.adapt.pretrain.run import PretrainConfig as RunConfig
-from langgraft.adapt.pretrain.run import pretrain
+from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 from langgraft.adapters.base import make_config
 from langgraft.adapters.compose import train_task_module
 from langgraft.adapters.tasks import read_sequence_examples, read_token_examples
 from langgraft.adapters.training import TrainOptions
 from langgraft.atomic import atomic_file
 from langgraft.corpora.bible import BIBLE_PACKAGES
-from langgraft.corpora.prepare import prepare_corpus, prepared_pairs, read_prepared
+from langgraft.corpora.prepare import CORPUS_SUMMARY_FILE, prepare_corpus, prepared_pairs, read_prepared
+from langgraft.corpora.readers import iter_text
 from langgraft.errors import UserError
 from langgraft.eval.benchmarks import BENCHMARKS, prepare_benchmark
 from langgraft.eval.bpc import compute_bpc
@@ -209,15 +209,13 @@ def corpus_stage(ctx: StageContext) -> dict:
         out = ctx.work_dir / side
         if source is None:
             continue
-        if not (out / "summary.json").is_file():  # else prepared in an interrupted attempt
+        if not (out / CORPUS_SUMMARY_FILE).is_file():  # else prepared in an interrupted attempt
             prepare_corpus(
                 [resolve_path(ctx.pipeline.base_dir, f) for f in source.files], out, bible=source.bible,
-                fmt=source.format, field=source.field, column=source.column, id_field=source.id_field,
-                id_column=source.id_column, paragraphs=source.paragraphs, group_key=source.group_key,
-                clean=corpora.clean, ratios=corpora.ratios,
+                options=source, clean=corpora.clean, ratios=corpora.ratios,
                 seed=seed, overwrite=True,  # a folder left by an interrupted attempt
             )
-        summary[side] = json.loads((out / "summary.json").read_text(encoding="utf-8"))["splits"]
+        summary[side] = json.loads((out / CORPUS_SUMMARY_FILE).read_text(encoding="utf-8"))["splits"]
         if corpora.max_documents is not None:
             for split in SPLITS:
                 cap_split(out, split, corpora.max_documents, seed)
@@ -356,7 +354,7 @@ def _dev_sample(ctx: StageContext, side: str, documents: int | None, seed: int) 
     that a resumed attempt evaluates on the same documents."""
     dev = ctx.work_dir / "eval-dev.txt"
     if not dev.is_file():
-        texts = sample(_lines(_split_file(ctx, side, "dev")), documents, seed)
+        texts = sample(iter_text([_split_file(ctx, side, "dev")], skip_blank=True), documents, seed)
         dev.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return dev
 
@@ -479,7 +477,7 @@ def init_stage(ctx: StageContext) -> dict:
     if init.method != "auto":
         initialize(init.method, ctx.work_dir / "model")
         return {"method": init.method}
-    dev = sample(_lines(_split_file(ctx, "target", "dev")), init.dev_documents, cfg.seed)
+    dev = sample(iter_text([_split_file(ctx, "target", "dev")], skip_blank=True), init.dev_documents, cfg.seed)
     comparison = []
     for method in candidate_methods(ctx):
         out = ctx.work_dir / "candidates" / method
@@ -518,7 +516,7 @@ def pretrain_stage(ctx: StageContext) -> dict:
     dev = _dev_sample(ctx, "target", section.eval_documents, cfg.seed)
     options = {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name != "eval_documents"}
     out = ctx.work_dir / "model"
-    result = pretrain(RunConfig(
+    result = pretrain(PretrainOptions(
         model=_initialized_model(ctx), corpus=[_split_file(ctx, "target", "train")], out=str(out),
         eval_corpus=str(dev), replay_corpus=_split_file(ctx, "source", "train") if section.replay_ratio else None,
         seed=cfg.seed, resume=True, **options,
@@ -571,11 +569,6 @@ def task_files(ctx: StageContext, task: Any) -> tuple[str, str]:
     return resolve_path(ctx.pipeline.base_dir, task.train), resolve_path(ctx.pipeline.base_dir, task.test)
 
 
-def _lines(path: str | Path) -> Iterable[str]:
-    with open(path, encoding="utf-8") as handle:
-        yield from (line.rstrip("\n") for line in handle if line.strip())
-
-
 def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
     """One harness call per (setup, what): bpc + retrieval with language modules, each task with its module.
 
@@ -597,7 +590,7 @@ def evaluation_jobs(ctx: StageContext) -> list[dict[str, Any]]:
     test = _split_file(ctx, "target", "test")
     if evaluation.max_documents is not None:
         test = str(ctx.work_dir / "bpc-test.txt")
-        texts = sample(_lines(_split_file(ctx, "target", "test")), evaluation.max_documents, seed)
+        texts = sample(iter_text([_split_file(ctx, "target", "test")], skip_blank=True), evaluation.max_documents, seed)
         Path(test).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     intrinsic = [f"bpc=bpc:{test}"] if evaluation.bpc else []
     if evaluation.retrieval is not None:

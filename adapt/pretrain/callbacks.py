@@ -1,8 +1,8 @@
-"""Trainer callbacks of the pretraining stage: metrics, held-out bpc, loss curve.
+"""Trainer callbacks of continued pretraining: metrics, held-out bpc, loss curve.
 
 (Sealed checkpoints belong to every training run: :mod:`langgraft.training.checkpoints`.)
 
-Each run stage (embeddings, full/module) is its own ``Trainer`` whose ``global_step`` starts at
+Each run phase (embeddings, full/module) is its own ``Trainer`` whose ``global_step`` starts at
 0, so every callback takes ``step_offset`` and reports run-level steps.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from langgraft.atomic import atomic_file
-from langgraft.training import METRICS_FILE  # noqa: F401 (read from here by the module stage)
+from langgraft.eval.bpc import compute_bpc
+from langgraft.training import METRICS_FILE, autocast
 from langgraft.training.metrics import TENSORBOARD_DIR, MetricsCallback, MetricsLog  # noqa: F401 (their home is the training path)
 
 CURVE_FILE = "loss_curve.png"
@@ -29,7 +30,7 @@ def tensorboard_installed() -> bool:
 
 
 class HeldOutEvalCallback(TrainerCallback):
-    """Every ``eval_steps`` run steps (and at the end of the stage): loss and bpc on held-out text.
+    """Every ``eval_steps`` run steps (and at the end of the phase): loss and bpc on held-out text.
 
     Uses :func:`langgraft.eval.bpc.compute_bpc`, so MLM masks are the fixed word masks and the
     numbers are comparable with ``langgraft eval bpc``. Computed by the main process only; a
@@ -37,22 +38,18 @@ class HeldOutEvalCallback(TrainerCallback):
     processes compute it and the main one writes it.
     """
 
-    def __init__(self, log: MetricsLog, stage: str, step_offset: int, tokenizer: Any, corpus: Path,
+    def __init__(self, log: MetricsLog, phase: str, step_offset: int, tokenizer: Any, corpus: Path,
                  eval_steps: int, objective: str, max_length: int, batch_size: int):
-        self.log, self.stage, self.step_offset = log, stage, step_offset
+        self.log, self.phase, self.step_offset = log, phase, step_offset
         self.tokenizer, self.corpus, self.eval_steps = tokenizer, corpus, eval_steps
         self.objective, self.max_length, self.batch_size = objective, max_length, batch_size
 
     def evaluate(self, model: Any, step: int) -> None:
-        from langgraft.eval.bpc import compute_bpc
-
         result = compute_bpc(model, self.tokenizer, self.corpus, objective=self.objective,
                              max_length=self.max_length, batch_size=self.batch_size)
-        self.log.write({"step": step, "stage": self.stage, "eval_loss": result.loss, "eval_bpc": result.bpc})
+        self.log.write({"step": step, "phase": self.phase, "eval_loss": result.loss, "eval_bpc": result.bpc})
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        from langgraft.training import autocast
-
         step = self.step_offset + state.global_step
         sharded = bool(args.fsdp) or args.deepspeed is not None
         if (state.is_world_process_zero or sharded) and (step % self.eval_steps == 0
@@ -75,6 +72,7 @@ class LossCurveCallback(TrainerCallback):
 
 
 def plot_loss_curve(log: MetricsLog) -> None:
+    # deferred: keeps matplotlib off `import langgraft.adapt.pretrain.callbacks`
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,8 +86,8 @@ def plot_loss_curve(log: MetricsLog) -> None:
     figure, loss_axis = plt.subplots(figsize=(7, 4))
     if train:
         loss_axis.plot(*zip(*train), color="tab:blue", label="train loss (nats/token)")
-    stage_ends = [a["step"] for a, b in zip(records, records[1:]) if a["stage"] != b["stage"]]
-    for step in stage_ends:  # e.g. embeddings -> full
+    phase_ends = [a["step"] for a, b in zip(records, records[1:]) if a["phase"] != b["phase"]]
+    for step in phase_ends:  # e.g. embeddings -> full
         loss_axis.axvline(step, color="grey", linestyle=":")
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("train loss", color="tab:blue")

@@ -1,10 +1,10 @@
 """``langgraft pretrain`` (continued MLM/CLM pretraining) and ``langgraft module train-language``.
 
 Both run :func:`langgraft.adapt.pretrain.run.pretrain`; their options are generated from
-:class:`~langgraft.adapt.pretrain.run.PretrainConfig` and :class:`~langgraft.adapters.training.TrainOptions`
+:class:`~langgraft.adapt.pretrain.run.PretrainOptions` and :class:`~langgraft.adapters.training.TrainOptions`
 (TrainingArguments names). The same commands run distributed:
 ``torchrun --nproc_per_node 2 -m langgraft pretrain ...`` or ``accelerate launch -m langgraft pretrain ...``.
-With ``--language-module KIND`` stage 2 trains a language module on the frozen base instead of the
+With ``--language-module KIND`` phase 2 trains a language module on the frozen base instead of the
 full model (:func:`langgraft.adapt.pretrain.language_modules.pretrain_language_module`); it is written to ``OUT/module``.
 ``langgraft head recover`` fits an MLM head on a frozen headless encoder (:mod:`langgraft.adapt.pretrain.head`).
 """
@@ -14,23 +14,24 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from langgraft.adapt.pretrain.language_modules import (LanguageModuleSpec, MODULE_DIR, language_module_options,
+                                                       pretrain_language_module, train_language_module)
+from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 from langgraft.adapters.cli import add_training_options, kind_config, kinds, module_commands, quiet, training_options
-from langgraft.adapt.pretrain.head import HeadRecoveryOptions
+from langgraft.adapt.pretrain.head import HeadRecoveryOptions, recover_head
+from langgraft.errors import UserError
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments
 
 
 def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
-    from langgraft.adapt.pretrain.language_modules import LanguageModuleSpec
-    from langgraft.adapt.pretrain.run import PretrainConfig
-
     parser = subparsers.add_parser(
         "pretrain", help="continued pretraining (MLM for encoders, CLM for decoders)",
-        description="Continued pretraining on target-language text: optional embeddings-only stage, then the "
+        description="Continued pretraining on target-language text: optional embeddings-only phase, then the "
                     "full model (or a language module on the frozen base); packed, streamed data; held-out bits "
                     "per character; resumable checkpoints; mixed precision, new-rows-only, FSDP/DeepSpeed.")
-    add_options(parser, PretrainConfig)
-    group = parser.add_argument_group("stage 2': a language module on the frozen base")
+    add_options(parser, PretrainOptions)
+    group = parser.add_argument_group("phase 2': a language module on the frozen base")
     group.add_argument("--language-module", choices=tuple(kinds()),
                        help="train this kind of language module instead of the full model; written to OUT/module "
                             "(a `langgraft module` directory)")
@@ -52,13 +53,10 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    # deferred: keeps torch, accelerate and safetensors off `langgraft --help`
     from accelerate import PartialState
 
-    from langgraft.adapt.pretrain.language_modules import MODULE_DIR, language_module_options, pretrain_language_module
-    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
-    from langgraft.errors import UserError
-
-    config = from_args(PretrainConfig, args)
+    config = from_args(PretrainOptions, args)
     if args.language_module:
         options = language_module_options(args.language_module, args.module_option)
         result = pretrain_language_module(args.language_module, config, out=Path(config.out) / MODULE_DIR, **options)
@@ -78,8 +76,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _train_language(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pretrain.language_modules import train_language_module
-
     quiet()
     out = train_language_module(args.kind, args.model, args.corpus, language=args.language, out=args.out,
                                 config=kind_config(args.kind, args), options=training_options(args),
@@ -90,8 +86,6 @@ def _train_language(args: argparse.Namespace) -> int:
 
 
 def run_head_recover(args: argparse.Namespace) -> int:
-    from langgraft.adapt.pretrain.head import recover_head
-
     summary = recover_head(args.model, args.corpus, args.out, from_args(HeadRecoveryOptions, args),
                            eval_corpus=args.eval_corpus, overwrite=args.overwrite)
     print(f"MLM head recovered: held-out loss {summary['held_out_mlm_loss_before']} -> "

@@ -29,10 +29,11 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
-from langgraft.lm import LM_ROWS_KEY
-from langgraft.corpora.readers import LineSpan, line_spans, read_documents, splittable
+from langgraft.corpora.mix import mix_streams
+from langgraft.lm import LM_ROWS_KEY, special_token_frame
+from langgraft.corpora.readers import LineSpan, iter_text, line_spans, read_documents, splittable
 from langgraft.errors import UserError
-from langgraft.vocab.resources.text import resource_lines
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 
 DOCUMENTS_PER_TOKENIZER_CALL = 256
 SHUFFLE_BUFFER = 10_000  # documents held per corpus for shuffling (0: read in file order)
@@ -46,7 +47,6 @@ Item = TypeVar("Item")
 
 def document_frame(tokenizer: Any, objective: str) -> tuple[list[int], list[int]]:
     """Ids put before and after every document's tokens."""
-    from langgraft.lm import special_token_frame
 
     if objective == "mlm":
         return special_token_frame(tokenizer)
@@ -186,8 +186,6 @@ class _Mixture:
         self.corpora, self.alpha, self.seed, self.buffer_size = list(corpora), alpha, seed, buffer_size
 
     def __iter__(self) -> Iterator[str]:
-        from langgraft.corpora.mix import mix_streams
-
         streams = {str(path): ShuffledCorpus(path, self.buffer_size, f"{self.seed}:{index}")
                    for index, path in enumerate(self.corpora)}
         sizes = {str(path): corpus_size(path) for path in self.corpora}
@@ -218,8 +216,6 @@ class PackedLMStream(torch.utils.data.IterableDataset):
         self.replay_ratio, self.shuffle_buffer = replay_ratio, shuffle_buffer
 
     def documents(self) -> Iterator[str]:
-        from langgraft.corpora.mix import mix_streams
-
         target = _Mixture(self.corpora, self.alpha, self.seed, self.shuffle_buffer)
         if self.replay_corpus is None:
             return iter(target)
@@ -282,11 +278,6 @@ class PackedLMCollator:
         return masked, labels
 
 
-def iter_text_lines(files: Sequence[str | os.PathLike]) -> Iterator[str]:
-    """Non-empty stripped lines of ``files``, streamed."""
-    return (line.strip() for line in resource_lines(files) if line.strip())
-
-
 class LineStream(torch.utils.data.IterableDataset):
     """Tokenized lines of the corpus, cycled forever (the Trainer stops at ``max_steps``): head recovery's data."""
 
@@ -295,6 +286,6 @@ class LineStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, list[int]]]:
         while True:
-            for line in itertools.islice(iter_text_lines(self.files), self.skip, None):
+            for line in itertools.islice(iter_text(self.files, RESOURCE_DECODE_ERRORS, strip=True), self.skip, None):
                 yield self.tokenizer(line, truncation=True, max_length=self.max_length,
                                      return_special_tokens_mask=True)

@@ -26,26 +26,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 from langgraft.atomic import atomic_dir
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 from langgraft.outputs import check_output
 from langgraft.errors import UserError
-from langgraft.models import head_kind, load_config, load_model, load_tokenizer
+from langgraft.models import default_max_length, head_kind, load_config, load_model, load_tokenizer
 from langgraft.options import alias_names, option
 from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
 
-SUMMARY_FILE = "head_recovery.json"
+HEAD_SUMMARY_FILE = "head_recovery.json"
 BODY = "body steps (then the whole model, on the same text)"
 
 
 @dataclass(kw_only=True)
 class HeadRecoveryOptions(TrainingOptions):
-    """Options of ``langgraft head recover``: the head stage's budget, then optional body steps."""
+    """Options of ``langgraft head recover``: the head phase's budget, then optional body steps."""
 
     max_steps: int = option(300, help="optimizer steps of the head", gt=0, group=SCHEDULE)
     learning_rate: float = option(1e-3, help="learning rate of the head", gt=0, group=SCHEDULE)
     per_device_train_batch_size: int = option(32, help="lines per device per optimizer step", ge=1,
                                               aliases=("--batch-size",), keys=("batch_size",), group=SCHEDULE)
-    max_length: int = option(128, help="tokens per line (longer lines are cut)", gt=0, group=SCHEDULE)
+    max_seq_length: int = option(128, help="tokens per line (longer lines are cut)", gt=0, aliases=("--max-length",),
+                                keys=("max_length",), group=SCHEDULE)
     warmup_steps: float = option(0.1, help="linear warmup: steps, or a ratio of the steps when below 1", ge=0,
                                  group=SCHEDULE)
     weight_decay: float = option(0.0, help="AdamW weight decay", ge=0, group=SCHEDULE)
@@ -63,6 +67,7 @@ class HeadRecoveryOptions(TrainingOptions):
 
 def masked_lm_loss(model: Any, tokenizer: Any, lines: list[str], seed: int = 0, max_length: int = 128) -> float:
     """Mean MLM loss on ``lines`` with masks fixed by ``seed`` (comparable before/after training)."""
+    # deferred: keeps torch, transformers and tokenizers off `langgraft --help`
     import torch
     from transformers import DataCollatorForLanguageModeling
 
@@ -84,6 +89,7 @@ def masked_lm_from_body(model_dir: str, **load: Any) -> Any:
 
     ``load``: further ``from_pretrained`` arguments (``dtype``, ``attn_implementation``).
     """
+    # deferred: keeps torch, transformers and huggingface_hub off `langgraft --help`
     import torch
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
@@ -122,18 +128,19 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
 
     ``options`` (:class:`HeadRecoveryOptions`), or its fields as keywords (``max_steps=100``,
     ``batch_size=16``, ...). The first ``eval_lines`` lines are held out to report the MLM loss
-    before/after the head stage (fixed masks). ``body_steps`` > 0 then continues with the whole model
+    before/after the head phase (fixed masks). ``body_steps`` > 0 then continues with the whole model
     on ``corpus_files`` for that many steps (``langgraft pretrain``, same batch size, length and
     precision, ``body_learning_rate``); its held-out bits per character are measured on
-    ``eval_corpus`` when given (the head stage's held-out lines are part of its training text).
+    ``eval_corpus`` when given (the head phase's held-out lines are part of its training text).
     Returns (and saves as ``head_recovery.json``) that summary. Sealed Trainer checkpoints go to
     ``checkpoint_dir(out)`` every ``save_steps``; an interrupted run started again with the same
     arguments resumes from the last one, and the directory is removed once ``out`` is written.
     An existing ``out`` is refused before any work unless ``overwrite``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from transformers import DataCollatorForLanguageModeling, set_seed
 
-    from langgraft.adapt.pretrain.data import LineStream, iter_text_lines
+    from langgraft.adapt.pretrain.data import LineStream
     from langgraft.training import as_checkpoint, check_options, checkpoint_dtype, load_dtype, save_trained, train
 
     renamed = alias_names(HeadRecoveryOptions)
@@ -153,10 +160,11 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     tokenizer = load_tokenizer(model)
     if tokenizer.mask_token is None:
         raise UserError(f"--model {model}: the tokenizer has no mask token, so it cannot train an MLM head")
-    held_out = list(itertools.islice(iter_text_lines(files), options.eval_lines))
+    held_out = list(itertools.islice(iter_text(files, RESOURCE_DECODE_ERRORS, strip=True), options.eval_lines))
     if not held_out:
         raise UserError(f"--corpus {' '.join(files)}: no text lines found; give source-language text")
-    has_training_text = next(itertools.islice(iter_text_lines(files), options.eval_lines, None), None) is not None
+    has_training_text = next(itertools.islice(iter_text(files, RESOURCE_DECODE_ERRORS, strip=True), options.eval_lines, None),
+                             None) is not None
     skip = options.eval_lines if has_training_text else 0
 
     set_seed(options.seed)
@@ -169,7 +177,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=options.seed)
     checkpoints = checkpoint_dir(out)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
-        result = train(mlm, LineStream(files, tokenizer, options.max_length, skip), collator, options, checkpoints,
+        result = train(mlm, LineStream(files, tokenizer, options.max_seq_length, skip), collator, options, checkpoints,
                        callbacks=callbacks, resume=True)
         as_checkpoint(mlm, result, dtype)
         for parameter in mlm.parameters():
@@ -190,7 +198,7 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
         }
         save_trained(mlm, None, tmp, dtype)
         tokenizer.save_pretrained(tmp)
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / HEAD_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(checkpoints, ignore_errors=True)
     return summary
 
@@ -198,22 +206,21 @@ def recover_head(model: str | os.PathLike, corpus_files: Sequence[str | os.PathL
 def _train_body(mlm: Any, tokenizer: Any, files: list[str], checkpoints: Path, options: HeadRecoveryOptions,
                 eval_corpus: str | os.PathLike | None) -> tuple[Any, dict[str, Any]]:
     """Whole-model MLM on the source text, resumable inside ``checkpoints``; returns the model and a summary."""
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from transformers import AutoModelForMaskedLM
 
     from langgraft.adapt.pretrain.callbacks import MetricsLog
-    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
-    from langgraft.models import default_max_length
 
     head_only, run = checkpoints / "head-only", checkpoints / "body"
     if not (head_only / "config.json").is_file():
         with atomic_dir(head_only) as tmp:
             mlm.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-    length = min(options.max_length, default_max_length(mlm.config, tokenizer, cap=1 << 20))
+    length = min(options.max_seq_length, default_max_length(mlm.config, tokenizer, cap=1 << 20))
     # the batch, seed and precision/memory/parallelism options carry over; the schedule is the body's own
     carried = [f.name for f in dataclasses.fields(TrainingOptions) if f.metadata.get("group") == SCALE]
     carried += ["per_device_train_batch_size", "gradient_accumulation_steps", "seed", "save_steps"]
-    result = pretrain(PretrainConfig(
+    result = pretrain(PretrainOptions(
         **{name: getattr(options, name) for name in carried}, max_steps=options.body_steps,
         learning_rate=options.body_learning_rate, warmup_steps=0.05, report_to=["none"], model=str(head_only),
         corpus=files, out=str(run), eval_corpus=str(eval_corpus) if eval_corpus else None, max_seq_length=length,

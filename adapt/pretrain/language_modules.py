@@ -1,8 +1,8 @@
-"""Language modules: continued pretraining whose stage 2 trains a module kind on the frozen base.
+"""Language modules: continued pretraining whose phase 2 trains a module kind on the frozen base.
 
 A language module (``lora``, ``sft``, ``madx`` from :mod:`langgraft.adapters`) learns one language
-by MLM/CLM on its text. It trains through the pretraining stage (:func:`langgraft.adapt.pretrain.run.pretrain`,
-stage 2'), so it gets the packed, shuffled stream, dynamic masking, held-out bpc, sealed checkpoints,
+by MLM/CLM on its text. It trains through continued pretraining (:func:`langgraft.adapt.pretrain.run.pretrain`,
+phase 2'), so it gets the packed, shuffled stream, dynamic masking, held-out bpc, sealed checkpoints,
 resume and the precision and memory options of :mod:`langgraft.training` — the same path as
 full-model pretraining, never a copy. ``langgraft pretrain --language-module KIND`` and
 ``langgraft module train-language`` run :func:`pretrain_language_module` / :func:`train_language_module`.
@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from langgraft.adapt.pretrain.run import PretrainConfig, PretrainResult, pretrain
-from langgraft.adapters.base import MODULE_KINDS, ModuleConfig, composition_state, get_kind
+from langgraft.adapt.pretrain.run import PretrainOptions, PretrainResult, pretrain
+from langgraft.adapters.base import MODULE_KINDS, ModuleKindConfig, composition_state, get_kind
 from langgraft.adapters.compose import resolve_config, seed_module, work_dir, write_module
+from langgraft.adapters.metadata import embedding_digest
 from langgraft.adapters.training import TrainOptions
 from langgraft.errors import UserError
+from langgraft.models import default_max_length, load_config, load_tokenizer, resolve_model_path
 from langgraft.options import Validated, alias_names, from_mapping, option, parse_pairs
 from langgraft.outputs import check_output
 from langgraft.training.options import TrainingOptions
@@ -39,11 +41,11 @@ class LanguageModuleSpec(Validated):
 
 
 @dataclass
-class _LanguageModuleStage:
-    """Stage 2' of :func:`langgraft.adapt.pretrain.run.pretrain`: a kind's language module trains on the frozen base."""
+class _ModuleKindPhase:
+    """Phase 2' of :func:`langgraft.adapt.pretrain.run.pretrain`: a kind's language module trains on the frozen base."""
 
     kind: str
-    config: ModuleConfig
+    config: ModuleKindConfig
     seed: int
     carry_vocabulary: bool
 
@@ -53,9 +55,7 @@ class _LanguageModuleStage:
         return json.loads(json.dumps({"kind": self.kind, "config": dataclasses.asdict(self.config)}))
 
     def __call__(self, model: Any, fit: Any) -> tuple[Any, Any, str, Any]:
-        from langgraft.adapters.metadata import embedding_digest
-
-        identity = composition_state(model).identity  # the base as it is after stage 1
+        identity = composition_state(model).identity  # the base as it is after phase 1
         digest = embedding_digest(model)
         vocabulary = model.get_input_embeddings().weight.detach().clone() if self.carry_vocabulary else None
         seed_module(self.seed)
@@ -63,33 +63,33 @@ class _LanguageModuleStage:
         return trained, identity, digest, vocabulary
 
 
-def _run_options(run: PretrainConfig) -> dict[str, Any]:
+def _run_options(run: PretrainOptions) -> dict[str, Any]:
     """The pretraining options recorded in a module's metadata (no paths)."""
     paths = {"model", "corpus", "out", "eval_corpus", "replay_corpus", "resume", "use_cpu", "report_to"}
     return {key: value for key, value in dataclasses.asdict(run).items() if key not in paths}
 
 
-def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, out: str | Path,
-                             config: ModuleConfig | dict[str, Any] | None = None,
+def pretrain_language_module(kind: str, run: PretrainOptions, *, language: str, out: str | Path,
+                             config: ModuleKindConfig | dict[str, Any] | None = None,
                              training: dict[str, Any] | None = None, callbacks: Sequence[Any] = (),
                              carry_vocabulary: bool = False, copy_logs: bool = False,
                              overwrite: bool = False) -> PretrainResult:
-    """Continued pretraining whose stage 2 is a ``kind`` language module (base frozen); the module goes to ``out``.
+    """Continued pretraining whose phase 2 is a ``kind`` language module (base frozen); the module goes to ``out``.
 
-    ``run`` is a :class:`~langgraft.adapt.pretrain.run.PretrainConfig`: an optional embeddings-only
+    ``run`` is a :class:`~langgraft.adapt.pretrain.run.PretrainOptions`: an optional embeddings-only
     stage first (``embedding_steps``), then the module for ``max_steps - embedding_steps`` steps
     per phase, with packing, dynamic masking, held-out bpc, sealed checkpoints and ``run.resume``.
     ``run.learning_rate`` None means the kind's default. ``training`` is recorded in the module
     metadata (default: the run's options); ``copy_logs`` copies the run's ``metrics.jsonl`` and
     ``loss_curve.png`` into the module. Returns the run's result with ``module`` = ``out``.
     """
+    # deferred: keeps torch, transformers and peft off `langgraft --help`
     from accelerate import PartialState
 
     from langgraft.adapt.pretrain.callbacks import CURVE_FILE, METRICS_FILE
-    from langgraft.models import load_tokenizer, resolve_model_path
 
     config = resolve_config(kind, config)
-    result = pretrain(run, language_module=_LanguageModuleStage(kind, config, run.seed, carry_vocabulary),
+    result = pretrain(run, language_module=_ModuleKindPhase(kind, config, run.seed, carry_vocabulary),
                       callbacks=callbacks)
     out = Path(out)
     if PartialState().is_main_process:
@@ -104,36 +104,35 @@ def pretrain_language_module(kind: str, run: PretrainConfig, *, language: str, o
 
 
 def train_language_module(kind: str, model: str | Path, corpus: Sequence[str | Path], *, language: str,
-                          out: str | Path, config: ModuleConfig | dict[str, Any] | None = None,
+                          out: str | Path, config: ModuleKindConfig | dict[str, Any] | None = None,
                           options: TrainOptions | None = None, callbacks: Sequence[Any] = (),
                           carry_vocabulary: bool = False, eval_corpus: str | Path | None = None,
                           overwrite: bool = False) -> Path:
     """Train a language module by MLM/CLM on ``corpus`` with the base frozen; returns ``out``.
 
-    This is the pretraining stage (:func:`pretrain_language_module`) run in the hidden sibling
+    This is continued pretraining (:func:`pretrain_language_module`) run in the hidden sibling
     ``.<out>.work/``: a rerun resumes from its checkpoints, and the directory is removed once the
     module is written. The module also gets the run's ``metrics.jsonl`` and ``loss_curve.png``
     (with ``eval_corpus``: held-out loss and bpc every ``options.logging_steps`` steps).
     ``options`` (:class:`~langgraft.adapters.training.TrainOptions`) maps onto the run's options:
-    the shared :class:`~langgraft.training.TrainingOptions` fields by name, ``max_length`` to
-    ``max_seq_length`` (capped at what the model supports).
+    the shared :class:`~langgraft.training.TrainingOptions` fields by name, ``max_seq_length``
+    capped at what the model supports.
 
     ``model`` may be a checkpoint with transferred embeddings (``langgraft init``): the module then
     records that vocabulary, and modules touching embedding rows only compose onto it. An existing
     ``out`` is refused before any work unless ``overwrite``.
     """
-    from langgraft.models import default_max_length, load_config, load_tokenizer, resolve_model_path
 
     options = options or TrainOptions()
     out = Path(out)
     check_output(out, inputs=[model, *corpus, eval_corpus], overwrite=overwrite)
     model_path = resolve_model_path(model)  # blocks no longer than the model's positions allow (HF run_mlm caps too)
-    max_length = default_max_length(load_config(model_path), load_tokenizer(model_path), cap=options.max_length)
+    max_seq_length = default_max_length(load_config(model_path), load_tokenizer(model_path), cap=options.max_seq_length)
     shared = {f.name: getattr(options, f.name) for f in dataclasses.fields(TrainingOptions)}
-    run = PretrainConfig(
+    run = PretrainOptions(
         **{**shared, "report_to": ["none"]}, model=str(model), corpus=[str(path) for path in corpus],
         out=str(work_dir(out)), eval_corpus=str(eval_corpus) if eval_corpus is not None else None,
-        max_seq_length=max_length, eval_steps=options.logging_steps, mlm_probability=options.mlm_probability,
+        max_seq_length=max_seq_length, eval_steps=options.logging_steps, mlm_probability=options.mlm_probability,
         resume=True)
     pretrain_language_module(kind, run, language=language, out=out, config=config,
                              training=dataclasses.asdict(options), callbacks=callbacks,

@@ -1,6 +1,6 @@
 """Continued pretraining: MLM for encoders, CLM for decoders, on HF ``Trainer``.
 
-A run has up to two stages, each its own ``Trainer`` (so each stage gets its own optimizer,
+A run has up to two phases, each its own ``Trainer`` (so each phase gets its own optimizer,
 learning rate and schedule, and a distributed wrapper that sees exactly its trainable weights):
 
 1. ``embeddings`` (``embedding_steps`` steps at ``embedding_learning_rate``): only the input
@@ -11,45 +11,52 @@ learning rate and schedule, and a distributed wrapper that sees exactly its trai
    a language module (LoRA, MAD-X, SFT from :mod:`langgraft.adapters`) trains instead, each of its
    phases (SFT has two) for ``max_steps - embedding_steps`` steps, without weight decay.
 
-Every stage trains through :func:`langgraft.training.train` (the one training path: precision,
+Every phase trains through :func:`langgraft.training.train` (the one training path: precision,
 new-rows-only training, the chunked LM loss on the scored rows only, sealed checkpoints and
 resume, FSDP/DeepSpeed) with the packed stream of :mod:`langgraft.adapt.pretrain.data` and the callbacks
 of :mod:`langgraft.adapt.pretrain.callbacks`. Layout of ``out``::
 
     out/config.json, model.safetensors, tokenizer*  final model (stock save_pretrained); with a
-                                                     language module: the base after stage 1, if it ran
+                                                     language module: the base after phase 1, if it ran
     out/metrics.jsonl, loss_curve.png, runs/         logs (runs/ = TensorBoard, when installed)
     out/langgraft_pretrain.json                      what the run is (checked on --resume)
-    out/checkpoints/<stage>/checkpoint-N             sealed Trainer checkpoints (module/<phase>/ for modules)
-    out/checkpoints/embeddings/final                 model after stage 1 (start of stage 2)
+    out/checkpoints/<phase>/checkpoint-N             sealed Trainer checkpoints (module/<phase>/ for modules)
+    out/checkpoints/embeddings/final                 model after phase 1 (start of phase 2)
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from langgraft.adapters.base import Fit
+from langgraft.atomic import atomic_file, match_umask
 from langgraft.errors import UserError
+from langgraft.models import (default_max_length, load_config, load_language_model, load_tokenizer,
+                              objective_from_config, resolve_model_path)
 from langgraft.options import option
-from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output
+from langgraft.outputs import OVERWRITE_HELP, check_output, clear_output, disk_full
 from langgraft.sidecars import read_sidecar
 from langgraft.training.options import LOGGING, SCALE, SCHEDULE, TrainingOptions
+from langgraft.vocab.tokenizers import read_extension_info
 
 RUN_FILE = "langgraft_pretrain.json"
-FULL_LEARNING_RATE = 5e-5  # stage 2 without a language module, when no learning rate is given
+FULL_LEARNING_RATE = 5e-5  # phase 2 without a language module, when no learning rate is given
 DATA = "data order and mixing"
 # language_module(model, fit) -> trained module: make the model trainable your way (base frozen),
 # call fit(...) once per phase, return what the caller will save (e.g. ModuleKind.train(...)). An
 # ``identity`` attribute (JSON-able, e.g. kind + options), if present, is recorded and checked on resume.
-LanguageModuleStage = Callable[[Any, Fit], Any]
+LanguageModulePhase = Callable[[Any, Fit], Any]
 
 
 @dataclass(kw_only=True)
-class PretrainConfig(TrainingOptions):
+class PretrainOptions(TrainingOptions):
     """Options of ``langgraft pretrain``: :class:`~langgraft.training.TrainingOptions` plus the run's own."""
 
     model: str = option(help="model directory or hub name, with an LM head")
@@ -58,12 +65,12 @@ class PretrainConfig(TrainingOptions):
     eval_corpus: str | None = option(None, help="held-out text: loss and bits per character every --eval-steps")
     resume: bool = option(False, help="continue the run in --out from its last checkpoint", result=False)
     overwrite: bool = option(False, help=OVERWRITE_HELP, result=False)
-    max_steps: int = option(1000, help="optimizer steps of the whole run (both stages)", gt=0, group=SCHEDULE)
+    max_steps: int = option(1000, help="optimizer steps of the whole run (both phases)", gt=0, group=SCHEDULE)
     embedding_steps: int = option(0, help="first steps train only embeddings and output bias (body frozen)", ge=0,
                                   group=SCHEDULE)
-    learning_rate: float | None = option(None, help="learning rate of stage 2 (default: 5e-5 for the full model, "
+    learning_rate: float | None = option(None, help="learning rate of phase 2 (default: 5e-5 for the full model, "
                                          "the kind's own for a module)", gt=0, group=SCHEDULE)
-    embedding_learning_rate: float = option(1e-3, help="learning rate of the embeddings stage", gt=0, group=SCHEDULE)
+    embedding_learning_rate: float = option(1e-3, help="learning rate of the embeddings phase", gt=0, group=SCHEDULE)
     max_seq_length: int = option(128, help="tokens per packed sequence", gt=0, group=SCHEDULE)
     mlm_probability: float = option(0.15, help="share of tokens masked (MLM)", gt=0, lt=1, group=SCHEDULE)
     shuffle_buffer: int = option(10_000, help="shuffle each corpus anew at every pass, seeded by --seed: its 16 KiB "
@@ -99,6 +106,7 @@ class PretrainConfig(TrainingOptions):
             if path is not None and not Path(path).exists():
                 raise UserError(f"corpus {path} not found; check the path")
         if "tensorboard" in self.report_to:
+            # deferred: keeps torch, transformers and peft off `langgraft --help`
             from langgraft.adapt.pretrain.callbacks import tensorboard_installed
 
             if not tensorboard_installed():
@@ -113,19 +121,19 @@ class PretrainResult:
     steps: int  # run-level optimizer steps (a two-phase language module counts both phases)
     eval: dict[str, float] | None = None
     module: Any = None
-    train_seconds: float = 0.0  # Trainer's train_runtime, summed over the stages run by this call
+    train_seconds: float = 0.0  # Trainer's train_runtime, summed over the phases run by this call
 
 
 @dataclass
-class _Stage:
+class _Phase:
     name: str  # "embeddings", "full" or "module" ("module/<phase>" while a module phase trains)
     steps: int
     learning_rate: float | None  # None only for "module": the module's own default
-    step_offset: int  # run-level steps before this stage
+    step_offset: int  # run-level steps before this phase
 
 
 def embedding_parameters(model: Any) -> list[Any]:
-    """Input embeddings, an untied output embedding and its bias: what stage 1 trains."""
+    """Input embeddings, an untied output embedding and its bias: what phase 1 trains."""
     params = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None:
@@ -134,13 +142,13 @@ def embedding_parameters(model: Any) -> list[Any]:
     return list(unique.values())
 
 
-def set_trainable(model: Any, stage: str) -> None:
-    """Freeze the body for the embeddings stage; unfreeze everything for the full stage."""
-    if stage == "embeddings":
+def set_trainable(model: Any, phase: str) -> None:
+    """Freeze the body for the embeddings phase; unfreeze everything for the full phase."""
+    if phase == "embeddings":
         model.requires_grad_(False)
         for parameter in embedding_parameters(model):
             parameter.requires_grad_(True)
-    elif stage == "full":
+    elif phase == "full":
         model.requires_grad_(True)
 
 
@@ -154,7 +162,7 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
     config_file = folder / "config.json"
     if not config_file.exists():  # a PEFT checkpoint holds the adapter only
         return None
-    saved = read_sidecar(config_file, "the checkpoint's model config", f"delete {folder} to start that stage afresh")
+    saved = read_sidecar(config_file, "the checkpoint's model config", f"delete {folder} to start that phase afresh")
     for key, value in expected.items():
         if key in saved and saved[key] != value:
             return f"{key}={saved[key]} (this model has {value})"
@@ -163,6 +171,7 @@ def _checkpoint_fingerprint_mismatch(folder: Path, expected: dict[str, Any]) -> 
 
 def _wait_for_everyone() -> None:
     """Barrier across processes (no-op in a single process)."""
+    # deferred: keeps torch, accelerate and safetensors off `langgraft --help`
     from accelerate import PartialState
 
     PartialState().wait_for_everyone()
@@ -175,10 +184,10 @@ def new_rows_start(model_path: str) -> int:
     ``langgraft_extension.json`` of the tokenizer it names), or from a ``langgraft_extension.json``
     next to the model. A replaced vocabulary has no source rows to keep: refused.
     """
-    from langgraft.vocab.tokenizers import read_extension_info
-    from langgraft.vocab.transfer import SUMMARY_FILE
+    # deferred: keeps torch off `langgraft --help`
+    from langgraft.vocab.transfer import TRANSFER_SUMMARY_FILE
 
-    summary_file = Path(model_path) / SUMMARY_FILE
+    summary_file = Path(model_path) / TRANSFER_SUMMARY_FILE
     if summary_file.is_file():
         summary = read_sidecar(summary_file, "the transfer summary", "re-run `langgraft init` for this model",
                                {"mode": str, "source_vocab_size": int})
@@ -198,15 +207,12 @@ def new_rows_start(model_path: str) -> int:
 
 
 class _Run:
-    """One pretraining run in ``config.out``: stages, resume bookkeeping, final save."""
+    """One pretraining run in ``config.out``: phases, resume bookkeeping, final save."""
 
-    def __init__(self, config: PretrainConfig, language_module: LanguageModuleStage | None,
+    def __init__(self, config: PretrainOptions, language_module: LanguageModulePhase | None,
                  callbacks: Sequence[Any] = ()):
-        import dataclasses
-
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import MetricsLog
-        from langgraft.models import default_max_length, load_config, load_tokenizer, objective_from_config
-        from langgraft.models import resolve_model_path
         from langgraft.training import check_options, checkpoint_dtype, training_arguments
 
         config.check()
@@ -229,23 +235,23 @@ class _Run:
         probe = training_arguments(dataclasses.replace(config, learning_rate=FULL_LEARNING_RATE), self.out)
         self.is_main = probe.process_index == 0
         self.global_batch = config.per_device_train_batch_size * config.gradient_accumulation_steps * probe.world_size
-        self.stages = self._plan()
+        self.phases = self._plan()
         self.log = MetricsLog(self.out, enabled=self.is_main, tensorboard=self._tensorboard())
 
     # ---------------------------------------------------------------- setup
 
-    def _plan(self) -> list[_Stage]:
+    def _plan(self) -> list[_Phase]:
         c = self.config
-        stages = []
+        phases = []
         if c.embedding_steps:
-            stages.append(_Stage("embeddings", c.embedding_steps, c.embedding_learning_rate, 0))
+            phases.append(_Phase("embeddings", c.embedding_steps, c.embedding_learning_rate, 0))
         if c.max_steps > c.embedding_steps:
             if self.language_module is not None:
-                stages.append(_Stage("module", c.max_steps - c.embedding_steps, c.learning_rate, c.embedding_steps))
+                phases.append(_Phase("module", c.max_steps - c.embedding_steps, c.learning_rate, c.embedding_steps))
             else:
-                stages.append(_Stage("full", c.max_steps - c.embedding_steps, c.learning_rate or FULL_LEARNING_RATE,
+                phases.append(_Phase("full", c.max_steps - c.embedding_steps, c.learning_rate or FULL_LEARNING_RATE,
                                      c.embedding_steps))
-        return stages
+        return phases
 
     def _identity(self) -> dict[str, Any]:
         c = self.config
@@ -259,7 +265,7 @@ class _Run:
         }
         if c.train_new_rows_only:  # the checkpoints hold separate new-row tensors: only such a run fits them
             identity["data"]["train_new_rows_only"] = True
-        if self.language_module is not None:  # kind and options, when the stage says (else only that there is one)
+        if self.language_module is not None:  # kind and options, when the callable says (else only that there is one)
             identity["data"]["language_module"] = getattr(self.language_module, "identity", True)
         return identity
 
@@ -268,6 +274,7 @@ class _Run:
 
         Nothing is written here: the run record follows in :meth:`_start`, once the model has
         loaded too, so a corrected rerun into the same ``--out`` is never blocked by a failed start."""
+        # deferred: keeps torch off `langgraft --help`
         from langgraft.adapt.pretrain.data import check_corpus_fits
 
         c = self.config
@@ -303,7 +310,6 @@ class _Run:
 
     def _start(self) -> None:
         """Write the run record once the source model has loaded: the first write into ``--out``."""
-        from langgraft.atomic import atomic_file
 
         if self.started:
             return
@@ -319,26 +325,28 @@ class _Run:
 
     def _tensorboard(self) -> bool:
         """One TensorBoard log for the whole run (``out/runs``, run-level steps), written by :class:`MetricsLog`."""
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import tensorboard_installed
 
         wanted = self.config.report_to
         return "tensorboard" in wanted or ("auto" in wanted and tensorboard_installed())
 
-    def stage_dir(self, stage: _Stage) -> Path:
-        return self.out / "checkpoints" / stage.name
+    def phase_dir(self, phase: _Phase) -> Path:
+        return self.out / "checkpoints" / phase.name
 
     def _load(self, source: str) -> Any:
         """The LM in the dtype the precision options ask for, with the chosen attention kernel."""
-        from langgraft.models import load_language_model
+        # deferred: keeps torch off `langgraft --help`
         from langgraft.training import load_dtype
 
         extra = {"attn_implementation": self.config.attn_implementation} if self.config.attn_implementation else {}
         model, _ = load_language_model(source, dtype=load_dtype(self.config, self.model_config), **extra)
         return model
 
-    # ---------------------------------------------------------------- stages
+    # ---------------------------------------------------------------- phases
 
     def run(self) -> PretrainResult:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.training import is_sealed
 
         self.check_out()
@@ -348,53 +356,54 @@ class _Run:
         model_source = self.model_path
         self.train_seconds = 0.0
         self.steps_done = 0
-        for stage in self.stages:
-            final = self.stage_dir(stage) / "final"
-            if stage.name == "embeddings" and is_sealed(final):
-                model_source = str(final)  # stage 1 finished in an earlier invocation
-                self.steps_done = stage.steps
+        for phase in self.phases:
+            final = self.phase_dir(phase) / "final"
+            if phase.name == "embeddings" and is_sealed(final):
+                model_source = str(final)  # phase 1 finished in an earlier invocation
+                self.steps_done = phase.steps
                 continue
             model = self._load(model_source)
             self._start()
-            if stage.name == "module":  # the base stays frozen; out/ holds it when stage 1 changed it
+            if phase.name == "module":  # the base stays frozen; out/ holds it when phase 1 changed it
                 if model_source != self.model_path:
                     self._save_model(model, self.out, None)
-                module = self.language_module(model, self._fit_for(stage))
+                module = self.language_module(model, self._fit_for(phase))
                 final_eval = self._last_eval() or final_eval
                 continue
-            result = self._train(model, stage, self.user_callbacks)
+            result = self._train(model, phase, self.user_callbacks)
             final_eval = self._last_eval() or final_eval
-            if stage.name == "embeddings" and len(self.stages) > 1:
+            if phase.name == "embeddings" and len(self.phases) > 1:
                 self._save_model(model, final, result)
                 model_source = str(final)
             else:
                 self._save_model(model, self.out, result)
-        self._start()  # every stage had finished in earlier invocations
+        self._start()  # every phase had finished in earlier invocations
         self._finish()
         return PretrainResult(self.out, self.objective, self.steps_done, final_eval, module, self.train_seconds)
 
-    def _fit_for(self, stage: _Stage) -> Fit:
-        """The ``Fit`` handed to a language module: each call trains one phase of ``stage.steps`` steps.
+    def _fit_for(self, parent: _Phase) -> Fit:
+        """The ``Fit`` handed to a language module: each call trains one module phase of ``parent.steps`` steps.
 
-        ``--learning-rate``, when given, overrides the module's own default. Phases follow one
+        ``--learning-rate``, when given, overrides the module's own default. Module phases follow one
         another in run-level steps and in the data stream (SFT's phase 2 sees new text), and each
         checkpoints and resumes in its own folder.
         """
-        offset = stage.step_offset
+        offset = parent.step_offset
 
         def fit(model: Any, learning_rate: float, callbacks: Sequence[Any], phase: str) -> dict[str, float]:
             nonlocal offset
-            name = f"{stage.name}/{phase}" if phase else stage.name
-            phase_stage = _Stage(name, stage.steps, stage.learning_rate or learning_rate, offset)
-            offset += stage.steps
-            return self._train(model, phase_stage, [*self.user_callbacks, *callbacks]).stats
+            name = f"{parent.name}/{phase}" if phase else parent.name
+            module_phase = _Phase(name, parent.steps, parent.learning_rate or learning_rate, offset)
+            offset += parent.steps
+            return self._train(model, module_phase, [*self.user_callbacks, *callbacks]).stats
 
         return fit
 
-    def _eval_callback(self, stage: str, step_offset: int) -> Any:
+    def _eval_callback(self, phase: str, step_offset: int) -> Any:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import HeldOutEvalCallback
 
-        return HeldOutEvalCallback(self.log, stage, step_offset, self.tokenizer, Path(self.config.eval_corpus),
+        return HeldOutEvalCallback(self.log, phase, step_offset, self.tokenizer, Path(self.config.eval_corpus),
                                    self.config.eval_steps, self.objective, self.config.max_seq_length,
                                    self.config.eval_batch_size)
 
@@ -408,53 +417,53 @@ class _Run:
             raise UserError(f"checkpoint {checkpoint} belongs to another model ({mismatch}); "
                             "resume with the model that started the run or choose another --out")
 
-    def _resume_step(self, stage: _Stage) -> int | None:
-        """Step of the checkpoint ``stage`` will resume from (half-written ones are removed), or None."""
+    def _resume_step(self, phase: _Phase) -> int | None:
+        """Step of the checkpoint ``phase`` will resume from (half-written ones are removed), or None."""
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from accelerate import PartialState
 
         from langgraft.training import checkpoint_step, latest_checkpoint
 
         with PartialState().main_process_first():
-            checkpoint = latest_checkpoint(self.stage_dir(stage), remove_broken=self.is_main)
+            checkpoint = latest_checkpoint(self.phase_dir(phase), remove_broken=self.is_main)
         if checkpoint is None:
             return None
         self._check_checkpoint(checkpoint)
         return checkpoint_step(checkpoint)
 
-    def _train(self, model: Any, stage: _Stage, extra_callbacks: list[Any]) -> Any:
-        """One stage (or module phase) through :func:`langgraft.training.train`; its :class:`TrainResult`."""
-        import dataclasses
-        import inspect
+    def _train(self, model: Any, phase: _Phase, extra_callbacks: list[Any]) -> Any:
+        """One phase (or module phase) through :func:`langgraft.training.train`; its :class:`TrainResult`."""
 
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import LossCurveCallback, MetricsCallback
         from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream
         from langgraft.training import LMLoss, train
 
         c = self.config
-        done = self._resume_step(stage) if c.resume else None
-        self.steps_done = stage.step_offset + stage.steps
-        if self.is_main and (done is None or done < stage.steps):  # records past the checkpoint are recomputed
-            self.log.truncate_after(stage.step_offset + (done or 0) if stage.step_offset or done else -1)
-            if done is None and stage.step_offset == 0 and c.eval_corpus:
-                self._eval_callback(stage.name, 0).evaluate(model, 0)  # step 0: quality of the initialisation
+        done = self._resume_step(phase) if c.resume else None
+        self.steps_done = phase.step_offset + phase.steps
+        if self.is_main and (done is None or done < phase.steps):  # records past the checkpoint are recomputed
+            self.log.truncate_after(phase.step_offset + (done or 0) if phase.step_offset or done else -1)
+            if done is None and phase.step_offset == 0 and c.eval_corpus:
+                self._eval_callback(phase.name, 0).evaluate(model, 0)  # step 0: quality of the initialisation
         dataset = PackedLMStream(self.tokenizer, c.corpus, self.objective, c.max_seq_length, seed=c.seed,
                                  alpha=c.corpus_alpha, replay_corpus=c.replay_corpus, replay_ratio=c.replay_ratio,
-                                 start_block=stage.step_offset * self.global_batch, shuffle_buffer=c.shuffle_buffer)
+                                 start_block=phase.step_offset * self.global_batch, shuffle_buffer=c.shuffle_buffer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         collator = PackedLMCollator(self.tokenizer, self.objective, c.mlm_probability, c.seed,
                                     position_ids="position_ids" in forward)
-        callbacks = [MetricsCallback(self.log, stage.name, stage.step_offset), LossCurveCallback(self.log),
+        callbacks = [MetricsCallback(self.log, phase.name, phase.step_offset), LossCurveCallback(self.log),
                      *extra_callbacks]
         if c.eval_corpus:
-            callbacks.insert(1, self._eval_callback(stage.name, stage.step_offset))
-        module = stage.name.startswith("module")
+            callbacks.insert(1, self._eval_callback(phase.name, phase.step_offset))
+        module = phase.name.startswith("module")
         options = dataclasses.replace(
-            c, max_steps=stage.steps, learning_rate=stage.learning_rate,
+            c, max_steps=phase.steps, learning_rate=phase.learning_rate,
             # a module's deltas are pulled toward the base by its own method (sft: L1 toward θ0), never toward 0
             weight_decay=0.0 if module else c.weight_decay)
-        result = train(model, dataset, collator, options, self.stage_dir(stage),
+        result = train(model, dataset, collator, options, self.phase_dir(phase),
                        loss=LMLoss(self.objective, c.loss_chunk_tokens),
-                       trainable=None if module else (lambda m: set_trainable(m, stage.name)),
+                       trainable=None if module else (lambda m: set_trainable(m, phase.name)),
                        new_rows_from=None if module else self.new_rows, callbacks=callbacks, resume=c.resume,
                        check_checkpoint=self._check_checkpoint, processing_class=self.tokenizer, progress_bar=True,
                        disk_full_hint="free space (or use another --out) and rerun with --resume to continue")
@@ -470,10 +479,8 @@ class _Run:
         hold other files (``out`` holds logs and checkpoints), so the files are renamed one by one;
         a seal written last marks the set complete.
         """
-        import tempfile
 
-        from langgraft.atomic import match_umask
-        from langgraft.outputs import disk_full
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.training import save_trained, seal_checkpoint
 
         if self.is_main:
@@ -497,8 +504,8 @@ class _Run:
         _wait_for_everyone()
 
     def _finish(self) -> None:
+        # deferred: keeps torch, transformers and peft off `langgraft --help`
         from langgraft.adapt.pretrain.callbacks import plot_loss_curve
-        from langgraft.atomic import atomic_file
 
         if not self.is_main:
             return
@@ -510,21 +517,21 @@ class _Run:
             json.dump(record, handle, indent=2)
 
 
-def pretrain(config: PretrainConfig, *, language_module: LanguageModuleStage | None = None,
+def pretrain(config: PretrainOptions, *, language_module: LanguageModulePhase | None = None,
              callbacks: Sequence[Any] = ()) -> PretrainResult:
     """Run (or with ``config.resume``, continue) continued pretraining; see the module docstring.
 
-    ``callbacks``: extra ``TrainerCallback`` objects added to every stage's Trainer.
+    ``callbacks``: extra ``TrainerCallback`` objects added to every phase's Trainer.
 
-    ``language_module(model, fit)`` switches stage 2 to a language module: it receives the LM
-    after stage 1 (embeddings trained, body otherwise untouched) and a ``fit(model,
+    ``language_module(model, fit)`` switches phase 2 to a language module: it receives the LM
+    after phase 1 (embeddings trained, body otherwise untouched) and a ``fit(model,
     learning_rate, callbacks, phase) -> {"train_seconds", "train_loss"}`` that trains whatever is
     trainable in ``model`` for ``max_steps - embedding_steps`` steps on this run's packed stream,
     with this run's loss, checkpoints (resumable per phase), logging and held-out bpc
     (``config.learning_rate``, when set, overrides the ``learning_rate`` given to ``fit``). It must
     freeze the base itself, call ``fit`` once per phase and return the module;
     :attr:`PretrainResult.module` is the returned object (the caller saves it) and ``out`` holds
-    the base model when stage 1 changed it. :func:`langgraft.adapt.pretrain.language_modules.pretrain_language_module`
+    the base model when phase 1 changed it. :func:`langgraft.adapt.pretrain.language_modules.pretrain_language_module`
     does all this for the module kinds of :mod:`langgraft.adapters`.
     """
     return _Run(config, language_module, callbacks).run()

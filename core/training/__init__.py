@@ -14,8 +14,7 @@ arguments from it); the other names load their module on first use.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from langgraft.lazy import lazy_exports
 
 from .options import OWN_REPORTERS, TrainingOptions
 
@@ -34,9 +33,4 @@ _LAZY = {
 }
 
 __all__ = ["METRICS_FILE", "OWN_REPORTERS", "TrainingOptions", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -1,6 +1,6 @@
 """The training log every langgraft run writes: ``metrics.jsonl`` (and TensorBoard), from Trainer's logs.
 
-Shared by every stage that trains (pretraining, head recovery, embedding distillation), so it lives
+Shared by every run that trains (pretraining, head recovery, embedding distillation), so it lives
 on the one training path; :mod:`langgraft.adapt.pretrain.callbacks` re-exports it.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ TENSORBOARD_DIR = "runs"
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl`` (one object per record, with ``step`` and ``stage``), optionally in TensorBoard.
+    """Append-only ``metrics.jsonl`` (one object per record, with ``step`` and ``phase``), optionally in TensorBoard.
 
     With ``tensorboard`` the same records go to ``<out>/runs`` at run-level steps (one log for all
-    stages, held-out bpc included). The event file is opened at the first record, so a run that
+    phases, held-out bpc included). The event file is opened at the first record, so a run that
     fails its input checks leaves ``out`` untouched.
     """
 
@@ -38,12 +38,13 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.tensorboard_dir is not None:
+            # deferred: keeps tensorboard off `import langgraft.training.metrics`
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = self.writer or SummaryWriter(log_dir=str(self.tensorboard_dir))
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(f"{record.get('stage', 'run')}/{key}", value, record["step"])
+                    self.writer.add_scalar(f"{record.get('phase', 'run')}/{key}", value, record["step"])
             self.writer.flush()
 
     def close(self) -> None:
@@ -71,10 +72,10 @@ class MetricsLog:
 class MetricsCallback(TrainerCallback):
     """Write Trainer's training logs (loss, learning rate, grad norm) to the metrics log."""
 
-    def __init__(self, log: MetricsLog, stage: str, step_offset: int):
-        self.log, self.stage, self.step_offset = log, stage, step_offset
+    def __init__(self, log: MetricsLog, phase: str, step_offset: int):
+        self.log, self.phase, self.step_offset = log, phase, step_offset
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
-            self.log.write({"step": self.step_offset + state.global_step, "stage": self.stage,
+            self.log.write({"step": self.step_offset + state.global_step, "phase": self.phase,
                             **{k: v for k, v in logs.items() if isinstance(v, (int, float))}})

@@ -1,6 +1,6 @@
 """The options every langgraft training run shares, declared once with ``TrainingArguments``' names.
 
-Pretraining (:class:`langgraft.adapt.pretrain.run.PretrainConfig`), module training
+Pretraining (:class:`langgraft.adapt.pretrain.run.PretrainOptions`), module training
 (:class:`langgraft.adapters.training.TrainOptions`) and head recovery
 (:class:`langgraft.adapt.pretrain.head.HeadRecoveryOptions`) extend :class:`TrainingOptions` with their own
 fields and defaults; their CLI arguments and YAML sections are generated from these declarations

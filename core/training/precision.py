@@ -15,6 +15,7 @@ Trainer checkpoints hold the fp32 master weights, so a resumed run continues exa
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -79,7 +80,6 @@ def cast_state_dict(model: Any, state: dict[str, torch.Tensor], dtype: torch.dty
 def autocast(args: Any) -> Any:
     """The autocast context of a Trainer run (``TrainingArguments`` ``bf16``/``fp16``), for work outside its
     training step that runs the model with mixed-dtype weights (held-out evaluation in a callback)."""
-    import contextlib
 
     if not (args.bf16 or args.fp16):
         return contextlib.nullcontext()

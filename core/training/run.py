@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import TrainingArguments
+from transformers.training_args import OptimizerNames
 
 from langgraft.errors import UserError
 from langgraft.outputs import disk_full
@@ -77,8 +81,8 @@ def _read_json(path: str, flag: str) -> dict[str, Any]:
 
 def _check_trainer_names(options: TrainingOptions) -> None:
     """``optim`` and ``lr_scheduler_type`` are names Trainer knows, with their packages installed."""
+    # deferred: keeps datasets, pandas and pyarrow off `import langgraft.training.run`
     from transformers import SchedulerType, Trainer, TrainingArguments
-    from transformers.training_args import OptimizerNames
 
     schedulers = [s.value for s in SchedulerType]
     if options.lr_scheduler_type not in schedulers:
@@ -97,7 +101,6 @@ def _check_trainer_names(options: TrainingOptions) -> None:
 
 def training_arguments(options: TrainingOptions, output_dir: Path, progress_bar: bool = False) -> Any:
     """``TrainingArguments`` from ``options`` (the names are the same) plus langgraft's fixed settings."""
-    from transformers import TrainingArguments
 
     if options.learning_rate is None:
         raise UserError("learning_rate is not set; the calling stage must give its default")
@@ -128,12 +131,9 @@ def training_arguments(options: TrainingOptions, output_dir: Path, progress_bar:
 def _restore_finished(model: Any, checkpoint: Path, steps: int) -> TrainResult:
     """A run whose last checkpoint is at ``max_steps`` is not handed to Trainer again (on a stream without
     length Trainer would train one step more): its weights are read back, its stats from the log."""
-    from safetensors.torch import load_file
 
     adapter = checkpoint / "adapter_model.safetensors"
     if adapter.is_file():
-        from peft import set_peft_model_state_dict
-
         set_peft_model_state_dict(model, load_file(str(adapter)), adapter_name=model.active_adapter)
     else:
         for shard in sorted(checkpoint.glob("model*.safetensors")):
@@ -162,6 +162,7 @@ def train(model: Any, dataset: Any, collator: Any, options: TrainingOptions, out
     Trainable low-precision parameters become fp32 master weights; the model stays in that state
     (new rows still separate) until :func:`save_trained` writes it. Returns a :class:`TrainResult`.
     """
+    # deferred: keeps datasets, pandas and pyarrow off `import langgraft.training.run`
     from transformers import Trainer
 
     check_options(options)

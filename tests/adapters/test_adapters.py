@@ -16,7 +16,7 @@ from langgraft.adapters import TrainOptions, compose, load_composed, load_module
 from langgraft.adapters.metadata import METADATA_FILE
 from langgraft.errors import UserError
 
-OPTIONS = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3,
+OPTIONS = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_seq_length=32, save_steps=1000, learning_rate=5e-3,
                        logging_steps=1000)
 
 
@@ -246,7 +246,7 @@ def test_interrupted_training_resumes(tiny_models, target_corpus, tmp_path):
             if state.global_step == 3:
                 raise KeyboardInterrupt
 
-    options = TrainOptions(max_steps=5, per_device_train_batch_size=4, max_length=32, save_steps=1, learning_rate=5e-3)
+    options = TrainOptions(max_steps=5, per_device_train_batch_size=4, max_seq_length=32, save_steps=1, learning_rate=5e-3)
     whole = train_language_module("madx", tiny_models["gpt2"], [target_corpus], language="tg", out=tmp_path / "whole",
                                   options=options)
     with pytest.raises(KeyboardInterrupt):

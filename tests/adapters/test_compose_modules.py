@@ -17,7 +17,7 @@ from langgraft.adapters.compose import write_composition
 from langgraft.adapters.metadata import METADATA_FILE
 from langgraft.adapters.sft import sum_sparse
 
-OPTIONS = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_length=32, save_steps=1000, learning_rate=5e-3,
+OPTIONS = TrainOptions(max_steps=3, per_device_train_batch_size=8, max_seq_length=32, save_steps=1000, learning_rate=5e-3,
                        logging_steps=1000)
 TEXTS = ["the lord said unto the people", "water and bread"]
 

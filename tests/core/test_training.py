@@ -98,7 +98,7 @@ def test_pure_bf16_adamw_loses_small_updates_that_fp32_master_weights_keep(bf16_
         moved = (trained["lm_head.weight"] != source["lm_head.weight"]).float().mean().item()
         assert moved > 0.5, (name, moved)  # the fp32 master weights accumulated the small updates
         body = [k for k in source if "embed_tokens" not in k and "lm_head" not in k]
-        assert all(torch.equal(trained[k], source[k]) for k in body)  # frozen in the embeddings stage
+        assert all(torch.equal(trained[k], source[k]) for k in body)  # frozen in the embeddings phase
 
 
 # ------------------------------------------------------------------------------------------- new rows only
@@ -136,7 +136,7 @@ def test_new_rows_only_trains_new_rows_and_keeps_source_rows_bit_identical(famil
         assert torch.equal(new[:start], old[:start])  # source rows: bit-identical
         assert not torch.equal(new[start:], old[start:])  # new rows: trained
     body = {n: p for n, p in after.named_parameters() if "embed" not in n and "lm_head" not in n and "decoder" not in n}
-    assert any(not torch.equal(p, dict(before.named_parameters())[n]) for n, p in body.items())  # stage 2: body trains
+    assert any(not torch.equal(p, dict(before.named_parameters())[n]) for n, p in body.items())  # phase 2: body trains
 
     # Optimizer state exists for the new rows only: AdamW's two moments per new-row entry.
     state = torch.load(out / "checkpoints" / "embeddings" / "checkpoint-2" / "optimizer.pt", weights_only=True)["state"]
@@ -226,9 +226,9 @@ def _head(tiny_models, source_corpus, target_corpus, out: Path, callbacks) -> Pa
 
 
 def _pretrain(tiny_models, source_corpus, target_corpus, out: Path, callbacks) -> Path:
-    from langgraft.adapt.pretrain.run import PretrainConfig, pretrain
+    from langgraft.adapt.pretrain.run import PretrainOptions, pretrain
 
-    pretrain(PretrainConfig(model=str(tiny_models["gpt2"]), corpus=[str(target_corpus)], out=str(out), max_steps=4,
+    pretrain(PretrainOptions(model=str(tiny_models["gpt2"]), corpus=[str(target_corpus)], out=str(out), max_steps=4,
                             save_steps=2, max_seq_length=32, per_device_train_batch_size=2, resume=True,
                             report_to=["none"]), callbacks=callbacks)
     return out / "model.safetensors"
@@ -241,7 +241,7 @@ def _task_module(tiny_models, source_corpus, target_corpus, out: Path, callbacks
 
     labelled = write_labelled_tsv(out.parent / "labelled.tsv", 60)
     train_task_module("lora", tiny_models["bert"], labelled, task="seq-cls", out=out,
-                      options=TrainOptions(max_steps=4, per_device_train_batch_size=4, max_length=32, save_steps=2,
+                      options=TrainOptions(max_steps=4, per_device_train_batch_size=4, max_seq_length=32, save_steps=2,
                                            learning_rate=5e-3), callbacks=callbacks)
     return out / "adapter_model.safetensors"
 

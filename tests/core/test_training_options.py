@@ -7,7 +7,7 @@ from langgraft.adapt.pipeline import config as pipeline_config
 from langgraft.adapt.cli import build_parser
 from langgraft.adapt.pretrain.head import HeadRecoveryOptions
 from langgraft.adapt.pretrain.language_modules import language_module_options
-from langgraft.adapt.pretrain.run import PretrainConfig
+from langgraft.adapt.pretrain.run import PretrainOptions
 from langgraft.adapters.cli import kind_config
 from langgraft.adapters.madx import MadxConfig
 from langgraft.adapters.sft import SftConfig
@@ -15,7 +15,7 @@ from langgraft.adapters.training import TrainOptions
 from langgraft.options import defaults, from_mapping
 
 REQUIRED = {
-    "pretrain": (["pretrain", "--model", "m", "--corpus", "c.txt", "--out", "o"], PretrainConfig),
+    "pretrain": (["pretrain", "--model", "m", "--corpus", "c.txt", "--out", "o"], PretrainOptions),
     "module train-task": (["module", "train-task", "--kind", "lora", "--model", "m", "--out", "o", "--train", "t.tsv",
                            "--task", "seq-cls"], TrainOptions),
     "module train-language": (["module", "train-language", "--kind", "lora", "--model", "m", "--out", "o",
@@ -35,7 +35,7 @@ def test_cli_defaults_are_the_dataclass_defaults(command):
 
 
 @pytest.mark.parametrize("section,options,stage_set,own", [
-    (pipeline_config.PretrainConfig, PretrainConfig, pipeline_config.STAGE_SET_FIELDS, pipeline_config.PRETRAIN_DEFAULTS),
+    (pipeline_config.PretrainConfig, PretrainOptions, pipeline_config.STAGE_SET_FIELDS, pipeline_config.PRETRAIN_DEFAULTS),
     (pipeline_config.HeadConfig, HeadRecoveryOptions, ("seed",), {}),
     (pipeline_config.ModuleConfig, TrainOptions, ("seed",), {}),
 ], ids=["pretrain", "head", "modules"])

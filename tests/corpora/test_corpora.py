@@ -31,6 +31,7 @@ from langgraft.corpora import (
     temperature_probabilities,
 )
 from langgraft.corpora.clean import CleanStats, HashSet, text_hash
+from langgraft.corpora.prepare import CorpusOptions
 from langgraft.errors import UserError
 
 
@@ -387,3 +388,16 @@ def test_prepare_needs_ids_for_id_prefix_and_one_source(tmp_path):
     with pytest.raises(UserError, match="not both"):
         prepare_corpus([corpus], tmp_path / "out", bible="nya")
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_corpus_takes_corpus_options_or_their_fields(tmp_path):
+    """options=CorpusOptions(...) and the same fields as keywords give the same corpus; an unknown format is refused."""
+    table = tmp_path / "t.tsv"
+    table.write_text("key\tsentence\n" + "".join(f"k{i}\tsentence number {i} here\n" for i in range(40)),
+                     encoding="utf-8")
+    options = CorpusOptions(format="tsv", column="sentence", id_column="key")
+    by_options = prepare_corpus([table], tmp_path / "a", options=options)
+    by_keywords = prepare_corpus([table], tmp_path / "b", format="tsv", column="sentence", id_column="key")
+    assert by_options == by_keywords and by_options["documents_kept"] == 40
+    with pytest.raises(UserError, match="format"):
+        CorpusOptions(format="xml")

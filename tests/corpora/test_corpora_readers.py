@@ -1,14 +1,18 @@
 """Readers: every format, auto-detection, streaming memory, decode errors, parallel joins."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import tracemalloc
 
 import pytest
 
+from langgraft.adapt.cli import build_parser
+from langgraft.adapt.pipeline.config import CorpusSource
 from langgraft.corpora import (
     detect_format,
+    iter_text,
     join_on_id,
     read_conllu,
     read_documents,
@@ -17,6 +21,7 @@ from langgraft.corpora import (
     read_parallel,
     read_records,
 )
+from langgraft.corpora.prepare import CorpusOptions
 from langgraft.errors import UserError
 
 CONLLU = """# sent_id = s1
@@ -215,3 +220,25 @@ def test_join_on_id_streams_in_lockstep():
     tgt = ((f"v{i}", f"t{i}") for i in range(1000))
     pairs = list(join_on_id(src, tgt))
     assert len(pairs) == 1000 and pairs[0] == ("v0", "s0", "t0") and pairs[-1] == ("v999", "s999", "t999")
+
+
+def test_iter_text_is_the_line_reader_of_several_files(tmp_path):
+    """Lines of every file in order, newline and BOM removed; skip_blank drops blank lines, strip also strips."""
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt.gz"
+    first.write_bytes("\ufeff one \n\n  \r\ntwo\n".encode("utf-8"))
+    with gzip.open(second, "wt", encoding="utf-8") as handle:
+        handle.write("three\n")
+    assert list(iter_text([first, second])) == [" one ", "", "  ", "two", "three"]
+    assert list(iter_text([first, second], skip_blank=True)) == [" one ", "two", "three"]
+    assert list(iter_text([first, second], strip=True)) == ["one", "two", "three"]
+
+
+def test_reader_options_are_declared_once_for_cli_api_and_pipeline():
+    """Every CorpusOptions field is a `corpus prepare` flag, a pipeline corpus key and a prepare_corpus keyword."""
+    names = [f.name for f in dataclasses.fields(CorpusOptions)]
+    assert {"split", "on_decode_error", "id_separator"} <= set(names)
+    args = build_parser().parse_args(["corpus", "prepare", "x.tsv", "--out", "o", "--column", "2", "--id-column",
+                                      "key", "--split", "dev", "--id-separator", ":"])
+    assert all(hasattr(args, name) for name in names)
+    assert (args.column, args.id_column, args.split, args.id_separator) == (2, "key", "dev", ":")
+    assert set(names) <= {f.name for f in dataclasses.fields(CorpusSource)}

@@ -152,7 +152,7 @@ def test_interrupted_seed_set_keeps_finished_members(models, tmp_path, monkeypat
     train = tmp_path / "train.tsv"
     train.write_text("".join(f"{s}\t{'long' if len(s.split()) > 6 else 'short'}\n"
                              for s in source_sentences(32, seed=9)), encoding="utf-8")
-    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_length=32, save_steps=1000)
+    options = TrainOptions(max_steps=2, per_device_train_batch_size=8, max_seq_length=32, save_steps=1000)
     real = compose.train_task_module
     calls = []
 

@@ -12,7 +12,7 @@ from langgraft.errors import UserError
 from langgraft.eval.bpc import compute_bpc
 from langgraft.vocab.calibration import BiasCalibrationConfig, calibrate_output_bias, mean_prediction
 from langgraft.vocab.init import TransferResources
-from langgraft.vocab.transfer import SUMMARY_FILE, transfer
+from langgraft.vocab.transfer import TRANSFER_SUMMARY_FILE, transfer
 
 
 def token_frequencies(tokenizer, path) -> torch.Tensor:
@@ -115,7 +115,7 @@ def test_cli_calibrates_and_records_it(tiny_models, target_tokenizers, target_co
                  "--method", "fvt", "--calibrate-bias", "--target-corpus", str(target_corpus), "--out", str(out)])
     assert code == 0
     assert "output bias calibrated" in capsys.readouterr().out
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / TRANSFER_SUMMARY_FILE).read_text())
     kl = summary["bias_calibration"]["kl_bits_per_round"]
     assert kl[-1] < kl[0]
     saved = AutoModelForMaskedLM.from_pretrained(out)  # a stock checkpoint with the calibrated bias

@@ -314,16 +314,16 @@ def test_a_report_of_a_distillation_log_without_a_loss_record_has_no_empty_plot(
 
     log = tmp_path / "run" / "metrics.jsonl"
     log.parent.mkdir()
-    log.write_text('{"step": 0, "stage": "distill", "held_out_mse": 0.5}\n'
-                   '{"step": 2, "stage": "distill", "held_out_mse": 0.4}\n', encoding="utf-8")
+    log.write_text('{"step": 0, "phase": "distill", "held_out_mse": 0.5}\n'
+                   '{"step": 2, "phase": "distill", "held_out_mse": 0.4}\n', encoding="utf-8")
     rows = [{"setup": "adapted", "task": "bpc", "metric": "bpc", "value": 3.0}]
     report = write_report([{"rows": rows}, log], tmp_path / "report")
     assert not (tmp_path / "report" / "loss_curves.png").exists() and "loss_curves.png" not in report.read_text()
 
 
 def test_sequences_never_exceed_the_models_positions(inits, target_corpus, tmp_path):
-    """A --max-length beyond the position table (128 in the tiny GPT-2) is cut to it instead of indexing past it."""
-    options = DistillOptions(snippets_per_token=2, held_out=8, snippet_tokens=400, max_length=4096)
+    """A --max-seq-length beyond the position table (128 in the tiny GPT-2) is cut to it instead of indexing past it."""
+    options = DistillOptions(snippets_per_token=2, held_out=8, snippet_tokens=400, max_seq_length=4096)
     result = distill_embeddings(inits["gpt2"], options=options, training=distill_training(**{**FAST, "max_steps": 1}),
                                 corpus=[target_corpus], out=tmp_path / "out")
-    assert result.summary["data"]["max_length"] == 128
+    assert result.summary["data"]["max_seq_length"] == 128

@@ -12,10 +12,10 @@ from conftest import FAMILIES
 from tiny import build_model
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.canonical import canonical_tokens, decompose, tokenizer_family
+from langgraft.vocab.canonical import canonical_tokens, decompose, detect_family
 from langgraft.vocab.init import TransferResources, list_methods, topk_similarities
 from langgraft.vocab.init.ofa import FactorizedEmbedding, export_factorized
-from langgraft.vocab.transfer import FACTORIZED_FILE, PROVENANCE_FILE, SUMMARY_FILE, load_source, transfer
+from langgraft.vocab.transfer import FACTORIZED_FILE, PROVENANCE_FILE, TRANSFER_SUMMARY_FILE, load_source, transfer
 
 ENGINE_METHODS = ("random", "mean", "fvt", "ofa", "clp")
 
@@ -94,7 +94,7 @@ def test_canonical_byte_level_and_byte_fallback(tiny_models):
     gpt2 = canonical_tokens(AutoTokenizer.from_pretrained(tiny_models["gpt2"]))
     llama_tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
     llama = canonical_tokens(llama_tok)
-    assert tokenizer_family(llama_tok) == "sentencepiece"
+    assert detect_family(llama_tok).marker == "sentencepiece"
     byte_piece = llama[llama_tok.convert_tokens_to_ids("<0xE2>")]
     assert byte_piece.raw == b"\xe2" and byte_piece.is_byte
     space_the = [t for t in gpt2 if t.raw == b"the" and t.word_initial]
@@ -211,7 +211,7 @@ def test_outputs_load_with_stock_transformers(tiny_models, target_tokenizers, ex
             assert main(["init", "--source", str(tiny_models[family]), "--tokenizer", str(tokenizers[family]),
                          "--method", "fvt", "--mode", mode, "--out", str(out)]) == 0
             outs[f"{family}-{mode}"] = str(out)
-            summary = json.loads((out / SUMMARY_FILE).read_text())
+            summary = json.loads((out / TRANSFER_SUMMARY_FILE).read_text())
             lines = (out / PROVENANCE_FILE).read_text().splitlines()
             assert summary["method"] == "fvt" and len(lines) == summary["target_vocab_size"]
             assert {"id", "token", "kind", "source_ids", "source_tokens", "weights"} <= set(json.loads(lines[-1]))

@@ -13,7 +13,7 @@ from langgraft.lm import clm_windows, window_logits
 from langgraft.models import load_tokenizer
 from langgraft.vocab.init.base import TransferContext
 from langgraft.vocab.checkpoint import open_source
-from langgraft.vocab.transfer import SUMMARY_FILE, transfer
+from langgraft.vocab.transfer import TRANSFER_SUMMARY_FILE, transfer
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_cli_option_unreachable_method_reaches_the_engine(tiny_models, appended,
         out = tmp_path / rule
         assert main(["init", "--source", str(tiny_models["gpt2"]), "--tokenizer", str(appended),
                      "--method", "fvt", "--out", str(out), "--option", f"unreachable={rule}"]) == 0
-        summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+        summary = json.loads((out / TRANSFER_SUMMARY_FILE).read_text(encoding="utf-8"))
         assert summary["options"]["unreachable"] == rule
         assert (summary["counts"]["unreachable"] > 0) == (rule == "mean")
     assert main(["init", "--source", str(tiny_models["gpt2"]), "--tokenizer", str(appended),

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 from tiny import build_llama3_tokenizer, source_sentences, target_sentences
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from langgraft.adapt.cli import main
-from langgraft.vocab.tokenizers import (EXTENSION_FILE, detect_family, extend_tokenizer, plain_backend,
-                                        read_extension_info, train_tokenizer)
+from langgraft.errors import UserError
+from langgraft.vocab.canonical import backend_json, detect_family
+from langgraft.vocab.tokenizers import (EXTENSION_FILE, extend_tokenizer, plain_backend, read_extension_info,
+                                        train_tokenizer, trainable_family)
 from langgraft.vocab.tokstats import format_stats_table, tokenizer_stats
 
 FAMILIES = ("bert", "gpt2", "xlmr", "llama")
@@ -375,3 +379,16 @@ def test_cli_on_decode_error_skip(tiny_models, tmp_path):
     assert main(["tokenizer", "train", "--source", str(tiny_models["bert"]), "--corpus", str(tmp_path / "bad.txt"),
                  "--vocab-size", "150", "--out", str(tmp_path / "out"), "--on-decode-error", "skip"]) == 0
     assert len(_auto(tmp_path / "out")) == 150
+
+
+def test_one_family_detector_names_other_tokenizers_and_training_refuses_them():
+    """A WordLevel tokenizer is family "other" (no boundary marker); training refuses it with one error line."""
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    word_level = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    family = detect_family(word_level)
+    assert (family.name, family.model, family.marker) == ("other", "WordLevel", "plain")
+    with pytest.raises(UserError, match="cannot train"):
+        trainable_family(word_level)
+    with pytest.raises(UserError, match="no fast"):
+        backend_json(object())

@@ -23,7 +23,7 @@ from langgraft.vocab.init import TransferResources, list_methods, topk_similarit
 from langgraft.vocab.init.base import FALLBACK, resolve_device
 from langgraft.vocab.init.focus import sparsemax, sparsemax_neighbours
 from langgraft.vocab.init.transtok import top_k_rows
-from langgraft.vocab.transfer import (PROVENANCE_FILE, SUMMARY_FILE, Plan, embedding_layout, fill_rows, save_outcome,
+from langgraft.vocab.transfer import (PROVENANCE_FILE, TRANSFER_SUMMARY_FILE, Plan, embedding_layout, fill_rows, save_outcome,
                                       transfer)
 
 PAD = 64  # the fixtures' padding multiple (Qwen2.5 pads to 128, Gemma-3 to 64)
@@ -90,7 +90,7 @@ def check_output(out, source_dir, family):
     source_index = json.loads((source_dir / "model.safetensors.index.json").read_text())
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert index["weight_map"] == source_index["weight_map"]
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / TRANSFER_SUMMARY_FILE).read_text())
     files = summary["output_files"]
     assert sorted(files) == sorted(set(source_index["weight_map"].values()))
     stored = {}
@@ -231,7 +231,7 @@ def test_same_seed_gives_the_same_checksums(sharded, target_tokenizers, tmp_path
     for run in ("a", "b"):
         assert main(["init", "--source", str(sharded["llama"]), "--tokenizer", str(target_tokenizers["llama"]),
                      "--method", "random", "--seed", "5", "--copy-untouched", "--out", str(tmp_path / run)]) == 0
-        summary = json.loads((tmp_path / run / SUMMARY_FILE).read_text())
+        summary = json.loads((tmp_path / run / TRANSFER_SUMMARY_FILE).read_text())
         assert {r["written"] for r in summary["output_files"].values()} == {"rewritten", "copied"}
         sums.append({name: record["sha256"] for name, record in summary["output_files"].items()})
     assert sums[0] == sums[1]

@@ -41,7 +41,7 @@ def mine_snippets(tokenizer: Any, corpus: Sequence[str], wanted: np.ndarray, per
     counts = np.zeros(len(wanted), dtype=np.int64)
     open_tokens = int(wanted.sum())
     texts: list[str] = []
-    for lines in batched((line for line in iter_text(corpus) if line.strip()), LINE_BATCH):
+    for lines in batched(iter_text(corpus, skip_blank=True), LINE_BATCH):
         batch = tokenizer(lines, add_special_tokens=False, return_offsets_mapping=True)
         for line, ids, offsets in zip(lines, batch["input_ids"], batch["offset_mapping"]):
             ids = np.asarray(ids, dtype=np.int64)

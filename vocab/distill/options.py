@@ -63,8 +63,9 @@ class DistillOptions(Validated):
                                "teacher's states at every aligned position are cached)", ge=1, group=DATA)
     max_pairs: int = option(20_000, help="parallel text: at most this many sentence pairs (the first ones)", ge=1,
                             group=DATA)
-    max_length: int = option(128, help="tokens per sequence (teacher and student) at most, and never more than either model's positions; longer text is cut",
-                             ge=8, group=DATA)
+    max_seq_length: int = option(128, help="tokens per sequence (teacher and student) at most, and never more than "
+                                 "either model's positions; longer text is cut", ge=8, aliases=("--max-length",),
+                                 keys=("max_length",), group=DATA)
     held_out: int = option(64, help="snippets (or pairs) kept out of training to measure the teacher-student "
                            "loss before and after (at most a tenth of them)", ge=0, group=DATA)
     max_unknown: float = option(0.2, help="refuse a teacher whose tokenizer maps more than this share of the "

@@ -41,7 +41,7 @@ from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, ch
                                 world_size)
 from langgraft.training.checkpoints import check_pickles, valid_checkpoints
 from langgraft.vocab.resources.align import align_words
-from langgraft.vocab.transfer import PROVENANCE_FILE, SUMMARY_FILE
+from langgraft.vocab.transfer import PROVENANCE_FILE, TRANSFER_SUMMARY_FILE
 
 from .align import encode, require_offsets
 from .data import (DistillCollator, DistillDataset, check_readable, layer_states, mine_snippets, pad_id, pool,
@@ -51,7 +51,7 @@ from .options import DISTILL_LEARNING_RATE, TRAINING_DEFAULTS, DistillOptions
 
 DISTILL_FILE = "distill_summary.json"
 CHECKPOINTS = "checkpoints"
-STAGE = "distill"
+PHASE = "distill"
 EVAL_BATCH = 16
 
 
@@ -73,9 +73,9 @@ class InitRecord:
 def read_init_record(model_path: str) -> InitRecord:
     """``transfer_summary.json`` of a ``langgraft init`` output (extension mode: the new rows start at the
     source's vocabulary size; replace mode: every row is new)."""
-    summary_file = Path(model_path) / SUMMARY_FILE
+    summary_file = Path(model_path) / TRANSFER_SUMMARY_FILE
     if not summary_file.is_file():
-        raise UserError(f"--model {model_path} has no {SUMMARY_FILE}: distillation starts from the output of "
+        raise UserError(f"--model {model_path} has no {TRANSFER_SUMMARY_FILE}: distillation starts from the output of "
                         "`langgraft init` (which records the mode and the source); run `langgraft init` first")
     summary = read_sidecar(summary_file, "the transfer summary", "re-run `langgraft init` for this model",
                            {"mode": str, "source_vocab_size": int})
@@ -100,7 +100,7 @@ class _Run:
         self.init = read_init_record(self.model_path)
         teacher = teacher or self.init.source
         if not teacher:
-            raise UserError(f"{self.model_path}/{SUMMARY_FILE} names no source model; give --teacher SOURCE")
+            raise UserError(f"{self.model_path}/{TRANSFER_SUMMARY_FILE} names no source model; give --teacher SOURCE")
         self.teacher_path = resolve_model_path(teacher)
         self.corpus, self.parallel = [str(c) for c in corpus], [str(p) for p in parallel or ()]
         self._check_data()
@@ -164,14 +164,14 @@ class _Run:
         require_offsets(self.teacher_tok, "teacher", self.teacher_path)
         self.student_config = load_config(self.model_path)
         self.student_kind = head_kind(self.student_config)
-        # --max-length never exceeds either model's position table (a 64-position decoder with the default 128)
-        self.max_length = min(default_max_length(self.student_config, self.student_tok, cap=o.max_length),
-                              default_max_length(load_config(self.teacher_path), self.teacher_tok, cap=o.max_length))
+        # --max-seq-length never exceeds either model's position table (a 64-position decoder with the default 128)
+        self.max_seq_length = min(default_max_length(self.student_config, self.student_tok, cap=o.max_seq_length),
+                              default_max_length(load_config(self.teacher_path), self.teacher_tok, cap=o.max_seq_length))
         if o.ntp_weight and self.student_kind != "clm":
             raise UserError("ntp_weight: the next-token loss needs a causal LM; this model is "
                             f"{self.student_kind or 'headless'} (set ntp_weight 0)")
         self.wanted = self._wanted_rows()
-        self.data_summary: dict[str, Any] = {"tokens": int(self.wanted.sum()), "max_length": self.max_length}
+        self.data_summary: dict[str, Any] = {"tokens": int(self.wanted.sum()), "max_seq_length": self.max_seq_length}
         if o.teacher_text == "same":
             items = self._same_text_items()
         else:
@@ -204,7 +204,7 @@ class _Run:
         if not snippets.texts:
             raise UserError(f"no snippet of {', '.join(self.corpus)} holds a token to distill (the corpus never "
                             "uses the new tokens); give target-language text that the new tokenizer's pieces come from")
-        teacher_encoded, items = same_text_items(self.teacher_tok, self.student_tok, snippets.texts, self.max_length)
+        teacher_encoded, items = same_text_items(self.teacher_tok, self.student_tok, snippets.texts, self.max_seq_length)
         check_readable(teacher_encoded, o.max_unknown, ", ".join(self.corpus))
         if not items:
             raise UserError(f"no alignable text in {', '.join(self.corpus)}: the teacher's and the student's "
@@ -221,12 +221,12 @@ class _Run:
     def _parallel_items(self) -> list[dict[str, Any]]:
         o = self.options
         pairs = read_pairs(*self.parallel, o.max_pairs)
-        teacher_encoded = encode(self.teacher_tok, pairs.source, self.max_length)
+        teacher_encoded = encode(self.teacher_tok, pairs.source, self.max_seq_length)
         check_readable(teacher_encoded, o.max_unknown, self.parallel[0])
         sides = [("target", pairs.target, 1.0)] + ([("source", pairs.source, o.source_side_weight)]
                                                      if o.source_side_weight > 0 else [])
         items = []
-        encoded = {side: encode(self.student_tok, texts, self.max_length) for side, texts, _ in sides}
+        encoded = {side: encode(self.student_tok, texts, self.max_seq_length) for side, texts, _ in sides}
         links = self._word_links(pairs, teacher_encoded, encoded["target"]) if o.word_weight else None
         self.word_teacher_positions = [teacher for teacher, _ in links] if links else None
         for index in range(len(pairs.source)):
@@ -386,17 +386,17 @@ class _Run:
             done = checkpoint_step(checkpoint) if checkpoint is not None else None
         log.truncate_after(done if done is not None else -1)
         if done is None and before is not None:
-            log.write({"step": 0, "stage": STAGE, "held_out_mse": before})
+            log.write({"step": 0, "phase": PHASE, "held_out_mse": before})
         training = self._training_options()
         trainable, new_rows_from = self._trainable(model)
         result = train(model, DistillDataset(self.train_items), self.collator(), training, self.out / CHECKPOINTS,
                        loss=self.loss(), trainable=trainable, new_rows_from=new_rows_from,
-                       callbacks=[MetricsCallback(log, STAGE, 0), *self.callbacks], resume=self.resume,
+                       callbacks=[MetricsCallback(log, PHASE, 0), *self.callbacks], resume=self.resume,
                        processing_class=self.student_tok, progress_bar=True,
                        disk_full_hint="free space (or use another --out) and rerun with --resume to continue")
         after = self.held_out_mse(model)
         if after is not None:
-            log.write({"step": training.max_steps, "stage": STAGE, "held_out_mse": after})
+            log.write({"step": training.max_steps, "phase": PHASE, "held_out_mse": after})
         log.close()
         summary = {
             "identity": self.identity, "finished": True,
@@ -443,7 +443,7 @@ class _Run:
         try:
             save_trained(model, result, tmp, dtype)
             self.student_tok.save_pretrained(tmp)
-            for name in (SUMMARY_FILE, PROVENANCE_FILE):
+            for name in (TRANSFER_SUMMARY_FILE, PROVENANCE_FILE):
                 if (Path(self.model_path) / name).is_file():
                     shutil.copyfile(Path(self.model_path) / name, tmp / name)
             match_umask(tmp)

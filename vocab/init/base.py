@@ -60,8 +60,8 @@ import torch
 
 from langgraft.errors import UserError
 from langgraft.options import from_mapping
-from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, decompose, exact_matches, special_ids,
-                                       tokenizer_family)
+from langgraft.vocab.canonical import (CanonicalToken, canonical_tokens, decompose, detect_family, exact_matches,
+                                       special_ids)
 from langgraft.vocab.tokenizers import EXTENSION_FILE, read_extension_info
 
 COPIED, NEIGHBOURS, FALLBACK, UNREACHABLE = 0, 1, 2, 3
@@ -152,8 +152,8 @@ class TransferContext:
 
     @cached_property
     def family(self) -> str:
-        """Boundary-marker family shared by both tokenizers (see :mod:`langgraft.vocab.canonical`)."""
-        return tokenizer_family(self.target_tokenizer)
+        """The target tokenizer's family (the source's has the same boundary marker; see :mod:`langgraft.vocab.canonical`)."""
+        return detect_family(self.target_tokenizer).name
 
     @cached_property
     def source_tokens(self) -> list[CanonicalToken]:

@@ -31,6 +31,7 @@ from langgraft.vocab.checkpoint import CheckpointSource, open_source
 from langgraft.vocab.init.base import (FACTORIZED_FILE, MethodConfig, TokenMapping, TransferContext,
                                        TransferResources, register_method)
 from langgraft.vocab.init.fvt import fvt_pieces, piece_table
+from langgraft.vocab.init.wechsel import WechselConfig, aligned_token_vectors, neighbour_mapping
 
 
 @dataclass
@@ -77,8 +78,6 @@ def factorize(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tens
 @register_method("ofa", OFAConfig, description="rank-r factorized embeddings, new coordinates from neighbours (OFA)")
 def ofa(config: OFAConfig, ctx: TransferContext) -> TokenMapping:
     if has_static_vectors(ctx.resources):
-        from langgraft.vocab.init.wechsel import WechselConfig, aligned_token_vectors, neighbour_mapping
-
         vectors = WechselConfig(k=config.k, temperature=config.temperature, dim=config.dim, epochs=config.epochs,
                                 min_count=config.min_count, block_size=config.block_size)
         source, target, notes = aligned_token_vectors(ctx, vectors)
@@ -107,6 +106,7 @@ class FactorizedEmbedding(nn.Module):
     @classmethod
     def from_file(cls, path: str | Path) -> "FactorizedEmbedding":
         """Read ``coordinates`` (V × r) and ``primitives`` (r × d); a malformed file is a :class:`UserError`."""
+        # deferred: keeps safetensors off `import langgraft.vocab.init.ofa`
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -129,6 +129,7 @@ class FactorizedEmbedding(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write the (trained) factors in the layout :meth:`from_file` and :func:`export_factorized` read."""
+        # deferred: keeps safetensors off `import langgraft.vocab.init.ofa`
         from safetensors.torch import save
 
         tensors = {"coordinates": self.coordinates.weight.detach().contiguous(),

@@ -11,7 +11,7 @@ Everything heavy (torch, fasttext, eflomal) is imported on first use.
 """
 from __future__ import annotations
 
-from typing import Any
+from langgraft.lazy import lazy_exports
 
 _EXPORTS = {
     "train_fasttext": "fasttext", "train_token_fasttext": "fasttext", "load_fasttext": "fasttext",
@@ -24,11 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

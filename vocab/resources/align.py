@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from langgraft.atomic import atomic_file
+from langgraft.corpora.readers import iter_lines
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.vocab.resources.text import WORD_PATTERN
@@ -37,7 +38,7 @@ TABLE_HEADER = "# langgraft token alignment table"
 
 
 def _require_eflomal() -> Any:
-    try:
+    try:  # deferred: eflomal is optional (only word alignment needs it) and stays off `langgraft --help`
         import eflomal
     except ImportError as exc:
         raise UserError(
@@ -72,7 +73,7 @@ def _words_and_spans(line: str, lowercase: bool) -> tuple[list[str], list[tuple[
 
 
 def _read_links(path: Path, n: int) -> list[set[Link]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [line for _, line in iter_lines(path)]
     lines += [""] * (n - len(lines))
     return [{tuple(map(int, pair.split("-"))) for pair in line.split()} for line in lines[:n]]
 
@@ -186,6 +187,7 @@ def token_alignment_counts(alignment: WordAlignment, source_lines: Sequence[str]
     ``source_lines``/``target_lines`` must be the non-empty line pairs the alignment was made
     from (as :func:`langgraft.vocab.resources.text.parallel_sentences` returns them).
     """
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     if len(source_lines) != len(alignment.links):
@@ -227,26 +229,27 @@ def _printable(token: str) -> str:
 
 def read_token_table(path: str | os.PathLike, target_vocab: int, source_vocab: int) -> "Any":
     """Read :func:`write_token_table` output back; ids must fit the given vocabulary sizes."""
+    # deferred: keeps torch off `langgraft --help`
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"alignment table {path} does not exist; build one with `langgraft resources align`")
     rows, values = [], []
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline()
-        if not header.startswith(TABLE_HEADER):
-            raise UserError(f"{path} is not a langgraft token alignment table (missing header line)")
-        sizes = dict(field.split("=") for field in header.rstrip("\n").split("\t")[1:])
-        if int(sizes["target_vocab"]) != target_vocab or int(sizes["source_vocab"]) != source_vocab:
-            raise UserError(
-                f"alignment table {path} was built for vocabularies {sizes['target_vocab']}/{sizes['source_vocab']} "
-                f"(target/source), not {target_vocab}/{source_vocab}; rebuild it for these tokenizers"
-            )
-        for line in handle:
-            t, s, c = line.split("\t")[:3]
-            rows.append((int(t), int(s)))
-            values.append(float(c))
+    lines = iter_lines(path)
+    _, header = next(lines, (0, ""))
+    if not header.startswith(TABLE_HEADER):
+        raise UserError(f"{path} is not a langgraft token alignment table (missing header line)")
+    sizes = dict(field.split("=") for field in header.split("\t")[1:])
+    if int(sizes["target_vocab"]) != target_vocab or int(sizes["source_vocab"]) != source_vocab:
+        raise UserError(
+            f"alignment table {path} was built for vocabularies {sizes['target_vocab']}/{sizes['source_vocab']} "
+            f"(target/source), not {target_vocab}/{source_vocab}; rebuild it for these tokenizers"
+        )
+    for _, line in lines:
+        t, s, c = line.split("\t")[:3]
+        rows.append((int(t), int(s)))
+        values.append(float(c))
     index = torch.tensor(rows, dtype=torch.long).reshape(-1, 2).T
     return torch.sparse_coo_tensor(index, torch.tensor(values, dtype=torch.float64),
                                    (target_vocab, source_vocab), check_invariants=False).coalesce()

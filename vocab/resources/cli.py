@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+from langgraft.errors import UserError
+from langgraft.models import load_tokenizer
 from langgraft.options import add_options, from_args
 from langgraft.outputs import add_output_arguments, check_output
-from langgraft.vocab.resources.align import DictionaryOptions
-from langgraft.vocab.resources.fasttext import FastTextOptions
+from langgraft.vocab.resources.align import (DictionaryOptions, align_words, induce_dictionary, token_alignment_counts,
+                                             write_token_table)
+from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
+from langgraft.vocab.resources.fasttext import FastTextOptions, train_fasttext, train_token_fasttext
+from langgraft.vocab.resources.text import parallel_sentences
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,13 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fasttext(args: argparse.Namespace) -> int:
-    from langgraft.vocab.resources.fasttext import train_fasttext, train_token_fasttext
-
     check_output(args.out, inputs=[*args.corpus, args.tokenizer], overwrite=args.overwrite, file=True)
     options = from_args(FastTextOptions, args)
     if args.tokenizer:
-        from langgraft.models import load_tokenizer
-
         vectors = train_token_fasttext(args.corpus, load_tokenizer(args.tokenizer), args.out, options)
         print(f"wrote {args.out}: {len(vectors.words)} tokens, dim {vectors.dim}")
         return 0
@@ -76,16 +77,10 @@ def _fasttext(args: argparse.Namespace) -> int:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
-    from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
-
     check_output(args.out, inputs=[args.from_file, *(args.parallel or ())], overwrite=args.overwrite, file=True)
     if args.from_file:
         pairs = read_dictionary(args.from_file, format=args.format)
     else:
-        from langgraft.errors import UserError
-        from langgraft.vocab.resources.align import align_words, induce_dictionary
-        from langgraft.vocab.resources.text import parallel_sentences
-
         alignment = align_words(*parallel_sentences(*args.parallel), symmetrization=args.symmetrization)
         options = from_args(DictionaryOptions, args)
         pairs = induce_dictionary(alignment, options)
@@ -98,10 +93,6 @@ def _dictionary(args: argparse.Namespace) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
-    from langgraft.models import load_tokenizer
-    from langgraft.vocab.resources.align import align_words, token_alignment_counts, write_token_table
-    from langgraft.vocab.resources.text import parallel_sentences
-
     check_output(args.out, inputs=[*args.parallel, args.source_tokenizer, args.target_tokenizer],
                  overwrite=args.overwrite, file=True)
     source_tokenizer = load_tokenizer(args.source_tokenizer)

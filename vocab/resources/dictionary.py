@@ -15,13 +15,16 @@ language. Formats (``format="auto"`` picks by file name and content):
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from langgraft.atomic import atomic_file
+from langgraft.corpora.readers import iter_lines
 from langgraft.errors import UserError
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS
 
 Pair = tuple[str, str]
 DICTD_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -71,25 +74,22 @@ def _detect_format(path: Path) -> str:
         return "dictd"
     if not path.is_file():
         raise UserError(f"dictionary {path} does not exist; give a TSV/MUSE file or a dictd .index/.dict(.dz) pair")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        head = [line for _, line in zip(range(50), handle) if line.strip()]
+    head = [line for _, line in itertools.islice(iter_lines(path, RESOURCE_DECODE_ERRORS), 50) if line.strip()]
     return "tsv" if any("\t" in line for line in head) else "muse"
 
 
 def _read_tsv(path: Path) -> Iterator[Pair]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            fields = [f.strip() for f in line.rstrip("\n").split("\t")]
-            if len(fields) >= 2 and fields[0] and fields[1]:
-                yield fields[0], fields[1]
+    for _, line in iter_lines(path, RESOURCE_DECODE_ERRORS):
+        fields = [f.strip() for f in line.split("\t")]
+        if len(fields) >= 2 and fields[0] and fields[1]:
+            yield fields[0], fields[1]
 
 
 def _read_muse(path: Path) -> Iterator[Pair]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) == 2:
-                yield fields[0], fields[1]
+    for _, line in iter_lines(path, RESOURCE_DECODE_ERRORS):
+        fields = line.split()
+        if len(fields) == 2:
+            yield fields[0], fields[1]
 
 
 def decode_dictd_number(text: str) -> int:
@@ -108,14 +108,13 @@ def _read_dictd(path: Path) -> Iterator[Pair]:
     opener = gzip.open if data_path.suffix == ".dz" else open  # dictzip is gzip-compatible
     with opener(data_path, "rb") as handle:
         data = handle.read()
-    with open(index_path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 3 or fields[0].startswith("00database") or fields[0].startswith("00-database"):
-                continue
-            start, length = decode_dictd_number(fields[1]), decode_dictd_number(fields[2])
-            entry = data[start:start + length].decode("utf-8", errors="replace")
-            yield from _dictd_entry_pairs(fields[0], entry)
+    for _, line in iter_lines(index_path, RESOURCE_DECODE_ERRORS):
+        fields = line.split("\t")
+        if len(fields) < 3 or fields[0].startswith("00database") or fields[0].startswith("00-database"):
+            continue
+        start, length = decode_dictd_number(fields[1]), decode_dictd_number(fields[2])
+        entry = data[start:start + length].decode("utf-8", errors="replace")
+        yield from _dictd_entry_pairs(fields[0], entry)
 
 
 def _dictd_entry_pairs(headword: str, entry: str) -> Iterator[Pair]:

@@ -11,6 +11,7 @@ training text was written (lowercased or not); a ``.bin`` from elsewhere is read
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import subprocess
@@ -21,11 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
+import numpy as np
+
 from langgraft.atomic import atomic_file
 from langgraft.errors import UserError
 from langgraft.options import Validated, option
 from langgraft.sidecars import read_sidecar
-from langgraft.vocab.resources.text import resource_lines, split_words
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS, split_words
 
 # Below this many running words fastText's vectors are noise; the error says how to fix it.
 MIN_CORPUS_WORDS = 200
@@ -71,7 +75,7 @@ def effective_min_count(options: FastTextOptions, running_words: int) -> int:
 
 
 def _require_fasttext() -> Any:
-    try:
+    try:  # deferred: keeps fasttext off `langgraft --help`
         import fasttext
     except ImportError as exc:  # pragma: no cover - fasttext is a core dependency
         raise UserError("the fasttext package is missing; install it with: pip install fasttext") from exc
@@ -165,7 +169,7 @@ def train_fasttext(corpus_files: Sequence[str | os.PathLike], out_bin: str | os.
     Too little text raises :class:`UserError`.
     """
     options = dataclasses.replace(options or FastTextOptions(), **fields)
-    return train_fasttext_on_lines(resource_lines(corpus_files), out_bin, options,
+    return train_fasttext_on_lines(iter_text(corpus_files, RESOURCE_DECODE_ERRORS), out_bin, options,
                                    {"corpus": [str(Path(p)) for p in corpus_files]})
 
 
@@ -191,7 +195,7 @@ def train_token_fasttext(corpus_files: Sequence[str | os.PathLike], tokenizer: A
     """Token-level fastText (FOCUS): the corpus tokenized by ``tokenizer``, its token strings as
     fastText's words (case kept). Defaults are FOCUS's (:data:`FOCUS_TOKEN_OPTIONS`)."""
     options = dataclasses.replace(options or FOCUS_TOKEN_OPTIONS, **fields, lowercase=False, split=False)
-    return train_fasttext_on_lines(tokenized_lines(resource_lines(corpus_files), tokenizer), out_bin, options,
+    return train_fasttext_on_lines(tokenized_lines(iter_text(corpus_files, RESOURCE_DECODE_ERRORS), tokenizer), out_bin, options,
                                    {"corpus": [str(p) for p in corpus_files],
                                     "tokenized_with": getattr(tokenizer, "name_or_path", "")})
 
@@ -255,9 +259,6 @@ def read_fasttext_bin(path: str | os.PathLike) -> StoredModel:
     Raises ``ValueError`` for anything else and for quantized models (``.ftz``); a truncated
     file may raise ``IndexError`` or ``struct.error``.
     """
-    import mmap
-
-    import numpy as np
 
     with open(path, "rb") as handle:
         try:
@@ -330,8 +331,6 @@ class WordVectors:
     def stored(self) -> StoredModel:
         """Settings, words and input matrix, read from the library's model when built from one."""
         if self._stored is None:
-            import numpy as np
-
             f = self._model.f
             if f.isQuant():
                 raise UserError(f"{self.path}: quantized fastText models (.ftz) are not supported; use a .bin")
@@ -370,7 +369,7 @@ class WordVectors:
         rows are averaged by one ``embedding_bag`` over a zero-copy view of the input matrix, so
         a 50k-token vocabulary takes a fraction of a second (no per-n-gram calls into fastText).
         """
-        import numpy as np
+        # deferred: keeps torch off `langgraft --help`
         import torch
 
         apply_case = self.lowercase if lowercase is None else lowercase
@@ -426,7 +425,6 @@ def ngram_hashes(strings: Sequence[str], begins_with_marker: "Any", minn: int, m
     boundary. Single-character n-grams that are a boundary marker are skipped, as fastText does.
     Returns ``(string index, hash)`` arrays, one entry per n-gram.
     """
-    import numpy as np
 
     encoded = [s.encode("utf-8") for s in strings]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))

@@ -59,6 +59,7 @@ def dictionary_vector_pairs(pairs: Sequence[tuple[str, str]], source: Any, targe
 
 def fit_procrustes(source_vectors: Any, target_vectors: Any) -> Any:
     """Orthogonal W (d × d, float32) with ``target_vectors @ W ≈ source_vectors``."""
+    # deferred: keeps torch off `import langgraft.vocab.resources.procrustes`
     import torch
 
     if source_vectors.shape[1] != target_vectors.shape[1]:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from langgraft.errors import UserError
+from langgraft.vocab.resources.align import align_words, induce_dictionary
 from langgraft.vocab.resources.dictionary import read_dictionary, write_dictionary
 from langgraft.vocab.resources.fasttext import (FastTextOptions, WordVectors, load_fasttext,
                                                 tokenized_lines, train_fasttext_on_lines)
-from langgraft.vocab.resources.text import parallel_sentences, resource_lines
+from langgraft.corpora.readers import iter_text
+from langgraft.vocab.resources.text import RESOURCE_DECODE_ERRORS, parallel_sentences
 
 
 def _fingerprint(files: Iterable[str], extra: Any) -> str:
@@ -54,7 +56,7 @@ def word_vectors(resources: Any, side: str, options: FastTextOptions) -> WordVec
         raise UserError(f"need --{side}-embeddings (fastText .bin) or --{side}-corpus (text to train it on)")
     name = f"fasttext-{side}-{_fingerprint(corpus, dataclasses.asdict(options))}.bin"
     return _build_or_load(resources, name,
-                          lambda out: train_fasttext_on_lines(resource_lines(corpus), out, options, {"corpus": corpus}),
+                          lambda out: train_fasttext_on_lines(iter_text(corpus, RESOURCE_DECODE_ERRORS), out, options, {"corpus": corpus}),
                           load_fasttext)
 
 
@@ -70,7 +72,7 @@ def token_vectors(resources: Any, tokenizer: Any, options: FastTextOptions) -> W
     description = {"corpus": corpus, "tokenized_with": getattr(tokenizer, "name_or_path", "")}
     return _build_or_load(
         resources, f"fasttext-tokens-{key}.bin",
-        lambda out: train_fasttext_on_lines(tokenized_lines(resource_lines(corpus), tokenizer), out, options, description),
+        lambda out: train_fasttext_on_lines(tokenized_lines(iter_text(corpus, RESOURCE_DECODE_ERRORS), tokenizer), out, options, description),
         lambda path: load_fasttext(path, lowercase=False))
 
 
@@ -86,7 +88,6 @@ def dictionary(resources: Any, *, min_count: int = 3, min_probability: float = 0
         return read_dictionary(resources.dictionary)
     if not resources.parallel:
         raise UserError("need --dictionary (source<TAB>target TSV) or --parallel SRC TGT to induce one with eflomal")
-    from langgraft.vocab.resources.align import align_words, induce_dictionary
 
     def build(out: Path) -> list[tuple[str, str]]:
         pairs = induce_dictionary(align_words(*parallel_text(resources)), min_count=min_count,

@@ -11,11 +11,10 @@ would cut them at every vowel sign or accent).
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
 
 import regex
 
-from langgraft.corpora.readers import iter_text, parallel_format, read_id_text, read_parallel
+from langgraft.corpora.readers import parallel_format, read_id_text, read_parallel
 from langgraft.errors import UserError
 
 WORD_PATTERN = regex.compile(r"\w+|[^\w\s]")
@@ -54,7 +53,3 @@ def parallel_sentences(source_path: str | os.PathLike, target_path: str | os.Pat
         raise UserError(f"parallel files {source_path} and {target_path} have no non-empty sentence pair")
     return [s for s, _ in pairs], [t for _, t in pairs]
 
-
-def resource_lines(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """The lines of resource corpora (fastText, pretraining text), bad UTF-8 replaced by U+FFFD."""
-    return iter_text(paths, on_decode_error=RESOURCE_DECODE_ERRORS)

@@ -169,9 +169,9 @@ def test_pretrain_section_takes_every_option_of_the_python_api():
     import dataclasses
 
     from langgraft.adapt.pipeline import config as pipeline_config
-    from langgraft.adapt.pretrain.run import PretrainConfig as RunConfig
+    from langgraft.adapt.pretrain.run import PretrainOptions
 
-    run_fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    run_fields = {f.name: f for f in dataclasses.fields(PretrainOptions)}
     keys = {f.name: f for f in dataclasses.fields(pipeline_config.PretrainConfig)}
     assert set(pipeline_config.STAGE_SET_FIELDS) <= set(run_fields)
     assert set(pipeline_config.PRETRAIN_DEFAULTS) <= set(keys)

@@ -7,7 +7,7 @@ import pytest
 from pipeline_tiny import tiny_pipeline
 
 from langgraft import Pipeline, UserError
-from langgraft.vocab.transfer import PROVENANCE_FILE, SUMMARY_FILE
+from langgraft.vocab.transfer import PROVENANCE_FILE, TRANSFER_SUMMARY_FILE
 
 
 def write_ids(path, lines, prefix="g"):
@@ -52,7 +52,7 @@ def test_transtok_aligns_the_train_splits_of_both_corpora(transtok_run, aligned_
     _, _, outputs = transtok_run
     mapping = aligned_files[2]
     model = outputs["init"] / "model"
-    summary = json.loads((model / SUMMARY_FILE).read_text())
+    summary = json.loads((model / TRANSFER_SUMMARY_FILE).read_text())
     corpus = outputs["corpus"]
     # the train tables only: dev and test text never reaches the initialization
     assert summary["resources"]["parallel"] == [str(corpus / "source" / "train.tsv"),

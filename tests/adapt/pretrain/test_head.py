@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from langgraft.adapt.cli import main
-from langgraft.adapt.pretrain.head import SUMMARY_FILE
+from langgraft.adapt.pretrain.head import HEAD_SUMMARY_FILE
 
 
 def test_recover_head_improves_mlm_loss_and_keeps_body(tiny_models, source_corpus, tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_recover_head_improves_mlm_loss_and_keeps_body(tiny_models, source_corpu
     out = tmp_path / "recovered"
     assert main(["head", "recover", "--model", str(headless), "--corpus", str(source_corpus), "--out", str(out),
                  "--max-steps", "25", "--batch-size", "16", "--learning-rate", "3e-3"]) == 0
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / HEAD_SUMMARY_FILE).read_text())
     assert summary["held_out_mlm_loss_after"] < summary["held_out_mlm_loss_before"]
     assert all(not name.startswith("bert.") for name in summary["trainable_parameters"])
 
@@ -67,7 +67,7 @@ def test_interrupted_recovery_resumes(tiny_models, source_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_body_steps_train_the_whole_model_after_the_head(tiny_models, source_corpus, tmp_path, capsys):
-    """``--body-steps``: after the head stage the whole model trains on the source text (held-out bpc falls)."""
+    """``--body-steps``: after the head phase the whole model trains on the source text (held-out bpc falls)."""
     headless = tmp_path / "headless"
     AutoModel.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
     AutoTokenizer.from_pretrained(tiny_models["bert"]).save_pretrained(headless)
@@ -79,7 +79,7 @@ def test_body_steps_train_the_whole_model_after_the_head(tiny_models, source_cor
                  "--body-steps", "30", "--body-learning-rate", "3e-3", "--eval-corpus", str(held_out),
                  "--save-steps", "15"]) == 0
     assert "body trained 30 steps" in capsys.readouterr().out
-    body = json.loads((out / SUMMARY_FILE).read_text())["body"]
+    body = json.loads((out / HEAD_SUMMARY_FILE).read_text())["body"]
     assert body["steps"] == 30 and body["eval_bpc_after"] < body["eval_bpc_before"], body
     refreshed = AutoModelForMaskedLM.from_pretrained(out)  # a stock checkpoint, body changed
     original = AutoModel.from_pretrained(headless)

@@ -1,4 +1,4 @@
-"""Continued pretraining on tiny models: both objectives, stages, loss, errors, stock outputs."""
+"""Continued pretraining on tiny models: both objectives, phases, loss, errors, stock outputs."""
 from __future__ import annotations
 
 import errno
@@ -16,7 +16,7 @@ from langgraft.adapt.cli import main
 from langgraft.training import is_sealed
 from langgraft.adapt.pretrain.data import PackedLMCollator, PackedLMStream, position_ids_from_starts
 from langgraft.lm import LM_ROWS_KEY, SelectedRowsHead, selected_rows_loss
-from langgraft.adapt.pretrain.run import PretrainConfig, embedding_parameters, pretrain
+from langgraft.adapt.pretrain.run import PretrainOptions, embedding_parameters, pretrain
 from langgraft.models import load_language_model
 from langgraft.models import load_tokenizer
 
@@ -78,7 +78,7 @@ def test_replay_ratio_and_determinism(tiny_models, target_corpus, source_corpus)
 
 
 @pytest.fixture(scope="module")
-def two_stage_runs(tiny_models, target_corpus, target_eval_corpus, tmp_path_factory) -> dict[str, Path]:
+def two_phase_runs(tiny_models, target_corpus, target_eval_corpus, tmp_path_factory) -> dict[str, Path]:
     """family -> out of a 5-step run: 2 embedding steps, then 3 full-model steps."""
     runs = {}
     for family in ("bert", "xlmr", "gpt2", "llama"):
@@ -92,55 +92,55 @@ def two_stage_runs(tiny_models, target_corpus, target_eval_corpus, tmp_path_fact
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["bert", "xlmr", "gpt2", "llama"])
-def test_two_stage_run_logs_metrics_and_freezes_the_body_in_stage_1(tiny_models, two_stage_runs, family):
-    out = two_stage_runs[family]
+def test_two_phase_run_logs_metrics_and_freezes_the_body_in_phase_1(tiny_models, two_phase_runs, family):
+    out = two_phase_runs[family]
     records = _records(out)
     assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2, 4, 5]
-    assert [r["stage"] for r in records if "loss" in r] == ["embeddings"] * 2 + ["full"] * 3
+    assert [r["phase"] for r in records if "loss" in r] == ["embeddings"] * 2 + ["full"] * 3
     assert (out / "loss_curve.png").stat().st_size > 0
     before, _ = load_language_model(tiny_models[family])
-    after_stage1, _ = load_language_model(out / "checkpoints" / "embeddings" / "final")
-    after_stage2, _ = load_language_model(out)
-    trainable = {name for name, p in after_stage1.named_parameters()
-                 if any(p is q for q in embedding_parameters(after_stage1))}
-    old, final = dict(before.named_parameters()), dict(after_stage2.named_parameters())
-    for name, parameter in after_stage1.named_parameters():
-        assert torch.equal(parameter, old[name]) != (name in trainable), name  # stage 1: embeddings only
+    after_phase1, _ = load_language_model(out / "checkpoints" / "embeddings" / "final")
+    after_phase2, _ = load_language_model(out)
+    trainable = {name for name, p in after_phase1.named_parameters()
+                 if any(p is q for q in embedding_parameters(after_phase1))}
+    old, final = dict(before.named_parameters()), dict(after_phase2.named_parameters())
+    for name, parameter in after_phase1.named_parameters():
+        assert torch.equal(parameter, old[name]) != (name in trainable), name  # phase 1: embeddings only
     body = [n for n in final if n not in trainable and "norm" not in n.lower() and n.endswith("weight")]
-    assert any(not torch.equal(final[n], old[n]) for n in body)  # stage 2: the body trains
+    assert any(not torch.equal(final[n], old[n]) for n in body)  # phase 2: the body trains
 
 
 @pytest.mark.slow
-def test_final_models_load_with_plain_transformers(two_stage_runs, tmp_path):
+def test_final_models_load_with_plain_transformers(two_phase_runs, tmp_path):
     script = ("import sys, transformers as t\n"
               "for path, objective in zip(sys.argv[1::2], sys.argv[2::2]):\n"
               "    auto = t.AutoModelForMaskedLM if objective == 'mlm' else t.AutoModelForCausalLM\n"
               "    auto.from_pretrained(path); t.AutoTokenizer.from_pretrained(path)\n"
               "assert 'langgraft' not in sys.modules\nprint('ok')")
-    argv = [x for family, out in two_stage_runs.items() for x in (str(out), "mlm" if family in ("bert", "xlmr") else "clm")]
+    argv = [x for family, out in two_phase_runs.items() for x in (str(out), "mlm" if family in ("bert", "xlmr") else "clm")]
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=tmp_path)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
-def test_module_stage_trains_only_the_module(tiny_models, target_corpus, tmp_path):
+def test_module_phase_trains_only_the_module(tiny_models, target_corpus, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    def lora_stage(model, fit):
+    def lora_phase(model, fit):
         wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["query", "value"]))
         stats = fit(wrapped, 0, [], "module")
         assert set(stats) == {"train_seconds", "train_loss"}
         return wrapped
 
     out = tmp_path / "module"
-    config = PretrainConfig(model=str(tiny_models["bert"]), corpus=[str(target_corpus)], out=str(out), max_steps=4,
+    config = PretrainOptions(model=str(tiny_models["bert"]), corpus=[str(target_corpus)], out=str(out), max_steps=4,
                             embedding_steps=2, learning_rate=1e-2, per_device_train_batch_size=2, max_seq_length=32,
                             save_steps=10)
-    result = pretrain(config, language_module=lora_stage)
+    result = pretrain(config, language_module=lora_phase)
     lora_b = [p for n, p in result.module.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero: it trained
     final = load_file(out / "model.safetensors")
-    stage1 = load_file(out / "checkpoints" / "embeddings" / "final" / "model.safetensors")
-    assert final.keys() == stage1.keys() and all(torch.equal(final[k], stage1[k]) for k in final)
+    phase1 = load_file(out / "checkpoints" / "embeddings" / "final" / "model.safetensors")
+    assert final.keys() == phase1.keys() and all(torch.equal(final[k], phase1[k]) for k in final)
 
 
 def _headless(tiny_models, tmp_path) -> Path:

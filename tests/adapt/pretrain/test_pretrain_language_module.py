@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from langgraft.adapt.cli import main
-from langgraft.adapt.pretrain.run import PretrainConfig, embedding_parameters
+from langgraft.adapt.pretrain.run import PretrainOptions, embedding_parameters
 from langgraft.adapters import compose, load_module, revert
 from langgraft.adapt.pretrain.language_modules import pretrain_language_module
 from langgraft.models import load_language_model
@@ -30,7 +30,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-def test_embeddings_stage_then_lora_module(tiny_models, target_corpus, target_eval_corpus, tmp_path, capsys):
+def test_embeddings_phase_then_lora_module(tiny_models, target_corpus, target_eval_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["pretrain", "--model", str(tiny_models["bert"]), "--corpus", str(target_corpus), "--out", str(out),
                  "--eval-corpus", str(target_eval_corpus), "--max-steps", "5", "--embedding-steps", "2", "--save-steps", "2",
@@ -43,15 +43,15 @@ def test_embeddings_stage_then_lora_module(tiny_models, target_corpus, target_ev
     assert metadata.training["embedding_steps"] == 2 and metadata.training["learning_rate"] == 1e-2
     assert (out / "module" / "adapter_config.json").is_file()  # a stock PEFT adapter directory
     records = _records(out)
-    assert [r["stage"] for r in records if "loss" in r] == ["embeddings"] * 2 + ["module/train"] * 3
-    assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2, 4, 5]  # start, every 2 steps, stage ends
+    assert [r["phase"] for r in records if "loss" in r] == ["embeddings"] * 2 + ["module/train"] * 3
+    assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2, 4, 5]  # start, every 2 steps, phase ends
 
-    # out/ holds the base after stage 1: embeddings trained, body exactly the original's.
+    # out/ holds the base after phase 1: embeddings trained, body exactly the original's.
     original, _ = load_language_model(tiny_models["bert"])
     base, _ = load_language_model(out)
     embeddings = {n for n, p in base.named_parameters() if any(p is q for q in embedding_parameters(base))}
     before, after = dict(original.named_parameters()), dict(base.named_parameters())
-    assert all(torch.equal(after[n], before[n]) != (n in embeddings) for n in after), "stage 1 trains embeddings only"
+    assert all(torch.equal(after[n], before[n]) != (n in embeddings) for n in after), "phase 1 trains embeddings only"
     # The module composes onto that base (same body and embeddings) and reverts exactly.
     ids = {"input_ids": torch.tensor([[2, 10, 11, 12, 3]])}
     with torch.no_grad():
@@ -75,10 +75,10 @@ def test_sft_module_resumes_after_an_interrupt_in_phase_2(tiny_models, target_co
             "--module-option", "k=300", *FAST]
     reference = tmp_path / "reference"
     assert main([*argv, "--out", str(reference)]) == 0
-    assert not (reference / "model.safetensors").exists()  # no embeddings stage: the base is --model, not copied
+    assert not (reference / "model.safetensors").exists()  # no embeddings phase: the base is --model, not copied
 
     killed = tmp_path / "killed"
-    run = PretrainConfig(model=str(tiny_models["gpt2"]), corpus=[str(target_corpus)], out=str(killed), max_steps=3,
+    run = PretrainOptions(model=str(tiny_models["gpt2"]), corpus=[str(target_corpus)], out=str(killed), max_steps=3,
                          save_steps=1, max_seq_length=32, per_device_train_batch_size=2, logging_steps=1)
     with pytest.raises(KeyboardInterrupt):
         pretrain_language_module("sft", run, language="tg", out=killed / "module", config={"k": 300},
@@ -88,9 +88,9 @@ def test_sft_module_resumes_after_an_interrupt_in_phase_2(tiny_models, target_co
 
     expected, found = (load_file(out / "module" / "sft.safetensors") for out in (reference, killed))
     assert expected.keys() == found.keys() and all(torch.equal(expected[k], found[k]) for k in expected)
-    losses = [[(r["step"], r["stage"], r["loss"]) for r in _records(out) if "loss" in r] for out in (reference, killed)]
+    losses = [[(r["step"], r["phase"], r["loss"]) for r in _records(out) if "loss" in r] for out in (reference, killed)]
     assert losses[0] == losses[1]
-    assert [(step, stage) for step, stage, _ in losses[0]] == [(1, "module/phase1"), (2, "module/phase1"),
+    assert [(step, phase) for step, phase, _ in losses[0]] == [(1, "module/phase1"), (2, "module/phase1"),
                                                              (3, "module/phase1"), (4, "module/phase2"),
                                                              (5, "module/phase2"), (6, "module/phase2")]
 
@@ -123,7 +123,7 @@ def test_module_options_are_checked_before_anything_runs(tiny_models, target_cor
     assert "language_module" in _error_line(capsys.readouterr().err)
 
 
-def test_module_train_language_runs_through_the_pretraining_stage(tiny_models, target_corpus, target_eval_corpus, tmp_path,
+def test_module_train_language_runs_through_continued_pretraining(tiny_models, target_corpus, target_eval_corpus, tmp_path,
                                                                   capsys):
     """``module train-language`` gets the run's held-out bpc log; metadata keeps the ``TrainOptions`` fields."""
     from langgraft.adapters import TrainOptions
@@ -134,7 +134,7 @@ def test_module_train_language_runs_through_the_pretraining_stage(tiny_models, t
                  "--steps", "2", "--batch-size", "2", "--max-length", "512"]) == 0  # capped at the model's 128 positions
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"language module written to {out}"
     records = _records(out)
-    assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2] and records[-1]["stage"] == "module/train"
+    assert [r["step"] for r in records if "eval_bpc" in r] == [0, 2] and records[-1]["phase"] == "module/train"
     assert (out / "loss_curve.png").is_file() and (out / "madx.safetensors").is_file()
     training = load_module(out).metadata.training
     assert set(training) == {f.name for f in dataclasses.fields(TrainOptions)} | {"train_seconds", "train_loss"}

@@ -35,9 +35,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_models, target_co
     process = subprocess.Popen([sys.executable, "-m", "langgraft", *args, "--out", str(killed)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # same threads as here
     deadline = time.time() + 240
-    stage2 = killed / "checkpoints" / "full"
-    while not any(is_sealed(f) for f in stage2.glob("checkpoint-*")):
-        assert process.poll() is None and time.time() < deadline, "run ended before a stage-2 checkpoint"
+    phase2 = killed / "checkpoints" / "full"
+    while not any(is_sealed(f) for f in phase2.glob("checkpoint-*")):
+        assert process.poll() is None and time.time() < deadline, "run ended before a phase-2 checkpoint"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL

@@ -136,7 +136,7 @@ def test_packed_stream_shuffles_each_corpus_before_mixing_and_is_reproducible(or
     assert from_path == list(islice(ShuffledCorpus(path, 64, "5:0"), len(from_path)))
     blocks = [b["input_ids"] for b in islice(stream(), 6)]
     assert all((a == b["input_ids"]).all() for a, b in zip(blocks, stream()))  # identical on every iteration
-    assert all((a == b["input_ids"]).all() for a, b in zip(blocks[4:], stream(start_block=4)))  # resume / stage 2
+    assert all((a == b["input_ids"]).all() for a, b in zip(blocks[4:], stream(start_block=4)))  # resume / phase 2
 
 
 def test_cli_option_is_recorded_and_checked_on_resume(tiny_models, ordered, tmp_path, capsys):

@@ -32,7 +32,7 @@ def test_run_writes_one_tensorboard_log_at_run_level_steps(tiny_models, target_c
     scalars = _scalars(out / "runs")
     assert scalars["embeddings/loss"] == [1] and scalars["full/loss"] == [2, 3]
     assert scalars["embeddings/eval_bpc"] == [0, 1] and scalars["full/eval_bpc"] == [2, 3]
-    assert not list((out / "checkpoints").rglob("events.out.tfevents*"))  # no second, per-stage copy from Trainer
+    assert not list((out / "checkpoints").rglob("events.out.tfevents*"))  # no second, per-phase copy from Trainer
 
 
 def test_without_tensorboard_auto_runs_and_tensorboard_is_one_line(tiny_models, target_corpus, tmp_path, monkeypatch,
