@@ -901,10 +901,10 @@ def _check_lengths(config: PipelineConfig, model_config: Any, recover: bool, mod
     if config.pretrain is not None:
         lengths.append(("pretrain.max_seq_length", config.pretrain.max_seq_length))
     if config.distill is not None:
-        lengths.append(("distill.max_length", config.distill.max_length))
+        lengths.append(("distill.max_seq_length", config.distill.max_seq_length))
     if recover:
-        lengths.append(("head.max_length", config.head.max_length))
-    lengths += [(f"modules[{i}].max_length", m.max_length) for i, m in enumerate(config.modules)]
+        lengths.append(("head.max_seq_length", config.head.max_seq_length))
+    lengths += [(f"modules[{i}].max_seq_length", m.max_seq_length) for i, m in enumerate(config.modules)]
     for key, value in lengths:
         if value is not None and value > limit:
             raise UserError(f"{key}: {value} tokens exceed the {limit} {what} of {config.source_model} "

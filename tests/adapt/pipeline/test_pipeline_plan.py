@@ -48,9 +48,9 @@ def refusal(config: dict, folder: Path, capsys) -> str:
 
 @pytest.mark.parametrize("key, section", [
     ("pretrain.max_seq_length", {"pretrain": {"max_steps": 4, "embedding_steps": 4, "max_seq_length": 129}}),
-    ("modules[0].max_length", {"modules": [{"name": "cls", "role": "task", "task": "cls", "max_length": 256}],
-                               "pretrain": None}),
-    ("distill.max_length", {"distill": {"max_length": 512}, "pretrain": None}),
+    ("modules[0].max_seq_length", {"modules": [{"name": "cls", "role": "task", "task": "cls", "max_seq_length": 256}],
+                                   "pretrain": None}),
+    ("distill.max_seq_length", {"distill": {"max_seq_length": 512}, "pretrain": None}),
 ])
 def test_a_length_past_the_model_positions_is_refused_at_plan_time(key, section, tiny_models, target_corpus,
                                                                    source_corpus, task_dir, capsys):

@@ -61,9 +61,9 @@ def run_dir(tiny_models, source_corpus, target_corpus, tmp_path_factory):
         tiny_models["bert"], source_corpus, target_corpus, out, publish={"out": None}, pretrain=None,
         init={"method": "fvt"},
         modules=[{"name": "xx-lora", "role": "language", "kind": "lora", "max_steps": 2, "batch_size": 4,
-                  "max_length": 32, "options": {"rank": 4}},
+                  "max_seq_length": 32, "options": {"rank": 4}},
                  {"name": "toy-lora", "role": "task", "kind": "lora", "task": "toy", "max_steps": 2,
-                  "batch_size": 4, "max_length": 32}],
+                  "batch_size": 4, "max_seq_length": 32}],
         evaluation={"max_documents": 20, "tasks": [{"name": "toy", "train": train, "test": test}]},
     )
     pipeline = Pipeline.from_dict(config, base_dir=out)
