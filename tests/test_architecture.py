@@ -169,3 +169,25 @@ def test_the_check_sees_imports_inside_functions_relative_imports_and_cycles(tmp
     assert layering_violations() == ["vocab/probe.py:4: stage vocab imports langgraft.eval.bpc (stage eval, above it)"]
     assert import_cycles() == ["vocab/other.py:2: langgraft.vocab.other imports langgraft.vocab.probe; "
                                "vocab/probe.py:1: langgraft.vocab.probe imports langgraft.vocab.other"]
+
+
+def uncommented_deferred_imports() -> list[str]:
+    """Imports inside functions with no comment on their line or the six lines above (inside the
+    function): each deferral must say what heavy import it keeps off which light path."""
+    found = []
+    for path in source_files():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name == "__getattr__":
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    window = lines[max(function.lineno, node.lineno - 7):node.end_lineno]
+                    if not any("#" in line for line in window):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_every_import_inside_a_function_says_why_it_is_deferred():
+    found = uncommented_deferred_imports()
+    assert not found, "imports inside functions without a comment saying what they keep off which path:\n" + "\n".join(found)

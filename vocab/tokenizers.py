@@ -601,7 +601,7 @@ class _Words:
 def _segmented_words(
     source: dict[str, Any], family: TokenizerFamily, corpus_files: Sequence[str | os.PathLike], reader: dict[str, Any]
 ) -> _Words:
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # deferred: keeps tokenizers off `langgraft --help`
 
     spec = copy.deepcopy(source)
     if family.name == "sentencepiece-bpe":  # count words as SentencePiece trains: cut before every ▁
