@@ -300,8 +300,8 @@ class _Run:
                                     "resume with the original data and module options (same order of examples)")
             from langgraft.training.checkpoints import check_pickles, valid_checkpoints  # loads torch: off --help
 
-            for stage in self.stages:  # refused before the model loads, not by Trainer mid-train
-                sealed, _ = valid_checkpoints(self.stage_dir(stage))
+            for phase in self.phases:  # refused before the model loads, not by Trainer mid-train
+                sealed, _ = valid_checkpoints(self.phase_dir(phase))
                 if sealed:
                     check_pickles(sealed[-1])
         for path in [*c.corpus, *([c.replay_corpus] if c.replay_ratio else [])]:
