@@ -254,7 +254,8 @@ def tokdist_init(fvt_ext: Path, source: Path, tokenizer: Path, files: dict[str, 
         cost = run_measured([str(python), str(HERE / "anchors" / "tokdist_run.py"), "--source", str(source),
                              "--tokenizer", str(tokenizer), "--data", str(docs), "--out", str(tmp / "tokdist"),
                              "--snippets-per-token", str(args.tokdist_snippets), "--snippet-len", "50",
-                             "--batch-size", "16", "--learning-rate", str(args.tokdist_lr), "--seed", str(args.seed)],
+                             "--batch-size", "16", "--learning-rate", str(args.tokdist_lr), "--seed", str(args.seed),
+                             "--loss-methods", "MSE-on-hiddens", *(["CE-auto-weighted"] if args.tokdist_ntp else [])],
                             tmp / "log.txt", env=env)
         cost.update(write_tokdist_rows(fvt_ext, tokenizer, tmp / "tokdist", tmp / "m"))
         shutil.rmtree(tmp / "cache", ignore_errors=True)
@@ -335,11 +336,12 @@ def measure_family(family: str, files: dict[str, Path], args: argparse.Namespace
             start = inits[args.distill_start]
             inits["distill"] = distill_init(start, source, files, args, out / f"{mode}-distill")
         if args.tokdist and family == "decoder" and mode == "extend":
-            inits["tokdist"] = tokdist_init(inits["fvt"], source, tok, files, args, out / f"{mode}-tokdist")
+            name = "tokdist" + args.tokdist_tag
+            inits[name] = tokdist_init(inits["fvt"], source, tok, files, args, out / f"{mode}-{name}")
         for name, init in inits.items():
             step0 = bpc(init, files["heldout"], out / f"{mode}-{name}-bpc.json")
             rows[name] = {"step0_bpc": step0, "relative_to_source": step0 / result["source_bpc_nya"]}
-            if name in ("distill", "tokdist"):
+            if name == "distill" or name.startswith("tokdist"):
                 rows[name]["cost"] = json.loads((out / f"{mode}-{name}" / "done.json").read_text())
         best = min(HEURISTICS, key=lambda m: rows[m]["step0_bpc"])
         rows[best]["best_heuristic"] = True
@@ -408,6 +410,9 @@ def main() -> int:
     parser.add_argument("--tokdist-repo", help="its repository (default $LANGGRAFT_TOKDIST_REPO, else cloned from GitHub)")
     parser.add_argument("--tokdist-snippets", type=int, default=25, help="snippets per new token (paper: 25)")
     parser.add_argument("--tokdist-lr", type=float, default=1e-4)
+    parser.add_argument("--tokdist-ntp", action="store_true",
+                        help="add its alpha-NTP term (loss CE-auto-weighted; langgraft distill --ntp-weight 1)")
+    parser.add_argument("--tokdist-tag", default="", help="suffix of its row and folder name (tokdist<TAG>)")
     parser.add_argument("--tokdist-verses", type=int, default=8, help="consecutive verses per mined document")
     parser.add_argument("--table", action="store_true", help="print the table of an existing results.json")
     args = parser.parse_args()

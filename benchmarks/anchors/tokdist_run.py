@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss-methods", nargs="+", default=["MSE-on-hiddens"],
+                        help="the package's loss_methods; add CE-auto-weighted for its alpha-NTP term")
     args = parser.parse_args()
 
     random.seed(args.seed)  # the package shuffles snippets with `random` before it seeds anything
@@ -60,7 +62,7 @@ def main() -> None:
         snippets_per_token=args.snippets_per_token,
         output_emb_policy=OutputEmbeddingInit.TRAIN_WITH_CE,  # ignored by the package for a tied head
         training=DistillationConfig(epochs=1, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                    loss_methods=["MSE-on-hiddens"], seed=args.seed, target_layer=-1,
+                                    loss_methods=args.loss_methods, seed=args.seed, target_layer=-1,
                                     mixed_precision=False),
         pre_init_strategy="fvt",
         save=True,
