@@ -57,8 +57,20 @@ def target_regex(model: Any) -> str:
     return rf"^(.*\.)?{re.escape(stack_path)}\.\d+\.({'|'.join(map(re.escape, leaves))})$"
 
 
+# The heads PEFT's SEQ_CLS / TOKEN_CLS task types put in ``modules_to_save`` on their own.
+_PEFT_TASK_HEADS = ("classifier", "score")
+
+
 def _head_modules(head_names: list[str]) -> list[str]:
-    return sorted({name.rpartition(".")[0] for name in head_names})
+    """The outermost modules holding the head's parameters.
+
+    PEFT wraps every listed module in its own copy; a module inside another listed one (RoBERTa's
+    ``classifier.dense`` inside ``classifier``, which PEFT's task types list themselves) would be
+    wrapped twice, and the saved adapter would not load (KeyError in ``set_peft_model_state_dict``).
+    """
+    modules = {name.rpartition(".")[0] for name in head_names}
+    outer = modules | set(_PEFT_TASK_HEADS)
+    return sorted(m for m in modules if not any(m.startswith(f"{other}.") for other in outer))
 
 
 def lora_adapter_names(model: Any) -> list[str]:

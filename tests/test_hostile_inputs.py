@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -378,3 +379,18 @@ def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_lin
     torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / "optimizer.pt")
     seal_checkpoint(checkpoint)
     run_refused([*argv, "--resume"], tmp_path, r"optimizer\.pt.*weights_only.*delete .*checkpoint-1", capsys)
+
+
+# ----------------------------------------------------------------------------- warnings of ours
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_no_source_file_warns_when_compiled():
+    """``python -W default`` shows compile-time warnings (an invalid escape in a docstring) on a plain run."""
+    sources = [p for p in REPO.rglob("*.py") if not {".venv", "build", ".git"} & set(p.relative_to(REPO).parts)]
+    assert len(sources) > 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in sources:
+            compile(path.read_text(encoding="utf-8"), str(path), "exec")

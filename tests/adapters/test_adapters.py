@@ -149,6 +149,17 @@ def test_token_classification_task_module(tiny_models, labelled, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_lora_task_module_on_a_roberta_classifier_loads_back(tiny_models, labelled, tmp_path):
+    """RoBERTa's head (classifier.dense, classifier.out_proj) sits inside ``classifier``, which PEFT's
+    SEQ_CLS task type saves itself: listing both made an adapter that neither langgraft nor PEFT could load."""
+    out = train_task_module("lora", tiny_models["xlmr"], labelled["seq"], task="seq-cls", out=tmp_path / "task",
+                            config={"rank": 2}, options=OPTIONS)
+    assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["classifier", "score"]
+    model, tokenizer = load_composed(tiny_models["xlmr"], [out])
+    assert _logits(model, tokenizer).shape[-1] == 2
+
+
+@pytest.mark.slow
 def test_sft_on_clm_is_deterministic_and_k_too_large(tiny_models, target_corpus, tmp_path):
     from safetensors.torch import load_file
 
