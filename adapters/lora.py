@@ -13,9 +13,11 @@ avoids PEFT 0.21's ``save_pretrained`` KeyError when only one of two adapters ha
 from __future__ import annotations
 
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from langgraft.errors import UserError
 from langgraft.options import option
@@ -71,6 +73,15 @@ def _head_modules(head_names: list[str]) -> list[str]:
     modules = {name.rpartition(".")[0] for name in head_names}
     outer = modules | set(_PEFT_TASK_HEADS)
     return sorted(m for m in modules if not any(m.startswith(f"{other}.") for other in outer))
+
+
+@contextmanager
+def _peft_wrapping() -> Iterator[None]:
+    """PEFT 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` each time it wraps a model;
+    that FutureWarning is theirs and says nothing a langgraft user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def lora_adapter_names(model: Any) -> list[str]:
@@ -148,7 +159,8 @@ class LoraKind(ModuleKind):
             model.add_adapter(TRAINING_ADAPTER, peft_config)
             model.base_model.set_adapter(lora_adapter_names(model))
         else:
-            model = get_peft_model(model, peft_config)
+            with _peft_wrapping():
+                model = get_peft_model(model, peft_config)
         freeze(model)
         for name, parameter in model.named_parameters():
             if f".{TRAINING_ADAPTER}." in name or name.endswith(f".{TRAINING_ADAPTER}"):
@@ -225,7 +237,8 @@ class LoraKind(ModuleKind):
         if isinstance(model, PeftModel):
             model.load_adapter(str(module.path), adapter_name=name, is_trainable=False)
         else:
-            model = PeftModel.from_pretrained(model, str(module.path), adapter_name=name, is_trainable=False)
+            with _peft_wrapping():
+                model = PeftModel.from_pretrained(model, str(module.path), adapter_name=name, is_trainable=False)
         model.base_model.set_adapter(lora_adapter_names(model), inference_mode=True)
         return model
 
