@@ -346,20 +346,70 @@ def checkpointed_run(tiny_models, target_corpus, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("pickle_name", ["rng_state.pth", "optimizer.pt"])
-def test_a_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(pickle_name, checkpointed_run,
-                                                                               tiny_models, target_corpus, tmp_path,
-                                                                               capsys):
+def _poisoned(path: Path, how: str) -> None:
+    if how == "pickle":  # a global weights_only refuses
+        torch.save({"note": datetime.date(2024, 5, 1)}, path)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "missing":
+        path.unlink()
+    else:
+        path.write_bytes({"empty": b"", "a list": b"[1, 2]", "an empty object": b"{}",
+                          "a log entry that is no object": b'{"global_step": 1, "max_steps": 2, "train_batch_size": 2,'
+                                                           b' "log_history": [3]}',
+                          "a field Trainer does not know": b'{"global_step": 1, "max_steps": 2, "train_batch_size": 2,'
+                                                           b' "log_history": [], "bogus": 1}'}[how])
+
+
+CHECKPOINT_CASES = {  # file in the checkpoint, what is done to it, what the line says
+    "rng_state.pth a pickle": ("rng_state.pth", "pickle", r"rng_state\.pth.*weights_only"),
+    "rng_state.pth truncated": ("rng_state.pth", "truncated", r"rng_state\.pth.*damaged"),
+    "optimizer.pt a pickle": ("optimizer.pt", "pickle", r"optimizer\.pt.*weights_only"),
+    "optimizer.pt empty": ("optimizer.pt", "empty", r"optimizer\.pt.*damaged"),
+    "scheduler.pt a pickle": ("scheduler.pt", "pickle", r"scheduler\.pt.*weights_only"),
+    "scheduler.pt truncated": ("scheduler.pt", "truncated", r"scheduler\.pt.*damaged"),
+    "scheduler.pt empty": ("scheduler.pt", "empty", r"scheduler\.pt.*damaged"),
+    "trainer_state.json truncated": ("trainer_state.json", "truncated", r"trainer_state\.json.*not valid JSON"),
+    "trainer_state.json empty": ("trainer_state.json", "empty", r"trainer_state\.json.*not valid JSON"),
+    "trainer_state.json a list": ("trainer_state.json", "a list", r"trainer_state\.json.*JSON object"),
+    "trainer_state.json an empty object": ("trainer_state.json", "an empty object", r"has no 'global_step'"),
+    "trainer_state.json a pickle": ("trainer_state.json", "pickle", r"trainer_state\.json.*not UTF-8"),
+    "trainer_state.json a log entry that is no object": ("trainer_state.json", "a log entry that is no object",
+                                                         r"'log_history' entry"),
+    "trainer_state.json a field Trainer does not know": ("trainer_state.json", "a field Trainer does not know",
+                                                         r"trainer_state\.json.*bogus"),
+    "trainer_state.json missing": ("trainer_state.json", "missing", r"no trainer_state\.json"),
+    "model.safetensors truncated": ("model.safetensors", "truncated", r"model\.safetensors: damaged weights"),
+    "model.safetensors missing": ("model.safetensors", "missing", r"checkpoint-1 holds no model weights"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=list(CHECKPOINT_CASES))
+def test_a_damaged_sealed_checkpoint_gets_one_line_on_resume(case, checkpointed_run, tiny_models, target_corpus,
+                                                             tmp_path, capsys):
+    """Sealed after the damage: the seal's sizes match, only the content is hostile (Trainer would fail mid-train)."""
     from langgraft.training.checkpoints import seal_checkpoint
 
+    name, how, pattern = CHECKPOINT_CASES[case]
     run = shutil.copytree(checkpointed_run, tmp_path / "run")
     checkpoint = run / "checkpoints" / "full" / "checkpoint-1"
-    torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / pickle_name)  # a global weights_only refuses
-    seal_checkpoint(checkpoint)  # sealed: only the pickle's content is hostile
+    _poisoned(checkpoint / name, how)
+    seal_checkpoint(checkpoint)
     run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", target_corpus, "--out", run,
                  "--max-steps", "4", "--embedding-steps", "1", "--max-seq-length", "32", "--save-steps", "1",
                  "--per-device-train-batch-size", "2", "--use-cpu", "--report-to", "none", "--resume"],
-                tmp_path, rf"{pickle_name}.*weights_only.*delete .*checkpoint-1", capsys)
+                tmp_path, rf"{pattern}.*delete .*checkpoint-1", capsys)
+
+
+@pytest.mark.parametrize("seal", ["[1, 2]", '{"files": [1]}', '{"files": {"model.safetensors": "big"}}'],
+                         ids=["a list", "files a list", "a size that is no number"])
+def test_a_seal_that_is_not_a_seal_marks_the_checkpoint_unfinished(seal, checkpointed_run, tmp_path):
+    from langgraft.training.checkpoints import SEAL_FILE, valid_checkpoints
+
+    run = shutil.copytree(checkpointed_run, tmp_path / "run")
+    (run / "checkpoints" / "full" / "checkpoint-1" / SEAL_FILE).write_text(seal, encoding="utf-8")
+    sealed, broken = valid_checkpoints(run / "checkpoints" / "full")
+    assert [p.name for p in broken] == ["checkpoint-1"] and sealed == []
 
 
 def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(
