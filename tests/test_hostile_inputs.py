@@ -444,3 +444,82 @@ def test_no_source_file_warns_when_compiled():
         warnings.simplefilter("error")
         for path in sources:
             compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+# ----------------------------------------------------------------------------- run folders on a rerun
+
+def _planned_run(folder: Path, models: dict[str, Path], corpus: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A tiny pipeline file, its run folder and its stage keys (nothing run)."""
+    from langgraft import Pipeline
+
+    path = folder / "p.yaml"
+    path.write_text(json.dumps({"language": "xx", "source_model": str(models["bert"]), "name": "r",
+                                "corpora": {"target": {"files": [str(corpus)]}},
+                                "tokenizer": {"vocab_size": 200}, "init": {"method": "mean"}, "pretrain": None,
+                                "evaluation": {"retrieval": None}}), encoding="utf-8")
+    pipeline = Pipeline.from_yaml(path)
+    pipeline.run_dir.mkdir(parents=True)
+    return path, pipeline.run_dir, pipeline.keys()
+
+
+def _stage(run: Path, keys: dict[str, str], name: str) -> Path:
+    return run / "stages" / f"{name}-{keys[name][:12]}"
+
+
+RUN_FOLDER_CASES: dict[str, tuple[Callable[[Path, dict[str, str]], None], str]] = {
+    "a ledger entry that is a number": (lambda run, keys: (run / "stages.json").write_text('{"stages": {"corpus": 5}}'),
+                                        r"stages\.json.*entry of stage 'corpus' must be an object"),
+    "a ledger that is truncated": (lambda run, keys: (run / "stages.json").write_text('{"stages": {'),
+                                   r"stages\.json.*not valid JSON"),
+    "stages that is a file": (lambda run, keys: (run / "stages").write_text("x"), r"stages is not a folder"),
+    "a finished stage folder without its record": (lambda run, keys: _stage(run, keys, "corpus").mkdir(parents=True),
+                                                   r"corpus-\w+ is not a finished corpus stage \(no stage\.json"),
+    "a finished stage that is a file": (lambda run, keys: (_folder(run / "stages"), _stage(run, keys, "tokenizer")
+                                                           .write_text("x")),
+                                        r"not a finished tokenizer stage"),
+    "a .partial that is a file": (lambda run, keys: (_folder(run / "stages"), _stage(run, keys, "init")
+                                                     .with_name(_stage(run, keys, "init").name + ".partial")
+                                                     .write_text("x")),
+                                  r"init-\w+\.partial is not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", RUN_FOLDER_CASES, ids=list(RUN_FOLDER_CASES))
+def test_a_damaged_run_folder_is_refused_before_any_stage_runs(case, tiny_models, target_corpus, tmp_path, capsys):
+    mutate, pattern = RUN_FOLDER_CASES[case]
+    path, run, keys = _planned_run(tmp_path, tiny_models, target_corpus)
+    mutate(run, keys)
+    run_refused(["run", path], tmp_path, pattern, capsys)
+
+
+def _published_run(run: Path, module_name: str, stage_name: str = "module-m") -> Path:
+    """A run record with an init stage and one module stage whose record names ``module_name``."""
+    key = "ab" * 32
+    run.mkdir(parents=True)
+    (run / "pipeline.json").write_text(json.dumps({"name": "r", "config": {"language": "xx"},
+                                                   "stages": {"init": key, stage_name: key}}), encoding="utf-8")
+    (run / "stages" / f"init-{key[:12]}" / "model").mkdir(parents=True)
+    module = run / "stages" / f"{stage_name}-{key[:12]}"
+    (module / "module").mkdir(parents=True)
+    (module / "stage.json").write_text(json.dumps({"config": {"module": {"name": module_name, "role": "language",
+                                                                          "kind": "lora"}}}), encoding="utf-8")
+    return run
+
+
+@pytest.mark.parametrize("module_name, stage_name, pattern", [
+    ("../../../evil", "module-m", r"stage\.json: the stage record names no module"),
+    ("m", "../../evil", r"pipeline\.json: '\.\./\.\./evil' is not a stage name"),
+], ids=["a module name climbing out of the published folder", "a stage name climbing out of the run"])
+def test_publish_refuses_names_that_leave_their_folder(module_name, stage_name, pattern, tmp_path, capsys):
+    run = _published_run(tmp_path / "work" / "run", module_name, stage_name)
+    run_refused(["publish", run, "--out", tmp_path / "work" / "published"], tmp_path, pattern, capsys)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_publish_refuses_a_stage_key_that_is_not_a_sha256(tmp_path, capsys):
+    run = _published_run(tmp_path / "run", "m")
+    record = json.loads((run / "pipeline.json").read_text())
+    record["stages"]["init"] = "/../../../../" + "0" * 60
+    (run / "pipeline.json").write_text(json.dumps(record), encoding="utf-8")
+    run_refused(["publish", run, "--out", tmp_path / "published"], tmp_path, r"key of stage 'init' is not a stage key",
+                capsys)
