@@ -259,3 +259,15 @@ def test_a_local_source_model_is_read_beside_the_yaml_file_from_any_working_fold
     pipeline = Pipeline.from_yaml(task_dir / "p.yaml")
     assert Path(pipeline.config.source_model).resolve() == (task_dir / "models" / "gpt2").resolve()
     assert pipeline.name == "gpt2-xx" and pipeline.run_dir == (task_dir / "runs" / "gpt2-xx").resolve()
+
+
+def test_a_roberta_family_encoder_takes_its_positions_less_the_offset(tiny_models, target_corpus, source_corpus,
+                                                                      task_dir, capsys):
+    """The tiny XLM-R has 130 positions and pad id 1: 128 tokens fit, 129 are refused before any stage."""
+    def config(length: int) -> dict:
+        return decoder(tiny_models["xlmr"], target_corpus, source_corpus,
+                       pretrain={"max_steps": 4, "embedding_steps": 4, "max_seq_length": length})
+
+    assert Pipeline.from_dict(config(128), base_dir=task_dir).spec("pretrain").config.pretrain.max_seq_length == 128
+    err = refusal(config(129), task_dir, capsys)
+    assert "pretrain.max_seq_length: 129 tokens exceed the 128 positions" in err
