@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from langgraft.errors import UserError
 from langgraft.options import option
@@ -60,8 +62,29 @@ def target_regex(model: Any) -> str:
     return rf"^(.*\.)?{re.escape(stack_path)}\.\d+\.({'|'.join(map(re.escape, leaves))})$"
 
 
+# The heads PEFT's SEQ_CLS / TOKEN_CLS task types put in ``modules_to_save`` on their own.
+_PEFT_TASK_HEADS = ("classifier", "score")
+
+
 def _head_modules(head_names: list[str]) -> list[str]:
-    return sorted({name.rpartition(".")[0] for name in head_names})
+    """The outermost modules holding the head's parameters.
+
+    PEFT wraps every listed module in its own copy; a module inside another listed one (RoBERTa's
+    ``classifier.dense`` inside ``classifier``, which PEFT's task types list themselves) would be
+    wrapped twice, and the saved adapter would not load (KeyError in ``set_peft_model_state_dict``).
+    """
+    modules = {name.rpartition(".")[0] for name in head_names}
+    outer = modules | set(_PEFT_TASK_HEADS)
+    return sorted(m for m in modules if not any(m.startswith(f"{other}.") for other in outer))
+
+
+@contextmanager
+def _peft_wrapping() -> Iterator[None]:
+    """PEFT 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` each time it wraps a model;
+    that FutureWarning is theirs and says nothing a langgraft user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def lora_adapter_names(model: Any) -> list[str]:
@@ -139,7 +162,8 @@ class LoraKind(ModuleKind):
             model.add_adapter(TRAINING_ADAPTER, peft_config)
             model.base_model.set_adapter(lora_adapter_names(model))
         else:
-            model = get_peft_model(model, peft_config)
+            with _peft_wrapping():
+                model = get_peft_model(model, peft_config)
         freeze(model)
         for name, parameter in model.named_parameters():
             if f".{TRAINING_ADAPTER}." in name or name.endswith(f".{TRAINING_ADAPTER}"):
@@ -219,7 +243,8 @@ class LoraKind(ModuleKind):
         if isinstance(model, PeftModel):
             model.load_adapter(str(module.path), adapter_name=name, is_trainable=False)
         else:
-            model = PeftModel.from_pretrained(model, str(module.path), adapter_name=name, is_trainable=False)
+            with _peft_wrapping():
+                model = PeftModel.from_pretrained(model, str(module.path), adapter_name=name, is_trainable=False)
         model.base_model.set_adapter(lora_adapter_names(model), inference_mode=True)
         return model
 

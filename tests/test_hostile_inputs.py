@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -345,20 +346,70 @@ def checkpointed_run(tiny_models, target_corpus, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("pickle_name", ["rng_state.pth", "optimizer.pt"])
-def test_a_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(pickle_name, checkpointed_run,
-                                                                               tiny_models, target_corpus, tmp_path,
-                                                                               capsys):
+def _poisoned(path: Path, how: str) -> None:
+    if how == "pickle":  # a global weights_only refuses
+        torch.save({"note": datetime.date(2024, 5, 1)}, path)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "missing":
+        path.unlink()
+    else:
+        path.write_bytes({"empty": b"", "a list": b"[1, 2]", "an empty object": b"{}",
+                          "a log entry that is no object": b'{"global_step": 1, "max_steps": 2, "train_batch_size": 2,'
+                                                           b' "log_history": [3]}',
+                          "a field Trainer does not know": b'{"global_step": 1, "max_steps": 2, "train_batch_size": 2,'
+                                                           b' "log_history": [], "bogus": 1}'}[how])
+
+
+CHECKPOINT_CASES = {  # file in the checkpoint, what is done to it, what the line says
+    "rng_state.pth a pickle": ("rng_state.pth", "pickle", r"rng_state\.pth.*weights_only"),
+    "rng_state.pth truncated": ("rng_state.pth", "truncated", r"rng_state\.pth.*damaged"),
+    "optimizer.pt a pickle": ("optimizer.pt", "pickle", r"optimizer\.pt.*weights_only"),
+    "optimizer.pt empty": ("optimizer.pt", "empty", r"optimizer\.pt.*damaged"),
+    "scheduler.pt a pickle": ("scheduler.pt", "pickle", r"scheduler\.pt.*weights_only"),
+    "scheduler.pt truncated": ("scheduler.pt", "truncated", r"scheduler\.pt.*damaged"),
+    "scheduler.pt empty": ("scheduler.pt", "empty", r"scheduler\.pt.*damaged"),
+    "trainer_state.json truncated": ("trainer_state.json", "truncated", r"trainer_state\.json.*not valid JSON"),
+    "trainer_state.json empty": ("trainer_state.json", "empty", r"trainer_state\.json.*not valid JSON"),
+    "trainer_state.json a list": ("trainer_state.json", "a list", r"trainer_state\.json.*JSON object"),
+    "trainer_state.json an empty object": ("trainer_state.json", "an empty object", r"has no 'global_step'"),
+    "trainer_state.json a pickle": ("trainer_state.json", "pickle", r"trainer_state\.json.*not UTF-8"),
+    "trainer_state.json a log entry that is no object": ("trainer_state.json", "a log entry that is no object",
+                                                         r"'log_history' entry"),
+    "trainer_state.json a field Trainer does not know": ("trainer_state.json", "a field Trainer does not know",
+                                                         r"trainer_state\.json.*bogus"),
+    "trainer_state.json missing": ("trainer_state.json", "missing", r"no trainer_state\.json"),
+    "model.safetensors truncated": ("model.safetensors", "truncated", r"model\.safetensors: damaged weights"),
+    "model.safetensors missing": ("model.safetensors", "missing", r"checkpoint-1 holds no model weights"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=list(CHECKPOINT_CASES))
+def test_a_damaged_sealed_checkpoint_gets_one_line_on_resume(case, checkpointed_run, tiny_models, target_corpus,
+                                                             tmp_path, capsys):
+    """Sealed after the damage: the seal's sizes match, only the content is hostile (Trainer would fail mid-train)."""
     from langgraft.training.checkpoints import seal_checkpoint
 
+    name, how, pattern = CHECKPOINT_CASES[case]
     run = shutil.copytree(checkpointed_run, tmp_path / "run")
     checkpoint = run / "checkpoints" / "full" / "checkpoint-1"
-    torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / pickle_name)  # a global weights_only refuses
-    seal_checkpoint(checkpoint)  # sealed: only the pickle's content is hostile
+    _poisoned(checkpoint / name, how)
+    seal_checkpoint(checkpoint)
     run_refused(["pretrain", "--model", tiny_models["bert"], "--corpus", target_corpus, "--out", run,
                  "--max-steps", "4", "--embedding-steps", "1", "--max-seq-length", "32", "--save-steps", "1",
                  "--per-device-train-batch-size", "2", "--use-cpu", "--report-to", "none", "--resume"],
-                tmp_path, rf"{pickle_name}.*weights_only.*delete .*checkpoint-1", capsys)
+                tmp_path, rf"{pattern}.*delete .*checkpoint-1", capsys)
+
+
+@pytest.mark.parametrize("seal", ["[1, 2]", '{"files": [1]}', '{"files": {"model.safetensors": "big"}}'],
+                         ids=["a list", "files a list", "a size that is no number"])
+def test_a_seal_that_is_not_a_seal_marks_the_checkpoint_unfinished(seal, checkpointed_run, tmp_path):
+    from langgraft.training.checkpoints import SEAL_FILE, valid_checkpoints
+
+    run = shutil.copytree(checkpointed_run, tmp_path / "run")
+    (run / "checkpoints" / "full" / "checkpoint-1" / SEAL_FILE).write_text(seal, encoding="utf-8")
+    sealed, broken = valid_checkpoints(run / "checkpoints" / "full")
+    assert [p.name for p in broken] == ["checkpoint-1"] and sealed == []
 
 
 def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_line_on_resume(
@@ -378,3 +429,97 @@ def test_a_distillation_checkpoint_pickle_that_weights_only_refuses_gets_one_lin
     torch.save({"note": datetime.date(2024, 5, 1)}, checkpoint / "optimizer.pt")
     seal_checkpoint(checkpoint)
     run_refused([*argv, "--resume"], tmp_path, r"optimizer\.pt.*weights_only.*delete .*checkpoint-1", capsys)
+
+
+# ----------------------------------------------------------------------------- warnings of ours
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_no_source_file_warns_when_compiled():
+    """``python -W default`` shows compile-time warnings (an invalid escape in a docstring) on a plain run."""
+    sources = [p for p in REPO.rglob("*.py") if not {".venv", "build", ".git"} & set(p.relative_to(REPO).parts)]
+    assert len(sources) > 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in sources:
+            compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+# ----------------------------------------------------------------------------- run folders on a rerun
+
+def _planned_run(folder: Path, models: dict[str, Path], corpus: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A tiny pipeline file, its run folder and its stage keys (nothing run)."""
+    from langgraft import Pipeline
+
+    path = folder / "p.yaml"
+    path.write_text(json.dumps({"language": "xx", "source_model": str(models["bert"]), "name": "r",
+                                "corpora": {"target": {"files": [str(corpus)]}},
+                                "tokenizer": {"vocab_size": 200}, "init": {"method": "mean"}, "pretrain": None,
+                                "evaluation": {"retrieval": None}}), encoding="utf-8")
+    pipeline = Pipeline.from_yaml(path)
+    pipeline.run_dir.mkdir(parents=True)
+    return path, pipeline.run_dir, pipeline.keys()
+
+
+def _stage(run: Path, keys: dict[str, str], name: str) -> Path:
+    return run / "stages" / f"{name}-{keys[name][:12]}"
+
+
+RUN_FOLDER_CASES: dict[str, tuple[Callable[[Path, dict[str, str]], None], str]] = {
+    "a ledger entry that is a number": (lambda run, keys: (run / "stages.json").write_text('{"stages": {"corpus": 5}}'),
+                                        r"stages\.json.*entry of stage 'corpus' must be an object"),
+    "a ledger that is truncated": (lambda run, keys: (run / "stages.json").write_text('{"stages": {'),
+                                   r"stages\.json.*not valid JSON"),
+    "stages that is a file": (lambda run, keys: (run / "stages").write_text("x"), r"stages is not a folder"),
+    "a finished stage folder without its record": (lambda run, keys: _stage(run, keys, "corpus").mkdir(parents=True),
+                                                   r"corpus-\w+ is not a finished corpus stage \(no stage\.json"),
+    "a finished stage that is a file": (lambda run, keys: (_folder(run / "stages"), _stage(run, keys, "tokenizer")
+                                                           .write_text("x")),
+                                        r"not a finished tokenizer stage"),
+    "a .partial that is a file": (lambda run, keys: (_folder(run / "stages"), _stage(run, keys, "init")
+                                                     .with_name(_stage(run, keys, "init").name + ".partial")
+                                                     .write_text("x")),
+                                  r"init-\w+\.partial is not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", RUN_FOLDER_CASES, ids=list(RUN_FOLDER_CASES))
+def test_a_damaged_run_folder_is_refused_before_any_stage_runs(case, tiny_models, target_corpus, tmp_path, capsys):
+    mutate, pattern = RUN_FOLDER_CASES[case]
+    path, run, keys = _planned_run(tmp_path, tiny_models, target_corpus)
+    mutate(run, keys)
+    run_refused(["run", path], tmp_path, pattern, capsys)
+
+
+def _published_run(run: Path, module_name: str, stage_name: str = "module-m") -> Path:
+    """A run record with an init stage and one module stage whose record names ``module_name``."""
+    key = "ab" * 32
+    run.mkdir(parents=True)
+    (run / "pipeline.json").write_text(json.dumps({"name": "r", "config": {"language": "xx"},
+                                                   "stages": {"init": key, stage_name: key}}), encoding="utf-8")
+    (run / "stages" / f"init-{key[:12]}" / "model").mkdir(parents=True)
+    module = run / "stages" / f"{stage_name}-{key[:12]}"
+    (module / "module").mkdir(parents=True)
+    (module / "stage.json").write_text(json.dumps({"config": {"module": {"name": module_name, "role": "language",
+                                                                          "kind": "lora"}}}), encoding="utf-8")
+    return run
+
+
+@pytest.mark.parametrize("module_name, stage_name, pattern", [
+    ("../../../evil", "module-m", r"stage\.json: the stage record names no module"),
+    ("m", "../../evil", r"pipeline\.json: '\.\./\.\./evil' is not a stage name"),
+], ids=["a module name climbing out of the published folder", "a stage name climbing out of the run"])
+def test_publish_refuses_names_that_leave_their_folder(module_name, stage_name, pattern, tmp_path, capsys):
+    run = _published_run(tmp_path / "work" / "run", module_name, stage_name)
+    run_refused(["publish", run, "--out", tmp_path / "work" / "published"], tmp_path, pattern, capsys)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_publish_refuses_a_stage_key_that_is_not_a_sha256(tmp_path, capsys):
+    run = _published_run(tmp_path / "run", "m")
+    record = json.loads((run / "pipeline.json").read_text())
+    record["stages"]["init"] = "/../../../../" + "0" * 60
+    (run / "pipeline.json").write_text(json.dumps(record), encoding="utf-8")
+    run_refused(["publish", run, "--out", tmp_path / "published"], tmp_path, r"key of stage 'init' is not a stage key",
+                capsys)

@@ -11,10 +11,12 @@ an existing folder is never overwritten.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from langgraft.adapt.pipeline.config import is_plain_name
 from langgraft.atomic import atomic_dir, atomic_file
 from langgraft.digest import sha256_path
 from langgraft.outputs import check_output
@@ -38,10 +40,12 @@ def read_run_record(run: Path) -> dict[str, Any]:
     record = read_sidecar(run / "pipeline.json", "the run record (pipeline.json)",
                           "re-run `langgraft run` on the pipeline file to write it again",
                           {"stages": dict, "config": dict})
-    bad = next((name for name, key in record["stages"].items() if not isinstance(key, str) or len(key) < 12), None)
-    if bad is not None:
-        raise UserError(f"{run / 'pipeline.json'}: the key of stage {bad!r} is not a stage key; re-run `langgraft run` "
-                        "on the pipeline file to write it again")
+    fix = "re-run `langgraft run` on the pipeline file to write it again"
+    for name, key in record["stages"].items():
+        if not is_plain_name(name):  # stage folders are <run>/stages/<name>-<key[:12]>: nothing outside the run
+            raise UserError(f"{run / 'pipeline.json'}: {name!r} is not a stage name; {fix}")
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise UserError(f"{run / 'pipeline.json'}: the key of stage {name!r} is not a stage key (sha256); {fix}")
     return record
 
 
@@ -175,7 +179,8 @@ def publish_run(run: Path, out: Path, repo: str | None = None, overwrite: bool =
         if stage.startswith("module-"):
             info = read_sidecar(path / "stage.json", "the stage record", "delete the stage folder and re-run "
                                 "`langgraft run` to train the module again", {"config": dict})["config"].get("module")
-            if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("name", "role", "kind")):
+            if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("name", "role", "kind")) \
+                    or not is_plain_name(info["name"]):  # the name is a folder of the published one
                 raise UserError(f"{path / 'stage.json'}: the stage record names no module (name, role, kind); delete "
                                 f"{path} and re-run `langgraft run` to train the module again")
             modules[info["name"]] = {"role": info["role"], "kind": info["kind"], "dir": path / "module"}

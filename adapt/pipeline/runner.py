@@ -14,6 +14,7 @@ finishes, so a re-run skips finished stages and a crashed run resumes at the fai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -62,8 +63,11 @@ class Pipeline:
     """The stages of one language's adaptation, planned from a validated :class:`PipelineConfig`."""
 
     def __init__(self, config: PipelineConfig, base_dir: str | Path = ".") -> None:
-        self.config = config
         self.base_dir = Path(base_dir)
+        beside = Path(resolve_path(self.base_dir, config.source_model))
+        if not Path(config.source_model).expanduser().is_absolute() and beside.is_dir():
+            config = dataclasses.replace(config, source_model=str(beside))  # a local folder, relative to the YAML
+        self.config = config
         self.name = config.name or f"{Path(config.source_model).name}-{config.language}"
         if not is_plain_name(self.name):
             where = "name" if config.name else "the run name made of source_model and language"
@@ -132,8 +136,13 @@ class Pipeline:
     def ledger(self) -> dict:
         if not self.ledger_path.exists():
             return {"pipeline": self.name, "language": self.config.language, "stages": {}}
-        return read_sidecar(self.ledger_path, "the run's stage ledger",
-                            f"restore it, or move {self.run_dir} aside and start the run afresh", {"stages": dict})
+        fix = f"restore it, or move {self.run_dir} aside and start the run afresh"
+        ledger = read_sidecar(self.ledger_path, "the run's stage ledger", fix, {"stages": dict})
+        bad = next((name for name, entry in ledger["stages"].items() if not isinstance(entry, dict)), None)
+        if bad is not None:
+            raise UserError(f"{self.ledger_path}: the run's stage ledger: the entry of stage {bad!r} must be an "
+                            f"object; {fix}")
+        return ledger
 
     def _record(self, stage: str, **entry: Any) -> None:
         ledger = self.ledger()
@@ -193,6 +202,7 @@ class Pipeline:
 
     def _run(self, stop_after: str | None) -> dict[str, Path]:
         keys = self.keys()
+        self._check_run_folder(keys)
         self._name_stale_partials(keys)
         with atomic_file(self.run_dir / "pipeline.json") as handle:
             json.dump({"name": self.name, "config": plain(self.config), "stages": keys}, handle, indent=2)
@@ -207,6 +217,24 @@ class Pipeline:
         if self.publish_dir is not None:
             self._publish(keys)
         return outputs
+
+    def _check_run_folder(self, keys: dict[str, str]) -> None:
+        """Refuse, before anything is written, a run folder whose ledger or stage folders are not what a run leaves.
+
+        A finished stage folder always holds its ``stage.json`` (written before the rename): one without
+        it was made or emptied by hand, and the stages after it would read nothing from it."""
+        stages = self.run_dir / "stages"
+        if stages.exists() and not stages.is_dir():
+            raise UserError(f"{stages} is not a folder; move it aside (the run keeps its stage outputs there)")
+        self.ledger()
+        for name, key in keys.items():
+            final = self.stage_dir(name, key)
+            partial = final.with_name(final.name + ".partial")
+            if final.exists() and not (final / STAGE_RECORD).is_file():
+                raise UserError(f"{final} is not a finished {name} stage (no {STAGE_RECORD} in it); delete it and "
+                                "run again to redo the stage")
+            if partial.exists() and not partial.is_dir():
+                raise UserError(f"{partial} is not a folder; delete it and run again to redo the {name} stage")
 
     def _name_stale_partials(self, keys: dict[str, str]) -> list[Path]:
         """Name the ``.partial`` folders no stage of this plan resumes (an earlier config's crashed stages).
@@ -253,6 +281,7 @@ class Pipeline:
                                 f"configuration; run the pipeline up to it first (Pipeline.run(stop_after={need!r}))")
             inputs[need] = path
         with self._locked():
+            self._check_run_folder(keys)
             return self._execute(spec, keys[name], inputs)
 
     def _execute(self, spec: StageSpec, key: str, available: dict[str, Path]) -> Path:

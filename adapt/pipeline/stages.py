@@ -48,6 +48,7 @@ from langgraft.corpora.bible import BIBLE_PACKAGES
 from langgraft.corpora.prepare import CORPUS_SUMMARY_FILE, prepare_corpus, prepared_pairs, read_prepared
 from langgraft.corpora.readers import iter_text
 from langgraft.errors import UserError
+from langgraft.sidecars import read_sidecar
 from langgraft.eval.benchmarks import BENCHMARKS, prepare_benchmark
 from langgraft.eval.bpc import compute_bpc
 from langgraft.eval.harness import evaluate
@@ -649,7 +650,12 @@ def evaluate_stage(ctx: StageContext) -> dict:
         what = ", ".join(t.split("=")[0] for t in job["tasks"])
         if done.is_file():
             ctx.log(f"kept {job['setup']}: {what} (finished in an earlier attempt)")
-            rows += json.loads(done.read_text(encoding="utf-8"))["rows"]
+            kept = read_sidecar(done, "the rows of a finished evaluation call", "delete it to compute them again",
+                                {"rows": list})["rows"]
+            if not all(isinstance(row, dict) for row in kept):
+                raise UserError(f"{done}: the rows of a finished evaluation call must be objects; delete it to "
+                                "compute them again")
+            rows += kept
             continue
         ctx.log(f"evaluating {job['setup']}: {what}")
         run = evaluate(job["model"], job["tasks"], modules=job["modules"], source_model=source,
@@ -759,6 +765,9 @@ def plan(pipeline: "Pipeline") -> list[StageSpec]:
         where = f"modules[{index}]"
         if not module.name:
             raise UserError(f"{where}.name is missing; every module needs a name")
+        if not is_plain_name(module.name):  # it names the stage folder and the published modules/<name>/
+            raise UserError(f"{where}.name: {module.name!r} must be one plain folder name (letters, digits, '.', '_', "
+                            "'-'; no '/', not '..')")
         if module.name in earlier:
             raise UserError(f"{where}.name: {module.name!r} is used twice; module names must be unique")
         if module.role == "task" and module.task not in task_names:

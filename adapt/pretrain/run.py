@@ -298,12 +298,12 @@ class _Run:
                 if saved["data"].get(key) != value:
                     raise UserError(f"cannot resume {self.out}: {key} was {saved['data'].get(key)!r}, now {value!r}; "
                                     "resume with the original data and module options (same order of examples)")
-            from langgraft.training.checkpoints import check_pickles, valid_checkpoints  # loads torch: off --help
+            from langgraft.training.checkpoints import check_resumable, valid_checkpoints  # loads torch: off --help
 
             for phase in self.phases:  # refused before the model loads, not by Trainer mid-train
                 sealed, _ = valid_checkpoints(self.phase_dir(phase))
                 if sealed:
-                    check_pickles(sealed[-1])
+                    check_resumable(sealed[-1])
         for path in [*c.corpus, *([c.replay_corpus] if c.replay_ratio else [])]:
             check_corpus_fits(self.tokenizer, path, self.objective, c.max_seq_length)
         self.identity = identity

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -145,6 +146,21 @@ def test_token_classification_task_module(tiny_models, labelled, tmp_path):
     meta = load_module(out).metadata
     assert meta.labels == ["B-K", "O"] and meta.task == "token-cls" and meta.has_head
     model, tokenizer = load_composed(tiny_models["bert"], [out])
+    assert _logits(model, tokenizer).shape[-1] == 2
+
+
+@pytest.mark.slow
+def test_a_lora_task_module_on_a_roberta_classifier_loads_back(tiny_models, labelled, tmp_path):
+    """RoBERTa's head (classifier.dense, classifier.out_proj) sits inside ``classifier``, which PEFT's
+    SEQ_CLS task type saves itself: listing both made an adapter that neither langgraft nor PEFT could load."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = train_task_module("lora", tiny_models["xlmr"], labelled["seq"], task="seq-cls", out=tmp_path / "task",
+                                config={"rank": 2}, options=OPTIONS)
+        assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["classifier", "score"]
+        model, tokenizer = load_composed(tiny_models["xlmr"], [out])
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert not deprecations  # PEFT's read of transformers' is_gradient_checkpointing is filtered where we call it
     assert _logits(model, tokenizer).shape[-1] == 2
 
 

@@ -39,7 +39,7 @@ from langgraft.sidecars import read_sidecar
 from langgraft.training import (MetricsCallback, MetricsLog, TrainingOptions, check_options, checkpoint_dtype,
                                 checkpoint_step, has_accelerator, latest_checkpoint, load_dtype, save_trained, train,
                                 world_size)
-from langgraft.training.checkpoints import check_pickles, valid_checkpoints
+from langgraft.training.checkpoints import check_resumable, valid_checkpoints
 from langgraft.vocab.resources.align import align_words
 from langgraft.vocab.transfer import PROVENANCE_FILE, TRANSFER_SUMMARY_FILE
 
@@ -135,7 +135,7 @@ class _Run:
             self.finished = saved if saved.get("finished") else None
             sealed = valid_checkpoints(self.out / CHECKPOINTS)[0]
             if self.finished is None and sealed:  # refused before any model loads or anything is written
-                check_pickles(sealed[-1])
+                check_resumable(sealed[-1])
         self.resuming = resuming
 
     def _check_data(self) -> None:

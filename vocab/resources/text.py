@@ -4,7 +4,7 @@ One rule everywhere (fastText corpora, dictionaries induced by alignment, alignm
 WECHSEL's token surfaces): words are maximal runs of Unicode word characters, and every other
 non-space character is a word of its own. So ``"said,"`` gives ``said`` and ``,`` in any script,
 and the dictionary entries found by the aligner are the same strings the fastText model was
-trained on. Word characters are Unicode's (the ``regex`` module's ``\w``): letters, digits and
+trained on. Word characters are Unicode's (the ``regex`` module's ``\\w``): letters, digits and
 combining marks, so Devanagari ``नमस्ते`` or a decomposed ``é`` stay one word (Python's ``re``
 would cut them at every vowel sign or accent).
 """

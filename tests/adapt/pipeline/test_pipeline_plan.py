@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from langgraft import Pipeline
+from langgraft import Pipeline, UserError
 from langgraft.adapt.cli import main
 from langgraft.adapt.pipeline import stages
 from langgraft.adapt.pipeline.spec import StageContext
@@ -216,3 +216,58 @@ def test_evaluate_keeps_the_setups_it_finished_and_reruns_only_the_missing(tmp_p
     assert calls == ["source", "adapted", "adapted"]  # the finished source setup was kept
     rows = json.loads((ctx.work_dir / "evaluation.json").read_text())["rows"]
     assert [r["setup"] for r in rows] == ["source", "adapted"]
+
+
+def test_evaluate_refuses_damaged_kept_rows_in_one_line(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    (corpus / "target").mkdir(parents=True)
+    (corpus / "target" / "test.txt").write_text("a b\nc d\n", encoding="utf-8")
+    (tmp_path / "init").mkdir()
+    config = stages.EvaluateStageConfig(stages.EvaluationConfig(max_documents=None), 0, "xx", "source", [])
+    ctx = _context(tmp_path, config, {"corpus": corpus, "init": tmp_path / "init"})
+
+    def evaluate(model, tasks, *, name, **options):
+        if name == "adapted":
+            raise RuntimeError("simulated failure")
+        return {"name": name}
+
+    monkeypatch.setattr(stages, "evaluate", evaluate)
+    monkeypatch.setattr(stages, "to_rows", lambda runs: [{"setup": r["name"], "task": "bpc"} for r in runs])
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        stages.evaluate_stage(ctx)
+    kept = next((ctx.work_dir / stages.ROWS_FOLDER).iterdir())
+    for damaged in ('{"job": ', '{"job": {}}', '{"rows": [1, 2]}'):
+        kept.write_text(damaged, encoding="utf-8")
+        with pytest.raises(UserError, match=rf"{kept.name}: the rows of a finished evaluation call.*delete it"):
+            stages.evaluate_stage(ctx)
+
+
+def test_a_module_name_that_is_no_folder_name_is_refused_at_plan_time(tiny_models, target_corpus, source_corpus,
+                                                                      task_dir, capsys):
+    config = decoder(tiny_models["gpt2"], target_corpus, source_corpus, pretrain=None,
+                     modules=[{"name": "../../cls", "role": "task", "task": "cls"}])
+    assert "modules[0].name: '../../cls' must be one plain folder name" in refusal(config, task_dir, capsys)
+
+
+def test_a_local_source_model_is_read_beside_the_yaml_file_from_any_working_folder(tiny_models, target_corpus,
+                                                                                   source_corpus, task_dir,
+                                                                                   monkeypatch):
+    shutil.copytree(tiny_models["gpt2"], task_dir / "models" / "gpt2")
+    config = decoder(Path("models/gpt2"), target_corpus, source_corpus, pretrain=None)
+    (task_dir / "p.yaml").write_text(yaml.safe_dump({**config, "source_model": "models/gpt2"}), encoding="utf-8")
+    monkeypatch.chdir(task_dir.parent)
+    pipeline = Pipeline.from_yaml(task_dir / "p.yaml")
+    assert Path(pipeline.config.source_model).resolve() == (task_dir / "models" / "gpt2").resolve()
+    assert pipeline.name == "gpt2-xx" and pipeline.run_dir == (task_dir / "runs" / "gpt2-xx").resolve()
+
+
+def test_a_roberta_family_encoder_takes_its_positions_less_the_offset(tiny_models, target_corpus, source_corpus,
+                                                                      task_dir, capsys):
+    """The tiny XLM-R has 130 positions and pad id 1: 128 tokens fit, 129 are refused before any stage."""
+    def config(length: int) -> dict:
+        return decoder(tiny_models["xlmr"], target_corpus, source_corpus,
+                       pretrain={"max_steps": 4, "embedding_steps": 4, "max_seq_length": length})
+
+    assert Pipeline.from_dict(config(128), base_dir=task_dir).spec("pretrain").config.pretrain.max_seq_length == 128
+    err = refusal(config(129), task_dir, capsys)
+    assert "pretrain.max_seq_length: 129 tokens exceed the 128 positions" in err
