@@ -20,6 +20,12 @@ from langgraft.adapt.cli import build_parser
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FLAG = re.compile(r"(?<![\w=-])--[a-z][\w-]*")  # not a value given with "=" (--init-option=--option)
+QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")  # a quoted value: its flags belong to another command
+
+
+def flags(words: list[str]) -> set[str]:
+    """The options given in ``words``, leaving out those inside quoted values (``--distill "x:--lr 1"``)."""
+    return set(FLAG.findall(QUOTED.sub("", " ".join(words))))
 
 
 def command_lines(text: str) -> list[str]:
@@ -70,7 +76,7 @@ def test_every_flag_of_a_documented_langgraft_command_exists(doc, command):
     parser, rest = subcommand(PARSER, command.split())
     if parser.prog == "langgraft" and not (rest and rest[0].startswith("--")):
         return  # prose ("langgraft writes ..."), not a command
-    unknown = sorted(set(FLAG.findall(" ".join(rest))) - options_of(parser))
+    unknown = sorted(flags(rest) - options_of(parser))
     assert not unknown, f"{doc}: `{parser.prog}` has no {', '.join(unknown)} (in `langgraft{command}`)"
 
 
@@ -92,7 +98,7 @@ def test_every_flag_of_a_documented_benchmark_command_exists():
         key = (script, *sub)
         if key not in helps:
             helps[key] = help_text(*key)
-        unknown = sorted(set(FLAG.findall(" ".join(words[len(sub):]))) - set(FLAG.findall(helps[key])) - {"--help"})
+        unknown = sorted(flags(words[len(sub):]) - set(FLAG.findall(helps[key])) - {"--help"})
         if unknown:
             wrong.append(f"{doc}: benchmarks/{' '.join(key)} has no {', '.join(unknown)}")
     assert BENCHMARKS and not wrong, "\n".join(wrong)
