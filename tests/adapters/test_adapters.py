@@ -253,6 +253,7 @@ def test_cli_train_info_compose_stock_checkpoint(tiny_models, labelled, tmp_path
     assert done.returncode == 2 and "does not apply" in done.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes(tiny_models, target_corpus, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback
@@ -277,6 +278,7 @@ def test_interrupted_training_resumes(tiny_models, target_corpus, tmp_path):
     assert not (tmp_path / ".cut.work").exists()
 
 
+@pytest.mark.slow
 def test_language_module_carries_its_vocabulary(tiny_models, trained_modules, target_corpus, bert_with_target_words, tmp_path):
     """English body + target embeddings + target module + English task module, from the English checkpoint."""
     language = train_language_module("sft", bert_with_target_words, [target_corpus], language="tg",

@@ -219,6 +219,7 @@ def test_cli_merge_flags_and_bad_input(trained_modules, tiny_models, target_corp
     refused("--modules", str(misshapen), str(trained_modules["lora-task"]), "--no-merge", says="trained on another base")
 
 
+@pytest.mark.slow
 def test_composed_module_keeps_a_carried_vocabulary(trained_modules, tiny_models, target_corpus, bert_with_target_words,
                                                      tmp_path):
     """English checkpoint + (target vocabulary, target sft module, English task) written as one module."""

@@ -49,6 +49,7 @@ def test_report_tables_json_and_plots(tmp_path):
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
 
 
+@pytest.mark.slow
 def test_report_inputs_files_rows_and_run_folders(tmp_path, capsys):
     (tmp_path / "a.json").write_text(json.dumps(_run("adapted", 0.25, 2.5)), encoding="utf-8")
     evaluation = {"rows": [{"setup": "source", "task": "retrieval", "metric": "top10", "value": 0.125},

@@ -116,6 +116,7 @@ def test_a_list_of_languages_in_one_file(tiny_models, target_corpus, tmp_path):
         Pipeline.all_from_yaml(path)
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_and_exits_2(tiny_models, target_corpus, tmp_path):
     data = base(tiny_models["bert"], target_corpus)
     data["pretrian"] = {}

@@ -10,6 +10,8 @@ from pipeline_tiny import tiny_pipeline
 from langgraft import Pipeline, UserError
 from langgraft.adapt.pipeline.publish import publish
 
+pytestmark = pytest.mark.slow  # every test here runs a whole pipeline
+
 
 @pytest.fixture(scope="module")
 def finished(tiny_models, source_corpus, target_corpus, tmp_path_factory):

@@ -12,6 +12,8 @@ from pipeline_tiny import tiny_pipeline
 from langgraft import Pipeline, UserError
 from langgraft.adapt.pipeline.publish import publish
 
+pytestmark = pytest.mark.slow  # every test here runs a whole pipeline
+
 LOAD_WITHOUT_LANGGRAFT = r"""
 import hashlib, json, pathlib, sys
 import yaml

@@ -11,6 +11,7 @@ from langgraft.adapt.cli import main
 from langgraft.adapt.pretrain.head import HEAD_SUMMARY_FILE
 
 
+@pytest.mark.slow
 def test_recover_head_improves_mlm_loss_and_keeps_body(tiny_models, source_corpus, tmp_path, capsys):
     headless = tmp_path / "headless"
     AutoModel.from_pretrained(tiny_models["bert"]).save_pretrained(headless)

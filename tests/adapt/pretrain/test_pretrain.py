@@ -179,6 +179,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_models, target_corpus, tmp_path, 
     assert "another model" in _error_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_full_disk_leaves_no_broken_checkpoint_and_resumes(tiny_models, target_corpus, tmp_path, monkeypatch, capsys):
     real_save = torch.save
 

@@ -30,6 +30,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_embeddings_phase_then_lora_module(tiny_models, target_corpus, target_eval_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["pretrain", "--model", str(tiny_models["bert"]), "--corpus", str(target_corpus), "--out", str(out),

@@ -35,6 +35,7 @@ def test_run_writes_one_tensorboard_log_at_run_level_steps(tiny_models, target_c
     assert not list((out / "checkpoints").rglob("events.out.tfevents*"))  # no second, per-phase copy from Trainer
 
 
+@pytest.mark.slow
 def test_without_tensorboard_auto_runs_and_tensorboard_is_one_line(tiny_models, target_corpus, tmp_path, monkeypatch,
                                                                     capsys):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
