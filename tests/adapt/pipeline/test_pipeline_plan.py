@@ -191,13 +191,18 @@ def test_max_documents_samples_the_bpc_text_and_each_corpus_split(tmp_path):
     assert len(kept) == 8 and [r.split("\t")[3] for r in rows] == kept
 
 
-def test_evaluate_keeps_the_setups_it_finished_and_reruns_only_the_missing(tmp_path, monkeypatch):
+def _evaluate_context(tmp_path):
+    """An evaluate stage over a two-line test split, with the source and adapted setups to compute."""
     corpus = tmp_path / "corpus"
     (corpus / "target").mkdir(parents=True)
     (corpus / "target" / "test.txt").write_text("a b\nc d\n", encoding="utf-8")
     (tmp_path / "init").mkdir()
     config = stages.EvaluateStageConfig(stages.EvaluationConfig(max_documents=None), 0, "xx", "source", [])
-    ctx = _context(tmp_path, config, {"corpus": corpus, "init": tmp_path / "init"})
+    return _context(tmp_path, config, {"corpus": corpus, "init": tmp_path / "init"})
+
+
+def test_evaluate_keeps_the_setups_it_finished_and_reruns_only_the_missing(tmp_path, monkeypatch):
+    ctx = _evaluate_context(tmp_path)
     calls = []
 
     def evaluate(model, tasks, *, name, **options):
@@ -219,12 +224,7 @@ def test_evaluate_keeps_the_setups_it_finished_and_reruns_only_the_missing(tmp_p
 
 
 def test_evaluate_refuses_damaged_kept_rows_in_one_line(tmp_path, monkeypatch):
-    corpus = tmp_path / "corpus"
-    (corpus / "target").mkdir(parents=True)
-    (corpus / "target" / "test.txt").write_text("a b\nc d\n", encoding="utf-8")
-    (tmp_path / "init").mkdir()
-    config = stages.EvaluateStageConfig(stages.EvaluationConfig(max_documents=None), 0, "xx", "source", [])
-    ctx = _context(tmp_path, config, {"corpus": corpus, "init": tmp_path / "init"})
+    ctx = _evaluate_context(tmp_path)
 
     def evaluate(model, tasks, *, name, **options):
         if name == "adapted":
